@@ -1,0 +1,1 @@
+"""The SQLite audit log (sqlite-utils) and the reviewer CLI."""

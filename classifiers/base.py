@@ -1,0 +1,143 @@
+"""The two protocols every classifier implements, and the typed values they exchange.
+
+A text classifier reads a :class:`PromptText` (original and normalised text, with a map back
+to the original for evidence spans). A frame classifier reads :class:`SampledFrame` values.
+Both return :class:`Verdict` values: one per category they score (per frame for frames).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Category = Literal[
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+    "hate",
+    "harassment",
+    "self-harm",
+    "celebrity",
+    "ip",
+]
+"""Policy categories, the same names in YAML, HTTP responses and audit rows."""
+
+CATEGORIES: tuple[Category, ...] = (
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+    "hate",
+    "harassment",
+    "self-harm",
+    "celebrity",
+    "ip",
+)
+
+Stage = Literal["prompt", "frame"]
+STAGES: tuple[Stage, ...] = ("prompt", "frame")
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a verdict scored what it did: a span of the original prompt, or a frame.
+
+    ``start``/``end`` index the *original* prompt text (not the normalised one), so a reviewer
+    sees exactly what the user sent. Frame evidence names the frame index and its timestamp.
+    """
+
+    text: str | None = None
+    start: int | None = None
+    end: int | None = None
+    frame_index: int | None = None
+    timestamp_s: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One classifier's score for one category (for one frame, at the frame stage).
+
+    ``score`` is calibrated to [0, 1] so a policy threshold means the same across classifiers.
+    ``threshold`` is the policy threshold the score was compared with, filled in by the policy
+    engine (classifiers leave it ``None``).
+    """
+
+    classifier: str
+    category: Category
+    score: float
+    model_id: str
+    model_version: str
+    evidence: tuple[Evidence, ...] = ()
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PromptText:
+    """A prompt as the text classifiers see it.
+
+    ``normalized`` is the de-obfuscated text (NFKC, casefold, confusables, leetspeak, spacing
+    tricks removed). ``offsets[i]`` is the index in ``original`` of the character that produced
+    ``normalized[i]``; ``offsets`` has ``len(normalized) + 1`` entries (the last one is
+    ``len(original)``), so any normalised span maps back to an original span.
+    """
+
+    original: str
+    normalized: str
+    offsets: tuple[int, ...] = field(repr=False)
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """Map a ``[start, end)`` span of ``normalized`` to the matching span of ``original``."""
+        if not 0 <= start <= end <= len(self.normalized):
+            raise ValueError(f"span [{start}, {end}) outside normalised text of {len(self.normalized)}")
+        if start == end:
+            pos = self.offsets[start]
+            return pos, pos
+        # The end maps through the last character inside the span, so a span never swallows
+        # characters the normaliser deleted after it.
+        return self.offsets[start], self.offsets[end - 1] + 1
+
+    def evidence(self, start: int, end: int, detail: str | None = None) -> Evidence:
+        """Evidence for a span of the normalised text, quoted from the original."""
+        o_start, o_end = self.original_span(start, end)
+        return Evidence(text=self.original[o_start:o_end], start=o_start, end=o_end, detail=detail)
+
+
+@dataclass(frozen=True, slots=True)
+class SampledFrame:
+    """One frame picked by the frame sampler: RGB uint8 pixels, shape (height, width, 3)."""
+
+    index: int
+    timestamp_s: float
+    image: npt.NDArray[np.uint8] = field(repr=False)
+
+
+@runtime_checkable
+class TextClassifier(Protocol):
+    """Scores a prompt. Must be thread-safe after construction; raising means "fail closed"."""
+
+    name: str
+    model_id: str
+    model_version: str
+
+    def classify(self, prompt: PromptText) -> list[Verdict]:
+        """Return one verdict per category this classifier covers (score 0 when nothing found)."""
+        ...
+
+
+@runtime_checkable
+class FrameClassifier(Protocol):
+    """Scores sampled frames. Raising means the video is withheld (fail closed)."""
+
+    name: str
+    model_id: str
+    model_version: str
+
+    def classify(self, frames: Sequence[SampledFrame]) -> list[Verdict]:
+        """Return one verdict per (frame, category) with frame evidence (index, timestamp)."""
+        ...

@@ -1,0 +1,1 @@
+"""The ReelGuard HTTP gateway (Litestar), settings, jobs and orchestration."""

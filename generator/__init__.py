@@ -1,0 +1,1 @@
+"""Video generator backends behind the :class:`generator.base.VideoBackend` protocol."""
