@@ -8,6 +8,7 @@ override them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,7 +22,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REELGUARD_", extra="ignore", frozen=True)
 
     db: Path = Field(Path("var/reelguard.db"), description="SQLite database (jobs, keys, audit).")
-    data_dir: Path = Field(Path("var/videos"), description="Video files: released/ and quarantine/.")
+    data_dir: Path = Field(
+        Path("var/videos"), description="Video files: released/ and quarantine/."
+    )
     policy: Path = Field(PACKAGE_POLICY, description="Base policy YAML file.")
     tenant_policy_dir: Path | None = Field(
         None, description="Folder of tenant overlays, one <tenant>.yaml each (extends the base)."
@@ -30,8 +33,37 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     max_input_chars: int = Field(10_000, ge=1, description="Longest prompt accepted (characters).")
     max_input_items: int = Field(32, ge=1, description="Most prompts in one moderation request.")
-    policy_reload_interval_s: float = Field(2.0, gt=0, description="How often to check policy files.")
+    policy_reload_interval_s: float = Field(
+        2.0, gt=0, description="How often to check policy files."
+    )
     torch_threads: int = Field(1, ge=1, description="Intra-op threads for torch/onnx models.")
+    # generator (generator/): which backend renders video, and how each one is reached
+    generator_backend: Literal["embedded", "diffusers", "remote"] = Field(
+        "embedded", description="Video backend: embedded (CPU tiny DiT), diffusers (GPU), remote."
+    )
+    embedded_weights: Path | None = Field(
+        None, description="Embedded DiT weights file (default: the one shipped in the package)."
+    )
+    embedded_steps: int = Field(20, ge=1, le=200, description="Embedded sampler steps.")
+    diffusers_model: str | None = Field(
+        None,
+        description="Local directory of a diffusers text-to-video pipeline (Wan, LTX, CogVideoX).",
+    )
+    diffusers_device: str | None = Field(
+        None, description="torch device (default: cuda if present)."
+    )
+    diffusers_steps: int | None = Field(None, ge=1, le=500, description="Inference steps override.")
+    remote_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible video API (…/v1 is appended if absent)."
+    )
+    remote_api_key: str | None = Field(None, description="Bearer token for the remote video API.")
+    remote_model: str = Field("sora-2", description="Model name sent to the remote video API.")
+    remote_timeout_s: float = Field(30.0, gt=0, description="Per-request HTTP timeout (seconds).")
+    remote_job_timeout_s: float = Field(900.0, gt=0, description="Longest wait for a remote job.")
+    remote_poll_interval_s: float = Field(2.0, gt=0, description="Seconds between status polls.")
+    remote_retries: int = Field(
+        3, ge=0, le=10, description="Retries on 5xx, 429 and network errors."
+    )
 
 
 def get_settings() -> Settings:
