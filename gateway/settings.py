@@ -64,6 +64,36 @@ class Settings(BaseSettings):
     remote_retries: int = Field(
         3, ge=0, le=10, description="Retries on 5xx, 429 and network errors."
     )
+    # video jobs (gateway/jobs.py, gateway/worker.py): the queue, the worker pool, webhooks
+    video_workers: int = Field(
+        1, ge=0, le=64, description="Worker processes `reelguard serve` starts (0: none)."
+    )
+    video_queue_max: int = Field(
+        32, ge=1, description="Most queued video jobs; beyond it POST /v1/videos answers 429."
+    )
+    video_default_seconds: str = Field("2", description="Clip length when a request omits it.")
+    video_default_size: str = Field("256x256", description="WIDTHxHEIGHT when a request omits it.")
+    video_lease_s: float = Field(
+        15.0, gt=0, description="A worker's claim on a job lapses this long after its heartbeat."
+    )
+    video_max_attempts: int = Field(
+        2, ge=1, le=10, description="Runs of a job whose worker died before it fails (worker_lost)."
+    )
+    video_generate_timeout_s: float = Field(900.0, gt=0, description="Generation stage limit.")
+    video_audit_timeout_s: float = Field(120.0, gt=0, description="Frame audit stage limit.")
+    video_encode_timeout_s: float = Field(120.0, gt=0, description="MP4 encoding stage limit.")
+    worker_poll_interval_s: float = Field(
+        0.5, gt=0, description="How often an idle worker looks for a job."
+    )
+    webhook_url: str | None = Field(
+        None, description="POST video.completed / video.failed events here (none: no webhooks)."
+    )
+    webhook_secret: str | None = Field(
+        None, description="Signing secret for webhooks (whsec_<base64> or plain text)."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=20, description="Deliveries tried per event (exponential backoff)."
+    )
 
 
 def get_settings() -> Settings:

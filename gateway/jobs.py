@@ -1,0 +1,588 @@
+"""The video job store: a persistent queue in SQLite (WAL), shared by web and worker processes.
+
+A job's life, and who moves it::
+
+    queued ──claim──▶ in_progress ──▶ completed   (frame audit allowed it: file in released/)
+       │                 │        └─▶ failed      (generation error, timeout, cancelled, or
+       │                 │                          withheld by the frame audit: output_moderation)
+       └─cancel─▶ failed └─lease expired─▶ re-run once more, or failed (worker_lost)
+
+Inside ``in_progress`` the ``stage`` column says how far the worker got: ``generating``,
+``auditing``, ``encoding``, ``recording`` and ``decided``. ``decided`` means the frame-audit
+decision is in the audit log *and* in this row; only then may a file leave quarantine. A worker
+holds a job through a lease it renews (heartbeat); when a worker dies (kill -9), its lease runs
+out and the next :meth:`JobStore.claim` recovers the job: a ``decided`` job is finished from the
+recorded decision, anything earlier is run again from scratch (its partial files stay in
+quarantine) or failed once its attempts are used up. So no job stays stuck and none is released
+without its audit.
+
+Errors (all subclasses of :class:`JobError`)::
+
+    JobError
+    ├── QueueFull            the queue holds ``queue_max`` jobs; retry after ``retry_after_s``
+    ├── IdempotencyConflict  an Idempotency-Key reused with a different request body
+    ├── JobNotFound          no such job (or it belongs to another tenant, or was deleted)
+    └── NotWithheld          release_withheld() on a job that is not withheld
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+JobStatus = Literal["queued", "in_progress", "completed", "failed"]
+Stage = Literal["queued", "generating", "auditing", "encoding", "recording", "decided", "done"]
+Release = Literal["released", "withheld"]
+
+RELEASED_DIR = "released"
+QUARANTINE_DIR = "quarantine"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS video_jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    tenant TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    seconds TEXT NOT NULL,
+    size TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    seed INTEGER,
+    status TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    progress INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    completed_at REAL,
+    updated_at REAL NOT NULL,
+    error_code TEXT,
+    error_message TEXT,
+    prompt_moderation TEXT NOT NULL,
+    frame_moderation TEXT,
+    policy_version TEXT NOT NULL,
+    release TEXT,
+    idempotency_key TEXT,
+    request_hash TEXT,
+    worker_id TEXT,
+    lease_expires_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    deleted_at REAL,
+    timings TEXT NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS video_jobs_idempotency
+    ON video_jobs (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS video_jobs_queue ON video_jobs (status, seq);
+CREATE INDEX IF NOT EXISTS video_jobs_tenant ON video_jobs (tenant, seq);
+"""
+
+
+class JobError(Exception):
+    """Base class of the job store's errors."""
+
+
+class QueueFull(JobError):
+    """The queue is full; the client should retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, queued: int, queue_max: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"the video queue is full ({queued} of {queue_max} jobs waiting); "
+            f"retry after {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+
+class IdempotencyConflict(JobError):
+    """An Idempotency-Key was reused with a different request."""
+
+
+class JobNotFound(JobError):
+    """No such job for this tenant."""
+
+
+class NotWithheld(JobError):
+    """Only a withheld video can be released by a reviewer."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoJob:
+    """One row of ``video_jobs``. JSON columns are decoded into plain dicts."""
+
+    id: str
+    tenant: str
+    model: str
+    prompt: str
+    seconds: str
+    size: str
+    width: int
+    height: int
+    seed: int | None
+    status: JobStatus
+    stage: Stage
+    progress: int
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+    error_code: str | None
+    error_message: str | None
+    prompt_moderation: dict[str, Any]
+    frame_moderation: dict[str, Any] | None
+    policy_version: str
+    release: Release | None
+    idempotency_key: str | None
+    request_hash: str | None
+    worker_id: str | None
+    lease_expires_at: float | None
+    attempts: int
+    cancel_requested: bool
+    deleted_at: float | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def file_name(self) -> str:
+        """The MP4's name inside ``released/`` or ``quarantine/``."""
+        return f"{self.id}.mp4"
+
+    @property
+    def thumbnail_name(self) -> str:
+        """The thumbnail's name, kept next to the MP4 (quarantined with it)."""
+        return f"{self.id}.jpg"
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What the web process knows when it enqueues a job (prompt already allowed)."""
+
+    tenant: str
+    model: str
+    prompt: str
+    seconds: str
+    size: str
+    width: int
+    height: int
+    prompt_moderation: dict[str, Any]
+    policy_version: str
+    seed: int | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a tenant's jobs, newest first unless ``order="asc"``."""
+
+    jobs: tuple[VideoJob, ...]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A heartbeat's answer: does this worker still own the job, and was it cancelled."""
+
+    owned: bool
+    cancel_requested: bool
+
+
+def connect(db_path: Path) -> sqlite3.Connection:
+    """Open the shared database (WAL, a busy timeout so processes wait rather than fail)."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _row_to_job(row: sqlite3.Row) -> VideoJob:
+    frame = row["frame_moderation"]
+    return VideoJob(
+        id=row["id"],
+        tenant=row["tenant"],
+        model=row["model"],
+        prompt=row["prompt"],
+        seconds=row["seconds"],
+        size=row["size"],
+        width=row["width"],
+        height=row["height"],
+        seed=row["seed"],
+        status=row["status"],
+        stage=row["stage"],
+        progress=row["progress"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        prompt_moderation=json.loads(row["prompt_moderation"]),
+        frame_moderation=json.loads(frame) if frame else None,
+        policy_version=row["policy_version"],
+        release=row["release"],
+        idempotency_key=row["idempotency_key"],
+        request_hash=row["request_hash"],
+        worker_id=row["worker_id"],
+        lease_expires_at=row["lease_expires_at"],
+        attempts=row["attempts"],
+        cancel_requested=bool(row["cancel_requested"]),
+        deleted_at=row["deleted_at"],
+        timings=json.loads(row["timings"]),
+    )
+
+
+class JobStore:
+    """The ``video_jobs`` table. Every method opens its own connection, so one store can be
+    shared by threads, and any number of processes can use the same file."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = Path(db_path)
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self.db_path)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
+        with self._conn() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- web process ---------------------------------------------------------------------------
+
+    def create(self, new: NewJob, *, queue_max: int, workers: int = 1) -> tuple[VideoJob, bool]:
+        """Enqueue a job; returns ``(job, created)``.
+
+        With an idempotency key already used by this tenant, returns the existing job and
+        ``created=False`` (or raises :class:`IdempotencyConflict` if the request differs).
+        Raises :class:`QueueFull` when ``queue_max`` jobs are already waiting.
+        """
+        now = time.time()
+        with self._write() as conn:
+            if new.idempotency_key is not None:
+                row = conn.execute(
+                    "SELECT * FROM video_jobs WHERE tenant = ? AND idempotency_key = ?",
+                    (new.tenant, new.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    if row["request_hash"] != new.request_hash:
+                        raise IdempotencyConflict(
+                            f"Idempotency-Key {new.idempotency_key!r} was used for a different "
+                            "request; send a new key for a new video"
+                        )
+                    return _row_to_job(row), False
+            queued = conn.execute(
+                "SELECT count(*) FROM video_jobs WHERE status = 'queued'"
+            ).fetchone()[0]
+            if queued >= queue_max:
+                raise QueueFull(queued, queue_max, self._retry_after(conn, queued, workers))
+            job_id = "video_" + secrets.token_hex(16)
+            conn.execute(
+                """INSERT INTO video_jobs (id, tenant, model, prompt, seconds, size, width, height,
+                   seed, status, stage, progress, created_at, updated_at, prompt_moderation,
+                   policy_version, idempotency_key, request_hash)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', 0, ?, ?, ?, ?, ?, ?)""",
+                (
+                    job_id,
+                    new.tenant,
+                    new.model,
+                    new.prompt,
+                    new.seconds,
+                    new.size,
+                    new.width,
+                    new.height,
+                    new.seed,
+                    now,
+                    now,
+                    json.dumps(new.prompt_moderation),
+                    new.policy_version,
+                    new.idempotency_key,
+                    new.request_hash,
+                ),
+            )
+            row = conn.execute("SELECT * FROM video_jobs WHERE id = ?", (job_id,)).fetchone()
+            return _row_to_job(row), True
+
+    @staticmethod
+    def _retry_after(conn: sqlite3.Connection, queued: int, workers: int) -> int:
+        """Seconds until a queue slot frees up, from the last jobs' run times."""
+        rows = conn.execute(
+            """SELECT completed_at - started_at FROM video_jobs
+               WHERE completed_at IS NOT NULL AND started_at IS NOT NULL
+               ORDER BY seq DESC LIMIT 20"""
+        ).fetchall()
+        durations = [r[0] for r in rows if r[0] is not None and r[0] > 0]
+        mean = sum(durations) / len(durations) if durations else 30.0
+        # One slot frees when the oldest waiting job starts: about one job time per worker.
+        return max(1, min(3600, round(mean / max(1, workers))))
+
+    def get(self, job_id: str, tenant: str | None = None) -> VideoJob:
+        """A job by id; with ``tenant``, only that tenant's live (not deleted) job."""
+        with self._conn() as conn:
+            row = conn.execute("SELECT * FROM video_jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or (tenant is not None and (row["tenant"] != tenant or row["deleted_at"])):
+            raise JobNotFound(f"no video {job_id!r}")
+        return _row_to_job(row)
+
+    def list(
+        self,
+        tenant: str,
+        *,
+        after: str | None = None,
+        limit: int = 20,
+        order: Literal["asc", "desc"] = "desc",
+    ) -> Page:
+        """A page of the tenant's live jobs, after the job ``after`` in the chosen order."""
+        cmp, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
+        params: list[Any] = [tenant]
+        where = "tenant = ? AND deleted_at IS NULL"
+        with self._conn() as conn:
+            if after is not None:
+                anchor = conn.execute(
+                    "SELECT seq FROM video_jobs WHERE id = ? AND tenant = ?", (after, tenant)
+                ).fetchone()
+                if anchor is None:
+                    raise JobNotFound(f"no video {after!r} to page after")
+                where += f" AND seq {cmp} ?"
+                params.append(anchor["seq"])
+            rows = conn.execute(
+                f"SELECT * FROM video_jobs WHERE {where} ORDER BY seq {direction} LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+        return Page(tuple(_row_to_job(r) for r in rows[:limit]), has_more=len(rows) > limit)
+
+    def delete(self, job_id: str, tenant: str) -> VideoJob:
+        """Delete a tenant's video: cancel it if it has not finished, hide it from the API.
+
+        A queued job fails at once (``cancelled``); a running one is flagged and its worker
+        stops at the next progress step. The row stays (the audit trail refers to it).
+        Returns the job as it was before deletion.
+        """
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT * FROM video_jobs WHERE id = ? AND tenant = ? AND deleted_at IS NULL",
+                (job_id, tenant),
+            ).fetchone()
+            if row is None:
+                raise JobNotFound(f"no video {job_id!r}")
+            if row["status"] == "queued":
+                conn.execute(
+                    """UPDATE video_jobs SET status = 'failed', stage = 'done',
+                       error_code = 'cancelled', error_message = 'deleted before it started',
+                       completed_at = ?, updated_at = ?, deleted_at = ? WHERE id = ?""",
+                    (now, now, now, job_id),
+                )
+            elif row["status"] == "in_progress":
+                conn.execute(
+                    """UPDATE video_jobs SET cancel_requested = 1, deleted_at = ?, updated_at = ?
+                       WHERE id = ?""",
+                    (now, now, job_id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE video_jobs SET deleted_at = ?, updated_at = ? WHERE id = ?",
+                    (now, now, job_id),
+                )
+            return _row_to_job(row)
+
+    def queued_count(self) -> int:
+        """Jobs waiting for a worker."""
+        with self._conn() as conn:
+            return int(
+                conn.execute("SELECT count(*) FROM video_jobs WHERE status = 'queued'").fetchone()[
+                    0
+                ]
+            )
+
+    # -- worker processes ----------------------------------------------------------------------
+
+    def claim(self, worker_id: str, *, lease_s: float, max_attempts: int) -> VideoJob | None:
+        """Take the next job for ``worker_id``: first a job whose worker died, else the oldest
+        queued one. Returns ``None`` when there is nothing to do.
+
+        A recovered job keeps its stage: the caller finishes a ``decided`` job from the recorded
+        decision and runs any other from scratch. A recovered job that already had
+        ``max_attempts`` runs fails (``worker_lost``) instead of being run again.
+        """
+        now = time.time()
+        with self._write() as conn:
+            self._fail_exhausted(conn, now, max_attempts)
+            row = conn.execute(
+                """SELECT * FROM video_jobs
+                   WHERE status = 'in_progress' AND lease_expires_at < ?
+                   ORDER BY seq LIMIT 1""",
+                (now,),
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    "SELECT * FROM video_jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"
+                ).fetchone()
+            if row is None:
+                return None
+            recovering = row["status"] == "in_progress"
+            stage = row["stage"] if recovering and row["stage"] == "decided" else "generating"
+            attempts = row["attempts"] + (0 if stage == "decided" else 1)
+            conn.execute(
+                """UPDATE video_jobs SET status = 'in_progress', stage = ?, worker_id = ?,
+                   lease_expires_at = ?, attempts = ?, started_at = coalesce(started_at, ?),
+                   updated_at = ? WHERE id = ?""",
+                (stage, worker_id, now + lease_s, attempts, now, now, row["id"]),
+            )
+            row = conn.execute("SELECT * FROM video_jobs WHERE id = ?", (row["id"],)).fetchone()
+            return _row_to_job(row)
+
+    @staticmethod
+    def _fail_exhausted(conn: sqlite3.Connection, now: float, max_attempts: int) -> None:
+        """Fail expired jobs whose worker died on their last allowed attempt (not decided ones:
+        those only need their recorded decision applied), and expired cancelled jobs."""
+        conn.execute(
+            """UPDATE video_jobs SET status = 'failed', stage = 'done', progress = progress,
+               error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'worker_lost' END,
+               error_message = CASE WHEN cancel_requested THEN 'deleted while running'
+                   ELSE 'the worker running this job stopped ' || attempts || ' time(s)' END,
+               completed_at = ?, updated_at = ?, worker_id = NULL, lease_expires_at = NULL
+               WHERE status = 'in_progress' AND lease_expires_at < ? AND stage != 'decided'
+               AND (attempts >= ? OR cancel_requested = 1)""",
+            (now, now, now, max_attempts),
+        )
+
+    def heartbeat(self, job_id: str, worker_id: str, *, lease_s: float) -> Lease:
+        """Renew the lease; tells the worker whether it still owns the job and if it was
+        cancelled. A worker that lost its lease must stop without writing anything."""
+        now = time.time()
+        with self._write() as conn:
+            cur = conn.execute(
+                """UPDATE video_jobs SET lease_expires_at = ?, updated_at = ?
+                   WHERE id = ? AND worker_id = ? AND status = 'in_progress'""",
+                (now + lease_s, now, job_id, worker_id),
+            )
+            row = conn.execute(
+                "SELECT cancel_requested FROM video_jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        return Lease(owned=cur.rowcount == 1, cancel_requested=bool(row and row[0]))
+
+    def update(self, job_id: str, worker_id: str, **fields: Any) -> bool:
+        """Set columns of a job this worker owns (``stage``, ``progress``, ``timings``...).
+
+        JSON columns take dicts. Returns False (and writes nothing) if the worker lost the job.
+        """
+        for key in ("frame_moderation", "timings"):
+            if key in fields and not isinstance(fields[key], str | None):
+                fields[key] = json.dumps(fields[key])
+        fields["updated_at"] = time.time()
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as conn:
+            cur = conn.execute(
+                f"UPDATE video_jobs SET {assignments} "
+                "WHERE id = ? AND worker_id = ? AND status = 'in_progress'",
+                (*fields.values(), job_id, worker_id),
+            )
+        return cur.rowcount == 1
+
+    def finish(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        status: Literal["completed", "failed"],
+        error_code: str | None = None,
+        error_message: str | None = None,
+        release: Release | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> bool:
+        """End a job this worker owns. Returns False if it lost the job meanwhile."""
+        now = time.time()
+        fields: dict[str, Any] = {
+            "status": status,
+            "stage": "done",
+            "error_code": error_code,
+            "error_message": error_message,
+            "completed_at": now,
+            "lease_expires_at": None,
+        }
+        if status == "completed":
+            fields["progress"] = 100
+        if release is not None:
+            fields["release"] = release
+        if timings is not None:
+            fields["timings"] = timings
+        return self.update(job_id, worker_id, **fields)
+
+
+def videos_dir(data_dir: Path, kind: Literal["released", "quarantine"]) -> Path:
+    """``data_dir/released`` or ``data_dir/quarantine``, created on first use."""
+    path = Path(data_dir) / (RELEASED_DIR if kind == "released" else QUARANTINE_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def move_to_released(data_dir: Path, job: VideoJob) -> Path:
+    """Move a job's MP4 and thumbnail out of quarantine (idempotent: a repeat finds them
+    already moved). Same filesystem, so each move is an atomic rename."""
+    quarantine, released = videos_dir(data_dir, "quarantine"), videos_dir(data_dir, "released")
+    for name in (job.thumbnail_name, job.file_name):  # the MP4 last: its presence means done
+        src = quarantine / name
+        if src.exists():
+            os.replace(src, released / name)
+    target = released / job.file_name
+    if not target.exists():
+        raise FileNotFoundError(f"{quarantine / job.file_name}: the video file is missing")
+    return target
+
+
+def release_withheld(db_path: Path, data_dir: Path, job_id: str, actor: str, note: str) -> VideoJob:
+    """Release a video the frame audit withheld, after a human review.
+
+    Moves the files from quarantine to released, records the release (``actor``, ``note``) in
+    the audit log, then marks the job completed. Raises :class:`JobNotFound` or
+    :class:`NotWithheld`. Called by the reviewer CLI.
+    """
+    from audit.log import AuditLog
+
+    store = JobStore(db_path)
+    job = store.get(job_id)
+    if job.release != "withheld" or job.status != "failed":
+        raise NotWithheld(
+            f"video {job_id} is {job.status} (release: {job.release or 'none'}); only a withheld "
+            "video (failed with output_moderation) can be released"
+        )
+    target = move_to_released(Path(data_dir), job)
+    AuditLog(db_path).record_release(
+        job_id=job.id,
+        tenant=job.tenant,
+        action="released",
+        path=str(target),
+        reason=f"released after review: {note}",
+        actor=actor,
+    )
+    now = time.time()
+    frame = dict(job.frame_moderation or {})
+    frame["reviewed"] = {"actor": actor, "note": note, "released_at": int(now)}
+    with store._write() as conn:
+        conn.execute(
+            """UPDATE video_jobs SET status = 'completed', release = 'released', progress = 100,
+               error_code = NULL, error_message = NULL, completed_at = ?, updated_at = ?,
+               frame_moderation = ? WHERE id = ?""",
+            (now, now, json.dumps(frame), job_id),
+        )
+    return store.get(job_id)
