@@ -37,6 +37,15 @@ class Settings(BaseSettings):
         2.0, gt=0, description="How often to check policy files."
     )
     torch_threads: int = Field(1, ge=1, description="Intra-op threads for torch/onnx models.")
+    # gateway (gateway/): text check budget and first-run key
+    classifier_timeout_ms: float = Field(
+        1000.0, gt=0, description="Per text classifier per prompt; slower fails closed (block)."
+    )
+    bootstrap_key: bool = Field(
+        True,
+        description="`reelguard serve` on a database with no active API key creates one for "
+        "tenant 'default' and prints it once (false: print how to create one instead).",
+    )
     # generator (generator/): which backend renders video, and how each one is reached
     generator_backend: Literal["embedded", "diffusers", "remote"] = Field(
         "embedded", description="Video backend: embedded (CPU tiny DiT), diffusers (GPU), remote."
