@@ -335,6 +335,14 @@ class JobStore:
         # One slot frees when the oldest waiting job starts: about one job time per worker.
         return max(1, min(3600, round(mean / max(1, workers))))
 
+    def find_idempotent(self, tenant: str, key: str) -> VideoJob | None:
+        """The tenant's job created with this Idempotency-Key, if any."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT * FROM video_jobs WHERE tenant = ? AND idempotency_key = ?", (tenant, key)
+            ).fetchone()
+        return _row_to_job(row) if row is not None else None
+
     def get(self, job_id: str, tenant: str | None = None) -> VideoJob:
         """A job by id; with ``tenant``, only that tenant's live (not deleted) job."""
         with self._conn() as conn:
