@@ -52,6 +52,9 @@ class Decision:
     reasons: tuple[Reason, ...]
     policy_version: str
     category_scores: dict[Category, float] = field(default_factory=dict)
+    allowlisted: tuple[Reason, ...] = ()
+    """Hits a policy allowlist ignored (action ``allow``, source ``"allowlist"``), for the audit
+    log; they never affect :attr:`action`, :attr:`flagged` or :attr:`categories`."""
 
     @property
     def flagged(self) -> bool:

@@ -1,0 +1,372 @@
+"""The decision engine: a resolved policy plus classifier verdicts in, a :class:`Decision` out.
+
+The rules, in the order they are applied (each review/block becomes a :class:`Reason`):
+
+1. **Errors fail closed.** A verdict whose score is NaN, infinite or outside [0, 1], or whose
+   evidence detail starts with ``"error:"`` (how the pipeline reports a classifier that raised or
+   timed out) blocks, with source ``"error"``, whatever the policy says about its category.
+2. **Sexual content with a minor** blocks as ``sexual/minors`` (source ``"rule"``) whenever any
+   minor is mentioned and the highest ``sexual`` score reaches the lower of the ``sexual`` and
+   ``sexual/minors`` ``review_at`` for the stage. The rule ignores ``enabled`` and allowlists.
+3. **Disabled** categories (``enabled: false`` at this stage) are ignored from here on.
+4. **Allowlists** (prompt stage): a classifier hit is ignored when every evidence span it
+   quotes lies inside an allowlisted match (so "kill" inside "kill a python process" is
+   ignored, but "kill" elsewhere in the same prompt is not). A hit that quotes no span (a
+   whole-prompt model score) is ignored when the prompt contains any allowlisted match for the
+   category. Ignored hits that would have reviewed or blocked are kept in
+   :attr:`Decision.allowlisted` for the audit log.
+5. **Blocklists** (prompt stage): a match in the original or the normalised text blocks with
+   source ``"blocklist"``, unless the match lies inside an allowlisted match of the same
+   category (the longer, more specific phrase wins).
+6. **Thresholds**: a score at or above ``block_at`` blocks, at or above ``review_at`` reviews.
+   At the frame stage a category blocks only when ``k`` of ``n`` consecutive sampled frames
+   reach ``block_at`` (``frame_audit.k_of_n``; always ``k = 1`` for ``sexual/minors``); frames
+   over a threshold that do not make k-of-n send the video to review (it is withheld).
+
+The action is the most severe reason's (block > review > allow).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from classifiers.base import CATEGORIES, Category, Evidence, PromptText, Stage, Verdict
+from policies.decision import Action, Decision, Reason
+from policies.resolved import Match, ResolvedPolicy
+from policies.schema import MINORS_CATEGORY, StagePolicy
+
+ERROR_PREFIX = "error:"
+RULE_CLASSIFIER = "rule:sexual+minor"
+LIST_CLASSIFIER = "policy"
+_ORDER = {c: i for i, c in enumerate(CATEGORIES)}
+
+
+def decide(
+    policy: ResolvedPolicy,
+    stage: Stage,
+    verdicts: Sequence[Verdict],
+    *,
+    prompt: PromptText | None = None,
+    minor_mentions: Sequence[Evidence] = (),
+) -> Decision:
+    """Apply ``policy`` at ``stage`` to ``verdicts`` (see the module docstring for the rules).
+
+    ``prompt`` enables the blocklists and allowlists (prompt stage only). ``minor_mentions``
+    is evidence that the prompt mentions a child (from the text pipeline), for the
+    sexual/minors rule. Raises ``ValueError`` for a verdict whose category is unknown.
+    """
+    scores: dict[Category, float] = dict.fromkeys(CATEGORIES, 0.0)
+    reasons: list[Reason] = []
+    by_category: dict[Category, list[Verdict]] = defaultdict(list)
+    for verdict in verdicts:
+        if verdict.category not in _ORDER:
+            raise ValueError(
+                f"verdict from {verdict.classifier!r} has unknown category {verdict.category!r}; "
+                f"expected one of {', '.join(CATEGORIES)}"
+            )
+        error = error_detail(verdict)
+        if error is not None:
+            scores[verdict.category] = 1.0
+            reasons.append(_error_reason(verdict, stage, error))
+            continue
+        scores[verdict.category] = max(scores[verdict.category], verdict.score)
+        by_category[verdict.category].append(verdict)
+
+    if minor_mentions:
+        rule = _minors_rule(policy, stage, by_category.get("sexual", []), minor_mentions)
+        if rule is not None:
+            reasons.append(rule)
+
+    allowlisted: list[Reason] = []
+    for category in CATEGORIES:
+        thresholds = policy.stage(category, stage)
+        if not thresholds.enabled:
+            continue
+        found = by_category.get(category, [])
+        if stage == "prompt":
+            found, ignored = _prompt_lists(policy, category, found, prompt, scores[category])
+            reasons += ignored.blocked
+            allowlisted += _allowlisted_reasons(
+                category, stage, thresholds, ignored.verdicts, ignored.matches
+            )
+            reasons += _threshold_reasons(category, stage, thresholds, found)
+        else:
+            k_of_n = policy.policy.frame_audit.k_of_n
+            k = 1 if category == MINORS_CATEGORY else k_of_n.k
+            reasons += _frame_reasons(category, thresholds, found, k, k_of_n.n)
+
+    reasons.sort(key=lambda r: (-r.action.severity, _ORDER[r.category]))
+    action = reasons[0].action if reasons else Action.ALLOW
+    return Decision(
+        action=action,
+        reasons=tuple(reasons),
+        policy_version=policy.version,
+        category_scores=scores,
+        allowlisted=tuple(allowlisted),
+    )
+
+
+def error_detail(verdict: Verdict) -> str | None:
+    """Why ``verdict`` must fail closed (NaN/out-of-range score or an error), else ``None``."""
+    for ev in verdict.evidence:
+        if ev.detail is not None and ev.detail.startswith(ERROR_PREFIX):
+            return ev.detail[len(ERROR_PREFIX) :].strip() or "classifier error"
+    if not (isinstance(verdict.score, int | float) and math.isfinite(verdict.score)):
+        return f"score is {verdict.score!r}, not a number"
+    if not 0.0 <= verdict.score <= 1.0:
+        return f"score {verdict.score!r} is outside [0, 1]"
+    return None
+
+
+def with_thresholds(
+    policy: ResolvedPolicy, stage: Stage, verdicts: Iterable[Verdict]
+) -> list[Verdict]:
+    """Copies of ``verdicts`` with ``threshold`` set (for the audit log).
+
+    The threshold is the one the score reached (``block_at``, else ``review_at``); for a score
+    under both, ``review_at``, the one it would have needed.
+    """
+    out = []
+    for v in verdicts:
+        if v.category not in _ORDER:
+            out.append(v)
+            continue
+        t = policy.stage(v.category, stage)
+        out.append(replace(v, threshold=t.block_at if v.score >= t.block_at else t.review_at))
+    return out
+
+
+def _error_reason(verdict: Verdict, stage: Stage, error: str) -> Reason:
+    return Reason(
+        category=verdict.category,
+        action=Action.BLOCK,
+        stage=stage,
+        source="error",
+        classifier=verdict.classifier,
+        score=1.0,
+        threshold=None,
+        evidence=verdict.evidence,
+        message=f"{verdict.classifier} failed ({error}); blocked to fail closed",
+    )
+
+
+def _minors_rule(
+    policy: ResolvedPolicy,
+    stage: Stage,
+    sexual: Sequence[Verdict],
+    minor_mentions: Sequence[Evidence],
+) -> Reason | None:
+    if not sexual:
+        return None
+    top = max(sexual, key=lambda v: v.score)
+    threshold = min(
+        policy.stage("sexual", stage).review_at, policy.stage(MINORS_CATEGORY, stage).review_at
+    )
+    if top.score < threshold:
+        return None
+    return Reason(
+        category=MINORS_CATEGORY,
+        action=Action.BLOCK,
+        stage=stage,
+        source="rule",
+        classifier=RULE_CLASSIFIER,
+        score=top.score,
+        threshold=threshold,
+        evidence=tuple(minor_mentions) + top.evidence,
+        message=(
+            f"sexual score {top.score:.2f} (from {top.classifier}) >= {threshold:g} together "
+            f"with a mention of a minor"
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _ListOutcome:
+    verdicts: list[Verdict]
+    """Verdicts the allowlist suppressed."""
+    matches: list[Match]
+    """Allowlist matches in the prompt."""
+    blocked: list[Reason]
+    """A blocklist reason, if any entry matched."""
+
+
+def _prompt_lists(
+    policy: ResolvedPolicy,
+    category: Category,
+    verdicts: list[Verdict],
+    prompt: PromptText | None,
+    score: float,
+) -> tuple[list[Verdict], _ListOutcome]:
+    """Apply the category's allowlist to ``verdicts`` and its blocklist to ``prompt``."""
+    if prompt is None:
+        return verdicts, _ListOutcome([], [], [])
+    allowed = policy.allowlists[category].find(prompt) if policy.allowlists[category] else []
+    kept, ignored = _apply_allowlist(verdicts, allowed) if allowed else (verdicts, [])
+    blocked = []
+    if policy.blocklists[category]:
+        hits = [
+            m
+            for m in policy.blocklists[category].find(prompt)
+            if not _inside(m.start, m.end, allowed)
+        ]
+        if hits:
+            blocked.append(_blocklist_reason(category, "prompt", hits, score))
+    return kept, _ListOutcome(ignored, allowed, blocked)
+
+
+def _spans(verdict: Verdict) -> list[tuple[int, int]]:
+    return [(e.start, e.end) for e in verdict.evidence if e.start is not None and e.end is not None]
+
+
+def _inside(start: int, end: int, allowed: Sequence[Match]) -> bool:
+    return any(a.start <= start and end <= a.end for a in allowed)
+
+
+def _apply_allowlist(
+    verdicts: Sequence[Verdict], allowed: Sequence[Match]
+) -> tuple[list[Verdict], list[Verdict]]:
+    kept: list[Verdict] = []
+    ignored: list[Verdict] = []
+    for v in verdicts:
+        spans = _spans(v)
+        covered = all(_inside(s, e, allowed) for s, e in spans)  # True for no spans
+        (ignored if covered else kept).append(v)
+    return kept, ignored
+
+
+def _allowlisted_reasons(
+    category: Category,
+    stage: Stage,
+    thresholds: StagePolicy,
+    ignored: Sequence[Verdict],
+    allowed: Sequence[Match],
+) -> list[Reason]:
+    evidence = tuple(
+        Evidence(text=m.text, start=m.start, end=m.end, detail=f"allowlist: {m.entry}")
+        for m in allowed
+    )
+    return [
+        Reason(
+            category=category,
+            action=Action.ALLOW,
+            stage=stage,
+            source="allowlist",
+            classifier=v.classifier,
+            score=v.score,
+            threshold=thresholds.review_at,
+            evidence=evidence,
+            message=(
+                f"{v.classifier} {category} {v.score:.2f} ignored: inside an allowlisted phrase"
+            ),
+        )
+        for v in ignored
+        if v.score >= thresholds.review_at
+    ]
+
+
+def _blocklist_reason(
+    category: Category, stage: Stage, hits: Sequence[Match], score: float
+) -> Reason:
+    return Reason(
+        category=category,
+        action=Action.BLOCK,
+        stage=stage,
+        source="blocklist",
+        classifier=LIST_CLASSIFIER,
+        score=score,
+        threshold=None,
+        evidence=tuple(
+            Evidence(text=m.text, start=m.start, end=m.end, detail=f"blocklist: {m.entry}")
+            for m in hits
+        ),
+        message=f"{category} blocklist matched " + ", ".join(repr(m.text) for m in hits),
+    )
+
+
+def _action_for(score: float, thresholds: StagePolicy) -> tuple[Action, float]:
+    if score >= thresholds.block_at:
+        return Action.BLOCK, thresholds.block_at
+    if score >= thresholds.review_at:
+        return Action.REVIEW, thresholds.review_at
+    return Action.ALLOW, thresholds.review_at
+
+
+def _threshold_reasons(
+    category: Category, stage: Stage, thresholds: StagePolicy, verdicts: Sequence[Verdict]
+) -> list[Reason]:
+    out = []
+    for v in verdicts:
+        action, threshold = _action_for(v.score, thresholds)
+        if action is Action.ALLOW:
+            continue
+        name = "block_at" if action is Action.BLOCK else "review_at"
+        out.append(
+            Reason(
+                category=category,
+                action=action,
+                stage=stage,
+                source="classifier",
+                classifier=v.classifier,
+                score=v.score,
+                threshold=threshold,
+                evidence=v.evidence,
+                message=f"{v.classifier} {category} {v.score:.2f} >= {name} {threshold:g}",
+            )
+        )
+    return out
+
+
+def _frame_reasons(
+    category: Category, thresholds: StagePolicy, verdicts: Sequence[Verdict], k: int, n: int
+) -> list[Reason]:
+    """Per-frame maxima, then the k-of-n rule; verdicts without a frame index stand alone."""
+    per_frame: dict[int, Verdict] = {}
+    loose: list[Verdict] = []
+    for v in verdicts:
+        index = next((e.frame_index for e in v.evidence if e.frame_index is not None), None)
+        if index is None:
+            loose.append(v)
+        elif index not in per_frame or v.score > per_frame[index].score:
+            per_frame[index] = v
+    reasons = _threshold_reasons(category, "frame", thresholds, loose)
+    if not per_frame:
+        return reasons
+    frames = [per_frame[i] for i in sorted(per_frame)]
+    over_block = [v.score >= thresholds.block_at for v in frames]
+    window = min(n, len(frames))
+    need = min(k, window)
+    blocked = any(sum(over_block[i : i + window]) >= need for i in range(len(frames) - window + 1))
+    top = max(frames, key=lambda v: v.score)
+    action, threshold = _action_for(top.score, thresholds)
+    if action is Action.ALLOW:
+        return reasons
+    if action is Action.BLOCK and not blocked:
+        action = Action.REVIEW
+    flagged = [v for v in frames if v.score >= thresholds.review_at]
+    evidence = tuple(e for v in flagged for e in v.evidence if e.frame_index is not None)
+    if action is Action.BLOCK:
+        why = f"{need} of {window} consecutive sampled frames >= block_at {thresholds.block_at:g}"
+    elif top.score >= thresholds.block_at:
+        why = (
+            f"{sum(over_block)} frame(s) >= block_at {thresholds.block_at:g}, fewer than {need} of "
+            f"{window} consecutive; withheld for review"
+        )
+    else:
+        why = f"{len(flagged)} frame(s) >= review_at {thresholds.review_at:g}"
+    reasons.append(
+        Reason(
+            category=category,
+            action=action,
+            stage="frame",
+            source="classifier",
+            classifier=top.classifier,
+            score=top.score,
+            threshold=threshold,
+            evidence=evidence,
+            message=f"{category} max {top.score:.2f} ({top.classifier}): {why}",
+        )
+    )
+    return reasons

@@ -1,0 +1,345 @@
+"""The policy file format: pydantic v2 models, ``extra="forbid"`` everywhere.
+
+A policy says, per category and per stage (``prompt`` text, generated ``frame``), at which
+calibrated score a request goes to human review and at which it is blocked, plus literal/regex
+blocklists and allowlists, which classifiers run, and how the frame audit samples a video.
+
+Every validation error raised here carries a message that ends with the fix (after ``"; "``);
+:mod:`policies.loader` adds the file, line and field path.
+
+``sexual/minors`` is special: it is always enabled, never allowlisted, and its thresholds can
+never exceed :data:`MINORS_MAX_THRESHOLD`. Overlays may only tighten it (checked by the loader
+against the parent policy).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from classifiers.base import CATEGORIES, Category, Stage
+
+MINORS_CATEGORY: Category = "sexual/minors"
+MINORS_MAX_THRESHOLD = 0.5
+"""No policy may set a ``sexual/minors`` ``review_at``/``block_at`` above this."""
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def _score_in_range(value: float) -> float:
+    if not 0.0 <= value <= 1.0:  # also false for NaN
+        raise PydanticCustomError(
+            "score_range",
+            "must be between 0 and 1 (got {got}); set a value from 0 to 1",
+            {"got": value},
+        )
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=False)
+
+
+Score = Annotated[float, Field(description="A calibrated score from 0 to 1.")]
+
+
+class StagePolicy(_Strict):
+    """What one category does at one stage: off, or two thresholds on the calibrated score."""
+
+    enabled: bool = Field(True, description="false: ignore this category's scores at this stage.")
+    review_at: Score = Field(description="Scores at or above this go to human review.")
+    block_at: Score = Field(description="Scores at or above this are blocked.")
+
+    @field_validator("review_at", "block_at")
+    @classmethod
+    def _range(cls, value: float) -> float:
+        return _score_in_range(value)
+
+    @field_validator("block_at")
+    @classmethod
+    def _ordered(cls, value: float, info: ValidationInfo) -> float:
+        review_at = info.data.get("review_at")
+        if review_at is not None and review_at > value:
+            raise PydanticCustomError(
+                "threshold_order",
+                "must be at least review_at ({review_at}) (got {got}); raise block_at or "
+                "lower review_at",
+                {"review_at": review_at, "got": value},
+            )
+        return value
+
+
+class TermList(_Strict):
+    """Literal terms (whole words/phrases, case-insensitive) and regular expressions."""
+
+    terms: tuple[str, ...] = Field(
+        (),
+        description="Whole words or phrases, matched case-insensitively; spaces match any run "
+        "of whitespace.",
+    )
+    patterns: tuple[str, ...] = Field(
+        (), description="Python regular expressions, matched case-insensitively anywhere."
+    )
+    replace: bool = Field(
+        False,
+        exclude=True,
+        description="Overlays only: true replaces the parent's terms and patterns instead of "
+        "adding to them.",
+    )
+
+    @field_validator("terms")
+    @classmethod
+    def _terms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for term in value:
+            if len(term.strip()) < 2:
+                raise PydanticCustomError(
+                    "term_too_short",
+                    "term {term!r} is too short to match safely; use at least 2 characters",
+                    {"term": term},
+                )
+            key = " ".join(term.casefold().split())
+            if key in seen:
+                raise PydanticCustomError(
+                    "duplicate_term", "term {term!r} is listed twice; remove one", {"term": term}
+                )
+            seen.add(key)
+        return tuple(" ".join(t.split()) for t in value)
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                compiled = re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                raise PydanticCustomError(
+                    "bad_regex",
+                    "pattern {pattern!r} is not a valid regular expression ({error}); fix it, or "
+                    "put a literal phrase under terms:",
+                    {"pattern": pattern, "error": str(exc)},
+                ) from None
+            if compiled.search("") is not None:
+                raise PydanticCustomError(
+                    "empty_regex",
+                    "pattern {pattern!r} matches empty text, so it would hit every prompt; make "
+                    "it require at least one character",
+                    {"pattern": pattern},
+                )
+        if len(set(value)) != len(value):
+            raise PydanticCustomError(
+                "duplicate_pattern", "a pattern is listed twice; remove one", {}
+            )
+        return value
+
+    def __bool__(self) -> bool:
+        return bool(self.terms or self.patterns)
+
+
+_NO_TERMS = TermList.model_validate({})
+
+
+class CategoryPolicy(_Strict):
+    """Thresholds for each stage, plus a blocklist and an allowlist for prompt text."""
+
+    prompt: StagePolicy = Field(description="Thresholds for the prompt text.")
+    frame: StagePolicy = Field(description="Thresholds for generated video frames.")
+    blocklist: TermList = Field(
+        default=_NO_TERMS,
+        description="A match in the prompt blocks (source: blocklist).",
+    )
+    allowlist: TermList = Field(
+        default=_NO_TERMS,
+        description="Hits whose evidence lies inside a match are ignored (see policies/engine.py).",
+    )
+
+    def stage(self, stage: Stage) -> StagePolicy:
+        """The thresholds for ``stage``."""
+        return self.prompt if stage == "prompt" else self.frame
+
+
+class MinorsCategoryPolicy(CategoryPolicy):
+    """``sexual/minors``: always on, never allowlisted, thresholds capped."""
+
+    @field_validator("prompt", "frame")
+    @classmethod
+    def _always_strict(cls, value: StagePolicy) -> StagePolicy:
+        if not value.enabled:
+            raise PydanticCustomError(
+                "minors_disabled",
+                "sexual/minors can never be disabled; remove 'enabled: false'",
+                {},
+            )
+        for name in ("review_at", "block_at"):
+            got = getattr(value, name)
+            if got > MINORS_MAX_THRESHOLD:
+                raise PydanticCustomError(
+                    "minors_loosened",
+                    "sexual/minors {name} may not exceed {cap} (got {got}); set it to {cap} or "
+                    "lower",
+                    {"name": name, "cap": MINORS_MAX_THRESHOLD, "got": got},
+                )
+        return value
+
+    @field_validator("allowlist")
+    @classmethod
+    def _no_allowlist(cls, value: TermList) -> TermList:
+        if value:
+            raise PydanticCustomError(
+                "minors_allowlist",
+                "sexual/minors cannot have an allowlist; remove it (use a review instead)",
+                {},
+            )
+        return value
+
+
+class Categories(_Strict):
+    """One entry per category; every category must be present in a base policy."""
+
+    sexual: CategoryPolicy
+    sexual_minors: MinorsCategoryPolicy = Field(alias="sexual/minors")
+    violence: CategoryPolicy
+    violence_graphic: CategoryPolicy = Field(alias="violence/graphic")
+    hate: CategoryPolicy
+    harassment: CategoryPolicy
+    self_harm: CategoryPolicy = Field(alias="self-harm")
+    celebrity: CategoryPolicy
+    ip: CategoryPolicy
+
+    def get(self, category: Category) -> CategoryPolicy:
+        """The policy for ``category`` (its YAML name, e.g. ``"self-harm"``)."""
+        policy: CategoryPolicy = getattr(self, _FIELD_FOR[category])
+        return policy
+
+    def items(self) -> list[tuple[Category, CategoryPolicy]]:
+        """``(category, policy)`` in :data:`classifiers.base.CATEGORIES` order."""
+        return [(c, self.get(c)) for c in CATEGORIES]
+
+
+_FIELD_FOR: dict[Category, str] = {
+    (info.alias or name): name  # type: ignore[misc]
+    for name, info in Categories.model_fields.items()
+}
+if tuple(_FIELD_FOR) != CATEGORIES:  # pragma: no cover - guards edits to either list
+    raise RuntimeError(f"policy categories {tuple(_FIELD_FOR)} differ from {CATEGORIES}")
+
+
+ClassifierName = Annotated[str, Field(pattern=_NAME_RE.pattern, min_length=1, max_length=64)]
+
+
+class ClassifierSelection(_Strict):
+    """Which registered classifiers run at each stage (names from ``classifiers.registry``)."""
+
+    prompt: tuple[ClassifierName, ...] = Field(
+        description="Text classifiers, by registry name, run on every prompt."
+    )
+    frame: tuple[ClassifierName, ...] = Field(
+        description="Frame classifiers, by registry name, run on sampled frames."
+    )
+
+    @field_validator("prompt", "frame")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise PydanticCustomError(
+                "no_classifiers", "list at least one classifier; an empty list checks nothing", {}
+            )
+        dupes = sorted({v for v in value if value.count(v) > 1})
+        if dupes:
+            raise PydanticCustomError(
+                "duplicate_classifier",
+                "{names} listed twice; list each classifier once",
+                {"names": ", ".join(dupes)},
+            )
+        return value
+
+
+class KOfN(_Strict):
+    """Block a category when ``k`` of ``n`` consecutive sampled frames score at ``block_at``."""
+
+    k: int = Field(ge=1, description="Frames over block_at needed...")
+    n: int = Field(ge=1, description="...within this many consecutive sampled frames.")
+
+    @field_validator("n")
+    @classmethod
+    def _k_le_n(cls, value: int, info: ValidationInfo) -> int:
+        k = info.data.get("k")
+        if k is not None and k > value:
+            raise PydanticCustomError(
+                "k_gt_n",
+                "must be at least k ({k}) (got {got}); raise n or lower k",
+                {"k": k, "got": value},
+            )
+        return value
+
+
+class Concept(_Strict):
+    """A CLIP text prompt; a frame that reaches ``threshold`` similarity shows the concept."""
+
+    prompt: str = Field(min_length=3, description="What to look for, e.g. 'a photo of a gun'.")
+    threshold: float = Field(
+        description="Cosine similarity (0..1) at which the frame counts as showing the concept."
+    )
+
+    @field_validator("threshold")
+    @classmethod
+    def _range(cls, value: float) -> float:
+        return _score_in_range(value)
+
+
+class FrameAudit(_Strict):
+    """How a generated video is sampled and checked before release."""
+
+    sample_every_s: float | None = Field(
+        None,
+        gt=0,
+        description="Check one frame every this many seconds (or use sample_every_frames).",
+    )
+    sample_every_frames: int | None = Field(
+        None, ge=1, description="Check every Nth frame (instead of sample_every_s)."
+    )
+    scene_cut_threshold: float = Field(
+        description="Also check a frame whose mean colour-histogram change from the previous frame "
+        "is at least this (0..1; lower catches more cuts)."
+    )
+    always_first_last: bool = Field(True, description="Always check the first and last frame.")
+    k_of_n: KOfN = Field(description="Consecutive-frame rule for blocking (sexual/minors: k=1).")
+    timeout_s: float = Field(
+        gt=0, description="A frame audit slower than this withholds the video (fail closed)."
+    )
+    concepts: dict[Category, tuple[Concept, ...]] = Field(
+        default_factory=dict,
+        description="Per category, CLIP concept prompts with similarity thresholds.",
+    )
+
+    @model_validator(mode="after")
+    def _one_sampling_rule(self) -> FrameAudit:
+        if (self.sample_every_s is None) == (self.sample_every_frames is None):
+            raise PydanticCustomError(
+                "sampling_rule",
+                "set exactly one of sample_every_s and sample_every_frames; remove the other "
+                "(set the unused one to null in an overlay)",
+                {},
+            )
+        return self
+
+
+class Policy(_Strict):
+    """A complete, validated policy (a base file, or an overlay merged onto its parent)."""
+
+    extends: str | None = Field(
+        None,
+        description="Overlays only: 'default' (the base policy), a sibling tenant name, or a "
+        "path relative to this file. Only the keys an overlay names replace the parent's.",
+    )
+    description: str = Field("", description="Free text for readers: who this policy is for.")
+    categories: Categories
+    classifiers: ClassifierSelection
+    frame_audit: FrameAudit
+
+    def canonical(self) -> dict[str, Any]:
+        """The resolved policy as plain JSON data (aliases as keys; ``extends`` dropped)."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"extends"})
