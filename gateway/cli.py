@@ -27,8 +27,231 @@ def db_option(func):  # type: ignore[no-untyped-def]
     )(func)
 
 
+# -- gateway: serve, keys, moderate ---------------------------------------------------------
+
+
+def policy_options(func):  # type: ignore[no-untyped-def]
+    """``--policy FILE`` and ``--tenant-dir DIR`` (defaults from settings)."""
+    func = click.option(
+        "--tenant-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Folder of tenant overlays, <tenant>.yaml each "
+        "[default: REELGUARD_TENANT_POLICY_DIR].",
+    )(func)
+    return click.option(
+        "--policy",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Base policy YAML [default: REELGUARD_POLICY or the packaged policies/default.yaml].",
+    )(func)
+
+
+def _settings(**overrides: object) -> Settings:
+    """Settings from the environment, with the CLI flags that were given on top."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid setting: {exc}") from None
+
+
+@click.command()
+@click.option(
+    "--host", default=None, help="Interface to bind [default: REELGUARD_HOST or 127.0.0.1]."
+)
+@click.option("--port", type=int, default=None, help="Port [default: REELGUARD_PORT or 8000].")
+@db_option
+@policy_options
+@click.option(
+    "--bootstrap-key/--no-bootstrap-key",
+    default=None,
+    help="On a database with no active key, create one for tenant 'default' and print it once "
+    "[default: REELGUARD_BOOTSTRAP_KEY or on].",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    db: Path,
+    policy: Path | None,
+    tenant_dir: Path | None,
+    bootstrap_key: bool | None,
+) -> None:
+    """Start the HTTP gateway (uvicorn). Ctrl-C stops it.
+
+    On first start (no active API key in --db) it creates a key for tenant 'default' and prints
+    it once, with a curl example; pass --no-bootstrap-key to create keys yourself instead.
+    """
+    import uvicorn
+
+    from gateway.serve import build_app_or_explain, first_run_key
+
+    settings = _settings(
+        host=host,
+        port=port,
+        db=db,
+        policy=policy,
+        tenant_policy_dir=tenant_dir,
+        bootstrap_key=bootstrap_key,
+    )
+    app = build_app_or_explain(settings)
+    click.echo(first_run_key(settings), err=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke API keys (stored hashed in --db)."""
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="Tenant the key belongs to (names its policy).")
+@db_option
+def keys_create(tenant: str, db: Path) -> None:
+    """Create a key and print it once (stdout); only its hash is stored."""
+    from gateway.keys import KeyStore, KeyStoreError
+
+    store = KeyStore(db)
+    try:
+        created = store.create(tenant)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(created.token)
+    click.echo(
+        f"Created key {created.key.key_id} for tenant {tenant!r} in {db}. It is shown only "
+        "now; store it safely.",
+        err=True,
+    )
+
+
+@keys.command("list")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def keys_list(db: Path, as_json: bool) -> None:
+    """List keys (id, tenant, created, status); secrets are never shown."""
+    import json
+
+    from gateway.keys import KeyStore
+
+    store = KeyStore(db)
+    try:
+        rows = store.list()
+    finally:
+        store.close()
+    if as_json:
+        for k in rows:
+            click.echo(
+                json.dumps(
+                    {
+                        "key_id": k.key_id,
+                        "tenant": k.tenant,
+                        "created_at": k.created_at,
+                        "revoked_at": k.revoked_at,
+                    }
+                )
+            )
+        return
+    if not rows:
+        click.echo("No API keys. Create one with: reelguard keys create --tenant NAME", err=True)
+        return
+    click.echo(f"{'KEY ID':<10} {'TENANT':<24} {'CREATED':<26} STATUS")
+    for k in rows:
+        status = "active" if k.active else f"revoked {k.revoked_at}"
+        click.echo(f"{k.key_id:<10} {k.tenant:<24} {k.created_at:<26} {status}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@db_option
+def keys_revoke(key_id: str, db: Path) -> None:
+    """Revoke a key by its id (see `keys list`); requests with it get 401 from now on."""
+    from gateway.keys import KeyStore, KeyStoreError
+
+    store = KeyStore(db)
+    try:
+        key = store.revoke(key_id)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"Revoked key {key.key_id} (tenant {key.tenant!r}) at {key.revoked_at}.")
+
+
+@click.command()
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSONL file, one {"id": ..., "text": "..."} per line.',
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSONL file to write, one result per input row, same order (replaced atomically).",
+)
+@click.option("--tenant", default="default", show_default=True, help="Whose policy applies.")
+@db_option
+@policy_options
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+def moderate(
+    input_path: Path,
+    output_path: Path,
+    tenant: str,
+    db: Path,
+    policy: Path | None,
+    tenant_dir: Path | None,
+    batch_size: int,
+) -> None:
+    """Moderate a JSONL file of prompts; every decision is also written to the audit log (--db).
+
+    Output rows: id, flagged, action, categories, category_scores, reasons, policy_version.
+    A progress bar shows on a terminal.
+    """
+    import sys
+
+    from rich.progress import Progress
+
+    from gateway.batch import BadRow, moderate_rows, read_rows
+    from gateway.keys import KeyStoreError, validate_tenant
+    from gateway.serve import build_moderator_or_explain
+
+    settings = _settings(db=db, policy=policy, tenant_policy_dir=tenant_dir)
+    try:
+        validate_tenant(tenant)
+        rows = read_rows(input_path, max_chars=settings.max_input_chars)
+    except (BadRow, KeyStoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    moderator, audit = build_moderator_or_explain(settings)
+    try:
+        with Progress(disable=not sys.stderr.isatty(), transient=True) as progress:
+            task = progress.add_task("moderating", total=len(rows))
+            counts = moderate_rows(
+                moderator,
+                rows,
+                output_path,
+                tenant=tenant,
+                audit=audit,
+                batch_size=batch_size,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    finally:
+        audit.close()
+    summary = ", ".join(f"{n} {action}" for action, n in counts.items())
+    click.echo(f"Wrote {len(rows)} results to {output_path} ({summary}).", err=True)
+
+
 # Explicit registry: every top-level command, in one place.
-COMMANDS: dict[str, click.Command] = {}
+COMMANDS: dict[str, click.Command] = {
+    "serve": serve,
+    "keys": keys,
+    "moderate": moderate,
+}
 
 for name, command in COMMANDS.items():
     main.add_command(command, name)

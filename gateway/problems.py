@@ -1,0 +1,181 @@
+"""One error shape for the whole HTTP API: RFC 9457 problem details.
+
+Every error response has content type ``application/problem+json`` and the members ``type``,
+``title``, ``status`` and ``detail``; validation errors add ``errors``, a list of
+``{"pointer": "#/input/1", "detail": "..."}`` (JSON pointers into the request body).
+
+Problem types (``type``), each a URN so clients can branch on it without parsing prose:
+
+====================================  ======  ==============================================
+type                                  status  when
+====================================  ======  ==============================================
+urn:reelguard:problem:invalid-json    400     the body is not JSON
+urn:reelguard:problem:bad-request     400     any other malformed request
+urn:reelguard:problem:unauthorized    401     missing, malformed, unknown or revoked API key
+urn:reelguard:problem:not-found       404     no such route or resource
+urn:reelguard:problem:method-not-allowed 405  the route exists, the method does not
+urn:reelguard:problem:input-too-large 413     too many characters or items (see ``errors``)
+urn:reelguard:problem:validation-error 422    wrong types, unknown fields (see ``errors``)
+urn:reelguard:problem:internal-error  500     a bug: logged with a traceback, never expected
+====================================  ======  ==============================================
+
+Raise :class:`Problem` from handlers; :data:`EXCEPTION_HANDLERS` turns Litestar's own HTTP
+exceptions and any unexpected exception into the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    SerializationException,
+    ValidationException,
+)
+
+log = logging.getLogger("reelguard.gateway")
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:reelguard:problem:"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One invalid part of a request body: a JSON pointer (``#/input/2``) and what is wrong."""
+
+    pointer: str
+    detail: str
+
+
+class Problem(HTTPException):
+    """An HTTP error with a problem-details body; raise it from handlers and guards."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status, headers=headers)
+        self.kind = kind
+        self.errors = errors or []
+
+
+class ProblemBody(msgspec.Struct, omit_defaults=True):
+    """The JSON body of every error response (RFC 9457)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] = msgspec.field(default_factory=list)
+
+
+def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[ProblemBody]:
+    """Render a :class:`Problem` as an ``application/problem+json`` response."""
+    status = problem.status_code
+    body = ProblemBody(
+        type=TYPE_PREFIX + problem.kind,
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=problem.detail,
+        instance=request.url.path,
+        errors=problem.errors,
+    )
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=problem.headers)
+
+
+_KEY_PART = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+
+
+def json_pointer(key: str | None) -> str:
+    """Turn a Litestar/msgspec error key (``input[1].type``) into a JSON pointer.
+
+    ``input[1].type`` becomes ``#/input/1/type``; ``data`` (the whole body) becomes ``#``.
+    """
+    if not key or key == "data":
+        return "#"
+    parts = [m.group(1) or m.group(2) for m in _KEY_PART.finditer(key)]
+    escaped = (p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return "#/" + "/".join(escaped)
+
+
+def _validation_problem(request: Request[Any, Any, Any], exc: ValidationException) -> Problem:
+    raw = exc.extra if isinstance(exc.extra, list) else []
+    errors = []
+    for item in raw:
+        if not isinstance(item, dict):
+            continue
+        key = item.get("key")
+        message = str(item.get("message", "invalid value"))
+        if key == "data" and message == "'data'":
+            # Litestar's message for a missing body is the bare parameter name.
+            message = "the request body is empty; send a JSON object"
+        errors.append(FieldError(pointer=json_pointer(key), detail=message))
+    if request.headers.get("content-length") == "0":
+        return Problem(400, "bad-request", "The request body is empty; send a JSON object.")
+    return Problem(
+        422, "validation-error", "The request body does not match the schema.", errors=errors
+    )
+
+
+def _client_problem(exc: ClientException) -> Problem:
+    if isinstance(exc.__cause__, SerializationException | msgspec.DecodeError):
+        return Problem(400, "invalid-json", f"The request body is not valid JSON: {exc.detail}.")
+    if exc.status_code == 413:
+        return Problem(413, "input-too-large", exc.detail)
+    return Problem(exc.status_code, "bad-request", exc.detail, headers=exc.headers)
+
+
+def to_problem(request: Request[Any, Any, Any], exc: Exception) -> Problem:
+    """Map any exception to a :class:`Problem` (unknown exceptions become a logged 500)."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, ValidationException):
+        return _validation_problem(request, exc)
+    if isinstance(exc, NotAuthorizedException):
+        return Problem(
+            401,
+            "unauthorized",
+            exc.detail,
+            headers={"WWW-Authenticate": 'Bearer realm="reelguard"'},
+        )
+    if isinstance(exc, NotFoundException):
+        return Problem(404, "not-found", f"No route or resource at {request.url.path}.")
+    if isinstance(exc, MethodNotAllowedException):
+        return Problem(405, "method-not-allowed", exc.detail, headers=exc.headers)
+    if isinstance(exc, ClientException):
+        return _client_problem(exc)
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        return Problem(exc.status_code, "bad-request", exc.detail, headers=exc.headers)
+    log.error(
+        "unhandled error on %s %s", request.method, request.url.path, exc_info=exc
+    )  # a bug: keep the traceback in the log, never in the response
+    return Problem(
+        500,
+        "internal-error",
+        "An internal error occurred; it has been logged. Nothing was allowed or generated.",
+    )
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemBody]:
+    """The app-wide exception handler: every error leaves as problem details."""
+    return problem_response(request, to_problem(request, exc))
+
+
+EXCEPTION_HANDLERS = {Exception: handle_exception}
+"""Pass to ``Litestar(exception_handlers=...)``; catches HTTP errors and genuine bugs alike."""

@@ -1,0 +1,143 @@
+"""Shared fixtures: settings on a temp SQLite DB, the real app in-process, a real uvicorn server.
+
+Text classifiers are built once per test session (the gazetteers take a moment to load) and
+shared by every app and moderator the tests create.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from classifiers.base import TextClassifier
+from gateway.keys import KeyStore
+from gateway.settings import Settings
+
+ClassifierFactory = Callable[[], TextClassifier]
+
+
+@pytest.fixture(scope="session")
+def text_classifiers() -> Mapping[str, ClassifierFactory]:
+    """The real registry, each classifier built at most once per session (lazily)."""
+    from classifiers.registry import TEXT_CLASSIFIERS
+
+    built: dict[str, TextClassifier] = {}
+    lock = threading.Lock()
+
+    def shared(name: str) -> ClassifierFactory:
+        def factory() -> TextClassifier:
+            with lock:
+                if name not in built:
+                    built[name] = TEXT_CLASSIFIERS[name]()
+                return built[name]
+
+        return factory
+
+    return {name: shared(name) for name in TEXT_CLASSIFIERS}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a fresh SQLite file, the packaged policy, an empty tenant overlay folder."""
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    return Settings(
+        db=tmp_path / "reelguard.db",
+        data_dir=tmp_path / "videos",
+        tenant_policy_dir=tenants,
+        policy_reload_interval_s=0.05,
+    )
+
+
+def make_key(settings: Settings, tenant: str = "default") -> str:
+    """Create an API key for ``tenant`` in the settings' database and return the token."""
+    store = KeyStore(settings.db)
+    try:
+        return store.create(tenant).token
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def api_key(settings: Settings) -> str:
+    """An active key for tenant ``default``."""
+    return make_key(settings)
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    """Authorization header for :func:`api_key`."""
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+@pytest.fixture
+def app(settings: Settings, text_classifiers: Mapping[str, ClassifierFactory]) -> Litestar:
+    """The real gateway app on the temp settings."""
+    from gateway.app import create_app
+
+    return create_app(settings, classifiers=text_classifiers)
+
+
+@pytest.fixture
+def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+    """In-process client (runs the app's lifespan, so the policy watcher runs too)."""
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 running the gateway in a background thread."""
+
+    url: str
+    key: str
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, text_classifiers: Mapping[str, ClassifierFactory]
+) -> Iterator[LiveServer]:
+    """Start uvicorn on a free port, wait until it answers, stop it after the module."""
+    from gateway.app import create_app
+
+    root = tmp_path_factory.mktemp("live")
+    settings = Settings(db=root / "reelguard.db", data_dir=root / "videos", host="127.0.0.1")
+    key = make_key(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, classifiers=text_classifiers),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{port}", key=key, settings=settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

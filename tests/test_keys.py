@@ -1,0 +1,142 @@
+"""API keys: hashed at rest, tenant mapping, revocation, and the `reelguard keys` commands."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from gateway.keys import InvalidTenant, KeyStore, UnknownKey, hash_token
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> KeyStore:
+    s = KeyStore(tmp_path / "keys.db")
+    yield s
+    s.close()
+
+
+def test_create_then_authenticate_maps_to_tenant(store: KeyStore) -> None:
+    created = store.create("acme")
+    key = store.authenticate(created.token)
+    assert key is not None
+    assert key.tenant == "acme"
+    assert key.key_id == created.key.key_id
+    assert created.token.startswith(f"rg_{created.key.key_id}_")
+
+
+def test_keys_are_stored_hashed_only(store: KeyStore) -> None:
+    created = store.create("acme")
+    raw = sqlite3.connect(store.path).execute("select * from api_keys").fetchall()
+    dump = json.dumps(raw)
+    assert created.token not in dump
+    secret = created.token.rsplit("_", 1)[1]
+    assert secret not in dump
+    assert hash_token(created.token) in dump
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("", "empty"),
+        ("rg_nothing_here", "well-formed but unknown"),
+        ("not-a-key", "wrong prefix"),
+        ("rg_" + "x" * 300, "absurdly long"),
+    ],
+)
+def test_unknown_tokens_are_rejected(store: KeyStore, token: str, why: str) -> None:
+    store.create("acme")
+    assert store.authenticate(token) is None, why
+
+
+def test_a_token_with_one_changed_character_is_rejected(store: KeyStore) -> None:
+    token = store.create("acme").token
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert store.authenticate(flipped) is None
+
+
+def test_revoke_stops_the_key_and_is_idempotent(store: KeyStore) -> None:
+    created = store.create("acme")
+    other = store.create("acme")
+    revoked = store.revoke(created.key.key_id)
+    assert revoked.revoked_at is not None
+    assert store.authenticate(created.token) is None
+    assert store.authenticate(other.token) is not None
+    assert store.revoke(created.key.key_id).revoked_at == revoked.revoked_at
+    assert store.count_active() == 1
+    assert [k.active for k in store.list()] == [False, True]
+
+
+def test_revoke_unknown_key_names_the_fix(store: KeyStore) -> None:
+    with pytest.raises(UnknownKey, match="keys list"):
+        store.revoke("deadbeef")
+
+
+@pytest.mark.parametrize("tenant", ["", "Acme", "../etc", "a b", "-x", "x" * 64, "acme.yaml"])
+def test_tenant_names_must_be_safe_file_names(store: KeyStore, tenant: str) -> None:
+    with pytest.raises(InvalidTenant, match="lower-case"):
+        store.create(tenant)
+
+
+def test_keys_survive_reopening_the_database(tmp_path: Path) -> None:
+    first = KeyStore(tmp_path / "k.db")
+    token = first.create("acme").token
+    first.close()
+    second = KeyStore(tmp_path / "k.db")
+    assert second.authenticate(token) is not None
+    second.close()
+
+
+# -- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_create_prints_the_key_once_on_stdout(tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    result = CliRunner().invoke(main, ["keys", "create", "--tenant", "acme", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert token.startswith("rg_")
+    assert "shown only now" in result.stderr
+    store = KeyStore(db)
+    key = store.authenticate(token)
+    store.close()
+    assert key is not None and key.tenant == "acme"
+
+
+def test_cli_list_and_revoke(tmp_path: Path) -> None:
+    db = str(tmp_path / "cli.db")
+    runner = CliRunner()
+    token = runner.invoke(main, ["keys", "create", "--tenant", "acme", "--db", db]).stdout.strip()
+    listed = runner.invoke(main, ["keys", "list", "--db", db, "--json"])
+    assert listed.exit_code == 0
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["tenant"] == "acme" and row["revoked_at"] is None
+    assert token not in listed.output
+
+    revoked = runner.invoke(main, ["keys", "revoke", row["key_id"], "--db", db])
+    assert revoked.exit_code == 0, revoked.output
+    table = runner.invoke(main, ["keys", "list", "--db", db])
+    assert "revoked" in table.stdout
+
+    missing = runner.invoke(main, ["keys", "revoke", "nope", "--db", db])
+    assert missing.exit_code == 1
+    assert "keys list" in missing.output
+
+
+def test_cli_rejects_a_bad_tenant_name(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["keys", "create", "--tenant", "Bad Name", "--db", str(tmp_path / "x.db")]
+    )
+    assert result.exit_code == 1
+    assert "invalid tenant name" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_list_on_an_empty_database_says_how_to_create(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["keys", "list", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 0
+    assert "keys create --tenant" in result.output
