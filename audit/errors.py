@@ -1,0 +1,32 @@
+"""Errors raised by the audit log; each message says what went wrong and how to fix it.
+
+::
+
+    AuditError
+    ├── UnknownRecord   no request, job or row with that id
+    ├── BadFilter       a filter value that cannot be understood (e.g. ``--since yesterdayish``)
+    ├── InvalidRecord   a record that cannot be stored as given (bad endpoint, action, tenant...)
+    └── ReleaseFailed   the job system refused to release a withheld video
+"""
+
+from __future__ import annotations
+
+
+class AuditError(Exception):
+    """Base class for audit log errors."""
+
+
+class UnknownRecord(AuditError):
+    """No request, job or row with the given id."""
+
+
+class BadFilter(AuditError):
+    """A filter or duration that cannot be parsed or is out of range."""
+
+
+class InvalidRecord(AuditError):
+    """A record with a value the audit log refuses to store."""
+
+
+class ReleaseFailed(AuditError):
+    """Releasing a withheld video through the job system failed."""

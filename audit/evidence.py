@@ -1,0 +1,75 @@
+"""Evidence thumbnails for flagged frames, kept in a private folder apart from released videos.
+
+A thumbnail is a small JPEG of the frame a reviewer needs to see. It lives under
+``<data_dir>/evidence/<job id>/`` (owner-only permissions), never under ``released/``, so a
+withheld frame is never reachable through a public path. The audit record stores its path and
+SHA-256 (:meth:`audit.log.AuditLog.record_frame_audit`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from audit.errors import InvalidRecord
+
+EVIDENCE_DIR = "evidence"
+MAX_SIDE = 192
+"""Longest side of a thumbnail in pixels: enough to judge, small enough to store for each flag."""
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def evidence_dir(data_dir: Path) -> Path:
+    """The private evidence folder under the video data folder."""
+    return Path(data_dir) / EVIDENCE_DIR
+
+
+def write_thumbnail(
+    data_dir: Path,
+    job_id: str,
+    frame_index: int,
+    image: npt.NDArray[np.uint8],
+    *,
+    max_side: int = MAX_SIDE,
+) -> Path:
+    """Write a JPEG thumbnail of ``image`` (RGB uint8, H x W x 3) and return its path.
+
+    The file is ``<data_dir>/evidence/<job_id>/frame_<index>.jpg``, written atomically with
+    mode 0600 in a 0700 folder. Raises :class:`InvalidRecord` for an unsafe job id or an image
+    that is not RGB uint8.
+    """
+    if not _SAFE_ID.match(job_id):
+        raise InvalidRecord(
+            f"job id {job_id!r} cannot name an evidence folder: use letters, digits, '.', '_', '-'"
+        )
+    if frame_index < 0:
+        raise InvalidRecord(f"frame index must be >= 0, got {frame_index}")
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise InvalidRecord(
+            f"evidence frame must be RGB uint8 (H, W, 3), got {arr.dtype} {arr.shape}"
+        )
+    folder = evidence_dir(data_dir) / job_id
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    picture = Image.fromarray(arr, mode="RGB")
+    picture.thumbnail((max_side, max_side))
+    target = folder / f"frame_{frame_index:06d}.jpg"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".jpg")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            picture.save(out, format="JPEG", quality=80)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,1082 @@
+"""The audit log: every request, verdict, frame score, decision, release and review, hash-chained.
+
+One SQLite file (the same database as the job store), opened through sqlite-utils, in WAL mode
+with ``synchronous=FULL``: WAL alone survives a process crash, but with ``NORMAL`` the last
+commits can vanish on power loss or an OS crash, and the audit log is the record of evidence, so
+every commit is fsynced (one fsync per request; bulk writers use :meth:`AuditLog.batch`).
+
+Appends from several processes (web and worker processes) serialise on ``BEGIN IMMEDIATE``:
+each append reads the chain head, writes its rows with the next sequence numbers and hashes, and
+moves the head, all in one transaction, so the chain never forks. Open one :class:`AuditLog`
+per process (a forked child reopens its connection on first use); within a process one instance
+is safe to share between threads.
+
+Writers::
+
+    log = AuditLog(Path("var/reelguard.db"))
+    log.record_moderation(ModerationRecord(...))        # gateway, per request (per input item)
+    log.record_frame_audit(FrameAuditRecord(...))       # video worker, per job
+    log.record_release(job_id, tenant, "withheld", path, reason, actor)
+    log.record_review(job_or_request_id, reviewer, "approve", note)
+
+Readers: :meth:`list_requests`, :meth:`story`, :meth:`queue`, :meth:`stats`, :meth:`export`,
+:meth:`verify`; retention: :meth:`purge`, :meth:`redact`, :meth:`set_prompt_retention`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from audit import chain
+from audit.errors import BadFilter, InvalidRecord, UnknownRecord
+from audit.records import (
+    ENDPOINTS,
+    PROMPT_RETENTIONS,
+    RELEASE_ACTIONS,
+    REVIEW_VERDICTS,
+    FrameAuditRecord,
+    ListFilter,
+    ModerationRecord,
+    PromptRetention,
+    PurgeReport,
+    QueueItem,
+    RedactReport,
+    RequestSummary,
+    StatRow,
+    Story,
+    VerifyProblem,
+    VerifyReport,
+)
+from audit.schema import ALL_TENANTS, SCHEMA_VERSION, TABLES, TableSpec, ddl
+from classifiers.base import CATEGORIES, STAGES, Evidence, Verdict
+from policies.decision import Action, Decision, Reason
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a writer waits for another process's append before giving up."""
+
+_JSON_COLUMNS = frozenset(
+    {"model_versions", "evidence", "quotes", "category_scores", "latency_ms", "frames"}
+)
+_ACTIONS = tuple(a.value for a in Action)
+
+Row = dict[str, Any]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _evidence_parts(evidence: Sequence[Evidence]) -> tuple[str, str | None]:
+    """Evidence as committed JSON (no prompt text) plus the quotes, which are redactable."""
+    items: list[dict[str, Any]] = []
+    quotes: list[str | None] = []
+    for e in evidence:
+        item = {
+            k: getattr(e, k)
+            for k in ("start", "end", "frame_index", "timestamp_s", "detail")
+            if getattr(e, k) is not None
+        }
+        items.append(item)
+        quotes.append(e.text)
+    return _json(items), (_json(quotes) if any(q is not None for q in quotes) else None)
+
+
+def _frame_of(verdict: Verdict) -> tuple[int | None, float | None, str | None]:
+    for e in verdict.evidence:
+        if e.frame_index is not None:
+            return e.frame_index, e.timestamp_s, e.detail
+    detail = next((e.detail for e in verdict.evidence if e.detail), None)
+    return None, None, detail
+
+
+def _file_sha256(path: Path) -> tuple[str | None, int | None]:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None, None
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+class AuditLog:
+    """The hash-chained audit log in the SQLite file at ``path`` (created on first use)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._pid = -1
+        self._db: sqlite_utils.Database | None = None
+
+    # -- connection and transactions ----------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The sqlite-utils database (reopened after a fork, so processes never share one)."""
+        if self._db is None or self._pid != os.getpid():
+            self._db = self._open()
+            self._pid = os.getpid()
+        return self._db
+
+    def _open(self) -> sqlite_utils.Database:
+        if self.path.parent != Path(""):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        db = sqlite_utils.Database(conn)
+        if db.journal_mode != "wal":
+            db.enable_wal()
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in ddl():
+                conn.execute(stmt)
+            conn.execute(
+                "INSERT OR IGNORE INTO audit_chain VALUES (1, ?, 0, ?, 0, ?)",
+                (SCHEMA_VERSION, chain.GENESIS, chain.GENESIS),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return db
+
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        with self._lock:
+            if self._db is not None and self._pid == os.getpid():
+                self._db.conn.close()
+            self._db = None
+
+    @contextmanager
+    def batch(self) -> Iterator[AuditLog]:
+        """Group many appends in one transaction (one fsync): the fast bulk path.
+
+        ``with log.batch(): for r in records: log.record_moderation(r)``. Other writers wait
+        until the batch commits, so keep batches to a few seconds.
+        """
+        with self._write():
+            yield self
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self.db.conn
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield conn
+                finally:
+                    self._depth -= 1
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for multi-query reads (WAL readers never block writers)."""
+        with self._lock:
+            conn = self.db.conn
+            if self._depth:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    def _append(self, conn: sqlite3.Connection, rows: Sequence[tuple[str, Row]]) -> int:
+        """Chain and insert ``rows`` (inside a write transaction); returns the last seq."""
+        head_seq, head_hash = conn.execute(
+            "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1"
+        ).fetchone()
+        now = time.time()
+        by_table: dict[str, list[list[Any]]] = {}
+        for table, row in rows:
+            spec = TABLES[table]
+            head_seq += 1
+            row = {**row, "seq": head_seq, "recorded_at": row.get("recorded_at", now)}
+            if spec.redactable:
+                self._seal_text(spec, row)
+            types = spec.types
+            full = {name: chain.coerce(row.get(name), types[name]) for name, _ in spec.columns}
+            head_hash = chain.row_hash(head_hash, table, [full[c] for c in spec.chained])
+            full["hash"] = head_hash
+            by_table.setdefault(table, []).append([full[name] for name, _ in spec.columns])
+        for table, values in by_table.items():
+            spec = TABLES[table]
+            marks = ", ".join("?" * len(spec.columns))
+            conn.executemany(f"INSERT INTO [{table}] VALUES ({marks})", values)
+        conn.execute(
+            "UPDATE audit_chain SET head_seq = ?, head_hash = ? WHERE id = 1",
+            (head_seq, head_hash),
+        )
+        return int(head_seq)
+
+    @staticmethod
+    def _seal_text(spec: TableSpec, row: Row) -> None:
+        """Digest the redactable text, then keep, hash or drop it per the tenant's retention."""
+        retention = row.setdefault("retention", "keep")
+        if all(row.get(c) is None for c in spec.redactable):
+            return
+        salt = chain.new_salt()
+        for col in spec.redactable:
+            text = row.get(col)
+            row[f"{col}_digest"] = None if text is None else chain.text_digest(salt, text)
+        if retention != "keep":
+            for col in spec.redactable:
+                row[col] = None
+        row["salt"] = None if retention == "drop" else salt
+
+    def _retention(self, conn: sqlite3.Connection, tenant: str) -> PromptRetention:
+        found = conn.execute(
+            "SELECT prompt_retention FROM audit_tenants WHERE tenant = ?", (tenant,)
+        ).fetchone()
+        return found[0] if found else "keep"
+
+    # -- writers --------------------------------------------------------------------------------
+
+    def record_moderation(self, rec: ModerationRecord) -> str:
+        """Record one request's prompt stage (request, verdicts, decision, reasons).
+
+        Returns the request id. ``rec.request_id`` must be unique (one per input item of a
+        moderation request). Raises :class:`InvalidRecord` for a bad endpoint or a reused id.
+        """
+        if rec.endpoint not in ENDPOINTS:
+            raise InvalidRecord(f"endpoint {rec.endpoint!r} is not one of {', '.join(ENDPOINTS)}")
+        _need(rec.request_id, "request_id")
+        _need(rec.tenant, "tenant")
+        d = rec.decision
+        common = {"request_id": rec.request_id, "tenant": rec.tenant, "created_at": rec.created_at}
+        models = _json(dict(rec.model_versions))
+        with self._write() as conn:
+            retention = self._retention(conn, rec.tenant)
+            rows: list[tuple[str, Row]] = [
+                (
+                    "requests",
+                    {
+                        **common,
+                        "endpoint": rec.endpoint,
+                        "job_id": rec.job_id,
+                        "action": Action(d.action).value,
+                        "policy_version": d.policy_version,
+                        "model_versions": models,
+                        "latency_ms": rec.latency_ms,
+                        "retention": retention,
+                        "original": rec.original,
+                        "normalized": rec.normalized,
+                    },
+                )
+            ]
+            for v in rec.verdicts:
+                evidence, quotes = _evidence_parts(v.evidence)
+                rows.append(
+                    (
+                        "verdicts",
+                        {
+                            **common,
+                            "classifier": v.classifier,
+                            "category": v.category,
+                            "score": v.score,
+                            "threshold": v.threshold,
+                            "model_id": v.model_id,
+                            "model_version": v.model_version,
+                            "evidence": evidence,
+                            "retention": retention,
+                            "quotes": quotes,
+                        },
+                    )
+                )
+            rows += self._decision_rows(
+                d,
+                {**common, "job_id": rec.job_id},
+                "prompt",
+                retention,
+                models,
+                {"latency_ms": _json({"total": rec.latency_ms}), "frames": None},
+            )
+            try:
+                self._append(conn, rows)
+            except sqlite3.IntegrityError as exc:
+                raise InvalidRecord(
+                    f"request id {rec.request_id!r} is already in the audit log; give each "
+                    "request (each input item) its own id"
+                ) from exc
+        return rec.request_id
+
+    @staticmethod
+    def _decision_rows(
+        d: Decision,
+        common: Row,
+        stage: str,
+        retention: str,
+        models: str,
+        extra: Row,
+    ) -> list[tuple[str, Row]]:
+        rows: list[tuple[str, Row]] = [
+            (
+                "decisions",
+                {
+                    **common,
+                    "stage": stage,
+                    "action": Action(d.action).value,
+                    "policy_version": d.policy_version,
+                    "model_versions": models,
+                    "category_scores": _json(dict(d.category_scores)),
+                    **extra,
+                },
+            )
+        ]
+        for r in d.reasons:
+            rows.append(("reasons", _reason_row(r, common, retention)))
+        return rows
+
+    def record_frame_audit(self, rec: FrameAuditRecord) -> int:
+        """Record one video job's frame stage: decision, reasons, every frame score, evidence.
+
+        Thumbnail files are hashed into the record (``audit verify --check-files`` re-checks
+        them); a thumbnail that cannot be read is recorded with no digest rather than losing
+        the audit. Returns the sequence number of the last row written.
+        """
+        _need(rec.job_id, "job_id")
+        _need(rec.tenant, "tenant")
+        d = rec.decision
+        created = time.time() if rec.created_at is None else rec.created_at
+        models = _json(dict(rec.model_versions))
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT request_id FROM requests WHERE job_id = ? ORDER BY seq LIMIT 1",
+                (rec.job_id,),
+            ).fetchone()
+            request_id = found[0] if found else None
+            retention = self._retention(conn, rec.tenant)
+            common = {
+                "request_id": request_id,
+                "job_id": rec.job_id,
+                "tenant": rec.tenant,
+                "created_at": created,
+            }
+            frames = _json([[f.index, f.timestamp_s] for f in rec.frames])
+            extra = {"latency_ms": _json(dict(rec.latency_ms)), "frames": frames}
+            rows = self._decision_rows(d, common, "frame", retention, models, extra)
+            for v in rec.verdicts:
+                index, ts, detail = _frame_of(v)
+                rows.append(
+                    (
+                        "frame_scores",
+                        {
+                            "job_id": rec.job_id,
+                            "request_id": request_id,
+                            "tenant": rec.tenant,
+                            "frame_index": index,
+                            "timestamp_s": ts,
+                            "classifier": v.classifier,
+                            "category": v.category,
+                            "score": v.score,
+                            "threshold": v.threshold,
+                            "model_id": v.model_id,
+                            "model_version": v.model_version,
+                            "detail": detail,
+                        },
+                    )
+                )
+            stamps = {f.index: f.timestamp_s for f in rec.frames}
+            for index, path in sorted(rec.thumbnails.items()):
+                digest, size = _file_sha256(Path(path))
+                rows.append(
+                    (
+                        "evidence",
+                        {
+                            "job_id": rec.job_id,
+                            "tenant": rec.tenant,
+                            "frame_index": index,
+                            "timestamp_s": stamps.get(index),
+                            "path": str(path),
+                            "sha256": digest,
+                            "bytes": size,
+                        },
+                    )
+                )
+            return self._append(conn, rows)
+
+    def record_release(
+        self, job_id: str, tenant: str, action: str, path: str | None, reason: str, actor: str
+    ) -> int:
+        """Record that a job's video was ``released`` or ``withheld`` (where, why, by whom)."""
+        if action not in RELEASE_ACTIONS:
+            raise InvalidRecord(f"release action {action!r} is not one of released, withheld")
+        _need(job_id, "job_id")
+        _need(actor, "actor")
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT request_id FROM requests WHERE job_id = ? ORDER BY seq LIMIT 1", (job_id,)
+            ).fetchone()
+            row = {
+                "job_id": job_id,
+                "request_id": found[0] if found else None,
+                "tenant": tenant,
+                "action": action,
+                "path": None if path is None else str(path),
+                "reason": reason,
+                "actor": actor,
+            }
+            return self._append(conn, [("releases", row)])
+
+    def record_review(self, job_id: str, reviewer: str, verdict: str, note: str) -> int:
+        """Record a human review of a job or request (``job_id`` may be either id).
+
+        Raises :class:`UnknownRecord` when neither a request nor a job has that id.
+        """
+        if verdict not in REVIEW_VERDICTS:
+            raise InvalidRecord(f"review verdict {verdict!r} is not one of approve, reject")
+        _need(reviewer, "reviewer")
+        with self._write() as conn:
+            request_id, found_job, tenant = self._resolve(conn, job_id)
+            row = {
+                "ref": job_id,
+                "request_id": request_id,
+                "job_id": found_job,
+                "tenant": tenant,
+                "reviewer": reviewer,
+                "verdict": verdict,
+                "note": note,
+            }
+            return self._append(conn, [("reviews", row)])
+
+    # -- tenant prompt retention ----------------------------------------------------------------
+
+    def set_prompt_retention(self, tenant: str, mode: str) -> None:
+        """Set how new records of ``tenant`` keep prompt text: keep, hash or drop.
+
+        Stored in the database (table ``audit_tenants``) so every process applies the same
+        setting. Existing rows are unchanged; use :meth:`redact` for them.
+        """
+        _need(tenant, "tenant")
+        if mode not in PROMPT_RETENTIONS:
+            raise BadFilter(f"prompt retention {mode!r} is not one of keep, hash, drop")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO audit_tenants VALUES (?, ?, ?) ON CONFLICT(tenant) DO UPDATE SET "
+                "prompt_retention = excluded.prompt_retention, updated_at = excluded.updated_at",
+                (tenant, mode, time.time()),
+            )
+
+    def prompt_retentions(self) -> dict[str, PromptRetention]:
+        """Every tenant with a non-default setting (the default is ``keep``)."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT tenant, prompt_retention FROM audit_tenants ORDER BY 1")
+            return {t: m for t, m in rows}
+
+    # -- readers --------------------------------------------------------------------------------
+
+    def _resolve(self, conn: sqlite3.Connection, ref: str) -> tuple[str | None, str | None, str]:
+        """(request id, job id, tenant) for a request id or a job id."""
+        found = conn.execute(
+            "SELECT request_id, job_id, tenant FROM requests WHERE request_id = ?", (ref,)
+        ).fetchone()
+        if found is None:
+            found = conn.execute(
+                "SELECT request_id, job_id, tenant FROM requests WHERE job_id = ? "
+                "ORDER BY seq LIMIT 1",
+                (ref,),
+            ).fetchone()
+        if found is None:
+            for table in ("decisions", "releases"):
+                job = conn.execute(
+                    f"SELECT request_id, job_id, tenant FROM [{table}] WHERE job_id = ? LIMIT 1",
+                    (ref,),
+                ).fetchone()
+                if job is not None:
+                    found = job
+                    break
+        if found is None:
+            raise UnknownRecord(
+                f"no request or job with id {ref!r} in the audit log; "
+                "`reelguard audit list` shows the ids"
+            )
+        return found[0], found[1], found[2]
+
+    def list_requests(
+        self, f: ListFilter | None = None, *, limit: int | None = 50, offset: int = 0
+    ) -> list[RequestSummary]:
+        """Requests matching ``f``, newest first. Raises :class:`BadFilter` for bad values."""
+        where, params = _where(f or ListFilter())
+        sql = (
+            f"SELECT {_SUMMARY_COLUMNS} FROM requests r {where} "
+            "ORDER BY r.created_at DESC, r.seq DESC"
+        )
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        with self._read() as conn:
+            return [_summary(row) for row in conn.execute(sql, params).fetchall()]
+
+    def iter_requests(self, f: ListFilter | None = None, page: int = 1000) -> Iterator[Row]:
+        """Every matching request, newest first, with its prompt text (for export)."""
+        where, params = _where(f or ListFilter())
+        sql = (
+            f"SELECT {_SUMMARY_COLUMNS}, r.original, r.normalized FROM requests r {where} "
+            "AND r.seq < ? ORDER BY r.seq DESC LIMIT ?"
+            if where
+            else f"SELECT {_SUMMARY_COLUMNS}, r.original, r.normalized FROM requests r "
+            "WHERE r.seq < ? ORDER BY r.seq DESC LIMIT ?"
+        )
+        last = 1 << 62
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(sql, [*params, last, page]).fetchall()
+            for row in rows:
+                out = _summary(row[:-2]).as_dict()
+                out["original"], out["normalized"] = row[-2], row[-1]
+                yield out
+            if len(rows) < page:
+                return
+            last = rows[-1][0]
+
+    def story(self, ref: str) -> Story:
+        """Everything recorded about a request or job id. Raises :class:`UnknownRecord`."""
+        with self._read() as conn:
+            request_id, job_id, _ = self._resolve(conn, ref)
+            db = self.db
+
+            def rows(table: str, where: str, *args: Any) -> list[Row]:
+                out = []
+                for row in db.query(f"SELECT * FROM [{table}] WHERE {where} ORDER BY seq", args):
+                    out.append(_decode(row))
+                return out
+
+            key = "request_id = ? OR job_id = ?"
+            request = rows("requests", "request_id = ?", request_id)
+            verdicts = rows("verdicts", "request_id = ?", request_id)
+            text = request[0]["original"] if request else None
+            for v in verdicts:
+                _merge_quotes(v, text)
+            reasons = rows("reasons", key, request_id, job_id)
+            for r in reasons:
+                _merge_quotes(r, text)
+            return Story(
+                request=request[0] if request else None,
+                verdicts=verdicts,
+                decisions=rows("decisions", key, request_id, job_id),
+                reasons=reasons,
+                frame_scores=rows("frame_scores", "job_id = ?", job_id),
+                evidence=rows("evidence", "job_id = ?", job_id),
+                releases=rows("releases", "job_id = ?", job_id),
+                reviews=rows("reviews", key, request_id, job_id),
+            )
+
+    def queue(self, limit: int | None = 100, tenant: str | None = None) -> list[QueueItem]:
+        """What awaits a human review, oldest first: withheld videos and prompts sent to review."""
+        items: list[QueueItem] = []
+        tenant_sql = "" if tenant is None else " AND x.tenant = ?"
+        args = [] if tenant is None else [tenant]
+        with self._read() as conn:
+            for job_id, request_id, who, since in conn.execute(
+                f"SELECT x.job_id, x.request_id, x.tenant, x.recorded_at FROM releases x "
+                f"WHERE {_WITHHELD_OPEN}{tenant_sql}",
+                args,
+            ):
+                cats = _categories(conn, "job_id", job_id)
+                items.append(
+                    QueueItem(job_id, "withheld_video", who, since, request_id, job_id, cats)
+                )
+            for request_id, job_id, who, since in conn.execute(
+                f"SELECT x.request_id, x.job_id, x.tenant, x.created_at FROM requests x "
+                f"WHERE {_PROMPT_REVIEW_OPEN}{tenant_sql}",
+                args,
+            ):
+                cats = _categories(conn, "request_id", request_id)
+                items.append(
+                    QueueItem(request_id, "prompt_review", who, since, request_id, job_id, cats)
+                )
+        items.sort(key=lambda i: i.since)
+        return items if limit is None else items[:limit]
+
+    def stats(
+        self, *, since: float | None = None, until: float | None = None, tenant: str | None = None
+    ) -> list[StatRow]:
+        """Per day (UTC) and category: requests reviewed or blocked, and that day's total."""
+        cond: list[str] = ["1 = 1"]
+        args: list[Any] = []
+        for col, op, val in (("created_at", ">=", since), ("created_at", "<", until)):
+            if val is not None:
+                cond.append(f"{col} {op} ?")
+                args.append(val)
+        if tenant is not None:
+            cond.append("tenant = ?")
+            args.append(tenant)
+        where = " AND ".join(cond)
+        with self._read() as conn:
+            totals = dict(
+                conn.execute(
+                    f"SELECT date(created_at, 'unixepoch') d, count(*) FROM requests "
+                    f"WHERE {where} GROUP BY d",
+                    args,
+                ).fetchall()
+            )
+            per = conn.execute(
+                f"""SELECT d, category, sum(1 - b), sum(b) FROM (
+                        SELECT date(min(created_at), 'unixepoch') d, category,
+                               max(action = 'block') b
+                        FROM reasons WHERE {where} AND action != 'allow'
+                        GROUP BY coalesce(request_id, job_id), category)
+                    GROUP BY d, category ORDER BY d, category""",
+                args,
+            ).fetchall()
+        return [StatRow(d, c, int(r), int(b), int(totals.get(d, 0))) for d, c, r, b in per]
+
+    def head(self) -> tuple[int, str]:
+        """The last sequence number and its hash (anchor it elsewhere to detect truncation)."""
+        with self._read() as conn:
+            seq, digest = conn.execute(
+                "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1"
+            ).fetchone()
+        return int(seq), str(digest)
+
+    def count(self) -> int:
+        """Rows in all chained tables."""
+        with self._read() as conn:
+            return sum(conn.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in TABLES)
+
+    # -- verification ---------------------------------------------------------------------------
+
+    def verify(self, *, check_files: bool = False, max_problems: int = 100) -> VerifyReport:
+        """Recompute the whole chain; name the first row that does not match, and the rest.
+
+        Catches an edited, deleted, inserted or reordered row in any audited table, prompt text
+        edited in place, text removed without a chained redaction, a cut-off tail (against the
+        head in ``audit_chain``) and, with ``check_files``, evidence thumbnails changed on disk.
+        """
+        started = time.perf_counter()
+        problems: list[VerifyProblem] = []
+
+        def problem(seq: int, table: str, kind: str, message: str) -> None:
+            if len(problems) < max_problems:
+                problems.append(VerifyProblem(seq, table, kind, message))
+
+        with self._read() as conn:
+            _, base_seq, base_hash, head_seq, head_hash = conn.execute(
+                "SELECT schema_version, base_seq, base_hash, head_seq, head_hash "
+                "FROM audit_chain WHERE id = 1"
+            ).fetchone()
+            covered: dict[str, int] = {}
+            for who, through in conn.execute(
+                "SELECT tenant, max(through_seq) FROM redactions GROUP BY tenant"
+            ):
+                covered[who] = through
+            self._check_base(conn, base_seq, base_hash, problem)
+            rows, last_seq, last_hash = _walk_chain(
+                conn, base_seq, base_hash, covered, problem, check_files
+            )
+        if last_seq != head_seq or last_hash != head_hash:
+            problem(
+                last_seq + 1,
+                "audit_chain",
+                "truncated",
+                f"the chain ends at seq {last_seq} but its head records seq {head_seq}: rows at "
+                "the end were deleted, or the head was edited",
+            )
+        return VerifyReport(
+            rows=rows,
+            base_seq=base_seq,
+            head_seq=head_seq,
+            head_hash=head_hash,
+            problems=tuple(problems),
+            seconds=time.perf_counter() - started,
+        )
+
+    @staticmethod
+    def _check_base(conn: sqlite3.Connection, base_seq: int, base_hash: str, problem: Any) -> None:
+        if base_seq == 0 and base_hash == chain.GENESIS:
+            return
+        last = conn.execute(
+            "SELECT seq, through_seq, through_hash FROM purges ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if last is None or (last[1], last[2]) != (base_seq, base_hash):
+            problem(
+                base_seq,
+                "audit_chain",
+                "base",
+                f"the chain starts after seq {base_seq}, but no purge record commits to that "
+                "start: the start of the log was deleted outside `reelguard audit purge`",
+            )
+
+    # -- retention ------------------------------------------------------------------------------
+
+    def purge(self, older_than_s: float, *, actor: str, now: float | None = None) -> PurgeReport:
+        """Delete every row recorded more than ``older_than_s`` seconds ago, keeping the chain.
+
+        Removes the oldest prefix of the chain (up to the first row that is still young), then
+        appends a chained purge record committing to the hash of the last removed row, which
+        becomes the chain's verified start. Evidence thumbnails of removed rows are deleted.
+        """
+        if older_than_s < 0:
+            raise BadFilter("--older-than must not be negative")
+        cutoff = (time.time() if now is None else now) - older_than_s
+        removed_files: list[str] = []
+        with self._write() as conn:
+            base_seq, head_seq = conn.execute(
+                "SELECT base_seq, head_seq FROM audit_chain WHERE id = 1"
+            ).fetchone()
+            young = [
+                conn.execute(
+                    f"SELECT seq FROM [{t}] WHERE recorded_at >= ? ORDER BY seq LIMIT 1", (cutoff,)
+                ).fetchone()
+                for t in TABLES
+            ]
+            firsts = [y[0] for y in young if y is not None]
+            through = (min(firsts) - 1) if firsts else head_seq
+            if through <= base_seq:
+                return PurgeReport(cutoff, base_seq, 0, 0)
+            through_hash = None
+            for t in TABLES:
+                found = conn.execute(f"SELECT hash FROM [{t}] WHERE seq = ?", (through,)).fetchone()
+                if found is not None:
+                    through_hash = found[0]
+            if through_hash is None:
+                raise InvalidRecord(
+                    f"row {through} is missing, so the purge cannot anchor the chain; run "
+                    "`reelguard audit verify` and resolve the break first"
+                )
+            removed_files = [
+                p for (p,) in conn.execute("SELECT path FROM evidence WHERE seq <= ?", (through,))
+            ]
+            rows = 0
+            for t in TABLES:
+                rows += conn.execute(f"DELETE FROM [{t}] WHERE seq <= ?", (through,)).rowcount
+            conn.execute(
+                "UPDATE audit_chain SET base_seq = ?, base_hash = ? WHERE id = 1",
+                (through, through_hash),
+            )
+            record = {
+                "cutoff": cutoff,
+                "through_seq": through,
+                "through_hash": through_hash,
+                "rows": rows,
+                "actor": actor,
+            }
+            self._append(conn, [("purges", record)])
+        files = 0
+        for p in removed_files:
+            try:
+                Path(p).unlink()
+                files += 1
+            except OSError:
+                pass
+        return PurgeReport(cutoff, through, rows, files)
+
+    def redact(
+        self,
+        tenant: str | None,
+        mode: str,
+        *,
+        actor: str,
+        older_than_s: float | None = None,
+        now: float | None = None,
+    ) -> RedactReport:
+        """Remove stored prompt text and evidence quotes (``hash`` keeps the salt, ``drop`` not).
+
+        Applies to ``tenant`` (every tenant when ``None``), for rows recorded before
+        ``older_than_s`` ago (all rows when ``None``). Appends a chained redaction record naming
+        the last covered seq; ``audit verify`` accepts removed text only under such a record.
+        """
+        if mode not in ("hash", "drop"):
+            raise BadFilter(f"redaction mode {mode!r} is not one of hash, drop")
+        who = ALL_TENANTS if tenant is None else tenant
+        with self._write() as conn:
+            (through,) = conn.execute("SELECT head_seq FROM audit_chain WHERE id = 1").fetchone()
+            if older_than_s is not None:
+                cutoff = (time.time() if now is None else now) - older_than_s
+                through = max(
+                    (
+                        conn.execute(
+                            f"SELECT max(seq) FROM [{t}] WHERE recorded_at < ?", (cutoff,)
+                        ).fetchone()[0]
+                        or 0
+                        for t in TABLES
+                    ),
+                    default=0,
+                )
+            rows = 0
+            for spec in TABLES.values():
+                if not spec.redactable:
+                    continue
+                sets = ", ".join(f"{c} = NULL" for c in spec.redactable)
+                salt = "salt = NULL" if mode == "drop" else "salt = salt"
+                cond = "seq <= ? AND coalesce(redacted, retention) != 'drop'"
+                if mode == "hash":
+                    cond += " AND coalesce(redacted, retention) = 'keep'"
+                args: list[Any] = [mode, through]
+                if tenant is not None:
+                    cond += " AND tenant = ?"
+                    args.append(tenant)
+                rows += conn.execute(
+                    f"UPDATE [{spec.name}] SET {sets}, {salt}, redacted = ? WHERE {cond}", args
+                ).rowcount
+            record = {"tenant": who, "mode": mode, "through_seq": through, "rows": rows}
+            self._append(conn, [("redactions", {**record, "actor": actor})])
+        return RedactReport(who, mode, int(through), rows)  # type: ignore[arg-type]
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _need(value: str | None, name: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRecord(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _reason_row(r: Reason, common: Row, retention: str) -> Row:
+    evidence, quotes = _evidence_parts(r.evidence)
+    return {
+        **common,
+        "stage": r.stage,
+        "category": r.category,
+        "action": Action(r.action).value,
+        "source": r.source,
+        "classifier": r.classifier,
+        "score": r.score,
+        "threshold": r.threshold,
+        "message": r.message,
+        "evidence": evidence,
+        "retention": retention,
+        "quotes": quotes,
+    }
+
+
+def _decode(row: Row) -> Row:
+    return {
+        k: (json.loads(v) if k in _JSON_COLUMNS and isinstance(v, str) else v)
+        for k, v in row.items()
+    }
+
+
+def _merge_quotes(row: Row, original: str | None) -> None:
+    """Put the quoted text back into each evidence item (from the prompt if the quote is gone)."""
+    quotes = row.get("quotes") or []
+    for i, item in enumerate(row.get("evidence") or []):
+        text = quotes[i] if i < len(quotes) else None
+        if text is None and original is not None and "start" in item and "end" in item:
+            text = original[item["start"] : item["end"]]
+        item["text"] = text
+
+
+_WITHHELD_OPEN = """x.action = 'withheld'
+    AND NOT EXISTS (SELECT 1 FROM releases y WHERE y.job_id = x.job_id AND y.seq > x.seq)
+    AND NOT EXISTS (SELECT 1 FROM reviews v WHERE v.job_id = x.job_id AND v.seq > x.seq)"""
+
+_PROMPT_REVIEW_OPEN = """x.action = 'review'
+    AND NOT EXISTS (SELECT 1 FROM reviews v WHERE v.request_id = x.request_id)
+    AND (x.job_id IS NULL OR NOT EXISTS (SELECT 1 FROM releases y WHERE y.job_id = x.job_id))"""
+
+_SUMMARY_COLUMNS = """r.seq, r.request_id, r.job_id, r.tenant, r.endpoint, r.created_at, r.action,
+    (SELECT action FROM decisions d WHERE d.job_id = r.job_id AND d.stage = 'frame'
+        ORDER BY d.seq DESC LIMIT 1),
+    (SELECT action FROM releases y WHERE y.job_id = r.job_id ORDER BY y.seq DESC LIMIT 1),
+    (SELECT verdict FROM reviews v WHERE v.request_id = r.request_id ORDER BY v.seq DESC LIMIT 1),
+    (SELECT group_concat(DISTINCT category) FROM reasons c WHERE c.request_id = r.request_id),
+    r.policy_version, r.latency_ms"""
+
+
+def _summary(row: Sequence[Any]) -> RequestSummary:
+    cats = tuple(sorted(row[10].split(","))) if row[10] else ()
+    return RequestSummary(
+        seq=row[0],
+        request_id=row[1],
+        job_id=row[2],
+        tenant=row[3],
+        endpoint=row[4],
+        created_at=row[5],
+        action=row[6],
+        frame_action=row[7],
+        release=row[8],
+        review=row[9],
+        categories=cats,
+        policy_version=row[11],
+        latency_ms=row[12],
+    )
+
+
+def _categories(conn: sqlite3.Connection, column: str, value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    rows = conn.execute(
+        f"SELECT DISTINCT category FROM reasons WHERE {column} = ? ORDER BY 1", (value,)
+    )
+    return tuple(c for (c,) in rows)
+
+
+def _action_condition(f: ListFilter) -> tuple[list[str], list[Any]]:
+    if f.stage is not None and f.stage not in STAGES:
+        raise BadFilter(f"stage {f.stage!r} is not one of {', '.join(STAGES)}")
+    if f.action is None:
+        if f.stage is not None:
+            raise BadFilter("--stage only narrows --action; give --action too")
+        return [], []
+    if f.action not in _ACTIONS:
+        raise BadFilter(f"action {f.action!r} is not one of {', '.join(_ACTIONS)}")
+    frame = "r.job_id IN (SELECT job_id FROM decisions WHERE stage = 'frame' AND action = ?)"
+    if f.stage == "prompt":
+        return ["r.action = ?"], [f.action]
+    if f.stage == "frame":
+        return [frame], [f.action]
+    return [f"(r.action = ? OR {frame})"], [f.action, f.action]
+
+
+def _where(f: ListFilter) -> tuple[str, list[Any]]:
+    """SQL conditions on ``requests r`` for a filter; :class:`BadFilter` for bad values."""
+    cond, args = _action_condition(f)
+    if f.category is not None:
+        if f.category not in CATEGORIES:
+            raise BadFilter(f"category {f.category!r} is not one of {', '.join(CATEGORIES)}")
+        cond.append("r.request_id IN (SELECT request_id FROM reasons WHERE category = ?)")
+        args.append(f.category)
+    for col, text in (("tenant", f.tenant), ("policy_version", f.policy_version)):
+        if text is not None:
+            cond.append(f"r.{col} = ?")
+            args.append(text)
+    if f.since is not None and f.until is not None and f.since >= f.until:
+        raise BadFilter("--since must be earlier than --until")
+    for op, val in ((">=", f.since), ("<", f.until)):
+        if val is not None:
+            cond.append(f"r.created_at {op} ?")
+            args.append(val)
+    if f.needs_review:
+        open_prompt = _PROMPT_REVIEW_OPEN.replace("x.", "r.")
+        cond.append(
+            f"(({open_prompt}) OR r.job_id IN "
+            f"(SELECT x.job_id FROM releases x WHERE {_WITHHELD_OPEN}))"
+        )
+    return ("WHERE " + " AND ".join(cond)) if cond else "", args
+
+
+def _check_text(
+    spec: TableSpec, row: Sequence[Any], n: int, covered: Mapping[str, int]
+) -> str | None:
+    """Why a row's redactable text does not hold up, or ``None`` when it does."""
+    names = spec.chained
+    retention = row[names.index("retention")]
+    tenant = row[names.index("tenant")]
+    seq = row[0]
+    k = len(spec.redactable)
+    texts = row[n + 1 : n + 1 + k]
+    salt, redacted = row[n + 1 + k], row[n + 2 + k]
+    if redacted is not None or retention != "keep":
+        if any(t is not None for t in texts):
+            return "text present in a row marked redacted"
+        if redacted is not None and max(covered.get(tenant, 0), covered.get(ALL_TENANTS, 0)) < seq:
+            return "text removed, but no chained redaction record covers this row"
+        return None
+    for col, text in zip(spec.redactable, texts, strict=True):
+        digest = row[names.index(f"{col}_digest")]
+        if text is None and digest is not None:
+            return f"{col} removed, but no chained redaction record covers this row"
+        if text is not None and (salt is None or chain.text_digest(salt, text) != digest):
+            return f"{col} was edited: it no longer matches its committed digest"
+    return None
+
+
+def _scan(conn: sqlite3.Connection, spec: TableSpec) -> Iterator[tuple[int, str, tuple[Any, ...]]]:
+    cols = [*spec.chained, "hash"]
+    if spec.redactable:
+        cols += [*spec.redactable, "salt", "redacted"]
+    if spec.name == "evidence":
+        cols += ["path"]
+    name = spec.name
+    cur = conn.cursor()
+    cur.arraysize = 2000
+    cur.execute(f"SELECT {', '.join(cols)} FROM [{name}] ORDER BY seq")
+    while True:
+        chunk = cur.fetchmany()
+        if not chunk:
+            return
+        for row in chunk:
+            yield row[0], name, row
+
+
+def _walk_chain(
+    conn: sqlite3.Connection,
+    base_seq: int,
+    base_hash: str,
+    covered: Mapping[str, int],
+    problem: Any,
+    check_files: bool,
+) -> tuple[int, int, str]:
+    """The verifier's hot loop: rows in seq order over every table. Returns (rows, seq, hash)."""
+    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    sha = hashlib.sha256
+    widths = {name: len(spec.chained) for name, spec in TABLES.items()}
+    merged = heapq.merge(*(_scan(conn, spec) for spec in TABLES.values()))
+    prev = bytes.fromhex(base_hash)
+    prev_hex = base_hash
+    expect = base_seq + 1
+    rows = 0
+    for seq, table, row in merged:
+        rows += 1
+        n = widths[table]
+        if seq != expect:
+            if seq < expect:
+                problem(seq, table, "order", f"{table} seq {seq} is out of order or duplicated")
+            else:
+                gap = f"seq {expect}" if seq == expect + 1 else f"seqs {expect}..{seq - 1}"
+                problem(expect, table, "deleted", f"{gap} missing: rows were deleted")
+        digest = sha(prev + encode([table, *row[:n]]).encode())
+        stored = row[n]
+        if digest.hexdigest() != stored:
+            problem(
+                seq,
+                table,
+                "hash",
+                f"{table} seq {seq} does not match its hash: the row was edited, or rows were "
+                "reordered or inserted before it",
+            )
+            try:
+                prev = bytes.fromhex(stored)
+                prev_hex = stored
+            except (TypeError, ValueError):
+                prev = digest.digest()
+                prev_hex = digest.hexdigest()
+        else:
+            prev = digest.digest()
+            prev_hex = stored
+        spec = TABLES[table]
+        if spec.redactable:
+            why = _check_text(spec, row, n, covered)
+            if why is not None:
+                problem(seq, table, "text", f"{table} seq {seq}: {why}")
+        if check_files and table == "evidence":
+            _check_file(spec, row, problem)
+        expect = seq + 1
+    return rows, expect - 1, prev_hex
+
+
+def _check_file(spec: TableSpec, row: Sequence[Any], problem: Any) -> None:
+    names = spec.chained
+    path, digest = row[-1], row[names.index("sha256")]
+    actual, _ = _file_sha256(Path(path))
+    if actual is None:
+        problem(row[0], "evidence", "file", f"evidence file {path} is missing")
+    elif actual != digest:
+        problem(row[0], "evidence", "file", f"evidence file {path} was changed after recording")
