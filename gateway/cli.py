@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gateway.settings import Settings
+from policies.cli import policy as policy_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -248,6 +249,7 @@ def moderate(
 
 # Explicit registry: every top-level command, in one place.
 COMMANDS: dict[str, click.Command] = {
+    "policy": policy_group,
     "serve": serve,
     "keys": keys,
     "moderate": moderate,

@@ -74,10 +74,13 @@ class PolicyError(Exception):
 
 def display_path(path: Path) -> str:
     """``path`` relative to the working directory when it is inside it (for messages)."""
+    if not path.is_absolute():
+        return str(path)
     try:
-        return os.path.relpath(path) if path.is_absolute() else str(path)
+        rel = os.path.relpath(path)
     except ValueError:  # pragma: no cover - another drive on Windows
         return str(path)
+    return str(path) if rel.startswith("..") else rel
 
 
 def format_loc(loc: Loc) -> str:
@@ -481,7 +484,9 @@ class PolicyLoader:
         try:
             policy = Policy.model_validate(data)
         except ValidationError as exc:
-            raise PolicyError([_issue_from_error(e, doc, name) for e in exc.errors()]) from None
+            found = [_issue_from_error(e, doc, name) for e in exc.errors()]
+            found.sort(key=lambda i: (i.file != name, i.file, i.line or 0))
+            raise PolicyError(found) from None
         if parent is not None:
             issues = _minors_issues(parent.resolved.policy, policy, doc, name)
             if issues:

@@ -17,7 +17,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from classifiers.base import CATEGORIES, Category, Stage
@@ -72,15 +80,49 @@ class StagePolicy(_Strict):
         return value
 
 
+def _check_term(term: str) -> str:
+    if len(term.strip()) < 2:
+        raise PydanticCustomError(
+            "term_too_short",
+            "term {term} is too short to match safely; use at least 2 characters",
+            {"term": repr(term)},
+        )
+    return " ".join(term.split())
+
+
+def _check_pattern(pattern: str) -> str:
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise PydanticCustomError(
+            "bad_regex",
+            "pattern {pattern} is not a valid regular expression ({error}); fix it, or put a "
+            "literal phrase under terms:",
+            {"pattern": repr(pattern), "error": str(exc)},
+        ) from None
+    if compiled.search("") is not None:
+        raise PydanticCustomError(
+            "empty_regex",
+            "pattern {pattern} matches empty text, so it would hit every prompt; make it "
+            "require at least one character",
+            {"pattern": repr(pattern)},
+        )
+    return pattern
+
+
+Term = Annotated[str, AfterValidator(_check_term)]
+RegexPattern = Annotated[str, AfterValidator(_check_pattern)]
+
+
 class TermList(_Strict):
     """Literal terms (whole words/phrases, case-insensitive) and regular expressions."""
 
-    terms: tuple[str, ...] = Field(
+    terms: tuple[Term, ...] = Field(
         (),
         description="Whole words or phrases, matched case-insensitively; spaces match any run "
         "of whitespace.",
     )
-    patterns: tuple[str, ...] = Field(
+    patterns: tuple[RegexPattern, ...] = Field(
         (), description="Python regular expressions, matched case-insensitively anywhere."
     )
     replace: bool = Field(
@@ -90,49 +132,17 @@ class TermList(_Strict):
         "adding to them.",
     )
 
-    @field_validator("terms")
+    @field_validator("terms", "patterns")
     @classmethod
-    def _terms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _unique(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         seen: set[str] = set()
-        for term in value:
-            if len(term.strip()) < 2:
-                raise PydanticCustomError(
-                    "term_too_short",
-                    "term {term!r} is too short to match safely; use at least 2 characters",
-                    {"term": term},
-                )
-            key = " ".join(term.casefold().split())
+        for item in value:
+            key = item.casefold() if info.field_name == "terms" else item
             if key in seen:
                 raise PydanticCustomError(
-                    "duplicate_term", "term {term!r} is listed twice; remove one", {"term": term}
+                    "duplicate_entry", "{item} is listed twice; remove one", {"item": repr(item)}
                 )
             seen.add(key)
-        return tuple(" ".join(t.split()) for t in value)
-
-    @field_validator("patterns")
-    @classmethod
-    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in value:
-            try:
-                compiled = re.compile(pattern, re.IGNORECASE)
-            except re.error as exc:
-                raise PydanticCustomError(
-                    "bad_regex",
-                    "pattern {pattern!r} is not a valid regular expression ({error}); fix it, or "
-                    "put a literal phrase under terms:",
-                    {"pattern": pattern, "error": str(exc)},
-                ) from None
-            if compiled.search("") is not None:
-                raise PydanticCustomError(
-                    "empty_regex",
-                    "pattern {pattern!r} matches empty text, so it would hit every prompt; make "
-                    "it require at least one character",
-                    {"pattern": pattern},
-                )
-        if len(set(value)) != len(value):
-            raise PydanticCustomError(
-                "duplicate_pattern", "a pattern is listed twice; remove one", {}
-            )
         return value
 
     def __bool__(self) -> bool:
@@ -343,3 +353,24 @@ class Policy(_Strict):
     def canonical(self) -> dict[str, Any]:
         """The resolved policy as plain JSON data (aliases as keys; ``extends`` dropped)."""
         return self.model_dump(mode="json", by_alias=True, exclude={"extends"})
+
+
+def policy_json_schema(*, overlay: bool = False) -> dict[str, Any]:
+    """JSON Schema of the policy file; ``overlay=True`` makes every field optional."""
+    schema = Policy.model_json_schema(by_alias=True, mode="validation")
+    schema["title"] = "ReelGuard tenant policy overlay" if overlay else "ReelGuard policy"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    if overlay:
+        _drop_required(schema)
+        schema["required"] = ["extends"]
+    return schema
+
+
+def _drop_required(node: Any) -> None:
+    if isinstance(node, dict):
+        node.pop("required", None)
+        for value in node.values():
+            _drop_required(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_required(value)
