@@ -1,0 +1,298 @@
+"""The whole frame audit of one generated video, in one call: sample, classify, decide.
+
+::
+
+    frames (T, H, W, 3) uint8 RGB, fps
+      -> sample_frames            uniform + scene cuts + first/last, exact timestamps
+      -> every frame classifier   concurrently, each in its own thread, within the time budget
+      -> decide_release           per category k-of-n consecutive frames, review band
+      -> FrameAuditResult         sampled frames, verdicts, decision, model versions, timings
+
+Fail closed: a classifier that raises, times out, or answers with the wrong shape contributes
+error verdicts (score 1.0, ``"error: ..."`` evidence) for the categories it covers, and the
+decision withholds the video with a reason of source ``"error"``. A timed-out classifier's
+thread cannot be killed in Python; it is abandoned (its result ignored) and the next audit
+starts fresh threads, so one hung model cannot stall later jobs' audits.
+
+Classifiers are built once per process by :class:`FrameClassifierCache` (the CLIP concept
+classifier once per set of policy concepts); see :func:`load_frame_classifiers`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from audit.records import FrameRef
+from classifiers.base import CATEGORIES, Category, Evidence, FrameClassifier, SampledFrame, Verdict
+from classifiers.frame.common import error_verdicts, is_error_verdict
+from classifiers.frame.registry import (
+    FRAME_CLASSIFIERS,
+    FailedFrameClassifier,
+    covered_categories,
+    policy_cache_key,
+)
+from classifiers.frame.sampler import sample_frames
+from gateway.settings import Settings
+from policies.decision import Action, Decision, Reason
+from policies.release import decide_release
+from policies.resolved import ResolvedPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class FrameAuditResult:
+    """The outcome of one video's frame audit.
+
+    ``sampled`` lists every frame the classifiers saw (index, exact timestamp), sorted.
+    ``verdicts`` holds one verdict per (frame, category, classifier), plus error verdicts for a
+    classifier that failed. ``model_versions`` maps each classifier name to
+    ``"<model_id>@<model_version>"``. ``timings_ms`` has ``sample``, ``classify:<name>`` per
+    classifier, ``decide`` and ``total`` (milliseconds).
+    """
+
+    sampled: tuple[FrameRef, ...]
+    verdicts: tuple[Verdict, ...]
+    decision: Decision
+    model_versions: dict[str, str] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def released(self) -> bool:
+        """True only when the decision is ``allow``: the video may be served."""
+        return self.decision.action is Action.ALLOW
+
+    @property
+    def policy_version(self) -> str:
+        """The policy version the decision was made under."""
+        return self.decision.policy_version
+
+
+def _categories_of(clf: FrameClassifier, policy: ResolvedPolicy) -> tuple[Category, ...]:
+    declared = getattr(clf, "categories", None)
+    if declared is not None:
+        return tuple(declared)
+    return covered_categories(clf.name, policy)
+
+
+def _check_output(
+    clf: FrameClassifier,
+    verdicts: list[Verdict],
+    frames: Sequence[SampledFrame],
+    categories: tuple[Category, ...],
+) -> None:
+    """Raise ``ValueError`` unless there is exactly one in-range verdict per (frame, category)."""
+    expected = {(f.index, c) for f in frames for c in categories}
+    seen: set[tuple[int, Category]] = set()
+    for v in verdicts:
+        index = next((e.frame_index for e in v.evidence if e.frame_index is not None), None)
+        key = (index if index is not None else -1, v.category)
+        if v.classifier != clf.name or key not in expected or key in seen:
+            raise ValueError(
+                f"{clf.name} returned an unexpected verdict ({v.classifier}, {v.category}, "
+                f"frame {index}); expected one per sampled frame and covered category"
+            )
+        if not (math.isfinite(v.score) and 0.0 <= v.score <= 1.0):
+            raise ValueError(f"{clf.name} returned score {v.score} outside [0, 1]")
+        seen.add(key)
+    if seen != expected:
+        raise ValueError(f"{clf.name} left {len(expected - seen)} (frame, category) pairs unscored")
+
+
+def _timed(clf: FrameClassifier, frames: Sequence[SampledFrame]) -> tuple[list[Verdict], float]:
+    start = time.perf_counter()
+    verdicts = clf.classify(frames)
+    return verdicts, (time.perf_counter() - start) * 1000.0
+
+
+def _collect(
+    clf: FrameClassifier,
+    future: Future[tuple[list[Verdict], float]],
+    frames: Sequence[SampledFrame],
+    policy: ResolvedPolicy,
+    deadline: float,
+    budget_s: float,
+) -> tuple[list[Verdict], float]:
+    """The classifier's verdicts and time, or error verdicts when it failed (fail closed)."""
+    categories = _categories_of(clf, policy)
+    started = time.perf_counter()
+    try:
+        verdicts, elapsed_ms = future.result(timeout=max(0.0, deadline - time.perf_counter()))
+        _check_output(clf, verdicts, frames, categories)
+        return verdicts, elapsed_ms
+    except FutureTimeout:
+        message = f"{clf.name} timed out: no answer within the {budget_s:g}s frame-audit budget"
+    except Exception as exc:  # any failure withholds the video; the message says which and why
+        message = f"{clf.name} failed: {type(exc).__name__}: {exc}"
+    waited_ms = (time.perf_counter() - started) * 1000.0
+    return error_verdicts(clf.name, clf.model_id, clf.model_version, categories, message), waited_ms
+
+
+def audit_frames(
+    frames: npt.NDArray[np.uint8],
+    fps: float,
+    policy: ResolvedPolicy,
+    classifiers: Sequence[FrameClassifier],
+    *,
+    timeout_s: float,
+) -> FrameAuditResult:
+    """Sample ``frames``, run every classifier on the samples, and decide release or withhold.
+
+    ``frames`` is ``(T, H, W, 3)`` uint8 RGB at ``fps``. The time budget is the smaller of
+    ``timeout_s`` and the policy's ``frame_audit.timeout_s``, counted from the call; classifiers
+    run concurrently, and any that has not answered by then is a fail-closed error. Raises
+    ``ValueError`` for malformed frames or fps (the caller withholds, see :func:`failed_audit`).
+    """
+    t0 = time.perf_counter()
+    budget_s = min(timeout_s, policy.policy.frame_audit.timeout_s)
+    deadline = t0 + budget_s
+    sampled = sample_frames(frames, fps, policy.policy.frame_audit)
+    timings: dict[str, float] = {"sample": (time.perf_counter() - t0) * 1000.0}
+    verdicts: list[Verdict] = []
+    model_versions: dict[str, str] = {}
+    if not classifiers:
+        verdicts += error_verdicts(
+            "frame-audit",
+            "frame-audit",
+            "none",
+            [c for c in CATEGORIES if policy.stage(c, "frame").enabled],
+            "no frame classifiers configured; list some under the policy's classifiers.frame",
+        )
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, len(classifiers)), thread_name_prefix="frame-audit"
+    )
+    try:
+        futures = [(clf, pool.submit(_timed, clf, sampled)) for clf in classifiers]
+        for clf, future in futures:
+            got, elapsed_ms = _collect(clf, future, sampled, policy, deadline, budget_s)
+            verdicts += got
+            timings[f"classify:{clf.name}"] = elapsed_ms
+            model_versions[clf.name] = f"{clf.model_id}@{clf.model_version}"
+    finally:
+        # A hung classifier keeps its thread; don't wait for it, and drop anything not started.
+        pool.shutdown(wait=False, cancel_futures=True)
+    t_decide = time.perf_counter()
+    decision = decide_release(policy, verdicts, sampled)
+    now = time.perf_counter()
+    timings["decide"] = (now - t_decide) * 1000.0
+    timings["total"] = (now - t0) * 1000.0
+    return FrameAuditResult(
+        sampled=tuple(FrameRef(f.index, f.timestamp_s) for f in sampled),
+        verdicts=tuple(verdicts),
+        decision=decision,
+        model_versions=model_versions,
+        timings_ms=timings,
+    )
+
+
+def failed_audit(policy: ResolvedPolicy, message: str) -> FrameAuditResult:
+    """A fail-closed result for an audit that could not run at all (e.g. malformed frames).
+
+    The decision blocks with one ``"error"`` reason per category enabled at the frame stage
+    (none of them was checked), each carrying ``message``.
+    """
+    evidence = (Evidence(detail=f"error: {message}"),)
+    reasons = tuple(
+        Reason(
+            category=c,
+            action=Action.BLOCK,
+            stage="frame",
+            source="error",
+            classifier="frame-audit",
+            score=1.0,
+            threshold=None,
+            evidence=evidence,
+            message=f"frame audit did not run, video withheld: {message}",
+        )
+        for c in CATEGORIES
+        if policy.stage(c, "frame").enabled
+    )
+    decision = Decision(
+        action=Action.BLOCK,
+        reasons=reasons,
+        policy_version=policy.version,
+        category_scores={r.category: 1.0 for r in reasons},
+    )
+    return FrameAuditResult(sampled=(), verdicts=(), decision=decision)
+
+
+_MAX_VARIANTS = 8
+"""Policy-dependent instances (CLIP concept sets) kept per classifier name."""
+
+
+class FrameClassifierCache:
+    """Builds each frame classifier once per process and hands out the set a policy names.
+
+    Call it with a resolved policy: returns the classifiers listed in the policy's
+    ``classifiers.frame``, in that order. A classifier whose construction fails (unknown name,
+    missing CLIP weights) is returned as a :class:`FailedFrameClassifier`, which fails every
+    audit closed; it is not cached, so fixing the file takes effect on the next audit.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._built: dict[tuple[str, str], FrameClassifier] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, policy: ResolvedPolicy) -> list[FrameClassifier]:
+        return [self.get(name, policy) for name in policy.policy.classifiers.frame]
+
+    def get(self, name: str, policy: ResolvedPolicy) -> FrameClassifier:
+        """The classifier ``name`` for ``policy`` (built on first use)."""
+        factory = FRAME_CLASSIFIERS.get(name)
+        if factory is None:
+            known = ", ".join(sorted(FRAME_CLASSIFIERS))
+            return FailedFrameClassifier(
+                name,
+                covered_categories(name, policy),
+                f"unknown frame classifier {name!r} in the policy's classifiers.frame; "
+                f"use one of: {known}",
+            )
+        key = (name, policy_cache_key(name, policy))
+        with self._lock:
+            cached = self._built.get(key)
+            if cached is not None:
+                return cached
+            try:
+                built = factory(self.settings, policy)
+            except Exception as exc:  # fail closed with the cause, retry on the next audit
+                return FailedFrameClassifier(
+                    name, covered_categories(name, policy), f"{type(exc).__name__}: {exc}"
+                )
+            # Tenants may use different concept lists; keep the most recent few per name.
+            same_name = [k for k in self._built if k[0] == name]
+            for old in same_name[: max(0, len(same_name) - _MAX_VARIANTS + 1)]:
+                del self._built[old]
+            self._built[key] = built
+            return built
+
+    def load_errors(self, policy: ResolvedPolicy) -> dict[str, str]:
+        """Per classifier the policy names, why it cannot run (empty when all loaded)."""
+        errors = {}
+        for clf in self(policy):
+            message = getattr(clf, "message", None) or getattr(clf, "load_error", None)
+            if message:
+                errors[clf.name] = str(message)
+        return errors
+
+
+def load_frame_classifiers(settings: Settings) -> FrameClassifierCache:
+    """A process-wide classifier cache: ``cache(policy) -> list[FrameClassifier]``."""
+    return FrameClassifierCache(settings)
+
+
+__all__ = [
+    "FrameAuditResult",
+    "FrameClassifierCache",
+    "audit_frames",
+    "failed_audit",
+    "is_error_verdict",
+    "load_frame_classifiers",
+]
