@@ -71,6 +71,13 @@ def _settings(**overrides: object) -> Settings:
     help="On a database with no active key, create one for tenant 'default' and print it once "
     "[default: REELGUARD_BOOTSTRAP_KEY or on].",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=None,
+    help="Video worker processes to start next to the web server; 0 when `reelguard worker` "
+    "runs elsewhere [default: REELGUARD_VIDEO_WORKERS or 1].",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -78,6 +85,7 @@ def serve(
     policy: Path | None,
     tenant_dir: Path | None,
     bootstrap_key: bool | None,
+    workers: int | None,
 ) -> None:
     """Start the HTTP gateway (uvicorn). Ctrl-C stops it.
 
@@ -95,10 +103,18 @@ def serve(
         policy=policy,
         tenant_policy_dir=tenant_dir,
         bootstrap_key=bootstrap_key,
+        video_workers=workers,
     )
     app = build_app_or_explain(settings)
     click.echo(first_run_key(settings), err=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    from gateway.worker import start_workers
+
+    pool = start_workers(settings)  # separate processes: the web process never generates
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        if pool is not None:
+            pool.stop()
 
 
 @click.group()
@@ -247,12 +263,15 @@ def moderate(
     click.echo(f"Wrote {len(rows)} results to {output_path} ({summary}).", err=True)
 
 
+from gateway.worker import worker_command  # noqa: E402 - after the shared options it may use
+
 # Explicit registry: every top-level command, in one place.
 COMMANDS: dict[str, click.Command] = {
     "policy": policy_group,
     "serve": serve,
     "keys": keys,
     "moderate": moderate,
+    "worker": worker_command,
 }
 
 for name, command in COMMANDS.items():

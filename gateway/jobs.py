@@ -507,6 +507,23 @@ class JobStore:
             )
         return cur.rowcount == 1
 
+    def requeue(self, job_id: str, worker_id: str) -> bool:
+        """Hand a job back to the queue (its worker is shutting down); the run does not count.
+
+        Anything the run left in quarantine is overwritten by the next run.
+        """
+        now = time.time()
+        with self._write() as conn:
+            cur = conn.execute(
+                """UPDATE video_jobs SET status = 'queued', stage = 'queued', progress = 0,
+                   worker_id = NULL, lease_expires_at = NULL, attempts = max(0, attempts - 1),
+                   updated_at = ?
+                   WHERE id = ? AND worker_id = ? AND status = 'in_progress'
+                   AND stage != 'decided'""",
+                (now, job_id, worker_id),
+            )
+        return cur.rowcount == 1
+
     def finish(
         self,
         job_id: str,

@@ -1,0 +1,537 @@
+"""``/v1/videos``: OpenAI's Videos API (create, retrieve, list, download, delete) with moderation.
+
+The official ``openai`` SDK works against it (``client.videos.create/retrieve/list/
+download_content/delete``). ReelGuard adds a ``moderation`` member to the video object::
+
+    "moderation": {
+        "action": "allow" | "review" | "block" | "pending",   # the final decision so far
+        "policy_version": "3f1c...",
+        "prompt": {"action", "policy_version", "reasons": [...], "model_versions"},
+        "frames": {"action", "reasons": [{..., "evidence": [{"frame_index", "timestamp_s"}]}],
+                   "sampled_frames", "model_versions"} | null,          # null until audited
+        "release": "released" | "withheld" | null
+    }
+
+Responses and errors (problem details, ``application/problem+json``):
+
+- ``POST /v1/videos`` (JSON or multipart: ``prompt``, ``model``, ``seconds``, ``size``, plus
+  ReelGuard's optional ``seed``) answers 202 with a queued video (200 with the same video when
+  an ``Idempotency-Key`` is replayed; 409 if that key was used for a different request).
+  A blocked prompt creates no job: 400 ``prompt-blocked`` whose ``error`` member has OpenAI's
+  shape (``code: "prompt_moderation"``, so the SDK raises ``BadRequestError`` with
+  ``e.code == "prompt_moderation"``) and whose ``moderation`` member lists the reasons
+  (category, evidence, policy version). A full queue answers 429 with ``Retry-After``.
+  A prompt the policy sends to *review* is generated but its video is withheld for a reviewer.
+- ``GET /v1/videos/{id}/content`` serves the MP4 (``?variant=thumbnail``: the JPEG poster) only
+  when the video is ``completed`` (the frame audit released it): 409 ``not-ready`` before,
+  403 ``content-withheld`` for a video the output moderation withheld (``failed`` with
+  ``error.code == "output_moderation"``), 409 ``video-failed`` for other failures.
+- Another tenant's video is a 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import State, UploadFile
+from litestar.params import Parameter
+from litestar.response import File
+
+from gateway.auth import TENANT_DEPENDENCY, require_api_key
+from gateway.jobs import (
+    IdempotencyConflict,
+    JobNotFound,
+    JobStore,
+    NewJob,
+    QueueFull,
+    VideoJob,
+    videos_dir,
+)
+from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem
+from gateway.settings import Settings
+
+SIZE_PATTERN = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+FIELDS = ("prompt", "model", "seconds", "size", "seed", "input_reference")
+POLL_AFTER_MS = "1000"
+
+
+# -- response shapes -------------------------------------------------------------------------
+
+
+class VideoError(msgspec.Struct):
+    """Why a video failed (OpenAI's shape)."""
+
+    code: str
+    message: str
+
+
+class VideoObject(msgspec.Struct):
+    """OpenAI's video object plus ReelGuard's ``moderation``."""
+
+    id: str
+    model: str
+    status: Literal["queued", "in_progress", "completed", "failed"]
+    progress: int
+    created_at: int
+    completed_at: int | None
+    expires_at: int | None
+    prompt: str
+    seconds: str
+    size: str
+    error: VideoError | None
+    remixed_from_video_id: str | None
+    moderation: dict[str, Any]
+    object: Literal["video"] = "video"
+
+
+class VideoList(msgspec.Struct):
+    """A page of videos (the cursor page the SDK's ``videos.list`` iterates)."""
+
+    data: list[VideoObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+    object: Literal["list"] = "list"
+
+
+class VideoDeleted(msgspec.Struct):
+    """``DELETE /v1/videos/{id}``'s answer."""
+
+    id: str
+    deleted: bool
+    object: Literal["video.deleted"] = "video.deleted"
+
+
+def moderation_view(job: VideoJob) -> dict[str, Any]:
+    """The ``moderation`` member of a video object."""
+    frames = job.frame_moderation
+    if frames is None:
+        action = "pending"
+    else:
+        action = frames.get("final_action", frames.get("action", "block"))
+    frame_view = None
+    if frames is not None:
+        frame_view = {
+            "action": frames.get("action"),
+            "reasons": frames.get("reasons", []),
+            "sampled_frames": frames.get("sampled_frames"),
+            "model_versions": frames.get("model_versions", {}),
+        }
+        if "reviewed" in frames:
+            frame_view["reviewed"] = frames["reviewed"]
+    return {
+        "action": action,
+        "policy_version": job.policy_version,
+        "prompt": job.prompt_moderation,
+        "frames": frame_view,
+        "release": job.release,
+    }
+
+
+def video_object(job: VideoJob) -> VideoObject:
+    """A job as OpenAI's video object."""
+    error = None
+    if job.status == "failed":
+        error = VideoError(code=job.error_code or "failed", message=job.error_message or "")
+    return VideoObject(
+        id=job.id,
+        model=job.model,
+        status=job.status,
+        progress=job.progress,
+        created_at=int(job.created_at),
+        completed_at=int(job.completed_at) if job.completed_at else None,
+        expires_at=None,
+        prompt=job.prompt,
+        seconds=job.seconds,
+        size=job.size,
+        error=error,
+        remixed_from_video_id=None,
+        moderation=moderation_view(job),
+    )
+
+
+def prompt_moderation_json(outcome: Any) -> dict[str, Any]:
+    """A prompt's :class:`~gateway.pipeline.ModerationOutcome` as stored on the job."""
+    from gateway.worker import decision_json
+
+    return {**decision_json(outcome.decision), "model_versions": dict(outcome.model_versions)}
+
+
+# -- request parsing -------------------------------------------------------------------------
+
+
+class CreateVideo(msgspec.Struct, frozen=True):
+    """A validated create request."""
+
+    prompt: str
+    model: str
+    seconds: str
+    size: str
+    width: int
+    height: int
+    seed: int | None
+
+    def request_hash(self) -> str:
+        """What an Idempotency-Key is bound to."""
+        canon = json.dumps(msgspec.to_builtins(self), sort_keys=True)
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _known_models() -> tuple[str, ...]:
+    from generator.registry import BACKENDS
+
+    return tuple(BACKENDS)
+
+
+def parse_create(raw: dict[str, Any], settings: Settings) -> CreateVideo:
+    """Validate a create body (JSON or form fields); 422/413 problems name each bad field."""
+    errors: list[FieldError] = []
+    unknown = sorted(set(raw) - set(FIELDS))
+    errors += [FieldError(f"#/{k}", "unknown field") for k in unknown]
+    if raw.get("input_reference") is not None:
+        errors.append(FieldError("#/input_reference", "reference images are not supported"))
+    prompt = raw.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        errors.append(FieldError("#/prompt", "required: a non-empty string"))
+    elif len(prompt) > settings.max_input_chars:
+        raise Problem(
+            413,
+            "input-too-large",
+            f"prompt has {len(prompt)} characters; the limit is {settings.max_input_chars} "
+            "(REELGUARD_MAX_INPUT_CHARS).",
+            errors=[FieldError("#/prompt", f"at most {settings.max_input_chars} characters")],
+        )
+    model = raw.get("model") or settings.generator_backend
+    if not isinstance(model, str) or model not in _known_models():
+        errors.append(
+            FieldError("#/model", f"unknown model {model!r}; use one of {list(_known_models())}")
+        )
+    seconds = _seconds(raw.get("seconds", settings.video_default_seconds), errors)
+    size = raw.get("size") or settings.video_default_size
+    match = SIZE_PATTERN.match(size) if isinstance(size, str) else None
+    if match is None:
+        errors.append(FieldError("#/size", f"must be WIDTHxHEIGHT, e.g. '256x256'; got {size!r}"))
+    seed = _seed(raw.get("seed"), errors)
+    if errors:
+        raise Problem(422, "validation-error", "The video request is not valid.", errors=errors)
+    assert match is not None and isinstance(prompt, str) and seconds is not None
+    return CreateVideo(
+        prompt=prompt,
+        model=model,
+        seconds=seconds,
+        size=str(size),
+        width=int(match.group(1)),
+        height=int(match.group(2)),
+        seed=seed,
+    )
+
+
+def _seconds(value: Any, errors: list[FieldError]) -> str | None:
+    try:
+        number = float(value)
+        ok = 0 < number <= 600 and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        errors.append(FieldError("#/seconds", f"must be a number of seconds > 0; got {value!r}"))
+        return None
+    return f"{number:g}"
+
+
+def _seed(value: Any, errors: list[FieldError]) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        seed = int(value)
+        ok = 0 <= seed < 2**32 and not isinstance(value, bool | float)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        errors.append(FieldError("#/seed", f"must be an integer from 0 to 2**32-1; got {value!r}"))
+        return None
+    return seed
+
+
+async def read_body(request: Request[Any, Any, State]) -> dict[str, Any]:
+    """The create body as a dict, from JSON or from multipart/urlencoded form fields."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        raw: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            raw[key] = "<file>" if isinstance(value, UploadFile) else value
+        return raw
+    body = await request.body()
+    if not body:
+        raise Problem(400, "bad-request", "The request body is empty; send JSON or a form.")
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        raise Problem(400, "invalid-json", f"The request body is not valid JSON: {exc}.") from exc
+    if not isinstance(raw, dict):
+        raise Problem(422, "validation-error", "The request body must be a JSON object.")
+    return raw
+
+
+# -- the blocked-prompt response -------------------------------------------------------------
+
+
+def blocked_response(request: Request[Any, Any, State], outcome: Any) -> Response[Any]:
+    """400 problem details for a blocked prompt, with an OpenAI-shaped ``error`` member."""
+    decision = outcome.decision
+    moderation = prompt_moderation_json(outcome)
+    parts = []
+    for r in decision.reasons[:5]:
+        quote = next((e.text for e in r.evidence if e.text), None)
+        parts.append(f"{r.category} ({r.source}{f': {quote!r}' if quote else ''})")
+    detail = (
+        f"The prompt was blocked by policy {decision.policy_version}: "
+        + ("; ".join(parts) or "not allowed")
+        + ". No video was created."
+    )
+    body = {
+        "type": TYPE_PREFIX + "prompt-blocked",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": detail,
+        "instance": request.url.path,
+        "error": {
+            "message": detail,
+            "type": "invalid_request_error",
+            "code": "prompt_moderation",
+            "param": "prompt",
+            "moderation": moderation,
+        },
+        "moderation": moderation,
+    }
+    return Response(body, status_code=400, media_type=MEDIA_TYPE)
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+
+def _store(state: State) -> JobStore:
+    store = getattr(state, "jobs", None)
+    if store is None:
+        store = JobStore(state.settings.db)
+        state.jobs = store
+    return store
+
+
+def _get(state: State, video_id: str, tenant: str) -> VideoJob:
+    try:
+        return _store(state).get(video_id, tenant)
+    except JobNotFound:
+        raise Problem(404, "not-found", f"No video {video_id!r}.") from None
+
+
+class VideoController(Controller):
+    """The video generation endpoints (API key required; each tenant sees only its videos)."""
+
+    path = "/v1/videos"
+    guards = [require_api_key]  # noqa: RUF012 - Litestar reads these as class attributes
+    dependencies = TENANT_DEPENDENCY
+    tags = ["videos"]  # noqa: RUF012
+
+    @post("/", summary="Create a video (OpenAI-compatible)", description=__doc__)
+    async def create(self, request: Request[Any, Any, State], tenant: str) -> Response[Any]:
+        """Moderate the prompt; if allowed, enqueue a job and answer 202 with the video."""
+        raw = await read_body(request)
+        key = request.headers.get("idempotency-key")
+        return await anyio.to_thread.run_sync(
+            partial(self._create, request, tenant, raw, key.strip() if key else None)
+        )
+
+    def _create(
+        self, request: Request[Any, Any, State], tenant: str, raw: dict[str, Any], key: str | None
+    ) -> Response[Any]:
+        state = request.app.state
+        settings: Settings = state.settings
+        spec = parse_create(raw, settings)
+        store = _store(state)
+        if key is not None and len(key) > 255:
+            raise Problem(422, "validation-error", "Idempotency-Key is longer than 255 characters.")
+        if key is not None:
+            replay = store.find_idempotent(tenant, key)
+            if replay is not None:
+                return self._replay(replay, spec)
+        created_at = time.time()
+        outcome = state.moderator.check(spec.prompt, tenant)
+        request_id = f"vidr-{uuid.uuid4().hex}"
+        if outcome.decision.action == "block":
+            _record_prompt(state, outcome, request_id, created_at, job_id=None)
+            return blocked_response(request, outcome)
+        new = NewJob(
+            tenant=tenant,
+            model=spec.model,
+            prompt=spec.prompt,
+            seconds=spec.seconds,
+            size=spec.size,
+            width=spec.width,
+            height=spec.height,
+            seed=spec.seed,
+            prompt_moderation=prompt_moderation_json(outcome),
+            policy_version=outcome.decision.policy_version,
+            idempotency_key=key,
+            request_hash=spec.request_hash(),
+        )
+        try:
+            job, created = store.create(
+                new, queue_max=settings.video_queue_max, workers=max(1, settings.video_workers)
+            )
+        except QueueFull as full:
+            _record_prompt(state, outcome, request_id, created_at, job_id=None)
+            raise Problem(
+                429, "queue-full", str(full), headers={"Retry-After": str(full.retry_after_s)}
+            ) from None
+        except IdempotencyConflict as conflict:
+            raise Problem(409, "idempotency-conflict", str(conflict)) from None
+        if not created:
+            return self._replay(job, spec)
+        _record_prompt(state, outcome, request_id, created_at, job_id=job.id)
+        return Response(
+            video_object(job),
+            status_code=202,
+            headers={"X-Request-ID": request_id, "openai-poll-after-ms": POLL_AFTER_MS},
+        )
+
+    @staticmethod
+    def _replay(job: VideoJob, spec: CreateVideo) -> Response[Any]:
+        if job.request_hash != spec.request_hash():
+            raise Problem(
+                409,
+                "idempotency-conflict",
+                f"Idempotency-Key {job.idempotency_key!r} was used for a different request; "
+                "send a new key for a new video.",
+            )
+        return Response(video_object(job), status_code=200, headers={"Idempotent-Replayed": "true"})
+
+    @get("/", sync_to_thread=True, summary="List videos")
+    def list_videos(
+        self,
+        request: Request[Any, Any, State],
+        tenant: str,
+        after: str | None = None,
+        limit: int = Parameter(default=20, ge=1, le=100),
+        order: Literal["asc", "desc"] = "desc",
+    ) -> VideoList:
+        """The tenant's videos, newest first (``order=asc``: oldest first), ``limit`` per page."""
+        try:
+            page = _store(request.app.state).list(tenant, after=after, limit=limit, order=order)
+        except JobNotFound:
+            raise Problem(404, "not-found", f"No video {after!r} to list after.") from None
+        data = [video_object(j) for j in page.jobs]
+        return VideoList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=page.has_more,
+        )
+
+    @get("/{video_id:str}", sync_to_thread=True, summary="Retrieve a video")
+    def retrieve(
+        self, request: Request[Any, Any, State], tenant: str, video_id: str
+    ) -> Response[VideoObject]:
+        """The video's status, progress, error and moderation."""
+        job = _get(request.app.state, video_id, tenant)
+        headers = (
+            {"openai-poll-after-ms": POLL_AFTER_MS}
+            if job.status in ("queued", "in_progress")
+            else {}
+        )
+        return Response(video_object(job), headers=headers)
+
+    @get("/{video_id:str}/content", sync_to_thread=True, summary="Download a released video")
+    def content(
+        self,
+        request: Request[Any, Any, State],
+        tenant: str,
+        video_id: str,
+        variant: str = "video",
+    ) -> File:
+        """The MP4 (or ``variant=thumbnail``: a JPEG), only after the frame audit released it."""
+        state = request.app.state
+        job = _get(state, video_id, tenant)
+        if variant not in ("video", "thumbnail"):
+            raise Problem(
+                422,
+                "validation-error",
+                f"variant {variant!r} is not available; use 'video' or 'thumbnail'.",
+                errors=[FieldError("#/variant", "one of: video, thumbnail")],
+            )
+        _check_servable(job)
+        released = videos_dir(state.settings.data_dir, "released")
+        name = job.file_name if variant == "video" else job.thumbnail_name
+        path = released / name
+        if not path.is_file():
+            raise Problem(404, "not-found", f"The {variant} of video {video_id} is gone.")
+        media_type = "video/mp4" if variant == "video" else "image/jpeg"
+        return File(
+            path=Path(path), media_type=media_type, filename=name, content_disposition_type="inline"
+        )
+
+    @delete("/{video_id:str}", status_code=200, sync_to_thread=True, summary="Delete a video")
+    def remove(self, request: Request[Any, Any, State], tenant: str, video_id: str) -> VideoDeleted:
+        """Cancel a queued or running video, or delete a finished one's released files.
+
+        A withheld video's files stay in quarantine (they are review and audit evidence).
+        """
+        state = request.app.state
+        try:
+            job = _store(state).delete(video_id, tenant)
+        except JobNotFound:
+            raise Problem(404, "not-found", f"No video {video_id!r}.") from None
+        if job.release == "released":
+            released = videos_dir(state.settings.data_dir, "released")
+            for name in (job.file_name, job.thumbnail_name):
+                (released / name).unlink(missing_ok=True)
+        return VideoDeleted(id=job.id, deleted=True)
+
+
+def _check_servable(job: VideoJob) -> None:
+    """Raise the problem that explains why this video's content cannot be served (yet)."""
+    if job.status == "completed" and job.release == "released":
+        return
+    if job.release == "withheld" or job.error_code == "output_moderation":
+        raise Problem(
+            403,
+            "content-withheld",
+            f"Video {job.id} was withheld by the output moderation and is not served: "
+            f"{job.error_message or 'not allowed'}",
+        )
+    if job.status == "failed":
+        raise Problem(
+            409, "video-failed", f"Video {job.id} failed ({job.error_code}): {job.error_message}"
+        )
+    raise Problem(
+        409,
+        "not-ready",
+        f"Video {job.id} is {job.status} ({job.progress} %); its content is available once its "
+        "status is completed.",
+    )
+
+
+def _record_prompt(
+    state: State, outcome: Any, request_id: str, created_at: float, *, job_id: str | None
+) -> None:
+    from gateway.pipeline import moderation_record
+
+    state.audit.record_moderation(
+        moderation_record(
+            outcome,
+            request_id=request_id,
+            created_at=created_at,
+            endpoint="videos",
+            job_id=job_id,
+        )
+    )

@@ -1,0 +1,603 @@
+"""Video worker processes: claim a job, generate, audit every shot, encode, record, release.
+
+One job, in one readable place (:meth:`JobRunner.run`)::
+
+    generate (progress 0-90 %) -> frame audit -> encode MP4 + thumbnail into quarantine/
+        -> record the frame audit (audit log) -> mark the job "decided"
+        -> allow: move to released/, record the release, completed
+           review/block: stay in quarantine, record the withholding, failed (output_moderation)
+
+The web process never runs this: ``reelguard serve`` starts a :class:`WorkerPool` of separate
+processes (``spawn``), and ``reelguard worker`` runs a pool alone. The pool restarts a worker
+that dies. While a job runs, a heartbeat thread renews its lease, watches for cancellation and
+for a stage that overruns its timeout; a cooperative check in the progress callback stops the
+generator at the next step, and a stage that ignores it past a grace period ends the process
+(the pool starts a fresh one), so no stage can hang a worker for ever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.process
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.jobs import JobStore, VideoJob, move_to_released, videos_dir
+from gateway.settings import Settings
+
+log = logging.getLogger("reelguard.worker")
+
+HARD_KILL_GRACE_S = 15.0
+"""How long past its timeout a stage that ignores the cooperative stop may run."""
+
+EXIT_STAGE_OVERRUN = 70
+
+
+class StopJob(Exception):
+    """Raised inside a job (from the progress callback) to stop it at the next step."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LeaseLost(StopJob):
+    """Another worker recovered this job; stop and write nothing."""
+
+
+class Shutdown(StopJob):
+    """The worker is stopping (SIGTERM): hand the job back to the queue."""
+
+
+def decision_json(decision: Any) -> dict[str, Any]:
+    """A policy :class:`~policies.decision.Decision` as plain JSON (reasons with evidence)."""
+    return {
+        "action": str(decision.action),
+        "policy_version": decision.policy_version,
+        "reasons": [_drop_none(asdict(r)) for r in decision.reasons],
+        "category_scores": dict(decision.category_scores),
+    }
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None and v != ""}
+    if isinstance(value, list | tuple):
+        return [_drop_none(v) for v in value]
+    return str(value) if isinstance(value, str) else value
+
+
+class Heartbeat:
+    """Keeps a job's lease alive from a thread and turns events into :class:`StopJob`.
+
+    The generator calls :meth:`check` (through the progress callback) at every step; it raises
+    when the job was cancelled, the lease was lost, the worker is shutting down, or the current
+    stage ran past its timeout.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        job: VideoJob,
+        worker_id: str,
+        lease_s: float,
+        shutdown: threading.Event,
+    ) -> None:
+        self.store, self.job, self.worker_id, self.lease_s = store, job, worker_id, lease_s
+        self.shutdown = shutdown
+        self._stop = threading.Event()
+        self._stopped_reason: StopJob | None = None
+        self._stage = "generating"
+        self._deadline = float("inf")
+        self._timeout_s = float("inf")
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def stage(self, name: str, timeout_s: float, progress: int | None = None) -> None:
+        """Enter a stage with its own timeout; record it (and the progress) on the job row."""
+        self.check()
+        self._stage, self._timeout_s = name, timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        fields: dict[str, Any] = {"stage": name}
+        if progress is not None:
+            fields["progress"] = progress
+        if not self.store.update(self.job.id, self.worker_id, **fields):
+            raise LeaseLost("lease_lost", "another worker took over this job")
+
+    def check(self) -> None:
+        """Raise :class:`StopJob` if this job must stop now."""
+        if self._stopped_reason is not None:
+            raise self._stopped_reason
+        if self.shutdown.is_set():
+            raise Shutdown("shutdown", "the worker is shutting down")
+        if time.monotonic() > self._deadline:
+            raise StopJob(
+                "timeout", f"the {self._stage} stage took longer than {self._timeout_s:g} s"
+            )
+
+    def progress(self, lo: int, hi: int) -> Callable[[float], None]:
+        """A progress callback mapping the stage's fraction done to job progress lo..hi %."""
+        last = [-1]
+
+        def callback(fraction: float) -> None:
+            self.check()
+            pct = lo + round((hi - lo) * min(1.0, max(0.0, fraction)))
+            if pct != last[0]:
+                last[0] = pct
+                self.store.update(self.job.id, self.worker_id, progress=pct)
+
+        return callback
+
+    def _loop(self) -> None:
+        interval = max(0.2, self.lease_s / 3)
+        while not self._stop.wait(interval):
+            try:
+                lease = self.store.heartbeat(self.job.id, self.worker_id, lease_s=self.lease_s)
+            except Exception:  # a busy database: try again next beat, the lease has slack
+                log.warning("heartbeat for %s failed", self.job.id, exc_info=True)
+                continue
+            if not lease.owned:
+                self._stopped_reason = LeaseLost("lease_lost", "another worker took this job")
+            elif lease.cancel_requested:
+                self._stopped_reason = StopJob("cancelled", "deleted while running")
+            if time.monotonic() > self._deadline + HARD_KILL_GRACE_S:
+                self._hard_stop()
+
+    def _hard_stop(self) -> None:
+        """The stage ignored the cooperative stop: fail the job and end the process."""
+        message = f"the {self._stage} stage took longer than {self._timeout_s:g} s"
+        log.error("job %s: %s; ending worker %s", self.job.id, message, self.worker_id)
+        with contextlib.suppress(Exception):
+            self.store.finish(
+                self.job.id,
+                self.worker_id,
+                status="failed",
+                error_code="timeout",
+                error_message=message,
+            )
+        os._exit(EXIT_STAGE_OVERRUN)
+
+
+@dataclass
+class Components:
+    """What a worker loads once and reuses for every job."""
+
+    settings: Settings
+    backends: dict[str, Any]
+    policies: Any
+    audit_log: Any
+    frame_classifiers: Callable[[Any], Any]
+
+    @classmethod
+    def load(cls, settings: Settings) -> Components:
+        """Open the policy store, the audit log and the frame classifiers (models load here)."""
+        from audit.log import AuditLog
+        from gateway.frame_audit import load_frame_classifiers
+        from policies.store import PolicyStore
+
+        return cls(
+            settings=settings,
+            backends={},
+            policies=PolicyStore(settings.policy, settings.tenant_policy_dir),
+            audit_log=AuditLog(settings.db),
+            frame_classifiers=load_frame_classifiers(settings),
+        )
+
+    def backend(self, name: str) -> Any:
+        """The generator backend ``name``, built on first use."""
+        if name not in self.backends:
+            from generator.registry import get_backend
+
+            self.backends[name] = get_backend(self.settings, name)
+        return self.backends[name]
+
+
+class JobRunner:
+    """Runs claimed jobs through the pipeline in one worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        components: Components,
+        worker_id: str,
+        shutdown: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.c = components
+        self.worker_id = worker_id
+        self.store = JobStore(settings.db)
+        self.shutdown = shutdown or threading.Event()
+
+    def run_next(self) -> bool:
+        """Claim and run one job; False when the queue was empty."""
+        job = self.store.claim(
+            self.worker_id,
+            lease_s=self.settings.video_lease_s,
+            max_attempts=self.settings.video_max_attempts,
+        )
+        if job is None:
+            return False
+        self.run(job)
+        return True
+
+    def run(self, job: VideoJob) -> None:
+        """Take one claimed job to completed or failed (or back to the queue on shutdown)."""
+        if job.stage == "decided":
+            log.info("job %s: finishing from its recorded decision", job.id)
+            self._finalize(self.store.get(job.id))
+            return
+        s = self.settings
+        with Heartbeat(self.store, job, self.worker_id, s.video_lease_s, self.shutdown) as hb:
+            try:
+                self._pipeline(job, hb)
+            except LeaseLost:
+                log.warning("job %s: lease lost; another worker owns it now", job.id)
+            except Shutdown:
+                self._requeue(job)
+            except StopJob as stop:
+                self._fail(job, stop.code, str(stop))
+            except Exception as exc:
+                log.exception("job %s failed", job.id)
+                self._fail(job, _error_code(exc), f"{type(exc).__name__}: {exc}")
+
+    def _pipeline(self, job: VideoJob, hb: Heartbeat) -> None:
+        from generator.base import VideoRequest
+        from generator.encode import encode_mp4, write_thumbnail
+
+        s = self.settings
+        timings: dict[str, float] = {
+            "queue_wait_s": (job.started_at or time.time()) - job.created_at
+        }
+        with contextlib.suppress(Exception):  # a bad edit: the store keeps the last good policy
+            self.c.policies.reload_if_changed()
+        policy = self.c.policies.get(job.tenant)
+        backend = self.c.backend(job.model)
+        request = VideoRequest(
+            prompt=job.prompt,
+            seconds=float(job.seconds),
+            width=job.width,
+            height=job.height,
+            seed=job.seed,
+        )
+
+        hb.stage("generating", s.video_generate_timeout_s, progress=0)
+        t = time.perf_counter()
+        output = backend.generate(request, hb.progress(0, 90))
+        timings["generate_s"] = time.perf_counter() - t
+
+        hb.stage("auditing", s.video_audit_timeout_s, progress=90)
+        t = time.perf_counter()
+        audit = self._audit(output, policy)
+        timings["audit_s"] = time.perf_counter() - t
+
+        hb.stage("encoding", s.video_encode_timeout_s, progress=95)
+        t = time.perf_counter()
+        quarantine = videos_dir(s.data_dir, "quarantine")
+        write_thumbnail(output.frames[0], quarantine / job.thumbnail_name)
+        encode_mp4(output.frames, output.fps, quarantine / job.file_name)
+        timings["encode_s"] = time.perf_counter() - t
+
+        hb.stage("recording", s.video_encode_timeout_s, progress=98)
+        t = time.perf_counter()
+        frame_moderation = self._record_audit(job, output, audit, timings)
+        if not self.store.update(
+            job.id,
+            self.worker_id,
+            stage="decided",
+            frame_moderation=frame_moderation,
+            timings=timings,
+        ):
+            raise LeaseLost("lease_lost", "another worker took over this job")
+        hb.check()
+        self._finalize(self.store.get(job.id), t_record=t)
+
+    def _audit(self, output: Any, policy: Any) -> Any:
+        """The frame audit; if it cannot run at all, a fail-closed block decision."""
+        from gateway.frame_audit import audit_frames, failed_audit
+
+        try:
+            return audit_frames(
+                output.frames,
+                output.fps,
+                policy,
+                self.c.frame_classifiers(policy),
+                timeout_s=self.settings.video_audit_timeout_s,
+            )
+        except StopJob:
+            raise
+        except Exception as exc:  # fail closed: the video is withheld, and the log says why
+            log.exception("frame audit raised")
+            return failed_audit(policy, f"the frame audit failed: {type(exc).__name__}: {exc}")
+
+    def _record_audit(
+        self, job: VideoJob, output: Any, audit: Any, timings: dict[str, float]
+    ) -> dict[str, Any]:
+        """Write the frame audit to the audit log; return the job's ``frame_moderation``."""
+        from audit.records import FrameAuditRecord
+        from policies.decision import Action
+
+        prompt_action = Action(job.prompt_moderation.get("action", "allow"))
+        final = max(prompt_action, audit.decision.action, key=lambda a: a.severity)
+        latency = {f"audit.{k}": v for k, v in audit.timings_ms.items()}
+        latency.update({k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()})
+        self.c.audit_log.record_frame_audit(
+            FrameAuditRecord(
+                job_id=job.id,
+                tenant=job.tenant,
+                frames=audit.sampled,
+                verdicts=audit.verdicts,
+                decision=audit.decision,
+                model_versions={
+                    **audit.model_versions,
+                    "generator": f"{output.backend}:{output.model_id}@seed={output.seed}",
+                },
+                latency_ms=latency,
+            )
+        )
+        return {
+            **decision_json(audit.decision),
+            "final_action": str(final),
+            "sampled_frames": len(audit.sampled),
+            "model_versions": dict(audit.model_versions),
+            "generator": {
+                "backend": output.backend,
+                "model_id": output.model_id,
+                "seed": output.seed,
+                "fps": output.fps,
+                "frames": int(output.frames.shape[0]),
+            },
+        }
+
+    def _finalize(self, job: VideoJob, t_record: float | None = None) -> None:
+        """Apply a recorded decision: release the file, or keep it quarantined (withheld)."""
+        from gateway.webhooks import enqueue_event
+
+        assert job.frame_moderation is not None, "only decided jobs are finalized"
+        t = t_record if t_record is not None else time.perf_counter()
+        actor = f"worker:{self.worker_id}"
+        timings = dict(job.timings)
+        if job.frame_moderation.get("final_action") == "allow":
+            path = move_to_released(self.settings.data_dir, job)
+            self.c.audit_log.record_release(
+                job_id=job.id,
+                tenant=job.tenant,
+                action="released",
+                path=str(path),
+                reason="the frame audit allowed every sampled frame",
+                actor=actor,
+            )
+            timings["record_s"] = time.perf_counter() - t
+            done = self.store.finish(
+                job.id, self.worker_id, status="completed", release="released", timings=timings
+            )
+        else:
+            path = videos_dir(self.settings.data_dir, "quarantine") / job.file_name
+            reason = _withhold_reason(job)
+            self.c.audit_log.record_release(
+                job_id=job.id,
+                tenant=job.tenant,
+                action="withheld",
+                path=str(path),
+                reason=reason,
+                actor=actor,
+            )
+            timings["record_s"] = time.perf_counter() - t
+            done = self.store.finish(
+                job.id,
+                self.worker_id,
+                status="failed",
+                error_code="output_moderation",
+                error_message=reason,
+                release="withheld",
+                timings=timings,
+            )
+        if done:
+            enqueue_event(self.settings, self.store.get(job.id))
+
+    def _fail(self, job: VideoJob, code: str, message: str) -> None:
+        """Fail a job that never reached a decision; its unaudited files are deleted."""
+        from gateway.webhooks import enqueue_event
+
+        if self.store.get(job.id).stage != "decided":  # audited files are evidence: keep them
+            quarantine = videos_dir(self.settings.data_dir, "quarantine")
+            for name in (job.file_name, job.thumbnail_name):
+                (quarantine / name).unlink(missing_ok=True)
+        if self.store.finish(
+            job.id, self.worker_id, status="failed", error_code=code, error_message=message
+        ):
+            enqueue_event(self.settings, self.store.get(job.id))
+
+    def _requeue(self, job: VideoJob) -> None:
+        """Hand a job back to the queue (worker shutdown); this run does not count."""
+        self.store.requeue(job.id, self.worker_id)
+
+
+def _error_code(exc: Exception) -> str:
+    from generator.base import BackendError, InvalidVideoRequest
+
+    if isinstance(exc, InvalidVideoRequest):
+        return "invalid_request"
+    if isinstance(exc, BackendError):
+        return "generation_failed"
+    return "internal_error"
+
+
+def _withhold_reason(job: VideoJob) -> str:
+    frame = job.frame_moderation or {}
+    parts = []
+    if job.prompt_moderation.get("action") == "review":
+        parts.append("the prompt needs human review")
+    for r in frame.get("reasons", [])[:5]:
+        ev = next((e for e in r.get("evidence", []) if "timestamp_s" in e), None)
+        where = f" at {ev['timestamp_s']:.2f} s" if ev else ""
+        parts.append(f"{r.get('category')} ({r.get('source')}, {r.get('action')}){where}")
+    return "withheld by the output moderation: " + ("; ".join(parts) or "not allowed")
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
+    """Entry point of one worker process: load models, then claim and run jobs until told to
+    stop (SIGTERM/SIGINT) or until the process that started it is gone.
+
+    The worker id, ``<host>:<pid>:w<slot>:<random>``, is what the job row's ``worker_id`` shows.
+    """
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:w{slot}:{secrets.token_hex(3)}"
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {worker_id} %(message)s")
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.torch_threads))
+    shutdown = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: shutdown.set())
+    with contextlib.suppress(Exception):
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
+    def orphaned() -> bool:
+        return os.getppid() != parent_pid
+
+    threading.Thread(
+        target=_watch_parent, args=(orphaned, shutdown), name="parent-watch", daemon=True
+    ).start()
+    runner = JobRunner(settings, Components.load(settings), worker_id, shutdown)
+    log.info("worker %s ready (pid %d)", worker_id, os.getpid())
+    from gateway.webhooks import deliver_due
+
+    while not shutdown.is_set():
+        try:
+            busy = runner.run_next()
+            deliver_due(settings)
+        except Exception:  # a database hiccup must not end the worker; the pool would restart it
+            log.exception("worker loop error")
+            busy = False
+        if not busy:
+            shutdown.wait(settings.worker_poll_interval_s)
+    log.info("worker %s stopped", worker_id)
+
+
+def _watch_parent(orphaned: Callable[[], bool], shutdown: threading.Event) -> None:
+    while not shutdown.wait(1.0):
+        if orphaned():
+            shutdown.set()
+
+
+class WorkerPool:
+    """``count`` worker processes, restarted when one dies, stopped together."""
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings, self.count = settings, count
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        self._ctx = multiprocessing.get_context("spawn")
+        self._stopping = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, name="worker-pool", daemon=True)
+
+    def start(self) -> WorkerPool:
+        """Start the processes and the thread that restarts any that die."""
+        for slot in range(self.count):
+            self.processes.append(self._spawn(slot))
+        self._monitor.start()
+        return self
+
+    def _spawn(self, slot: int) -> multiprocessing.process.BaseProcess:
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(self.settings, slot, os.getpid()),
+            name=f"reelguard-worker-{slot}",
+            daemon=True,
+        )
+        proc.start()
+        return proc
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            for slot, proc in enumerate(self.processes):
+                if not proc.is_alive() and not self._stopping.is_set():
+                    log.warning("worker %s exited (%s); starting another", proc.name, proc.exitcode)
+                    self.processes[slot] = self._spawn(slot)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM every worker (a running job goes back to the queue), then wait."""
+        self._stopping.set()
+        for proc in self.processes:
+            if proc.is_alive():
+                proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        for proc in self.processes:
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(2)
+
+    def __enter__(self) -> WorkerPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_workers(settings: Settings, count: int | None = None) -> WorkerPool | None:
+    """Start ``count`` (default ``settings.video_workers``) worker processes; None for 0."""
+    n = settings.video_workers if count is None else count
+    return WorkerPool(settings, n).start() if n > 0 else None
+
+
+@click.command("worker")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite database file (default: REELGUARD_DB).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Video folder with released/ and quarantine/ (default: REELGUARD_DATA_DIR).",
+)
+@click.option(
+    "-n",
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes (default: REELGUARD_VIDEO_WORKERS, at least 1).",
+)
+def worker_command(db: Path | None, data_dir: Path | None, workers: int | None) -> None:
+    """Run video workers alone (no HTTP): claim queued jobs from the database and run them.
+
+    Use it on machines that only generate, next to `reelguard serve --workers 0`. Stop with
+    Ctrl-C or SIGTERM: running jobs go back to the queue.
+    """
+    overrides: dict[str, Any] = {}
+    if db is not None:
+        overrides["db"] = db
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)
+    count = workers or max(1, settings.video_workers)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    JobStore(settings.db)  # create the table (and fail here, clearly, on a bad path)
+    with WorkerPool(settings, count):
+        click.echo(f"reelguard worker: {count} process(es) on {settings.db}", err=True)
+        stop.wait()
