@@ -263,6 +263,7 @@ def moderate(
     click.echo(f"Wrote {len(rows)} results to {output_path} ({summary}).", err=True)
 
 
+from audit.cli import audit as audit_group  # noqa: E402 - after db_option, which it uses
 from gateway.worker import worker_command  # noqa: E402 - after the shared options it may use
 
 # Explicit registry: every top-level command, in one place.
@@ -272,6 +273,7 @@ COMMANDS: dict[str, click.Command] = {
     "keys": keys,
     "moderate": moderate,
     "worker": worker_command,
+    "audit": audit_group,
 }
 
 for name, command in COMMANDS.items():
