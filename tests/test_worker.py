@@ -1,0 +1,305 @@
+"""The worker pipeline in-process: release and withhold, recovery after a crash at each stage,
+cancellation, stage timeouts, shutdown, generator errors, and signed webhooks with retries."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from test_videos_support import (
+    ExplodingClassifier,
+    PatternBackend,
+    make_settings,
+    run_all,
+    runner,
+)
+
+from audit.log import AuditLog
+from gateway.jobs import JobStore, NewJob, VideoJob, videos_dir
+from gateway.settings import Settings
+from gateway.webhooks import deliver_due, deliveries
+from generator.base import BackendError
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(tmp_path_factory.mktemp("worker"))
+
+
+def enqueue(settings: Settings, prompt: str = "a blue bicycle", action: str = "allow") -> VideoJob:
+    job, _ = JobStore(settings.db).create(
+        NewJob(
+            tenant="acme",
+            model="embedded",
+            prompt=prompt,
+            seconds="1",
+            size="64x64",
+            width=64,
+            height=64,
+            prompt_moderation={"action": action, "reasons": [], "policy_version": "test"},
+            policy_version="test",
+        ),
+        queue_max=100,
+    )
+    return job
+
+
+def story(settings: Settings, job_id: str) -> dict[str, Any]:
+    """What the audit log holds for a job: frame decisions and releases."""
+    s = AuditLog(settings.db).story(job_id)
+    return {"frames": [d for d in s.decisions if d.get("stage") == "frame"], "releases": s.releases}
+
+
+def test_allowed_job_is_audited_then_released(settings: Settings) -> None:
+    job = enqueue(settings)
+    assert run_all(runner(settings, backend=PatternBackend())) >= 1
+    done = JobStore(settings.db).get(job.id)
+    assert done.status == "completed" and done.release == "released" and done.progress == 100
+    assert (videos_dir(settings.data_dir, "released") / done.file_name).is_file()
+    assert not (videos_dir(settings.data_dir, "quarantine") / done.file_name).exists()
+    assert set(done.timings) >= {"queue_wait_s", "generate_s", "audit_s", "encode_s", "record_s"}
+    log = story(settings, job.id)
+    assert len(log["frames"]) == 1 and [r["action"] for r in log["releases"]] == ["released"]
+
+
+def test_classifier_error_withholds_and_keeps_file_in_quarantine(settings: Settings) -> None:
+    job = enqueue(settings)
+    run_all(
+        runner(
+            settings,
+            backend=PatternBackend(),
+            frame_classifiers=lambda policy: [ExplodingClassifier()],
+        )
+    )
+    done = JobStore(settings.db).get(job.id)
+    assert done.status == "failed" and done.error_code == "output_moderation"
+    assert done.release == "withheld" and "sexual" in (done.error_message or "")
+    assert (videos_dir(settings.data_dir, "quarantine") / done.file_name).is_file()
+    assert not (videos_dir(settings.data_dir, "released") / done.file_name).exists()
+    assert [r["action"] for r in story(settings, job.id)["releases"]] == ["withheld"]
+
+
+def test_prompt_in_review_is_generated_but_withheld(settings: Settings) -> None:
+    job = enqueue(settings, action="review")
+    run_all(runner(settings, backend=PatternBackend()))
+    done = JobStore(settings.db).get(job.id)
+    assert done.error_code == "output_moderation" and done.release == "withheld"
+    assert "review" in (done.error_message or "")
+
+
+def test_audit_that_cannot_run_withholds(settings: Settings) -> None:
+    job = enqueue(settings)
+
+    def broken(policy: object) -> list[object]:
+        raise OSError("cannot open model directory")
+
+    run_all(runner(settings, backend=PatternBackend(), frame_classifiers=broken))
+    done = JobStore(settings.db).get(job.id)
+    assert done.release == "withheld" and done.error_code == "output_moderation"
+
+
+def test_generator_error_fails_job_and_leaves_no_file(settings: Settings) -> None:
+    job = enqueue(settings)
+    run_all(runner(settings, backend=PatternBackend(fail_with=BackendError("CUDA out of memory"))))
+    done = JobStore(settings.db).get(job.id)
+    assert done.status == "failed" and done.error_code == "generation_failed"
+    assert "CUDA out of memory" in (done.error_message or "")
+    assert not (videos_dir(settings.data_dir, "quarantine") / done.file_name).exists()
+
+
+def test_crash_before_decision_reruns_and_never_releases_unaudited(settings: Settings) -> None:
+    """A worker died mid-generation and left a partial file: the job is run again."""
+    job = enqueue(settings)
+    store = JobStore(settings.db)
+    assert store.claim("dead-worker", lease_s=0.01, max_attempts=2) is not None
+    store.update(job.id, "dead-worker", stage="encoding", progress=95)
+    partial = videos_dir(settings.data_dir, "quarantine") / job.file_name
+    partial.write_bytes(b"half an mp4")
+    time.sleep(0.05)
+    run_all(runner(settings, backend=PatternBackend()))
+    done = store.get(job.id)
+    assert done.status == "completed" and done.attempts == 2
+    released = videos_dir(settings.data_dir, "released") / job.file_name
+    assert released.read_bytes() != b"half an mp4"
+    assert len(story(settings, job.id)["frames"]) == 1  # the rerun's audit, recorded once
+
+
+def test_crash_after_decision_finishes_from_the_record(settings: Settings) -> None:
+    """A worker died between recording the audit and moving the file: no second generation."""
+    job = enqueue(settings)
+    store = JobStore(settings.db)
+    store.claim("dead-worker", lease_s=0.01, max_attempts=1)
+    (videos_dir(settings.data_dir, "quarantine") / job.file_name).write_bytes(b"audited mp4")
+    store.update(
+        job.id,
+        "dead-worker",
+        stage="decided",
+        frame_moderation={"action": "allow", "final_action": "allow", "reasons": []},
+    )
+    time.sleep(0.05)
+    backend = PatternBackend()
+    run_all(runner(settings, backend=backend))
+    done = store.get(job.id)
+    assert done.status == "completed" and backend.calls == 0
+    assert (
+        videos_dir(settings.data_dir, "released") / job.file_name
+    ).read_bytes() == b"audited mp4"
+
+
+def test_crash_after_withhold_decision_stays_quarantined(settings: Settings) -> None:
+    job = enqueue(settings)
+    store = JobStore(settings.db)
+    store.claim("dead-worker", lease_s=0.01, max_attempts=1)
+    (videos_dir(settings.data_dir, "quarantine") / job.file_name).write_bytes(b"bad mp4")
+    store.update(
+        job.id,
+        "dead-worker",
+        stage="decided",
+        frame_moderation={"action": "block", "final_action": "block", "reasons": []},
+    )
+    time.sleep(0.05)
+    run_all(runner(settings, backend=PatternBackend()))
+    done = store.get(job.id)
+    assert done.status == "failed" and done.error_code == "output_moderation"
+    assert not (videos_dir(settings.data_dir, "released") / job.file_name).exists()
+
+
+def _run_in_thread(job_runner: Any) -> threading.Thread:
+    thread = threading.Thread(target=job_runner.run_next)
+    thread.start()
+    return thread
+
+
+def test_delete_while_generating_cancels_at_the_next_step(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, video_lease_s=0.6)
+    job = enqueue(settings)
+    backend = PatternBackend(steps=100, step_s=0.05)
+    thread = _run_in_thread(runner(settings, backend=backend))
+    assert backend.started.wait(30)
+    JobStore(settings.db).delete(job.id, "acme")
+    thread.join(30)
+    done = JobStore(settings.db).get(job.id)
+    assert done.status == "failed" and done.error_code == "cancelled"
+    assert done.progress < 90
+
+
+def test_generation_over_its_timeout_fails_the_job(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, video_generate_timeout_s=0.3)
+    job = enqueue(settings)
+    run_all(runner(settings, backend=PatternBackend(steps=50, step_s=0.05)))
+    done = JobStore(settings.db).get(job.id)
+    assert done.status == "failed" and done.error_code == "timeout"
+    assert "generating" in (done.error_message or "")
+
+
+def test_shutdown_hands_the_job_back_to_the_queue(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    job = enqueue(settings)
+    backend = PatternBackend(steps=100, step_s=0.05)
+    job_runner = runner(settings, backend=backend)
+    thread = _run_in_thread(job_runner)
+    assert backend.started.wait(30)
+    job_runner.shutdown.set()
+    thread.join(30)
+    back = JobStore(settings.db).get(job.id)
+    assert back.status == "queued" and back.attempts == 0 and back.worker_id is None
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+
+class Receiver:
+    """A local webhook endpoint that answers the scripted statuses, then 200."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.received.append((body, dict(self.headers.items())))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver([500])
+    yield r
+    r.server.shutdown()
+
+
+SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHM="
+
+
+def test_webhook_is_signed_and_retried_until_delivered(tmp_path: Path, receiver: Receiver) -> None:
+    settings = make_settings(tmp_path, webhook_url=receiver.url, webhook_secret=SECRET)
+    job = enqueue(settings)
+    run_all(runner(settings, backend=PatternBackend()))
+    assert deliver_due(settings) == 0  # the receiver answered 500
+    [row] = deliveries(settings, job.id)
+    assert row["status"] == "pending" and row["attempts"] == 1 and row["last_error"] == "HTTP 500"
+    assert row["next_attempt_at"] > time.time()
+    assert deliver_due(settings) == 0  # not due yet: backoff
+
+    JobStore(settings.db)  # make the retry due now instead of waiting for the backoff
+    import sqlite3
+
+    with sqlite3.connect(settings.db) as conn:
+        conn.execute("UPDATE webhook_deliveries SET next_attempt_at = 0")
+    assert deliver_due(settings) == 1
+    assert deliveries(settings, job.id)[0]["status"] == "delivered"
+
+    body, headers = receiver.received[-1]
+    client = openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9")
+    client.webhooks.verify_signature(body, headers, secret=SECRET)  # raises if forged
+    event = json.loads(body)
+    assert event["type"] == "video.completed" and event["data"]["id"] == job.id
+    assert receiver.received[0][0] == body  # the retry sent the same event
+    with pytest.raises(openai.InvalidWebhookSignatureError):
+        client.webhooks.verify_signature(body + b" ", headers, secret=SECRET)
+
+
+def test_failed_video_sends_video_failed(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.statuses.clear()
+    settings = make_settings(tmp_path, webhook_url=receiver.url, webhook_secret=SECRET)
+    job = enqueue(settings)
+    run_all(runner(settings, backend=PatternBackend(fail_with=BackendError("boom"))))
+    assert deliver_due(settings) == 1
+    event = json.loads(receiver.received[-1][0])
+    assert event["type"] == "video.failed"
+    assert event["data"]["error"]["code"] == "generation_failed" and event["data"]["id"] == job.id
+
+
+def test_webhook_gives_up_after_max_attempts(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.statuses[:] = [503] * 5
+    settings = make_settings(
+        tmp_path, webhook_url=receiver.url, webhook_secret=SECRET, webhook_max_attempts=2
+    )
+    job = enqueue(settings)
+    run_all(runner(settings, backend=PatternBackend()))
+    import sqlite3
+
+    for _ in range(2):
+        with sqlite3.connect(settings.db) as conn:
+            conn.execute("UPDATE webhook_deliveries SET next_attempt_at = 0")
+        deliver_due(settings)
+    [row] = deliveries(settings, job.id)
+    assert row["status"] == "failed" and row["attempts"] == 2
