@@ -22,7 +22,8 @@ Errors (all subclasses of :class:`JobError`)::
     ├── QueueFull            the queue holds ``queue_max`` jobs; retry after ``retry_after_s``
     ├── IdempotencyConflict  an Idempotency-Key reused with a different request body
     ├── JobNotFound          no such job (or it belongs to another tenant, or was deleted)
-    └── NotWithheld          release_withheld() on a job that is not withheld
+    ├── NotWithheld          release_withheld() on a job that is not withheld
+    └── MissingVideoFile     the MP4 is in neither quarantine/ nor released/
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ class JobNotFound(JobError):
 
 class NotWithheld(JobError):
     """Only a withheld video can be released by a reviewer."""
+
+
+class MissingVideoFile(JobError):
+    """A job's MP4 is missing from the video folder (moved or deleted by hand?)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,7 +576,10 @@ def move_to_released(data_dir: Path, job: VideoJob) -> Path:
             os.replace(src, released / name)
     target = released / job.file_name
     if not target.exists():
-        raise FileNotFoundError(f"{quarantine / job.file_name}: the video file is missing")
+        raise MissingVideoFile(
+            f"{quarantine / job.file_name}: the video file is missing (and it is not in "
+            f"{released}); check REELGUARD_DATA_DIR points at the folder the workers write to"
+        )
     return target
 
 

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     video_audit_timeout_s: float = Field(120.0, gt=0, description="Frame audit stage limit.")
     video_encode_timeout_s: float = Field(120.0, gt=0, description="MP4 encoding stage limit.")
     worker_poll_interval_s: float = Field(
-        0.5, gt=0, description="How often an idle worker looks for a job."
+        0.2, gt=0, description="How often an idle worker looks for a job."
     )
     webhook_url: str | None = Field(
         None, description="POST video.completed / video.failed events here (none: no webhooks)."

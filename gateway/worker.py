@@ -243,7 +243,11 @@ class JobRunner:
         """Take one claimed job to completed or failed (or back to the queue on shutdown)."""
         if job.stage == "decided":
             log.info("job %s: finishing from its recorded decision", job.id)
-            self._finalize(self.store.get(job.id))
+            try:
+                self._finalize(self.store.get(job.id))
+            except Exception as exc:  # the decision stands; fail rather than loop on it
+                log.exception("job %s: applying the recorded decision failed", job.id)
+                self._fail(job, "release_failed", f"{type(exc).__name__}: {exc}")
             return
         s = self.settings
         with Heartbeat(self.store, job, self.worker_id, s.video_lease_s, self.shutdown) as hb:

