@@ -1,0 +1,428 @@
+"""Build the shipped celebrity/IP lookup table from the gazetteer kit.
+
+    python -m classifiers.text.build_gazetteers \\
+        --source /work/shared/datasets/gazetteers --out classifiers/text/data
+
+(also ``reelguard build-gazetteers``). Reads ``people.tsv`` (-> ``celebrity``), ``ip.tsv`` and
+``brands.tsv`` (-> ``ip``), plus :mod:`classifiers.text.curated_names`, and writes one compact
+``gazetteer.tsv.gz`` with normalised match keys, a tier and a score per entry. The product
+loads only that file. Decisions taken here (each one is a tier, so it shows in evidence):
+
+* **Scores by tier.** Contemporary, well-known names (TMDb/Spotify popularity, K-pop idols,
+  Pantheon people born 1900 or later, VGGFace2, comic characters with 100+ appearances,
+  Pokémon, curated names) score 0.85-0.95; anime titles and brands 0.75-0.8. Weak sources
+  score below the default review threshold (0.35) so they are evidence, not blocks: LFW-only
+  news figures (some are private people), comic characters with few appearances, Pantheon
+  people born before 1900 (``historical``: Napoleon, Van Gogh are not deepfake targets).
+  THUOCL's unverified Chinese names score 0.4 (review), and 2-character ones are dropped (they
+  are mostly ordinary words: 孙子, 陆军, 星光). Six-CD artist styles are benign and not read.
+* **Common words.** A form that is also an ordinary word only fires with supporting context
+  (its key is stored with a ``~`` prefix): the kit's ``common_word``/``stage_name_single_token``
+  flags, forms of 4 letters or fewer, single words (and multi-word titles/brands made only of
+  words) that occur in the benign caption/prompt rows of ``train.jsonl``, and multi-word names
+  that occur there as a phrase ("black widow" the spider).
+* **Extra forms.** ``Anthony "Tony" Stark`` also yields ``Tony Stark``; well-known multi-word
+  names also match written as one word ("taylorswift", "spiderman"). CJK forms (Chinese,
+  Japanese, Korean) are stored as substrings without spaces or dots (``=`` prefix).
+
+Output rows (tab separated): category, name, detail, tier, score, context class, context words
+(``|``), keys (``|``). Header lines start with ``#``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from classifiers.text.curated_names import CURATED_IP, CURATED_PEOPLE
+from classifiers.text.normalize import WORD_RE, normalize
+
+FORMAT_VERSION = "1"
+OUTPUT_NAME = "gazetteer.tsv.gz"
+BENIGN_SOURCES = frozenset(
+    {"coco_captions_esd", "didemo", "parti", "t2i_compbench", "vbench_aug", "opensora"}
+)
+CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff]")
+MIN_CJK_LEN = 2
+MAX_KEY_TOKENS = 12
+MAX_CJK_LEN = 24
+
+csv.field_size_limit(sys.maxsize)
+
+
+@dataclass
+class Entry:
+    """One name being built: forms are raw strings; a leading ``~`` forces "needs context"."""
+
+    category: str
+    name: str
+    detail: str
+    tier: str
+    score: float
+    context_class: str
+    forms: list[str]
+    context: list[str] = field(default_factory=list)
+    common_forms: set[str] = field(default_factory=set)  # raw forms the kit flags as common
+    keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BenignVocabulary:
+    """Word and phrase counts over benign captions/prompts, to spot names that are words."""
+
+    words: Counter[str]
+    phrases: Counter[str]
+
+    def is_word(self, key: str) -> bool:
+        return self.words[key] >= 2
+
+    def all_words(self, key: str) -> bool:
+        return all(self.words[t] >= 2 for t in key.split())
+
+    def is_phrase(self, key: str) -> bool:
+        return self.phrases[key] >= 2
+
+
+def read_tsv(path: Path) -> Iterator[dict[str, str]]:
+    """Rows of a kit TSV (header row, ``|``-joined multi-values, no CSV quoting)."""
+    if not path.is_file():
+        raise click.ClickException(
+            f"{path}: not found; pass --source pointing at the kit's gazetteers/"
+        )
+    with path.open(encoding="utf-8", newline="") as f:
+        yield from csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+
+
+def parse_notes(notes: str) -> dict[str, str]:
+    """``a=1;historical;b=x`` -> ``{"a": "1", "historical": "", "b": "x"}``."""
+    out = {}
+    for part in notes.split(";"):
+        if part:
+            k, _, v = part.partition("=")
+            out[k.strip()] = v.strip()
+    return out
+
+
+def split_multi(value: str) -> list[str]:
+    return [v.strip() for v in value.split("|") if v.strip()]
+
+
+def nickname_forms(form: str) -> list[str]:
+    """``Anthony "Tony" Stark`` -> ``["Anthony Stark", "Tony Stark"]`` (else ``[]``)."""
+    clean = re.sub(r'[\\"]+', '"', form).strip('"')
+    nick = re.search(r'"([^"]+)"', clean)
+    if not nick:
+        return []
+    rest = (clean[: nick.start()] + clean[nick.end() :]).split()
+    if not rest:
+        return []
+    return [" ".join(rest), f"{nick.group(1)} {rest[-1]}"]
+
+
+def people_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
+    """``people.tsv`` rows -> celebrity entries with a tier and score each."""
+    for row in rows:
+        notes = parse_notes(row["notes"])
+        sources = set(row["source"].split("|"))
+        forms = [row["name"], *split_multi(row["aliases"])]
+        context: list[str] = []
+        if "group" in notes:
+            context.append(notes["group"])
+        birth = int(row["birth_year"]) if row["birth_year"].lstrip("-").isdigit() else None
+        if "zh_only" in notes:
+            if len(row["name"]) < 3:
+                continue  # 2-character THUOCL entries are mostly ordinary words
+            tier, score = "zh_famous_person_unverified", 0.4
+        elif "historical" in notes or (birth is not None and birth < 1900):
+            tier, score = "historical", 0.2
+        elif "popularity" in notes:
+            tier, score = "popular", 0.95
+        elif "kpop_idols" in sources:
+            tier, score = "kpop_idol", 0.9
+        elif "pantheon" in sources:
+            tier, score = "pantheon", 0.9
+        elif "vggface2" in sources or "tmdb_top_actors" in sources:
+            tier, score = "vggface2", 0.85
+        else:
+            tier, score = "lfw_news_figure", 0.3
+        entry = Entry("celebrity", row["name"], row["kind"], tier, score, "person", forms, context)
+        if "common_word" in notes:
+            entry.common_forms.add(row["name"])
+        if "stage_name_single_token" in notes:
+            entry.common_forms.update(f for f in forms if len(f.split()) == 1)
+        yield entry
+
+
+def ip_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
+    """``ip.tsv`` rows -> IP entries (comic characters, Pokémon, anime titles)."""
+    for row in rows:
+        notes = parse_notes(row["notes"])
+        popularity = parse_notes(row["popularity"])
+        forms = [row["name"], *split_multi(row["aliases"])]
+        forms += [n for f in list(forms) if '"' in f for n in nickname_forms(f)]
+        kind = row["kind"]
+        detail = row["franchise"] or row["owner"] or kind
+        if kind == "comic_character":
+            appearances = int(popularity.get("appearances", "0") or 0)
+            if appearances >= 500:
+                tier, score = "major_character", 0.95
+            elif appearances >= 100:
+                tier, score = "character", 0.85
+            elif appearances >= 20:
+                tier, score = "minor_character", 0.45
+            else:
+                tier, score = "obscure_character", 0.25
+            ctx_class = "comic"
+        elif kind == "game_character":
+            tier, score, ctx_class = "pokemon", 0.9, "pokemon"
+        else:
+            tier, score, ctx_class = "anime_title", 0.75, "anime"
+        context = [w for w in (row["franchise"], row["owner"]) if w]
+        entry = Entry("ip", row["name"], detail, tier, score, ctx_class, forms, context)
+        if "common_word" in notes:
+            entry.common_forms.add(row["name"])
+        yield entry
+
+
+def brand_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
+    """``brands.tsv`` rows -> IP entries (logos and trademarks)."""
+    for row in rows:
+        notes = parse_notes(row["notes"])
+        forms = [row["name"], *split_multi(row["aliases"])]
+        entry = Entry("ip", row["name"], "brand", "brand", 0.8, "brand", forms)
+        if "common_word" in notes:
+            entry.common_forms.add(row["name"])
+        yield entry
+
+
+def curated_entries() -> Iterator[Entry]:
+    """The hand-curated additions (:mod:`classifiers.text.curated_names`)."""
+    for name, aliases, detail in CURATED_PEOPLE:
+        yield Entry(
+            "celebrity", name.lstrip("~"), detail, "curated", 0.95, "person", [name, *aliases]
+        )
+    for name, aliases, detail in CURATED_IP:
+        ctx = "brand" if detail == name.lstrip("~") or "Inc" in detail else "film"
+        if "Marvel" in detail or detail.startswith("DC"):
+            ctx = "comic"
+        yield Entry(
+            "ip", name.lstrip("~"), detail, "curated", 0.95, ctx, [name, *aliases], [detail]
+        )
+
+
+def benign_vocabulary(train_jsonl: Path | None) -> BenignVocabulary:
+    """Word counts (and all 2-4 word phrases) over benign caption/prompt rows."""
+    words: Counter[str] = Counter()
+    phrases: Counter[str] = Counter()
+    if train_jsonl is None:
+        return BenignVocabulary(words, phrases)
+    if not train_jsonl.is_file():
+        raise click.ClickException(f"{train_jsonl}: not found; pass --benign PATH or --no-benign")
+    with train_jsonl.open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["labels"] or row["source"] not in BENIGN_SOURCES:
+                continue
+            tokens = WORD_RE.findall(normalize(row["text"]).normalized)
+            words.update(set(tokens))
+            for n in (2, 3, 4):
+                phrases.update({" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)})
+    return BenignVocabulary(words, phrases)
+
+
+def form_key(form: str) -> tuple[str, bool] | None:
+    """A raw form -> (key, is_cjk), or ``None`` when it cannot be matched usefully."""
+    norm = normalize(form.lstrip("~")).normalized
+    tokens = WORD_RE.findall(norm)
+    if not tokens or not any(c.isalpha() for t in tokens for c in t):
+        return None  # digits only ("107", "88"): not a name
+    if any(CJK_RE.search(t) for t in tokens):
+        key = "".join(tokens)
+        if not MIN_CJK_LEN <= len(key) <= MAX_CJK_LEN:
+            return None
+        return key, True
+    if len(tokens) > MAX_KEY_TOKENS:
+        return None
+    key = " ".join(tokens)
+    return (key, False) if len(key) >= 2 else None
+
+
+def needs_context(entry: Entry, form: str, key: str, is_cjk: bool, vocab: BenignVocabulary) -> bool:
+    """Is this form also an ordinary word or phrase, so that it needs supporting context?"""
+    if form.startswith("~") or form in entry.common_forms:
+        return True
+    if entry.tier == "curated":
+        return False  # curated forms mark their ordinary-word cases with "~" explicitly
+    if is_cjk:
+        return len(key) <= 2 and entry.tier != "curated"
+    tokens = key.split()
+    if len(tokens) == 1:
+        return len(key) <= 4 or vocab.is_word(key) or (not key.isalpha() and len(key) <= 6)
+    if vocab.is_phrase(key):
+        return True
+    # Titles and brands made only of everyday words ("Golden Time", "Blue Lock").
+    return entry.context_class in ("anime", "brand") and len(tokens) <= 3 and vocab.all_words(key)
+
+
+def entry_keys(entry: Entry, vocab: BenignVocabulary) -> list[str]:
+    """All match keys of an entry, prefixed ``~`` (needs context) and/or ``=`` (CJK substring)."""
+    keys: dict[str, bool] = {}
+    for form in entry.forms:
+        made = form_key(form)
+        if made is None:
+            continue
+        key, is_cjk = made
+        stored = ("=" if is_cjk else "") + key
+        ctx = needs_context(entry, form, key, is_cjk, vocab)
+        keys[stored] = keys.get(stored, True) and ctx
+        tokens = key.split()
+        joined = "".join(tokens)
+        if (
+            not is_cjk
+            and not ctx
+            and len(tokens) > 1
+            and entry.score >= 0.8
+            and joined.isalpha()
+            and len(joined) >= 8
+            and not vocab.is_word(joined)
+        ):
+            keys.setdefault(joined, False)
+    return [("~" if ctx else "") + k for k, ctx in keys.items()]
+
+
+def context_keys(entry: Entry) -> list[str]:
+    """Entry-specific context words: group, franchise and owner names, minus generic words."""
+    generic = {
+        "the",
+        "comics",
+        "entertainment",
+        "company",
+        "inc",
+        "co",
+        "ltd",
+        "of",
+        "and",
+        "group",
+    }
+    out: set[str] = set()
+    for raw in entry.context:
+        for part in re.split(r"[()/,;]", raw):
+            made = form_key(part)
+            if made and made[0] not in generic and not made[1]:
+                out.add(made[0])
+                out.update(t for t in made[0].split() if len(t) > 3 and t not in generic)
+    return sorted(out)
+
+
+def build(source: Path, benign: Path | None) -> tuple[list[Entry], list[str]]:
+    """Read the kit; return the finished entries (keys filled in) and the ordinary words.
+
+    Ordinary words (4+ letters, seen in benign prompts) are never read as a misspelt name.
+    """
+    vocab = benign_vocabulary(benign)
+    entries = [
+        *curated_entries(),
+        *people_entries(read_tsv(source / "people.tsv")),
+        *ip_entries(read_tsv(source / "ip.tsv")),
+        *brand_entries(read_tsv(source / "brands.tsv")),
+    ]
+    out = []
+    for e in entries:
+        e.keys = entry_keys(e, vocab)
+        e.context = context_keys(e)
+        if e.keys:
+            out.append(e)
+    ordinary = sorted(w for w, n in vocab.words.items() if n >= 2 and len(w) >= 4 and w.isalpha())
+    return out, ordinary
+
+
+def _clean(value: str) -> str:
+    return re.sub(r"[\t\n\r|]+", " ", value).strip()
+
+
+def write(entries: list[Entry], ordinary: list[str], out_dir: Path, source: Path) -> Path:
+    """Write ``gazetteer.tsv.gz`` deterministically (gzip mtime 0) and return its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for e in entries:
+        cols = [
+            e.category,
+            _clean(e.name),
+            _clean(e.detail),
+            e.tier,
+            f"{e.score:.2f}",
+            e.context_class,
+            "|".join(_clean(c) for c in e.context),
+            "|".join(_clean(k) for k in e.keys),
+        ]
+        lines.append("\t".join(cols))
+    lines.append("_ordinary\t" + "|".join(ordinary))
+    body = "\n".join(lines) + "\n"
+    digest = hashlib.sha256(body.encode()).hexdigest()[:12]
+    header = (
+        f"# reelguard gazetteer format={FORMAT_VERSION} content={digest} entries={len(entries)}\n"
+        f"# built from {source.name}/ (people.tsv, ip.tsv, brands.tsv) + curated_names.py "
+        "by classifiers.text.build_gazetteers; do not edit by hand\n"
+        "# category\tname\tdetail\ttier\tscore\tcontext_class\tcontext\tkeys "
+        "(~ needs context, = CJK substring)\n"
+        "# last row: _ordinary\twords never read as misspelt names\n"
+    )
+    path = out_dir / OUTPUT_NAME
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write((header + body).encode("utf-8"))
+    return path
+
+
+@click.command("build-gazetteers")
+@click.option(
+    "--source",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The kit's gazetteers/ folder (people.tsv, ip.tsv, brands.tsv).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(__file__).parent / "data",
+    show_default="classifiers/text/data",
+    help="Folder for gazetteer.tsv.gz.",
+)
+@click.option(
+    "--benign",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Benign prompts (train.jsonl) used to detect names that are ordinary words "
+    "[default: SOURCE/../train.jsonl].",
+)
+@click.option("--no-benign", is_flag=True, help="Skip the benign-vocabulary check.")
+def build_gazetteers_command(source: Path, out: Path, benign: Path | None, no_benign: bool) -> None:
+    """Derive the compact celebrity/IP lookup table the product ships (gazetteer.tsv.gz)."""
+    if not no_benign and benign is None:
+        benign = source.parent / "train.jsonl"
+    entries, ordinary = build(source, None if no_benign else benign)
+    path = write(entries, ordinary, out, source)
+    n_keys = sum(len(e.keys) for e in entries)
+    tiers = Counter(e.tier for e in entries)
+    click.echo(
+        f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {len(entries)} entries, {n_keys} keys"
+    )
+    click.echo("tiers: " + ", ".join(f"{t}={n}" for t, n in sorted(tiers.items())))
+
+
+def main() -> None:
+    """Entry point for ``python -m classifiers.text.build_gazetteers``."""
+    build_gazetteers_command()
+
+
+if __name__ == "__main__":
+    main()

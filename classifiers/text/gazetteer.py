@@ -1,0 +1,402 @@
+"""Celebrity and IP matching against the shipped gazetteer (``data/gazetteer.tsv.gz``).
+
+:func:`load_gazetteer` builds the lookup once per process (about a second); after that one
+prompt is matched against all ~60k names in tens of microseconds:
+
+* **Exact phrases** over normalised words: a dict from space-joined word keys to entries, plus
+  the set of key prefixes so a scan stops after one or two lookups per word.
+* **CJK names** (Chinese, Japanese, Korean) as substrings of the prompt's words joined without
+  spaces, dots or other punctuation ("泰勒·斯威夫特在跳舞" finds 泰勒斯威夫特).
+* **Misspellings** of well-known multi-word names ("Taylor Swfit", "Tayler Swift"): each word
+  of 4+ letters may be one edit (Damerau/OSA) away, found through a deletion-neighbourhood
+  index, at most two edited words per name, never a word that is itself an ordinary word
+  ("Tom hands" is not Tom Hanks).
+* **Common words** ("Storm", "Apple", "Jennie", keys stored with ``~``) count only with
+  supporting context in the prompt: a franchise/owner/group word ("Storm from the X-Men",
+  "Jennie from BLACKPINK", "Apple logo") or another hit from the same franchise. Written with a
+  capital in mid-sentence (and the prompt not in Title Case) they score
+  :data:`CAPITALISED_SCORE` (review); otherwise they are ignored ("storm clouds over the sea").
+
+Scores come from the entry's tier (see :mod:`classifiers.text.build_gazetteers`): well-known
+names 0.85-0.95, weak tiers below the review threshold. Evidence quotes the matched span of
+the original prompt, with the entity, its franchise/kind and tier in ``detail``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from rapidfuzz.distance import OSA
+
+from classifiers.base import Category, Evidence, PromptText, Verdict
+from classifiers.text.build_gazetteers import CJK_RE, OUTPUT_NAME
+from classifiers.text.curated_names import CONTEXT_WORDS
+from classifiers.text.normalize import WORD_RE, normalize_key
+
+__all__ = [
+    "CAPITALISED_SCORE",
+    "DATA_PATH",
+    "Gazetteer",
+    "GazetteerClassifier",
+    "GazetteerError",
+    "Hit",
+    "load_gazetteer",
+]
+
+DATA_PATH = Path(__file__).parent / "data" / OUTPUT_NAME
+CAPITALISED_SCORE = 0.4
+"""Score of a common-word name written with a capital mid-sentence but without context."""
+FUZZY_MIN_SCORE = 0.8
+FUZZY_MIN_KEY_LEN = 9
+FUZZY_MIN_WORD_LEN = 4
+FUZZY_PENALTY = 0.95
+MAX_EVIDENCE = 5
+
+
+class GazetteerError(RuntimeError):
+    """The shipped gazetteer file is missing or malformed (the classifier fails closed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One gazetteer entry."""
+
+    category: Category
+    name: str
+    detail: str
+    tier: str
+    score: float
+    context_class: str
+    context: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One match in a prompt: a ``[start, end)`` span of the normalised text and its entity."""
+
+    entity: Entity
+    start: int
+    end: int
+    score: float
+    how: str  # exact | fuzzy | context | capitalised | weak
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    entity: int
+    needs_context: bool
+
+
+_Found = list[tuple[int, int, _Key, str]]  # (start, end, key, how) in the normalised text
+
+
+class Gazetteer:
+    """The in-memory lookup built from ``gazetteer.tsv.gz``. Immutable and thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.version = ""
+        self.entities: list[Entity] = []
+        self.phrases: dict[str, list[_Key]] = {}
+        self.prefixes: set[str] = set()
+        self.cjk: dict[str, list[_Key]] = {}
+        self.cjk_lengths: tuple[int, ...] = ()
+        self.cjk_prefix2: set[str] = set()
+        self.fuzzy_deletes: dict[str, set[str]] = {}
+        self.fuzzy_pairs: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = {}
+        self.ordinary_words: frozenset[str] = frozenset()
+        self.context_phrases: dict[str, frozenset[str]] = {}
+        self._load(path)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _load(self, path: Path) -> None:
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise GazetteerError(
+                f"{path}: cannot read the gazetteer ({exc}); rebuild it with "
+                "`reelguard build-gazetteers --source <kit>/gazetteers`"
+            ) from exc
+        header = re.search(r"content=(\w+)", lines[0]) if lines else None
+        if header is None:
+            raise GazetteerError(f"{path}: missing '# reelguard gazetteer' header; rebuild it")
+        self.version = header.group(1)
+        fuzzy_keys: list[tuple[str, int]] = []
+        for lineno, line in enumerate(lines, 1):
+            if line.startswith("#") or not line:
+                continue
+            if line.startswith("_ordinary\t"):
+                self.ordinary_words = frozenset(line.split("\t", 1)[1].split("|"))
+                continue
+            cols = line.split("\t")
+            if len(cols) != 8 or cols[0] not in ("celebrity", "ip"):
+                raise GazetteerError(
+                    f"{path}:{lineno}: expected 8 columns (category..keys); rebuild it"
+                )
+            category, name, detail, tier, score, ctx_class, context, keys = cols
+            idx = len(self.entities)
+            self.entities.append(
+                Entity(category, name, detail, tier, float(score), ctx_class,  # type: ignore[arg-type]
+                       tuple(c for c in context.split("|") if c))
+            )  # fmt: skip
+            for raw in keys.split("|"):
+                needs_ctx = raw.startswith("~")
+                key = raw.lstrip("~")
+                if key.startswith("="):
+                    self.cjk.setdefault(key[1:], []).append(_Key(idx, needs_ctx))
+                    continue
+                self.phrases.setdefault(key, []).append(_Key(idx, needs_ctx))
+                words = key.split(" ")
+                for n in range(1, len(words)):
+                    self.prefixes.add(" ".join(words[:n]))
+                if not needs_ctx and len(words) > 1 and float(score) >= FUZZY_MIN_SCORE:
+                    fuzzy_keys.append((key, idx))
+        self.cjk_lengths = tuple(sorted({len(k) for k in self.cjk}))
+        self.cjk_prefix2 = {k[:2] for k in self.cjk}
+        self._build_fuzzy(fuzzy_keys)
+        self.context_phrases = {
+            cls: frozenset(normalize_key(w) for w in words) for cls, words in CONTEXT_WORDS.items()
+        }
+
+    def _build_fuzzy(self, fuzzy_keys: list[tuple[str, int]]) -> None:
+        vocab: set[str] = set()
+        for key, idx in fuzzy_keys:
+            if len(key) < FUZZY_MIN_KEY_LEN:
+                continue
+            words = tuple(key.split(" "))
+            self.fuzzy_pairs.setdefault((words[0], words[1]), []).append((words, idx))
+            vocab.update(w for w in words if len(w) >= FUZZY_MIN_WORD_LEN and w.isalpha())
+        deletes = self.fuzzy_deletes
+        for w in vocab:
+            deletes.setdefault(w, set()).add(w)
+            for d in _deletes(w):
+                deletes.setdefault(d, set()).add(w)
+
+    # -- matching --------------------------------------------------------------------------
+
+    def find(self, prompt: PromptText) -> list[Hit]:
+        """Every entity named in ``prompt`` (longest match wins where spans overlap)."""
+        spans = [m.span() for m in WORD_RE.finditer(prompt.normalized)]
+        words = [prompt.normalized[a:b] for a, b in spans]
+        found: _Found = []
+        self._exact(words, spans, found)
+        self._cjk_substrings(words, spans, found)
+        self._fuzzy(words, spans, found)
+        if not found:
+            return []
+        return self._resolve(prompt, words, spans, found)
+
+    def _exact(self, words: list[str], spans: list[tuple[int, int]], found: _Found) -> None:
+        n = len(words)
+        for i in range(n):
+            key = words[i]
+            j = i
+            while True:
+                for k in self.phrases.get(key, ()):
+                    found.append((spans[i][0], spans[j][1], k, "exact"))
+                j += 1
+                if j >= n or key not in self.prefixes:
+                    break
+                key = f"{key} {words[j]}"
+
+    def _cjk_substrings(
+        self, words: list[str], spans: list[tuple[int, int]], found: _Found
+    ) -> None:
+        if not self.cjk or not any(CJK_RE.search(w) for w in words):
+            return
+        stream = "".join(words)
+        where = [a + k for (a, b) in spans for k in range(b - a)]
+        size = len(stream)
+        for p in range(size - 1):
+            if stream[p : p + 2] not in self.cjk_prefix2 or not CJK_RE.match(stream[p]):
+                continue
+            for length in self.cjk_lengths:
+                if p + length > size:
+                    break
+                for k in self.cjk.get(stream[p : p + length], ()):
+                    found.append((where[p], where[p + length - 1] + 1, k, "exact"))
+
+    def _fuzzy(self, words: list[str], spans: list[tuple[int, int]], found: _Found) -> None:
+        n = len(words)
+        if n < 2:
+            return
+        near = [self._near(w) for w in words]
+        for i in range(n - 1):
+            if not (near[i] or near[i + 1]):
+                continue
+            for c1 in (words[i], *near[i]):
+                for c2 in (words[i + 1], *near[i + 1]):
+                    for key_words, idx in self.fuzzy_pairs.get((c1, c2), ()):
+                        end = i + len(key_words)
+                        if end > n:
+                            continue
+                        edits = sum(words[i + t] != kw for t, kw in enumerate(key_words))
+                        if not 1 <= edits <= 2:
+                            continue
+                        if all(
+                            words[i + t] == kw or kw in near[i + t]
+                            for t, kw in enumerate(key_words)
+                        ):
+                            found.append(
+                                (spans[i][0], spans[end - 1][1], _Key(idx, False), "fuzzy")
+                            )
+
+    def _near(self, word: str) -> tuple[str, ...]:
+        """Name words one edit away from ``word`` (never for ordinary words or short ones)."""
+        if len(word) < FUZZY_MIN_WORD_LEN or word in self.ordinary_words or not word.isalpha():
+            return ()
+        cands: set[str] = set(self.fuzzy_deletes.get(word, ()))
+        for d in _deletes(word):
+            cands.update(self.fuzzy_deletes.get(d, ()))
+        cands.discard(word)
+        return tuple(c for c in cands if OSA.distance(word, c, score_cutoff=1) <= 1)
+
+    def _resolve(
+        self,
+        prompt: PromptText,
+        words: list[str],
+        spans: list[tuple[int, int]],
+        found: _Found,
+    ) -> list[Hit]:
+        # Longest span first; a span inside an already accepted one is the same mention.
+        # Longest span first, then the best score: a span inside an accepted one (or the same
+        # span again, for the same category) is the same mention.
+        found.sort(key=lambda f: (f[0] - f[1], -self.entities[f[2].entity].score, f[0]))
+        strong = [
+            (a, b, set(self.entities[k.entity].context))
+            for a, b, k, _ in found
+            if not k.needs_context and self.entities[k.entity].score >= FUZZY_MIN_SCORE
+        ]
+        taken: dict[tuple[int, int], set[str]] = {}
+        hits: list[Hit] = []
+        for start, end, key, how in found:
+            entity = self.entities[key.entity]
+            if entity.category in taken.get((start, end), ()) or any(
+                a <= start and end <= b and (a, b) != (start, end) for a, b in taken
+            ):
+                continue
+            score = entity.score * (FUZZY_PENALTY if how == "fuzzy" else 1.0)
+            if key.needs_context:
+                o_start, o_end = prompt.original_span(start, end)
+                if end - start <= 3 and not prompt.original[o_start:o_end].isupper():
+                    continue  # "its", "on", "v": only as written in capitals ("BTS", "KFC")
+                outside = [
+                    w for w, (a, b) in zip(words, spans, strict=True) if b <= start or a >= end
+                ]
+                same_franchise = any(
+                    not ctx.isdisjoint(entity.context) and (b <= start or a >= end)
+                    for a, b, ctx in strong
+                )
+                if same_franchise or self._has_context(entity, _Context(outside)):
+                    how = "context"
+                elif _capitalised_mid_sentence(prompt, start, end):
+                    how, score = "capitalised", min(score, CAPITALISED_SCORE)
+                else:
+                    continue
+            taken.setdefault((start, end), set()).add(entity.category)
+            hits.append(Hit(entity, start, end, score, how))
+        return hits
+
+    def _has_context(self, entity: Entity, context: _Context) -> bool:
+        generic = self.context_phrases.get(entity.context_class, frozenset())
+        return any(context.has(p) for p in (*entity.context, *generic))
+
+
+class _Context:
+    """The prompt's words and word pairs, for context look-ups."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = set(words)
+        self.pairs = {f"{a} {b}" for a, b in itertools.pairwise(words)}
+        self.stream = "".join(words)
+
+    def has(self, phrase: str) -> bool:
+        if CJK_RE.search(phrase):
+            return phrase.replace(" ", "") in self.stream
+        if " " not in phrase:
+            return phrase in self.words
+        if phrase.count(" ") == 1:
+            return phrase in self.pairs
+        return f" {phrase} " in f" {' '.join(self.words)} "
+
+
+_SENTENCE_END = re.compile(r"[.!?。！？\n:;\"“(]\s*$")
+
+
+def _capitalised_mid_sentence(prompt: PromptText, start: int, end: int) -> bool:
+    """Is the match written with a capital, not at a sentence start, in a non-Title-Case prompt?"""
+    o_start, _ = prompt.original_span(start, end)
+    first = prompt.original[o_start : o_start + 1]
+    if not first.isupper():
+        return False
+    before = prompt.original[:o_start]
+    if not before.strip() or _SENTENCE_END.search(before):
+        return False
+    alpha = [w for w in prompt.original.split() if w[:1].isalpha()]
+    capitalised = sum(w[0].isupper() for w in alpha)
+    return capitalised * 2 <= len(alpha)
+
+
+def _deletes(word: str) -> Iterable[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+@cache
+def load_gazetteer(path: Path = DATA_PATH) -> Gazetteer:
+    """The process-wide gazetteer (built on first call, then shared)."""
+    return Gazetteer(path)
+
+
+class GazetteerClassifier:
+    """A :class:`~classifiers.base.TextClassifier` for ``celebrity`` and/or ``ip`` names.
+
+    One verdict per covered category: the best hit's score (0 when nothing matched) and up to
+    five evidence spans. Build through :data:`classifiers.registry.TEXT_CLASSIFIERS`.
+    """
+
+    model_id = "gazetteer"
+
+    def __init__(
+        self,
+        categories: tuple[Category, ...] = ("celebrity", "ip"),
+        gazetteer: Gazetteer | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.gazetteer = gazetteer or load_gazetteer()
+        self.categories = categories
+        self.name = name or "+".join(categories)
+        self.model_version = self.gazetteer.version
+
+    def classify(self, prompt: PromptText) -> list[Verdict]:
+        """Score ``prompt`` for each covered category."""
+        hits = self.gazetteer.find(prompt)
+        out = []
+        for category in self.categories:
+            mine = sorted(
+                (h for h in hits if h.entity.category == category), key=lambda h: -h.score
+            )
+            evidence = tuple(_evidence(prompt, h) for h in mine[:MAX_EVIDENCE])
+            out.append(
+                Verdict(
+                    classifier=self.name,
+                    category=category,
+                    score=round(mine[0].score, 4) if mine else 0.0,
+                    model_id=self.model_id,
+                    model_version=self.model_version,
+                    evidence=evidence,
+                )
+            )
+        return out
+
+
+def _evidence(prompt: PromptText, hit: Hit) -> Evidence:
+    e = hit.entity
+    return prompt.evidence(hit.start, hit.end, f"{e.name} ({e.detail}); tier={e.tier}; {hit.how}")
