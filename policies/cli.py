@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
 import yaml
 
+from classifiers.base import CATEGORIES, TextClassifier
+from policies.decision import Action
+from policies.evaluate import (
+    CheckMany,
+    PromptFileError,
+    PromptRow,
+    Report,
+    RowResult,
+    StaticPolicies,
+    compare,
+    read_prompts,
+    result_json,
+    run,
+    score,
+)
 from policies.loader import PolicyError, PolicyLoader, display_path
 from policies.resolved import ResolvedPolicy
 from policies.schema import policy_json_schema
@@ -30,6 +47,7 @@ def base_option(func):
     """``--policy FILE``: the base policy (what ``extends: default`` means)."""
     return click.option(
         "--policy",
+        "--base",
         "base",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
@@ -147,3 +165,240 @@ def show(tenant: str, base: Path | None, tenant_dir: Path | None, as_json: bool)
 def schema(overlay: bool) -> None:
     """Print the policy JSON Schema (for editor autocompletion and CI checks)."""
     click.echo(json.dumps(policy_json_schema(overlay=overlay), indent=2))
+
+
+# --- impact tools: test a policy on prompts, diff two policies ----------------------------------
+
+
+def _load_or_explain(loader: PolicyLoader, path: Path) -> ResolvedPolicy:
+    try:
+        return loader.load(path)
+    except PolicyError as exc:
+        raise click.ClickException(f"invalid policy:\n{exc}") from None
+
+
+def _read_prompts_or_explain(path: Path) -> list[PromptRow]:
+    try:
+        return read_prompts(path)
+    except PromptFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _moderators(*policies: ResolvedPolicy) -> list[CheckMany]:
+    """One text moderator per policy, sharing classifier instances (each is built once)."""
+    import threading
+
+    from classifiers.registry import TEXT_CLASSIFIERS
+
+    from gateway.pipeline import TextModerator
+    from gateway.settings import get_settings
+
+    built: dict[str, TextClassifier] = {}
+    lock = threading.Lock()
+
+    def shared(name: str) -> Callable[[], TextClassifier]:
+        def factory() -> TextClassifier:
+            with lock:
+                if name not in built:
+                    built[name] = TEXT_CLASSIFIERS[name]()
+                return built[name]
+
+        return factory
+
+    factories = {name: shared(name) for name in TEXT_CLASSIFIERS}
+    budget = get_settings().classifier_timeout_ms
+    return [
+        TextModerator(StaticPolicies(p), classifiers=factories, time_budget_ms=budget)
+        for p in policies
+    ]
+
+
+def _run_with_progress(
+    moderators: Sequence[CheckMany], rows: Sequence[PromptRow], batch_size: int
+) -> list[list[RowResult]]:
+    import sys
+
+    from rich.progress import Progress, TaskID
+
+    out = []
+    with Progress(disable=not sys.stderr.isatty(), transient=True) as progress:
+
+        def advance(task: TaskID) -> Callable[[int], None]:
+            return lambda n: progress.advance(task, n)
+
+        for i, moderator in enumerate(moderators, 1):
+            label = "checking" if len(moderators) == 1 else f"policy {i} of {len(moderators)}"
+            task = progress.add_task(label, total=len(rows))
+            out.append(run(moderator, rows, batch_size=batch_size, on_progress=advance(task)))
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_report(report: Report, policy_path: Path) -> None:
+    click.echo(
+        f"policy {display_path(policy_path)} (version {report.policy_version}) on "
+        f"{report.rows} prompt(s)"
+    )
+    click.echo(
+        "actions: " + ", ".join(f"{a.value} {report.actions.get(a.value, 0)}" for a in Action)
+    )
+    if report.failed_closed:
+        click.echo(
+            f"WARNING: {report.failed_closed} prompt(s) blocked because a classifier failed; "
+            "their results say nothing about the policy"
+        )
+    head = f"{'category':<18}{'flagged':>8}{'labelled':>10}{'support':>9}"
+    click.echo("\n" + head + f"{'precision':>11}{'recall':>8}{'f1':>8}")
+    for category in CATEGORIES:
+        stats = report.per_category.get(category)
+        flagged = report.categories_flagged.get(category, 0)
+        if stats is None:
+            click.echo(f"{category:<18}{flagged:>8}{'-':>10}{'-':>9}{'-':>11}{'-':>8}{'-':>8}")
+            continue
+        click.echo(
+            f"{category:<18}{flagged:>8}{stats.labelled:>10}{stats.support:>9}"
+            f"{_fmt(stats.precision):>11}{_fmt(stats.recall):>8}{_fmt(stats.f1):>8}"
+        )
+    if not report.per_category:
+        click.echo('(no "labels" in the prompts file, so no precision/recall)')
+    if report.expected_total:
+        share = report.expected_correct / report.expected_total
+        click.echo(
+            f"\nexpected action: {report.expected_correct}/{report.expected_total} correct "
+            f"({share:.1%})"
+        )
+        for (expected, got), n in sorted(report.action_confusion.items()):
+            if expected != got:
+                click.echo(f"  expected {expected}, got {got}: {n}")
+
+
+@policy.command("test")
+@click.argument("policy_file", metavar="POLICY", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--prompts",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='JSONL, one {"id", "text", "labels"?, "expected"?} per line (see policies/evaluate.py).',
+)
+@base_option
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write one JSON decision per prompt to this JSONL file.",
+)
+@click.option(
+    "--positive",
+    type=click.Choice(["review", "block"]),
+    default="review",
+    show_default=True,
+    help="What counts as flagging a category for precision/recall.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+def test_policy(
+    policy_file: Path,
+    prompts: Path,
+    base: Path | None,
+    output: Path | None,
+    positive: str,
+    as_json: bool,
+    batch_size: int,
+) -> None:
+    """Run POLICY over a prompts file: decisions, and precision/recall per labelled category.
+
+    Each prompt goes through the real text pipeline (normaliser and classifiers) under POLICY,
+    so the numbers are what the gateway would do. Nothing is written to the audit log.
+    """
+    resolved = _load_or_explain(PolicyLoader(base or _default_policy()), policy_file)
+    rows = _read_prompts_or_explain(prompts)
+    (results,) = _run_with_progress(_moderators(resolved), rows, batch_size)
+    report = score(results, resolved.version, Action(positive))
+    if output is not None:
+        with output.open("w", encoding="utf-8") as fh:
+            for res in results:
+                fh.write(json.dumps(result_json(res), ensure_ascii=False) + "\n")
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_report(report, policy_file)
+
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@policy.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--prompts",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='JSONL, one {"id", "text"} per line (labels are ignored here).',
+)
+@base_option
+@click.option("--json", "as_json", is_flag=True, help="Print each change as a JSON line.")
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Most changed prompts to list (0: all); the counts always cover every prompt.",
+)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+def diff(
+    old: Path,
+    new: Path,
+    prompts: Path,
+    base: Path | None,
+    as_json: bool,
+    limit: int,
+    batch_size: int,
+) -> None:
+    """Show which prompts change decision between OLD and NEW policy files, and how.
+
+    Run it before a policy change goes live. Both policies see the same classifier scores
+    (one pipeline each, sharing the classifiers).
+    """
+    loader = PolicyLoader(base or _default_policy())
+    before, after = _load_or_explain(loader, old), _load_or_explain(loader, new)
+    rows = _read_prompts_or_explain(prompts)
+    if before.version == after.version:
+        click.echo(
+            f"{display_path(old)} and {display_path(new)} resolve to the same policy "
+            f"(version {before.version}); no decision can change",
+            err=True,
+        )
+        return
+    old_results, new_results = _run_with_progress(_moderators(before, after), rows, batch_size)
+    changes = compare(old_results, new_results)
+    if as_json:
+        for change in changes:
+            click.echo(json.dumps(change.to_json(), ensure_ascii=False))
+        return
+    click.echo(f"old: {display_path(old)} (version {before.version})")
+    click.echo(f"new: {display_path(new)} (version {after.version})")
+    counts = Counter(c.kind for c in changes)
+    stricter = sum(c.stricter for c in changes)
+    click.echo(
+        f"{len(changes)} of {len(rows)} prompt(s) change decision "
+        f"({stricter} stricter, {len(changes) - stricter} looser or re-categorised)"
+    )
+    for kind, n in counts.most_common():
+        click.echo(f"  {kind:<18}{n:>6}")
+    shown = changes if limit == 0 else changes[:limit]
+    for change in shown:
+        cats_old = ",".join(sorted({r.category for r in change.old.reasons})) or "-"
+        cats_new = ",".join(sorted({r.category for r in change.new.reasons})) or "-"
+        click.echo(f"\n{change.row.id}: {change.kind} ({cats_old} -> {cats_new})")
+        click.echo(f"  text: {_short(change.row.text)}")
+        side = change.new if change.new.reasons else change.old
+        label = "new" if change.new.reasons else "old"
+        click.echo(f"  {label}: {side.reasons[0].message}")
+    if len(shown) < len(changes):
+        click.echo(f"\n... {len(changes) - len(shown)} more; use --limit 0 or --json for all")
