@@ -33,7 +33,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -972,25 +973,61 @@ def _where(f: ListFilter) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(cond)) if cond else "", args
 
 
-def _check_text(
-    spec: TableSpec, row: Sequence[Any], n: int, covered: Mapping[str, int]
-) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Where the verifier finds each column in a scanned row of one table (computed once)."""
+
+    name: str
+    width: int
+    columns: tuple[str, ...]
+    redactable: tuple[str, ...]
+    retention_at: int
+    tenant_at: int
+    digest_at: tuple[int, ...]
+    sha256_at: int
+
+
+def _plan(spec: TableSpec) -> _Plan:
+    chained = spec.chained
+    cols = [*chained, "hash"]
+    if spec.redactable:
+        cols += [*spec.redactable, "salt", "redacted"]
+    if spec.name == "evidence":
+        cols += ["path"]
+    return _Plan(
+        name=spec.name,
+        width=len(chained),
+        columns=tuple(cols),
+        redactable=spec.redactable,
+        retention_at=chained.index("retention") if spec.redactable else -1,
+        tenant_at=chained.index("tenant") if spec.redactable else -1,
+        digest_at=tuple(chained.index(d) for d in spec.digests),
+        sha256_at=chained.index("sha256") if "sha256" in chained else -1,
+    )
+
+
+_PLANS: dict[str, _Plan] = {name: _plan(spec) for name, spec in TABLES.items()}
+
+
+def _check_text(plan: _Plan, row: Sequence[Any], covered: Mapping[str, int]) -> str | None:
     """Why a row's redactable text does not hold up, or ``None`` when it does."""
-    names = spec.chained
-    retention = row[names.index("retention")]
-    tenant = row[names.index("tenant")]
-    seq = row[0]
-    k = len(spec.redactable)
+    n = plan.width
+    k = len(plan.redactable)
     texts = row[n + 1 : n + 1 + k]
     salt, redacted = row[n + 1 + k], row[n + 2 + k]
+    retention = row[plan.retention_at]
     if redacted is not None or retention != "keep":
         if any(t is not None for t in texts):
             return "text present in a row marked redacted"
-        if redacted is not None and max(covered.get(tenant, 0), covered.get(ALL_TENANTS, 0)) < seq:
+        tenant = row[plan.tenant_at]
+        if (
+            redacted is not None
+            and max(covered.get(tenant, 0), covered.get(ALL_TENANTS, 0)) < row[0]
+        ):
             return "text removed, but no chained redaction record covers this row"
         return None
-    for col, text in zip(spec.redactable, texts, strict=True):
-        digest = row[names.index(f"{col}_digest")]
+    for col, text, at in zip(plan.redactable, texts, plan.digest_at, strict=True):
+        digest = row[at]
         if text is None and digest is not None:
             return f"{col} removed, but no chained redaction record covers this row"
         if text is not None and (salt is None or chain.text_digest(salt, text) != digest):
@@ -998,16 +1035,11 @@ def _check_text(
     return None
 
 
-def _scan(conn: sqlite3.Connection, spec: TableSpec) -> Iterator[tuple[int, str, tuple[Any, ...]]]:
-    cols = [*spec.chained, "hash"]
-    if spec.redactable:
-        cols += [*spec.redactable, "salt", "redacted"]
-    if spec.name == "evidence":
-        cols += ["path"]
-    name = spec.name
+def _scan(conn: sqlite3.Connection, plan: _Plan) -> Iterator[tuple[int, str, tuple[Any, ...]]]:
+    name = plan.name
     cur = conn.cursor()
-    cur.arraysize = 2000
-    cur.execute(f"SELECT {', '.join(cols)} FROM [{name}] ORDER BY seq")
+    cur.arraysize = 4096
+    cur.execute(f"SELECT {', '.join(plan.columns)} FROM [{name}] ORDER BY seq")
     while True:
         chunk = cur.fetchmany()
         if not chunk:
@@ -1027,24 +1059,20 @@ def _walk_chain(
     """The verifier's hot loop: rows in seq order over every table. Returns (rows, seq, hash)."""
     encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
     sha = hashlib.sha256
-    widths = {name: len(spec.chained) for name, spec in TABLES.items()}
-    merged = heapq.merge(*(_scan(conn, spec) for spec in TABLES.values()))
+    plans = _PLANS
+    merged = heapq.merge(*(_scan(conn, plan) for plan in plans.values()))
     prev = bytes.fromhex(base_hash)
-    prev_hex = base_hash
     expect = base_seq + 1
     rows = 0
     for seq, table, row in merged:
         rows += 1
-        n = widths[table]
+        plan = plans[table]
+        n = plan.width
         if seq != expect:
-            if seq < expect:
-                problem(seq, table, "order", f"{table} seq {seq} is out of order or duplicated")
-            else:
-                gap = f"seq {expect}" if seq == expect + 1 else f"seqs {expect}..{seq - 1}"
-                problem(expect, table, "deleted", f"{gap} missing: rows were deleted")
-        digest = sha(prev + encode([table, *row[:n]]).encode())
+            _gap(seq, expect, table, problem)
+        digest = sha(prev + encode([table, *row[:n]]).encode()).digest()
         stored = row[n]
-        if digest.hexdigest() != stored:
+        if digest.hex() != stored:
             problem(
                 seq,
                 table,
@@ -1052,31 +1080,31 @@ def _walk_chain(
                 f"{table} seq {seq} does not match its hash: the row was edited, or rows were "
                 "reordered or inserted before it",
             )
-            try:
-                prev = bytes.fromhex(stored)
-                prev_hex = stored
-            except (TypeError, ValueError):
-                prev = digest.digest()
-                prev_hex = digest.hexdigest()
-        else:
-            prev = digest.digest()
-            prev_hex = stored
-        spec = TABLES[table]
-        if spec.redactable:
-            why = _check_text(spec, row, n, covered)
+            with suppress(TypeError, ValueError):
+                digest = bytes.fromhex(stored)
+        prev = digest
+        if plan.redactable:
+            why = _check_text(plan, row, covered)
             if why is not None:
                 problem(seq, table, "text", f"{table} seq {seq}: {why}")
-        if check_files and table == "evidence":
-            _check_file(spec, row, problem)
+        if check_files and plan.sha256_at >= 0:
+            _check_file(plan, row, problem)
         expect = seq + 1
-    return rows, expect - 1, prev_hex
+    return rows, expect - 1, prev.hex()
 
 
-def _check_file(spec: TableSpec, row: Sequence[Any], problem: Any) -> None:
-    names = spec.chained
-    path, digest = row[-1], row[names.index("sha256")]
+def _gap(seq: int, expect: int, table: str, problem: Any) -> None:
+    if seq < expect:
+        problem(seq, table, "order", f"{table} seq {seq} is out of order or duplicated")
+    else:
+        gap = f"seq {expect}" if seq == expect + 1 else f"seqs {expect}..{seq - 1}"
+        problem(expect, table, "deleted", f"{gap} missing: rows were deleted")
+
+
+def _check_file(plan: _Plan, row: Sequence[Any], problem: Any) -> None:
+    path, digest = row[-1], row[plan.sha256_at]
     actual, _ = _file_sha256(Path(path))
     if actual is None:
-        problem(row[0], "evidence", "file", f"evidence file {path} is missing")
+        problem(row[0], plan.name, "file", f"evidence file {path} is missing")
     elif actual != digest:
-        problem(row[0], "evidence", "file", f"evidence file {path} was changed after recording")
+        problem(row[0], plan.name, "file", f"evidence file {path} was changed after recording")

@@ -1,0 +1,302 @@
+"""The hash chain against a real SQLite file: tampering done directly in SQLite is caught and
+named; purge, redaction and prompt retention keep the chain verifiable; two processes appending
+at once keep one valid chain."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from test_audit_support import fill, frame_audit, moderation
+
+from audit import chain
+from audit.log import AuditLog
+from audit.schema import TABLES
+from policies.decision import Action
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> AuditLog:
+    log = AuditLog(tmp_path / "audit.db")
+    fill(log)
+    return log
+
+
+def _sql(log: AuditLog, sql: str, *args: object) -> None:
+    """Tamper the way an operator with a sqlite3 shell would: a separate connection."""
+    conn = sqlite3.connect(log.path)
+    conn.execute(sql, args)
+    conn.commit()
+    conn.close()
+
+
+def _seq_of(log: AuditLog, table: str, where: str, *args: object) -> int:
+    row = log.db.conn.execute(
+        f"SELECT seq FROM {table} WHERE {where} ORDER BY seq", args
+    ).fetchone()
+    return int(row[0])
+
+
+def test_untouched_log_verifies(log: AuditLog) -> None:
+    report = log.verify(check_files=True)
+    assert report.ok, report.problems
+    assert report.rows == log.count() == report.head_seq
+    assert report.head_hash == log.head()[1]
+
+
+def test_row_hash_is_reproducible_from_the_documented_format(log: AuditLog) -> None:
+    """An outside verifier can recompute a row hash from the module docstring alone."""
+    spec = TABLES["releases"]
+    row = log.db.conn.execute(
+        f"SELECT {', '.join(spec.chained)}, hash FROM releases ORDER BY seq LIMIT 1"
+    ).fetchone()
+    seq = row[0]
+    prev = next(
+        r[0]
+        for t in TABLES
+        for r in log.db.conn.execute(f"SELECT hash FROM [{t}] WHERE seq = ?", (seq - 1,))
+    )
+    assert chain.row_hash(prev, "releases", list(row[:-1])) == row[-1]
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value"),
+    [
+        ("verdicts", "score", 0.01),  # hide a high score
+        ("requests", "action", "block"),  # rewrite a decision
+        ("requests", "policy_version", "pv-lenient"),
+        ("frame_scores", "timestamp_s", 9.5),
+        ("releases", "actor", "someone-else"),
+        ("decisions", "model_versions", '{"lexicon":"0"}'),
+    ],
+)
+def test_an_update_names_the_edited_row(
+    log: AuditLog, table: str, column: str, value: object
+) -> None:
+    seq = _seq_of(log, table, "1 = 1")
+    _sql(log, f"UPDATE {table} SET {column} = ? WHERE seq = ?", value, seq)
+    report = log.verify()
+    assert not report.ok
+    first = report.problems[0]
+    assert (first.seq, first.table, first.kind) == (seq, table, "hash")
+    assert f"{table} seq {seq}" in first.message
+
+
+def test_prompt_text_edited_in_place_is_caught(log: AuditLog) -> None:
+    seq = _seq_of(log, "requests", "request_id = 'req-block'")
+    _sql(log, "UPDATE requests SET original = 'a harmless prompt' WHERE seq = ?", seq)
+    first = log.verify().problems[0]
+    assert (first.seq, first.kind) == (seq, "text")
+    assert "original was edited" in first.message
+
+
+def test_text_removed_without_a_redaction_record_is_caught(log: AuditLog) -> None:
+    seq = _seq_of(log, "requests", "request_id = 'req-block'")
+    _sql(
+        log,
+        "UPDATE requests SET original = NULL, normalized = NULL, redacted = 'drop' WHERE seq = ?",
+        seq,
+    )
+    first = log.verify().problems[0]
+    assert (first.seq, first.kind) == (seq, "text")
+    assert "no chained redaction record" in first.message
+    _sql(log, "UPDATE requests SET redacted = NULL WHERE seq = ?", seq)
+    first = log.verify().problems[0]
+    assert (first.seq, first.kind) == (seq, "text")
+    assert "original removed, but no chained redaction record" in first.message
+
+
+def test_a_delete_names_the_missing_row(log: AuditLog) -> None:
+    seq = _seq_of(log, "reasons", "request_id = 'req-block'")
+    _sql(log, "DELETE FROM reasons WHERE seq = ?", seq)
+    first = log.verify().problems[0]
+    assert (first.seq, first.kind) == (seq, "deleted")
+    assert f"seq {seq} missing" in first.message
+
+
+def test_deleting_a_whole_request_is_caught(log: AuditLog) -> None:
+    seqs = [
+        r[0]
+        for t in ("requests", "verdicts", "decisions", "reasons")
+        for r in log.db.conn.execute(f"SELECT seq FROM {t} WHERE request_id = 'req-review'")
+    ]
+    for t in ("requests", "verdicts", "decisions", "reasons"):
+        _sql(log, f"DELETE FROM {t} WHERE request_id = 'req-review'")
+    first = log.verify().problems[0]
+    assert (first.seq, first.kind) == (min(seqs), "deleted")
+
+
+def test_reordering_rows_names_the_first_moved_row(log: AuditLog) -> None:
+    """Swap the contents of two verdict rows (their seqs stay): both no longer match."""
+    a, b = [r[0] for r in log.db.conn.execute("SELECT seq FROM verdicts ORDER BY seq LIMIT 2")]
+    cols = [c for c, _ in TABLES["verdicts"].columns if c != "seq"]
+    conn = sqlite3.connect(log.path)
+    ra = conn.execute(f"SELECT {', '.join(cols)} FROM verdicts WHERE seq = ?", (a,)).fetchone()
+    rb = conn.execute(f"SELECT {', '.join(cols)} FROM verdicts WHERE seq = ?", (b,)).fetchone()
+    sets = ", ".join(f"{c} = ?" for c in cols)
+    conn.execute(f"UPDATE verdicts SET {sets} WHERE seq = ?", (*rb, a))
+    conn.execute(f"UPDATE verdicts SET {sets} WHERE seq = ?", (*ra, b))
+    conn.commit()
+    conn.close()
+    problems = log.verify().problems
+    assert (problems[0].seq, problems[0].table, problems[0].kind) == (a, "verdicts", "hash")
+    assert b in {p.seq for p in problems}
+
+
+def test_renumbering_rows_is_caught(log: AuditLog) -> None:
+    """Move the first request behind the last row by giving it a new seq."""
+    seq = _seq_of(log, "requests", "request_id = 'req-allow'")
+    head, _ = log.head()
+    _sql(log, "UPDATE requests SET seq = ? WHERE seq = ?", head + 1, seq)
+    first = log.verify().problems[0]
+    assert (first.seq, first.kind) == (seq, "deleted")
+
+
+def test_cutting_off_the_tail_is_caught(log: AuditLog) -> None:
+    head, _ = log.head()
+    for t in TABLES:
+        _sql(log, f"DELETE FROM [{t}] WHERE seq = ?", head)
+    problems = log.verify().problems
+    assert problems[-1].kind == "truncated"
+    assert f"records seq {head}" in problems[-1].message
+
+
+def test_deleting_the_start_outside_purge_is_caught(log: AuditLog) -> None:
+    _sql(log, "DELETE FROM requests WHERE seq = 1")
+    first = log.verify().problems[0]
+    assert (first.seq, first.kind) == (1, "deleted")
+
+
+def test_evidence_file_changed_after_recording(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.db")
+    thumb = tmp_path / "t.jpg"
+    thumb.write_bytes(b"jpeg bytes")
+    log.record_moderation(moderation("r", endpoint="videos", job_id="video_x"))
+    log.record_frame_audit(frame_audit("video_x", thumbnails={16: thumb}))
+    assert log.verify(check_files=True).ok
+    thumb.write_bytes(b"other bytes")
+    first = log.verify(check_files=True).problems[0]
+    assert (first.table, first.kind) == ("evidence", "file")
+    assert log.verify().ok  # the rows themselves are untouched
+
+
+def test_purge_keeps_the_chain_verifiable(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.db")
+    fill(log)
+    old_head, old_hash = log.head()
+    time.sleep(0.02)
+    cutoff = time.time()
+    time.sleep(0.02)
+    log.record_moderation(moderation("req-new", action=Action.BLOCK))
+    report = log.purge(time.time() - cutoff, actor="retention-job")
+    assert (report.through_seq, report.rows) == (old_head, old_head)
+    assert log.db.conn.execute("SELECT count(*) FROM requests").fetchone()[0] == 1
+    result = log.verify()
+    assert result.ok, result.problems
+    assert (result.base_seq, result.rows) == (old_head, log.count())
+    purge_row = log.db.conn.execute(
+        "SELECT through_seq, through_hash, actor FROM purges"
+    ).fetchone()
+    assert purge_row == (old_head, old_hash, "retention-job")
+    # Nothing old enough: a second purge removes nothing and the chain still verifies.
+    assert log.purge(3600, actor="retention-job").rows == 0
+    assert log.verify().ok
+
+
+def test_purge_twice_and_tampering_with_the_purge_anchor(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.db")
+    fill(log)
+    log.purge(0, actor="ops", now=time.time() + 1)
+    log.record_moderation(moderation("req-2"))
+    log.purge(0, actor="ops", now=time.time() + 1)
+    assert log.verify().ok
+    _sql(log, "UPDATE audit_chain SET base_seq = base_seq + 1")
+    assert next(p.kind for p in log.verify().problems) == "base"
+
+
+def test_redaction_keeps_the_chain_verifiable(log: AuditLog) -> None:
+    report = log.redact("acme", "hash", actor="dpo")
+    assert report.rows > 0
+    result = log.verify()
+    assert result.ok, result.problems
+    story = log.story("req-review")
+    assert story.request is not None
+    assert story.request["original"] is None and story.request["salt"] is not None
+    assert story.reasons[0]["evidence"][0]["text"] is None
+    # Another tenant's prompts are untouched.
+    assert log.story("req-block").request["original"] == "a knight slays the dragon"  # type: ignore[index]
+    log.redact(None, "drop", actor="dpo")
+    assert log.verify().ok
+    assert log.story("req-block").request["salt"] is None  # type: ignore[index]
+
+
+def test_redaction_of_old_rows_only(log: AuditLog) -> None:
+    log.record_moderation(moderation("req-fresh"))
+    # Everything in the fixture is "old" only if we pretend it is later than it is.
+    log.redact("acme", "drop", actor="dpo", older_than_s=3600, now=time.time() + 7200)
+    assert log.verify().ok
+    assert log.story("req-allow").request["original"] is None  # type: ignore[index]
+
+
+def test_prompt_retention_applies_at_write_time(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.db")
+    log.set_prompt_retention("private", "drop")
+    log.set_prompt_retention("hashed", "hash")
+    for tenant in ("private", "hashed", "open"):
+        log.record_moderation(moderation(f"r-{tenant}", tenant=tenant, action=Action.BLOCK))
+    assert log.verify().ok
+    rows = {t: log.story(f"r-{t}").request for t in ("private", "hashed", "open")}
+    assert rows["private"]["original"] is None and rows["private"]["salt"] is None  # type: ignore[index]
+    assert rows["hashed"]["original"] is None and rows["hashed"]["salt"] is not None  # type: ignore[index]
+    assert rows["open"]["original"] == "a knight slays the dragon"  # type: ignore[index]
+    # "hash" keeps a digest a candidate text can be checked against.
+    hashed = rows["hashed"]
+    assert (
+        chain.text_digest(hashed["salt"], "a knight slays the dragon") == hashed["original_digest"]
+    )  # type: ignore[index]
+    assert log.prompt_retentions() == {"hashed": "hash", "private": "drop"}
+
+
+def _writer(path: str, prefix: str, n: int) -> None:
+    log = AuditLog(Path(path))
+    for i in range(n):
+        log.record_moderation(
+            moderation(f"{prefix}-{i}", action=Action.BLOCK if i % 3 else Action.ALLOW)
+        )
+        if i % 5 == 0:
+            log.record_release(f"job-{prefix}-{i}", "acme", "withheld", None, "test", prefix)
+    log.close()
+
+
+def test_two_processes_appending_keep_one_valid_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    AuditLog(path).close()  # create the schema once
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), p, 40)) for p in ("web", "worker")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    log = AuditLog(path)
+    report = log.verify()
+    assert report.ok, report.problems
+    assert log.db.conn.execute("SELECT count(*) FROM requests").fetchone()[0] == 80
+    # Both processes' rows interleave in one sequence.
+    writers = [r[0] for r in log.db.conn.execute("SELECT actor FROM releases ORDER BY seq")]
+    assert set(writers) == {"web", "worker"}
+
+
+def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.db")
+    with pytest.raises(RuntimeError), log.batch():
+        log.record_moderation(moderation("a"))
+        raise RuntimeError("crash mid-batch")
+    assert log.count() == 0 and log.verify().ok
+    with log.batch():
+        log.record_moderation(moderation("a"))
+        log.record_moderation(moderation("b"))
+    assert log.verify().ok and log.head()[0] == log.count()
