@@ -38,13 +38,14 @@ import time
 import uuid
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import File
 
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
@@ -89,7 +90,7 @@ class VideoObject(msgspec.Struct):
     seconds: str
     size: str
     error: VideoError | None
-    remixed_from_video_id: str | None
+    remixed_from_video_id: FromPath[str] | None
     moderation: dict[str, Any]
     object: Literal["video"] = "video"
 
@@ -344,7 +345,9 @@ class VideoController(Controller):
     tags = ["videos"]  # noqa: RUF012
 
     @post("/", summary="Create a video (OpenAI-compatible)", description=__doc__)
-    async def create(self, request: Request[Any, Any, State], tenant: str) -> Response[Any]:
+    async def create(
+        self, request: Request[Any, Any, State], tenant: NamedDependency[str]
+    ) -> Response[Any]:
         """Moderate the prompt; if allowed, enqueue a job and answer 202 with the video."""
         raw = await read_body(request)
         key = request.headers.get("idempotency-key")
@@ -353,7 +356,11 @@ class VideoController(Controller):
         )
 
     def _create(
-        self, request: Request[Any, Any, State], tenant: str, raw: dict[str, Any], key: str | None
+        self,
+        request: Request[Any, Any, State],
+        tenant: str,
+        raw: dict[str, Any],
+        key: str | None,
     ) -> Response[Any]:
         state = request.app.state
         settings: Settings = state.settings
@@ -420,10 +427,10 @@ class VideoController(Controller):
     def list_videos(
         self,
         request: Request[Any, Any, State],
-        tenant: str,
-        after: str | None = None,
-        limit: int = Parameter(default=20, ge=1, le=100),
-        order: Literal["asc", "desc"] = "desc",
+        tenant: NamedDependency[str],
+        after: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        order: FromQuery[Literal["asc", "desc"]] = "desc",
     ) -> VideoList:
         """The tenant's videos, newest first (``order=asc``: oldest first), ``limit`` per page."""
         try:
@@ -440,7 +447,10 @@ class VideoController(Controller):
 
     @get("/{video_id:str}", sync_to_thread=True, summary="Retrieve a video")
     def retrieve(
-        self, request: Request[Any, Any, State], tenant: str, video_id: str
+        self,
+        request: Request[Any, Any, State],
+        tenant: NamedDependency[str],
+        video_id: FromPath[str],
     ) -> Response[VideoObject]:
         """The video's status, progress, error and moderation."""
         job = _get(request.app.state, video_id, tenant)
@@ -455,9 +465,9 @@ class VideoController(Controller):
     def content(
         self,
         request: Request[Any, Any, State],
-        tenant: str,
-        video_id: str,
-        variant: str = "video",
+        tenant: NamedDependency[str],
+        video_id: FromPath[str],
+        variant: FromQuery[str] = "video",
     ) -> File:
         """The MP4 (or ``variant=thumbnail``: a JPEG), only after the frame audit released it."""
         state = request.app.state
@@ -481,7 +491,12 @@ class VideoController(Controller):
         )
 
     @delete("/{video_id:str}", status_code=200, sync_to_thread=True, summary="Delete a video")
-    def remove(self, request: Request[Any, Any, State], tenant: str, video_id: str) -> VideoDeleted:
+    def remove(
+        self,
+        request: Request[Any, Any, State],
+        tenant: NamedDependency[str],
+        video_id: FromPath[str],
+    ) -> VideoDeleted:
         """Cancel a queued or running video, or delete a finished one's released files.
 
         A withheld video's files stay in quarantine (they are review and audit evidence).
