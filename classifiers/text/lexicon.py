@@ -1,0 +1,332 @@
+"""Weighted-term lexicons for the harm categories, and minor mentions for the sexual/minors rule.
+
+The terms live in ``data/lexicon.yaml`` (commented for trust & safety readers; its syntax is
+described there). :func:`load_lexicon` validates it (pydantic, ``extra="forbid"``; errors name
+the file, field and fix) and builds a word-phrase index once. Matching is over the normalised
+prompt's words, so "p0rn", "s.e.x", "ѕех" and "seeeex" hit, whole words only ("ass" is never
+found in "class", "cock" never in "cocktail"), with harmless phrases listed as exceptions
+("breast stroke", "shoot a video", "killer whale"). Chinese terms match as substrings.
+
+:class:`LexiconClassifier` gives one verdict per category it covers; the score is the
+strongest term's weight, raised a little by further distinct terms. It is the always-on
+baseline; the learned heads (``classifiers/text/learned.py``) use the same protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from classifiers.base import Category, Evidence, PromptText, Verdict
+from classifiers.text.normalize import WORD_RE, normalize_key
+
+__all__ = [
+    "LEXICON_CATEGORIES",
+    "LEXICON_PATH",
+    "Lexicon",
+    "LexiconClassifier",
+    "LexiconError",
+    "find_minor_mentions",
+    "load_lexicon",
+]
+
+LEXICON_PATH = Path(__file__).parent / "data" / "lexicon.yaml"
+LEXICON_CATEGORIES: tuple[Category, ...] = (
+    "sexual",
+    "violence",
+    "violence/graphic",
+    "hate",
+    "harassment",
+    "self-harm",
+)
+EXTRA_TERM_FACTOR = 0.5
+MAX_EVIDENCE = 5
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3]")
+_GROUP = re.compile(r"\(([^()]*)\)")
+_CN_AGE = "十[一二三四五六七]?|[一二三四五六七八九]"
+_AGE = re.compile(
+    r"(?<![\d.])(1[0-7]|0?[1-9])\s*(?:-\s*)?(?:"
+    r"(?:years?|yrs?)\s*-?\s*old|yo|y/o|yr old|yrs old"
+    r")(?![^\W_])"
+    r"|(?<![^\W_])(?:aged?|age of)\s*(1[0-7]|0?[1-9])(?![\d.])"
+    rf"|(?:1[0-7]|[1-9]|{_CN_AGE})\s*岁"
+)
+
+
+class LexiconError(ValueError):
+    """The lexicon file is missing or invalid; the message names the file, field and fix."""
+
+
+class _LexiconFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+    categories: dict[Category, dict[str, float]]
+    exceptions: list[str] = []
+    minors: list[str] = []
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    text: str  # as written in the lexicon (before expansion)
+    category: str  # a category, "minor" or "exception"
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    start: int
+    end: int
+    term: _Term
+
+
+def expand(term: str) -> list[str]:
+    """``(a|b) c*`` -> ``["a c*", "b c*"]``: every combination of the alternatives."""
+    parts = _GROUP.split(term)
+    # split() alternates literal text and group contents: literal, group, literal, ...
+    choices = [[p] if i % 2 == 0 else p.split("|") for i, p in enumerate(parts)]
+    return [re.sub(r"\s+", " ", "".join(c)).strip() for c in itertools.product(*choices)]
+
+
+class _PhraseIndex:
+    """Whole-word phrases (with an optional prefix ``*`` on the last word) and CJK substrings."""
+
+    def __init__(self) -> None:
+        self.exact: dict[str, list[_Term]] = {}
+        self.stems: dict[str, list[_Term]] = {}
+        self.stem_lengths: set[int] = set()
+        self.prefixes: set[str] = set()
+        self.cjk: dict[str, list[_Term]] = {}
+        self.cjk_lengths: set[int] = set()
+
+    def add(self, raw: str, term: _Term, where: str) -> None:
+        for form in expand(raw):
+            stem = form.endswith("*")
+            body = form.rstrip("*")
+            if "*" in body or "(" in body or ")" in body or "|" in body:
+                raise LexiconError(
+                    f"{where}: {raw!r}: '*' may only end a term and '(...|...)' must be closed"
+                )
+            if _CJK.search(body):
+                key = "".join(WORD_RE.findall(normalize_key(body)))
+                self.cjk.setdefault(key, []).append(term)
+                self.cjk_lengths.add(len(key))
+                continue
+            key = normalize_key(body)
+            if not key:
+                raise LexiconError(f"{where}: {raw!r} has no letters or digits to match")
+            words = key.split(" ")
+            for n in range(1, len(words)):
+                self.prefixes.add(" ".join(words[:n]))
+            if stem:
+                if len(words[-1]) < 3:
+                    raise LexiconError(f"{where}: {raw!r}: a prefix term needs 3+ letters")
+                self.stems.setdefault(key, []).append(term)
+                self.stem_lengths.add(len(words[-1]))
+                if len(words) > 1:
+                    self.prefixes.add(" ".join(words[:-1]))
+            else:
+                self.exact.setdefault(key, []).append(term)
+
+    def find(self, words: list[str], spans: list[tuple[int, int]]) -> Iterator[_Match]:
+        n = len(words)
+        lengths = sorted(self.stem_lengths)
+        for i in range(n):
+            key = words[i]
+            base = ""
+            j = i
+            while True:
+                for t in self.exact.get(key, ()):
+                    yield _Match(spans[i][0], spans[j][1], t)
+                last = words[j]
+                for length in lengths:
+                    if length > len(last):
+                        break
+                    for t in self.stems.get(base + last[:length], ()):
+                        yield _Match(spans[i][0], spans[j][1], t)
+                j += 1
+                if j >= n or key not in self.prefixes:
+                    break
+                base = key + " "
+                key = f"{key} {words[j]}"
+
+    def find_cjk(self, words: list[str], spans: list[tuple[int, int]]) -> Iterator[_Match]:
+        if not self.cjk:
+            return
+        stream = "".join(words)
+        if not _CJK.search(stream):
+            return
+        where = [a + k for (a, b) in spans for k in range(b - a)]
+        lengths = sorted(self.cjk_lengths)
+        for p in range(len(stream)):
+            if not _CJK.match(stream[p]):
+                continue
+            for length in lengths:
+                if p + length > len(stream):
+                    break
+                for t in self.cjk.get(stream[p : p + length], ()):
+                    yield _Match(where[p], where[p + length - 1] + 1, t)
+
+
+class Lexicon:
+    """The validated lexicon with its phrase index. Immutable and thread-safe once built."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            raw_bytes = path.read_bytes()
+        except OSError as exc:
+            raise LexiconError(f"{path}: cannot read the lexicon ({exc})") from exc
+        self.version = hashlib.sha256(raw_bytes).hexdigest()[:12]
+        data = _parse(path, raw_bytes)
+        self.categories: tuple[Category, ...] = tuple(data.categories)
+        self._index = _PhraseIndex()
+        for category, terms in data.categories.items():
+            for text, weight in terms.items():
+                if not 0.0 <= weight <= 1.0:
+                    raise LexiconError(
+                        f"{path}: categories.{category}.{text}: weight {weight} must be in [0, 1]"
+                    )
+                self._index.add(
+                    text, _Term(text, category, weight), f"{path}: categories.{category}"
+                )
+        for text in data.exceptions:
+            self._index.add(text, _Term(text, "exception", 0.0), f"{path}: exceptions")
+        for text in data.minors:
+            self._index.add(text, _Term(text, "minor", 0.0), f"{path}: minors")
+
+    def matches(self, prompt: PromptText) -> list[_Match]:
+        """Every term hit in ``prompt`` that no exception phrase covers."""
+        spans = [m.span() for m in WORD_RE.finditer(prompt.normalized)]
+        words = [prompt.normalized[a:b] for a, b in spans]
+        found = [*self._index.find(words, spans), *self._index.find_cjk(words, spans)]
+        if not found:
+            return []
+        exceptions = [(m.start, m.end) for m in found if m.term.category == "exception"]
+        # A word inside a longer matched phrase is that phrase's business: "kill" in "kill
+        # myself" is self-harm, not violence; "breast" in "breast stroke" is an exception.
+        longer = [(m.start, m.end) for m in found if m.term.category != "minor"]
+        return [
+            m
+            for m in found
+            if m.term.category != "exception"
+            and not any(a <= m.start and m.end <= b for a, b in exceptions)
+            and (
+                m.term.category == "minor"
+                or not any(
+                    a <= m.start and m.end <= b and b - a > m.end - m.start for a, b in longer
+                )
+            )
+        ]
+
+
+def _parse(path: Path, raw: bytes) -> _LexiconFile:
+    try:
+        loaded: Any = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise LexiconError(f"{path}{line}: not valid YAML ({exc}); fix the syntax") from exc
+    try:
+        return _LexiconFile.model_validate(loaded)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise LexiconError(
+            f"{path}: {field}: {first['msg']} (expected keys: version, categories, exceptions, "
+            "minors; categories are policy category names)"
+        ) from exc
+
+
+@cache
+def load_lexicon(path: Path = LEXICON_PATH) -> Lexicon:
+    """The process-wide lexicon (validated and indexed on first call, then shared)."""
+    return Lexicon(path)
+
+
+def combine(weights: list[float]) -> float:
+    """The strongest weight, raised by each further distinct term (never above 0.99)."""
+    if not weights:
+        return 0.0
+    ordered = sorted(weights, reverse=True)
+    remaining = 1.0 - ordered[0]
+    for w in ordered[1:]:
+        remaining *= 1.0 - EXTRA_TERM_FACTOR * w
+    return round(min(0.99, 1.0 - remaining), 4)
+
+
+class LexiconClassifier:
+    """A :class:`~classifiers.base.TextClassifier` over :data:`LEXICON_PATH`.
+
+    Graphic-violence terms also count towards ``violence`` (at 0.9 of their weight), as in
+    OpenAI's moderation categories. Build through :data:`classifiers.registry.TEXT_CLASSIFIERS`.
+    """
+
+    name = "lexicon"
+    model_id = "lexicon"
+
+    def __init__(self, lexicon: Lexicon | None = None) -> None:
+        self.lexicon = lexicon or load_lexicon()
+        self.model_version = self.lexicon.version
+        self.categories: tuple[Category, ...] = tuple(
+            c for c in LEXICON_CATEGORIES if c in self.lexicon.categories
+        )
+
+    def classify(self, prompt: PromptText) -> list[Verdict]:
+        """One verdict per category: combined term weights and the matched spans as evidence."""
+        by_cat: dict[str, dict[str, tuple[float, _Match]]] = {}
+        for m in self.lexicon.matches(prompt):
+            cats = [m.term.category]
+            if m.term.category == "violence/graphic":
+                cats.append("violence")
+            for cat in cats:
+                w = m.term.weight * (0.9 if cat != m.term.category else 1.0)
+                best = by_cat.setdefault(cat, {})
+                if m.term.text not in best or best[m.term.text][0] < w:
+                    best[m.term.text] = (w, m)
+        out = []
+        for category in self.categories:
+            hits = sorted(by_cat.get(category, {}).values(), key=lambda h: -h[0])
+            evidence = tuple(
+                prompt.evidence(m.start, m.end, f"term {m.term.text!r} ({m.term.category}, {w:g})")
+                for w, m in hits[:MAX_EVIDENCE]
+            )
+            out.append(
+                Verdict(
+                    classifier=self.name,
+                    category=category,
+                    score=combine([w for w, _ in hits]),
+                    model_id=self.model_id,
+                    model_version=self.model_version,
+                    evidence=evidence,
+                )
+            )
+        return out
+
+
+def find_minor_mentions(prompt: PromptText) -> tuple[Evidence, ...]:
+    """Evidence of every reference to a child in ``prompt`` (words, "12 year old", 未成年 ...).
+
+    Used by the policy engine's sexual/minors rule: sexual content plus any of these blocks.
+    Deliberately broad ("kid", "teen", "boy", "baby"); harmless phrases such as "minor key" or
+    "child process" are exceptions in the lexicon file.
+    """
+    lexicon = load_lexicon()
+    out = [
+        prompt.evidence(m.start, m.end, f"minor: {m.term.text!r}")
+        for m in lexicon.matches(prompt)
+        if m.term.category == "minor"
+    ]
+    for m in _AGE.finditer(prompt.normalized):
+        out.append(prompt.evidence(m.start(), m.end(), "minor: age under 18"))
+    out.sort(key=lambda e: (e.start or 0, e.end or 0))
+    return tuple(out)
