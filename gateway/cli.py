@@ -264,6 +264,7 @@ def moderate(
 
 
 from audit.cli import audit as audit_group  # noqa: E402 - after db_option, which it uses
+from classifiers.text.build_gazetteers import build_gazetteers_command  # noqa: E402
 from gateway.worker import worker_command  # noqa: E402 - after the shared options it may use
 
 # Explicit registry: every top-level command, in one place.
@@ -274,6 +275,7 @@ COMMANDS: dict[str, click.Command] = {
     "moderate": moderate,
     "worker": worker_command,
     "audit": audit_group,
+    "build-gazetteers": build_gazetteers_command,
 }
 
 for name, command in COMMANDS.items():
