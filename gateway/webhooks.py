@@ -55,6 +55,34 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status,
 """
 
 
+class WebhookConfigError(ValueError):
+    """The webhook settings cannot work; the message says which setting to fix."""
+
+
+def check_config(settings: Settings) -> None:
+    """Raise :class:`WebhookConfigError` unless webhooks are off or URL and secret are usable."""
+    if not settings.webhook_url:
+        return
+    if not settings.webhook_url.startswith(("http://", "https://")):
+        raise WebhookConfigError(
+            f"REELGUARD_WEBHOOK_URL must be an http(s) URL, got {settings.webhook_url!r}"
+        )
+    secret = settings.webhook_secret
+    if not secret:
+        raise WebhookConfigError(
+            "REELGUARD_WEBHOOK_URL is set but REELGUARD_WEBHOOK_SECRET is not; webhooks are "
+            "always signed: set a secret (whsec_<base64> or any long random string)"
+        )
+    if secret.startswith("whsec_"):
+        try:
+            base64.b64decode(secret[6:], validate=True)
+        except ValueError:
+            raise WebhookConfigError(
+                "REELGUARD_WEBHOOK_SECRET starts with whsec_ but the rest is not base64; "
+                "use whsec_<base64> or a secret without the prefix"
+            ) from None
+
+
 def sign(secret: str, event_id: str, timestamp: int, body: str) -> str:
     """The ``webhook-signature`` header value for one delivery."""
     key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()

@@ -553,16 +553,29 @@ class WorkerPool:
                 proc.join(2)
 
     def __enter__(self) -> WorkerPool:
-        return self.start()
+        if not self.processes:
+            self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
 def start_workers(settings: Settings, count: int | None = None) -> WorkerPool | None:
-    """Start ``count`` (default ``settings.video_workers``) worker processes; None for 0."""
+    """Start ``count`` (default ``settings.video_workers``) worker processes; None for 0.
+
+    Raises ``click.ClickException`` for settings the workers cannot run with (webhooks).
+    """
+    from gateway.webhooks import WebhookConfigError, check_config
+
     n = settings.video_workers if count is None else count
-    return WorkerPool(settings, n).start() if n > 0 else None
+    if n <= 0:
+        return None
+    try:
+        check_config(settings)
+    except WebhookConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return WorkerPool(settings, n).start()
 
 
 @click.command("worker")
@@ -602,6 +615,8 @@ def worker_command(db: Path | None, data_dir: Path | None, workers: int | None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     JobStore(settings.db)  # create the table (and fail here, clearly, on a bad path)
-    with WorkerPool(settings, count):
+    pool = start_workers(settings, count)
+    assert pool is not None
+    with pool:
         click.echo(f"reelguard worker: {count} process(es) on {settings.db}", err=True)
         stop.wait()

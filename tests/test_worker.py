@@ -4,6 +4,7 @@ cancellation, stage timeouts, shutdown, generator errors, and signed webhooks wi
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from test_videos_support import (
 from audit.log import AuditLog
 from gateway.jobs import JobStore, NewJob, VideoJob, videos_dir
 from gateway.settings import Settings
-from gateway.webhooks import deliver_due, deliveries
+from gateway.webhooks import WebhookConfigError, check_config, deliver_due, deliveries
 from generator.base import BackendError
 
 
@@ -303,3 +304,25 @@ def test_webhook_gives_up_after_max_attempts(tmp_path: Path, receiver: Receiver)
         deliver_due(settings)
     [row] = deliveries(settings, job.id)
     assert row["status"] == "failed" and row["attempts"] == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "secret", "problem"),
+    [
+        (None, None, None),  # webhooks off
+        ("https://hooks.example/x", SECRET, None),
+        ("https://hooks.example/x", "a-long-plain-secret", None),
+        ("https://hooks.example/x", None, "REELGUARD_WEBHOOK_SECRET is not"),  # never unsigned
+        ("ftp://hooks.example/x", SECRET, "http(s) URL"),
+        ("https://hooks.example/x", "whsec_***", "not base64"),
+    ],
+)
+def test_webhook_settings_are_checked_at_start(
+    tmp_path: Path, url: str | None, secret: str | None, problem: str | None
+) -> None:
+    settings = make_settings(tmp_path, webhook_url=url, webhook_secret=secret)
+    if problem is None:
+        check_config(settings)
+    else:
+        with pytest.raises(WebhookConfigError, match=re.escape(problem)):
+            check_config(settings)
