@@ -189,7 +189,6 @@ def _moderators(*policies: ResolvedPolicy) -> list[CheckMany]:
     import threading
 
     from classifiers.registry import TEXT_CLASSIFIERS
-
     from gateway.pipeline import TextModerator
     from gateway.settings import get_settings
 

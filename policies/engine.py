@@ -87,7 +87,9 @@ def decide(
             continue
         found = by_category.get(category, [])
         if stage == "prompt":
-            found, ignored = _prompt_lists(policy, category, found, prompt, scores[category])
+            found, ignored = _prompt_lists(
+                policy, category, thresholds, found, prompt, scores[category]
+            )
             reasons += ignored.blocked
             allowlisted += _allowlisted_reasons(
                 category, stage, thresholds, ignored.verdicts, ignored.matches
@@ -196,6 +198,7 @@ class _ListOutcome:
 def _prompt_lists(
     policy: ResolvedPolicy,
     category: Category,
+    thresholds: StagePolicy,
     verdicts: list[Verdict],
     prompt: PromptText | None,
     score: float,
@@ -203,17 +206,16 @@ def _prompt_lists(
     """Apply the category's allowlist to ``verdicts`` and its blocklist to ``prompt``."""
     if prompt is None:
         return verdicts, _ListOutcome([], [], [])
-    allowed = policy.allowlists[category].find(prompt) if policy.allowlists[category] else []
+    blocklist = policy.blocklists[category]
+    hits = blocklist.find(prompt) if blocklist else []
+    allowlist = policy.allowlists[category]
+    # The allowlist can only change the outcome when something would review or block, so the
+    # common clean prompt is never scanned for it.
+    relevant = hits or any(v.score >= thresholds.review_at for v in verdicts)
+    allowed = allowlist.find(prompt) if allowlist and relevant else []
     kept, ignored = _apply_allowlist(verdicts, allowed) if allowed else (verdicts, [])
-    blocked = []
-    if policy.blocklists[category]:
-        hits = [
-            m
-            for m in policy.blocklists[category].find(prompt)
-            if not _inside(m.start, m.end, allowed)
-        ]
-        if hits:
-            blocked.append(_blocklist_reason(category, "prompt", hits, score))
+    hits = [m for m in hits if not _inside(m.start, m.end, allowed)]
+    blocked = [_blocklist_reason(category, "prompt", hits, score)] if hits else []
     return kept, _ListOutcome(ignored, allowed, blocked)
 
 

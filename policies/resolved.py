@@ -34,9 +34,19 @@ class Match:
 
 
 def _term_regex(term: str) -> str:
-    words = [re.escape(w) for w in term.split()]
-    # Whole words only: "ass" must not fire inside "class".
-    return r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)"
+    """Whole words only ("ass" must not fire inside "class"); spaces match any whitespace.
+
+    The first word comes first, *then* the look-behind that checks the character before it:
+    a pattern that starts with a literal lets the regex engine skip ahead quickly.
+    """
+    words = term.split()
+    body = r"\s+".join(re.escape(w) for w in words)
+    return (
+        re.escape(words[0])
+        + rf"(?<!\w.{{{len(words[0])}}})"
+        + body[len(re.escape(words[0])) :]
+        + r"(?!\w)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +63,10 @@ class TermMatcher:
             entries.append(
                 (
                     term,
-                    re.compile(_term_regex(term), re.IGNORECASE),
-                    # The normaliser casefolds, so match the casefolded term there ("ß" -> "ss").
-                    re.compile(_term_regex(term.casefold()), re.IGNORECASE),
+                    re.compile(_term_regex(term), re.IGNORECASE | re.DOTALL),
+                    # Normalised text is casefolded (PromptText contract): match the casefolded
+                    # term exactly there ("ß" -> "ss"), which is also much faster.
+                    re.compile(_term_regex(term.casefold()), re.DOTALL),
                 )
             )
         for pattern in terms.patterns:
@@ -73,12 +84,18 @@ class TermMatcher:
         """
         seen: set[tuple[int, int]] = set()
         out: list[Match] = []
+        # A normalised text that is only the casefolded original holds no match the
+        # case-insensitive scan of the original misses.
+        plain = len(prompt.normalized) == len(prompt.original) and prompt.normalized in (
+            prompt.original,
+            prompt.original.casefold(),
+        )
         for entry, on_original, on_normalized in self.entries:
             for m in on_original.finditer(prompt.original):
                 if m.end() > m.start() and (m.start(), m.end()) not in seen:
                     seen.add((m.start(), m.end()))
                     out.append(Match(m.start(), m.end(), m.group(), entry))
-            if prompt.normalized == prompt.original:
+            if plain:
                 continue
             for m in on_normalized.finditer(prompt.normalized):
                 if m.end() == m.start():
