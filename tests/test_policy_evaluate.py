@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from classifiers.base import Category, Evidence, PromptText, Verdict
+from gateway.cli import main
 from policies.decision import Action, Decision
 from policies.engine import decide
 from policies.evaluate import (
@@ -194,3 +196,83 @@ def test_compare_reports_category_changes_with_the_same_action(
     (change,) = compare([RowResult(row, a)], [RowResult(row, b)])
     assert change.kind == "block -> block"
     assert not change.stricter
+
+
+# --- the CLI, over the real text pipeline ------------------------------------------------------
+
+CLI_ROWS = [
+    {"id": "cat", "text": "a cat sleeping on a sofa", "labels": []},
+    {"id": "proc", "text": "how do I kill a python process", "labels": []},
+    {"id": "toy", "text": "a kid with a toy gun in the garden", "labels": []},
+    {"id": "nude", "text": "a naked woman on a beach", "labels": ["sexual"], "expected": "block"},
+]
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.delenv("REELGUARD_POLICY", raising=False)
+    return CliRunner()
+
+
+@pytest.mark.slow
+def test_cli_policy_test(cli: CliRunner, tmp_path: Path) -> None:
+    prompts = write_rows(tmp_path, CLI_ROWS)
+    out = tmp_path / "out.jsonl"
+    kids = FIXTURES / "kids.yaml"
+    args = ["policy", "test", str(kids), "--prompts", str(prompts), "--output", str(out)]
+    result = cli.invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows"] == 4
+    assert summary["policy_version"] == PolicyLoader(DEFAULT_POLICY_PATH).load(kids).version
+    assert summary["metrics"]["sexual"]["tp"] == 1
+    assert summary["metrics"]["violence"]["fp"] == 1  # the toy gun, on the kids blocklist
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert list(rows) == ["cat", "proc", "toy", "nude"]
+    assert rows["cat"]["action"] == "allow"
+    assert rows["proc"]["action"] == "allow"  # allowlisted programming phrase
+    assert rows["toy"]["reasons"][0]["source"] == "blocklist"
+    table = cli.invoke(main, args)
+    assert "expected action: 1/1 correct" in table.stdout
+    assert "violence" in table.stdout and "precision" in table.stdout
+
+
+@pytest.mark.slow
+def test_cli_policy_diff(cli: CliRunner, tmp_path: Path) -> None:
+    prompts = write_rows(tmp_path, CLI_ROWS)
+    args = ["policy", "diff", str(DEFAULT_POLICY_PATH), str(FIXTURES / "kids.yaml")]
+    result = cli.invoke(main, [*args, "--prompts", str(prompts), "--json"])
+    assert result.exit_code == 0, result.output
+    changes = {c["id"]: c for c in map(json.loads, result.stdout.splitlines())}
+    assert changes["toy"]["change"] == "allow -> block"
+    assert changes["toy"]["new"]["categories"] == ["violence"]
+    assert "cat" not in changes and "proc" not in changes
+
+
+def test_cli_diff_of_identical_policies_runs_nothing(cli: CliRunner, tmp_path: Path) -> None:
+    same = tmp_path / "same.yaml"
+    same.write_text("extends: default\n")
+    prompts = write_rows(tmp_path, CLI_ROWS)
+    result = cli.invoke(
+        main, ["policy", "diff", str(DEFAULT_POLICY_PATH), str(same), "--prompts", str(prompts)]
+    )
+    assert result.exit_code == 0
+    assert "resolve to the same policy" in result.stderr
+
+
+def test_cli_bad_prompts_file(cli: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"text": "ok"}\n{"txt": "typo"}\n')
+    result = cli.invoke(main, ["policy", "test", str(DEFAULT_POLICY_PATH), "--prompts", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:2: unknown field(s) txt" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_cli_invalid_policy_for_test(cli: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: default\ncategories:\n  hate: {prompt: {block_at: 9}}\n")
+    prompts = write_rows(tmp_path, CLI_ROWS)
+    result = cli.invoke(main, ["policy", "test", str(bad), "--prompts", str(prompts)])
+    assert result.exit_code == 1
+    assert f"{bad}:3: categories.hate.prompt.block_at: must be between 0 and 1" in result.stderr
