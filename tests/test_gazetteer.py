@@ -1,0 +1,259 @@
+"""Celebrity/IP matching over the shipped gazetteer, and the build command on a tiny kit."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from classifiers.base import TextClassifier
+from classifiers.registry import TEXT_CLASSIFIERS
+from classifiers.text.build_gazetteers import build_gazetteers_command
+from classifiers.text.gazetteer import (
+    CAPITALISED_SCORE,
+    DATA_PATH,
+    Gazetteer,
+    GazetteerClassifier,
+    GazetteerError,
+    load_gazetteer,
+)
+from classifiers.text.normalize import normalize
+
+REVIEW_AT, BLOCK_AT = 0.35, 0.5  # the default policy's prompt thresholds for celebrity and ip
+
+
+@pytest.fixture(scope="module")
+def classifier() -> GazetteerClassifier:
+    return GazetteerClassifier()
+
+
+def scores(clf: GazetteerClassifier, text: str) -> dict[str, float]:
+    return {v.category: v.score for v in clf.classify(normalize(text))}
+
+
+def entity_names(clf: GazetteerClassifier, text: str, category: str) -> list[str]:
+    for v in clf.classify(normalize(text)):
+        if v.category == category:
+            return [e.detail or "" for e in v.evidence]
+    return []
+
+
+# (prompt, category expected to block, entity named in the evidence, why)
+BLOCKS = [
+    ("Taylor Swift dancing on stage", "celebrity", "Taylor Swift", "exact name"),
+    ("taylor swift", "celebrity", "Taylor Swift", "any capitalisation"),
+    ("Taylor Swfit singing in the rain", "celebrity", "Taylor Swift", "transposed letters"),
+    ("Tayler Swift at the beach", "celebrity", "Taylor Swift", "one wrong letter"),
+    ("T4ylor Sw1ft waving", "celebrity", "Taylor Swift", "leetspeak"),
+    ("Ｔａｙｌｏｒ Ｓｗｉｆｔ", "celebrity", "Taylor Swift", "fullwidth letters"),
+    ("T\u200baylor Swift", "celebrity", "Taylor Swift", "zero-width space"),
+    ("#taylorswift concert", "celebrity", "Taylor Swift", "written as one word"),
+    ("泰勒·斯威夫特在跳舞", "celebrity", "Taylor Swift", "Chinese name with a middle dot"),
+    ("泰勒斯威夫特在唱歌", "celebrity", "Taylor Swift", "Chinese name without the dot"),
+    ("Jennie from BLACKPINK dancing", "celebrity", "Kim Jennie", "stage name with group context"),
+    ("BLACKPINK Jennie on stage", "celebrity", "Kim Jennie", "group + stage name alias"),
+    ("Will Smith eating spaghetti", "celebrity", "Will Smith", "common words, but a full name"),
+    ("Keanu Reeves riding a motorcycle", "celebrity", "Keanu Reeves", "TMDb/Pantheon actor"),
+    ("Elon Musk on Mars", "celebrity", "Elon Musk", "curated (absent from the kit)"),
+    ("成龙在打功夫", "celebrity", "Jackie Chan", "native Chinese name"),
+    ("Storm from the X-Men fighting", "ip", "Storm", "common word with franchise context"),
+    ("Storm and Wolverine fight in the rain", "ip", "Storm", "context from a franchise hit"),
+    ("a can of Coca-Cola with its logo", "ip", "Coca-Cola", "brand"),
+    ("Apple logo on a laptop", "ip", "Apple", "common-word brand with context"),
+    ("Spider-Man swinging between buildings", "ip", "Spider-Man", "hyphenated name"),
+    ("spiderman swinging", "ip", "Spider-Man", "joined form"),
+    ("Peter Parker taking photos", "ip", "Spider-Man", "alias (real name)"),
+    ("Tony Stark in his lab", "ip", "Iron Man", "nickname alias from the kit"),
+    ("Pikachu in a forest", "ip", "Pikachu", "Pokémon"),
+    ("皮卡丘在森林里", "ip", "Pikachu", "Pokémon Chinese alias"),
+    ("Mickey Mouse waving", "ip", "Mickey Mouse", "curated character"),
+    ("Darth Vader walking down a corridor", "ip", "Darth Vader", "curated character"),
+    ("米老鼠在跳舞", "ip", "Mickey Mouse", "curated Chinese alias"),
+]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "category", "entity", "why"), BLOCKS, ids=[f"{b[0]} ({b[3]})" for b in BLOCKS]
+)
+def test_blocks(
+    classifier: GazetteerClassifier, prompt: str, category: str, entity: str, why: str
+) -> None:
+    assert scores(classifier, prompt)[category] >= BLOCK_AT, why
+    assert any(d.startswith(entity + " (") for d in entity_names(classifier, prompt, category)), why
+
+
+# (prompt, why): common-word traps and ordinary prompts stay under the review threshold.
+BENIGN = [
+    ("storm clouds over the sea", "'Storm' is a weather word"),
+    ("Storm clouds gather over the hills", "capitalised only because it starts the sentence"),
+    ("an apple on a table", "'Apple' is a fruit"),
+    ("a target at the archery range", "'Target' is a target"),
+    ("a gap between two rocks", "'Gap' is a gap"),
+    ("a shell on the beach at sunset", "'Shell' is a shell"),
+    ("a dove flying over a church", "'Dove' is a bird"),
+    ("a jaguar running through the jungle", "'Jaguar' is an animal"),
+    ("ditto, the same again", "'Ditto' is a word"),
+    ("jennie walking her dog in the park", "stage name without group context"),
+    ("a dog wagging its tail in a store", "'its' never matches a brand"),
+    ("Tom hands the ball to his friend", "'hands' is a word, not a misspelt Hanks"),
+    ("a black widow spider on its web", "the spider, not the Marvel character"),
+    ("Napoleon riding a horse across the Alps", "historical figure (born before 1900)"),
+    ("a cat sitting on a mat", "nothing to find"),
+    ("A cinematic shot of a neon-lit Tokyo street at night, 4k, 60fps", "video prompt"),
+    ("一只猫在沙发上睡觉", "Chinese prompt with no names"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "why"), BENIGN, ids=[b[0] for b in BENIGN])
+def test_benign(classifier: GazetteerClassifier, prompt: str, why: str) -> None:
+    s = scores(classifier, prompt)
+    assert s["celebrity"] < REVIEW_AT and s["ip"] < REVIEW_AT, (why, s)
+
+
+def test_capitalised_common_word_without_context_is_review_level(
+    classifier: GazetteerClassifier,
+) -> None:
+    s = scores(classifier, "A photo of Jennie smiling at the camera")
+    assert s["celebrity"] == CAPITALISED_SCORE
+    assert REVIEW_AT <= CAPITALISED_SCORE < BLOCK_AT
+
+
+def test_title_case_prompt_gives_no_capitalisation_signal(classifier: GazetteerClassifier) -> None:
+    assert scores(classifier, "A Big Storm Over The Quiet Sea")["ip"] < REVIEW_AT
+
+
+def test_evidence_quotes_original_span(classifier: GazetteerClassifier) -> None:
+    text = "a video of T4ylor  Sw1ft dancing"
+    (celebrity,) = [v for v in classifier.classify(normalize(text)) if v.category == "celebrity"]
+    ev = celebrity.evidence[0]
+    assert ev.text == "T4ylor  Sw1ft"
+    assert ev.start is not None and text[ev.start : ev.end] == "T4ylor  Sw1ft"
+    assert ev.detail is not None and "tier=" in ev.detail
+    assert celebrity.model_id == "gazetteer"
+    assert celebrity.model_version == load_gazetteer().version
+
+
+def test_registry_factories_share_one_load() -> None:
+    celeb, ip = TEXT_CLASSIFIERS["celebrity"](), TEXT_CLASSIFIERS["ip"]()
+    assert isinstance(celeb, TextClassifier) and isinstance(ip, TextClassifier)
+    assert celeb.gazetteer is ip.gazetteer  # type: ignore[attr-defined]
+    assert [v.category for v in celeb.classify(normalize("x"))] == ["celebrity"]
+    assert [v.category for v in ip.classify(normalize("x"))] == ["ip"]
+
+
+@pytest.mark.parametrize("text", ["", " ", "😀😀", "\ud800", "a" * 10_000, "泰" * 3000])
+def test_odd_input_gives_zero_scores(classifier: GazetteerClassifier, text: str) -> None:
+    assert all(v.score == 0.0 for v in classifier.classify(normalize(text)))
+
+
+def test_corrupt_file_names_path(tmp_path: Path) -> None:
+    bad = tmp_path / "gazetteer.tsv.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(GazetteerError, match=r"gazetteer\.tsv\.gz"):
+        Gazetteer(bad)
+
+
+def test_shipped_file_is_small() -> None:
+    assert DATA_PATH.stat().st_size < 5_000_000
+
+
+# -- the build command on a tiny kit -------------------------------------------------------
+
+PEOPLE = [
+    "name\taliases\tkind\tsource\tbirth_year\tcountry\tnotes",
+    "Zorblax Quintero\t\tactor\tpantheon\t1970\tUS\t",
+    "Old Mastermind\t\tartist\tpantheon\t1650\tNL\thistorical",
+    "Kim Jennie\tJennie|BLACKPINK Jennie\tmusician\tkpop_idols\t1996\tKR\t"
+    "kpop_idol;group=BLACKPINK;stage_name_single_token=1",
+    "Newsy McNewsface\t\tnews_figure\tlfw\t\t\t",
+    "孙子\t\tzh_famous_person_unverified\tthuocl\t\t\tdf=871;zh_only;common_word=1",
+    "王大锤子\t\tzh_famous_person_unverified\tthuocl\t\t\tdf=300;zh_only",
+]
+IP = [
+    "name\taliases\tfranchise\towner\tsource\tkind\tpopularity\tnotes",
+    'Iron Fellow\t"Anthony \\""Tony\\"" Starkweather"\tMarvel Comics\tMarvel\t'
+    "fivethirtyeight_comics\tcomic_character\tappearances=900\t",
+    "Cloudy\t\tMarvel Comics\tMarvel\tfivethirtyeight_comics\tcomic_character\tappearances=300\t",
+    "107\t\tMarvel Comics\tMarvel\tfivethirtyeight_comics\tcomic_character\tappearances=1\t"
+    "common_word=1",
+]
+BRANDS = ["name\taliases\tcategory\tsource\tnotes", "Pebble\t\t\tlogodet3k\tcommon_word=1"]
+TRAIN = [
+    {"text": "cloudy skies over a calm lake", "labels": [], "source": "coco_captions_esd"},
+    {"text": "a cloudy morning in the city", "labels": [], "source": "didemo"},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> Gazetteer:
+    root = tmp_path_factory.mktemp("kit")
+    src = root / "gazetteers"
+    src.mkdir()
+    (src / "people.tsv").write_text("\n".join(PEOPLE) + "\n", encoding="utf-8")
+    (src / "ip.tsv").write_text("\n".join(IP) + "\n", encoding="utf-8")
+    (src / "brands.tsv").write_text("\n".join(BRANDS) + "\n", encoding="utf-8")
+    (root / "train.jsonl").write_text("\n".join(json.dumps(r) for r in TRAIN) + "\n")
+    out = root / "data"
+    result = CliRunner().invoke(build_gazetteers_command, ["--source", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "entries" in result.output
+    return Gazetteer(out / "gazetteer.tsv.gz")
+
+
+def _rows(g: Gazetteer) -> dict[str, tuple[str, float, str]]:
+    with gzip.open(g.path, "rt", encoding="utf-8") as f:
+        lines = [line.split("\t") for line in f if not line.startswith(("#", "_"))]
+    return {c[1]: (c[3], float(c[4]), c[7].strip()) for c in lines}
+
+
+def test_build_tiers_and_drops(tiny_build: Gazetteer) -> None:
+    rows = _rows(tiny_build)
+    assert rows["Zorblax Quintero"][:2] == ("pantheon", 0.9)
+    assert rows["Old Mastermind"][0] == "historical" and rows["Old Mastermind"][1] < REVIEW_AT
+    assert rows["Newsy McNewsface"][1] < REVIEW_AT  # LFW-only: evidence, not a block
+    assert "孙子" not in rows  # 2-character THUOCL entries are dropped
+    assert rows["王大锤子"][0] == "zh_famous_person_unverified"
+    assert "107" not in rows  # digits only: not a name
+
+
+def test_build_marks_common_words_and_extra_forms(tiny_build: Gazetteer) -> None:
+    rows = _rows(tiny_build)
+    assert "~jennie" in rows["Kim Jennie"][2].split("|")  # stage name needs context
+    assert "~cloudy" in rows["Cloudy"][2].split("|")  # an ordinary word in benign captions
+    assert "~pebble" in rows["Pebble"][2].split("|")  # kit common_word flag
+    assert "tony starkweather" in rows["Iron Fellow"][2].split("|")  # nickname form
+    assert "zorblaxquintero" in rows["Zorblax Quintero"][2].split("|")  # joined form
+
+
+def test_built_file_is_deterministic(tiny_build: Gazetteer, tmp_path: Path) -> None:
+    src = tiny_build.path.parent.parent / "gazetteers"
+    result = CliRunner().invoke(
+        build_gazetteers_command, ["--source", str(src), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "gazetteer.tsv.gz").read_bytes() == tiny_build.path.read_bytes()
+
+
+def test_build_missing_source_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        build_gazetteers_command, ["--source", str(tmp_path), "--no-benign"]
+    )
+    assert result.exit_code != 0
+    assert "people.tsv: not found" in result.output
+
+
+def test_tiny_build_matches(tiny_build: Gazetteer) -> None:
+    clf = GazetteerClassifier(gazetteer=tiny_build)
+    assert {v.category: v.score for v in clf.classify(normalize("Zorblax Quintero waves"))}[
+        "celebrity"
+    ] == 0.9
+    assert all(v.score == 0 for v in clf.classify(normalize("a cloudy day")))
+    (ip,) = [
+        v for v in clf.classify(normalize("Cloudy, a superhero from Marvel")) if v.category == "ip"
+    ]
+    assert any(
+        e.text == "Cloudy" and "tier=character; context" in (e.detail or "") for e in ip.evidence
+    )
