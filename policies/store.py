@@ -2,6 +2,8 @@
 
 :class:`PolicyStore` loads ``base_path`` and every ``<tenant>.yaml`` in ``tenant_dir`` at
 construction (an invalid file there is an error: a server must not start on a broken policy).
+Files in ``tenant_dir`` whose name starts with ``_`` are shared parents (``extends: _school``),
+not tenants; any other file must be named like a tenant (lower case, digits, ``-``, ``_``).
 :meth:`PolicyStore.reload_if_changed` re-reads them when any file changed; an invalid edit is
 refused and logged, the previous policy keeps serving, and :attr:`PolicyStore.last_error` says
 why until the file is fixed. :class:`PolicyWatcher` calls it on a timer in a background thread.
@@ -24,7 +26,8 @@ log = logging.getLogger("reelguard.policy")
 BASE_TENANT = "default"
 """The name the base policy is served under (and what unknown tenants get)."""
 
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TENANT_FILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+"""A tenant overlay's file stem: the tenant name as API keys spell it (``gateway.keys``)."""
 _Fingerprint = tuple[tuple[str, int, int], ...]
 
 
@@ -125,6 +128,7 @@ class PolicyStore:
             return base, dict(previous), {"tenant_dir": exc}
         for tenant, path in files.items():
             try:
+                _check_tenant_file(tenant, path)
                 tenants[tenant] = loader.load(path)
             except PolicyError as exc:
                 errors[tenant] = exc
@@ -146,11 +150,9 @@ class PolicyStore:
                     )
                 ]
             )
-        out = {}
-        for path in sorted(self.tenant_dir.glob("*.yaml")):
-            if _TENANT_RE.match(path.stem) and path.stem != BASE_TENANT:
-                out[path.stem] = path
-        return out
+        return {
+            p.stem: p for p in sorted(self.tenant_dir.glob("*.yaml")) if not p.stem.startswith("_")
+        }
 
     def _watched(self) -> list[Path]:
         paths = {self.base_path.resolve()}
@@ -179,6 +181,35 @@ class PolicyStore:
             except OSError:
                 out[name] = "missing"
         return out
+
+
+def _check_tenant_file(tenant: str, path: Path) -> None:
+    """A file in the tenant folder must be named like a tenant, and not shadow the base."""
+    if tenant == BASE_TENANT:
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    display_path(path),
+                    None,
+                    "",
+                    "tenant 'default' always gets the base policy (--policy); edit that file, "
+                    "or rename this one",
+                )
+            ]
+        )
+    if not TENANT_FILE_RE.match(tenant):
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    display_path(path),
+                    None,
+                    "",
+                    "the file name is not a tenant name, so no tenant would get this policy; "
+                    "rename it to <tenant>.yaml (lower-case letters, digits, '-', '_'), or "
+                    "start it with '_' for a shared parent that is not a tenant",
+                )
+            ]
+        )
 
 
 class PolicyWatcher:

@@ -176,3 +176,34 @@ def test_reads_during_reloads_always_see_a_valid_policy(files: tuple[Path, Path]
         t.join()
     assert seen and seen <= served
     assert len(served) == 2  # 0.3 and 0.25 (same content, same version); "7" was refused
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Kids2.yaml", "the file name is not a tenant name"),
+        ("default.yaml", "tenant 'default' always gets the base policy"),
+    ],
+)
+def test_misnamed_tenant_files_are_errors(
+    files: tuple[Path, Path], name: str, message: str
+) -> None:
+    base, tenants = files
+    (tenants / name).write_text("extends: default\n")
+    with pytest.raises(PolicyError, match=message):
+        PolicyStore(base, tenants)
+
+
+def test_underscore_files_are_shared_parents_not_tenants(files: tuple[Path, Path]) -> None:
+    base, tenants = files
+    (tenants / "_school.yaml").write_text(
+        "extends: default\ncategories:\n  hate:\n    prompt: {review_at: 0.1, block_at: 0.2}\n"
+    )
+    (tenants / "class-7b.yaml").write_text("extends: _school\n")
+    store = PolicyStore(base, tenants)
+    assert "_school" not in store.tenants()
+    assert store.get("class-7b").policy.categories.hate.prompt.block_at == 0.2
+    # editing the shared parent reaches its children
+    edit(tenants / "_school.yaml", "block_at: 0.2", "block_at: 0.15")
+    assert store.reload_if_changed() is True
+    assert store.get("class-7b").policy.categories.hate.prompt.block_at == 0.15
