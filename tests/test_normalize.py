@@ -54,6 +54,7 @@ GOLDEN = [
     ("xxx", "xxx", "xxx is a word of its own"),
     ("Rocky III", "rocky iii", "roman numerals are not stretched letters"),
     ("泰勒·斯威夫特在跳舞", "泰勒·斯威夫特在跳舞", "Chinese text is kept"),
+    ("一个8岁的孩子", "一个8岁的孩子", "digits inside Chinese text are not leetspeak"),
     ("김제니 ピカチュウ が", "김제니 ピカチュウ が", "Hangul and kana (with dakuten) are kept"),
     ("", "", "empty input"),
     ("😀🔥", "😀🔥", "emoji-only input is kept"),

@@ -257,7 +257,7 @@ def _rewrite_word(word: str) -> tuple[str, list[int]] | None:
     w = word
     if not w.isascii():
         w = _unconfuse(w)
-    if not w.isalpha():
+    if w.isascii() and not w.isalpha():  # leetspeak only in Latin-script words
         d = _deleet(w)
         if d is not None:
             w = d
