@@ -21,7 +21,9 @@ The rules, in the order they are applied (each review/block becomes a :class:`Re
 6. **Thresholds**: a score at or above ``block_at`` blocks, at or above ``review_at`` reviews.
    At the frame stage a category blocks only when ``k`` of ``n`` consecutive sampled frames
    reach ``block_at`` (``frame_audit.k_of_n``; always ``k = 1`` for ``sexual/minors``); frames
-   over a threshold that do not make k-of-n send the video to review (it is withheld).
+   over a threshold that do not make k-of-n send the video to review (it is withheld). That
+   rule lives in :func:`policies.release.decide_release` (what the video path calls with the
+   full list of sampled frames); here the frames are the ones the verdicts name.
 
 The action is the most severe reason's (block > review > allow).
 """
@@ -76,29 +78,25 @@ def decide(
         by_category[verdict.category].append(verdict)
 
     if minor_mentions:
-        rule = _minors_rule(policy, stage, by_category.get("sexual", []), minor_mentions)
+        rule = sexual_minors_rule(policy, stage, by_category.get("sexual", []), minor_mentions)
         if rule is not None:
             reasons.append(rule)
 
     allowlisted: list[Reason] = []
-    for category in CATEGORIES:
+    if stage == "frame":
+        reasons += _frame_stage(policy, by_category)
+    for category in CATEGORIES if stage == "prompt" else ():
         thresholds = policy.stage(category, stage)
         if not thresholds.enabled:
             continue
-        found = by_category.get(category, [])
-        if stage == "prompt":
-            found, ignored = _prompt_lists(
-                policy, category, thresholds, found, prompt, scores[category]
-            )
-            reasons += ignored.blocked
-            allowlisted += _allowlisted_reasons(
-                category, stage, thresholds, ignored.verdicts, ignored.matches
-            )
-            reasons += _threshold_reasons(category, stage, thresholds, found)
-        else:
-            k_of_n = policy.policy.frame_audit.k_of_n
-            k = 1 if category == MINORS_CATEGORY else k_of_n.k
-            reasons += _frame_reasons(category, thresholds, found, k, k_of_n.n)
+        found, ignored = _prompt_lists(
+            policy, category, thresholds, by_category.get(category, []), prompt, scores[category]
+        )
+        reasons += ignored.blocked
+        allowlisted += _allowlisted_reasons(
+            category, stage, thresholds, ignored.verdicts, ignored.matches
+        )
+        reasons += _threshold_reasons(category, stage, thresholds, found)
 
     reasons.sort(key=lambda r: (-r.action.severity, _ORDER[r.category]))
     action = reasons[0].action if reasons else Action.ALLOW
@@ -155,12 +153,20 @@ def _error_reason(verdict: Verdict, stage: Stage, error: str) -> Reason:
     )
 
 
-def _minors_rule(
+def sexual_minors_rule(
     policy: ResolvedPolicy,
     stage: Stage,
     sexual: Sequence[Verdict],
     minor_mentions: Sequence[Evidence],
 ) -> Reason | None:
+    """The built-in rule: sexual content together with a minor blocks as ``sexual/minors``.
+
+    ``sexual`` are the (non-error) ``sexual`` verdicts of the stage; ``minor_mentions`` the
+    evidence that the prompt mentions a child. Returns a block reason (source ``"rule"``) when
+    there is a mention and the top sexual score reaches the lower of the ``sexual`` and
+    ``sexual/minors`` ``review_at``; ``None`` otherwise. The video path can call it with frame
+    verdicts and the prompt's mentions.
+    """
     if not sexual:
         return None
     top = max(sexual, key=lambda v: v.score)
@@ -321,54 +327,33 @@ def _threshold_reasons(
     return out
 
 
-def _frame_reasons(
-    category: Category, thresholds: StagePolicy, verdicts: Sequence[Verdict], k: int, n: int
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    index: int
+    timestamp_s: float
+
+
+def _frame_stage(
+    policy: ResolvedPolicy, by_category: dict[Category, list[Verdict]]
 ) -> list[Reason]:
-    """Per-frame maxima, then the k-of-n rule; verdicts without a frame index stand alone."""
-    per_frame: dict[int, Verdict] = {}
-    loose: list[Verdict] = []
-    for v in verdicts:
-        index = next((e.frame_index for e in v.evidence if e.frame_index is not None), None)
-        if index is None:
-            loose.append(v)
-        elif index not in per_frame or v.score > per_frame[index].score:
-            per_frame[index] = v
-    reasons = _threshold_reasons(category, "frame", thresholds, loose)
-    if not per_frame:
-        return reasons
-    frames = [per_frame[i] for i in sorted(per_frame)]
-    over_block = [v.score >= thresholds.block_at for v in frames]
-    window = min(n, len(frames))
-    need = min(k, window)
-    blocked = any(sum(over_block[i : i + window]) >= need for i in range(len(frames) - window + 1))
-    top = max(frames, key=lambda v: v.score)
-    action, threshold = _action_for(top.score, thresholds)
-    if action is Action.ALLOW:
-        return reasons
-    if action is Action.BLOCK and not blocked:
-        action = Action.REVIEW
-    flagged = [v for v in frames if v.score >= thresholds.review_at]
-    evidence = tuple(e for v in flagged for e in v.evidence if e.frame_index is not None)
-    if action is Action.BLOCK:
-        why = f"{need} of {window} consecutive sampled frames >= block_at {thresholds.block_at:g}"
-    elif top.score >= thresholds.block_at:
-        why = (
-            f"{sum(over_block)} frame(s) >= block_at {thresholds.block_at:g}, fewer than {need} of "
-            f"{window} consecutive; withheld for review"
-        )
-    else:
-        why = f"{len(flagged)} frame(s) >= review_at {thresholds.review_at:g}"
-    reasons.append(
-        Reason(
-            category=category,
-            action=action,
-            stage="frame",
-            source="classifier",
-            classifier=top.classifier,
-            score=top.score,
-            threshold=threshold,
-            evidence=evidence,
-            message=f"{category} max {top.score:.2f} ({top.classifier}): {why}",
-        )
-    )
+    """Frame verdicts go through :func:`policies.release.decide_release` (k-of-n); verdicts
+    naming no frame (whole-video scores) are compared with the thresholds directly."""
+    from policies.release import decide_release
+
+    indexed: list[Verdict] = []
+    frames: dict[int, _Frame] = {}
+    reasons: list[Reason] = []
+    for category, verdicts in by_category.items():
+        thresholds = policy.stage(category, "frame")
+        for v in verdicts:
+            seen = [(e.frame_index, e.timestamp_s) for e in v.evidence if e.frame_index is not None]
+            if not seen:
+                if thresholds.enabled:
+                    reasons += _threshold_reasons(category, "frame", thresholds, [v])
+                continue
+            indexed.append(v)
+            for index, timestamp_s in seen:
+                frames.setdefault(index, _Frame(index, timestamp_s or 0.0))
+    if indexed:
+        reasons += decide_release(policy, indexed, list(frames.values())).reasons
     return reasons
