@@ -4,14 +4,14 @@
 
     frames (T, H, W, 3) uint8 RGB, fps
       -> sample_frames            uniform + scene cuts + first/last, exact timestamps
-      -> every frame classifier   concurrently, each in its own thread, within the time budget
+      -> every frame classifier   concurrently (frames split across cores), within the budget
       -> decide_release           per category k-of-n consecutive frames, review band
       -> FrameAuditResult         sampled frames, verdicts, decision, model versions, timings
 
 Fail closed: a classifier that raises, times out, or answers with the wrong shape contributes
 error verdicts (score 1.0, ``"error: ..."`` evidence) for the categories it covers, and the
 decision withholds the video with a reason of source ``"error"``. A timed-out classifier's
-thread cannot be killed in Python; it is abandoned (its result ignored) and the next audit
+threads cannot be killed in Python; they are abandoned (results ignored) and the next audit
 starts fresh threads, so one hung model cannot stall later jobs' audits.
 
 Classifiers are built once per process by :class:`FrameClassifierCache` (the CLIP concept
@@ -20,7 +20,9 @@ classifier once per set of policy concepts); see :func:`load_frame_classifiers`.
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -106,27 +108,53 @@ def _check_output(
         raise ValueError(f"{clf.name} left {len(expected - seen)} (frame, category) pairs unscored")
 
 
-def _timed(clf: FrameClassifier, frames: Sequence[SampledFrame]) -> tuple[list[Verdict], float]:
+def default_audit_threads() -> int:
+    """Chunks each classifier's frames are split into: one per CPU core this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def _split(frames: Sequence[SampledFrame], parts: int) -> list[Sequence[SampledFrame]]:
+    """``frames`` in at most ``parts`` contiguous, near-equal, non-empty slices."""
+    parts = max(1, min(parts, len(frames)))
+    bounds = [round(i * len(frames) / parts) for i in range(parts + 1)]
+    return [frames[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    verdicts: list[Verdict]
+    start: float
+    end: float
+
+
+def _timed(clf: FrameClassifier, frames: Sequence[SampledFrame]) -> _Run:
     start = time.perf_counter()
     verdicts = clf.classify(frames)
-    return verdicts, (time.perf_counter() - start) * 1000.0
+    return _Run(verdicts, start, time.perf_counter())
 
 
 def _collect(
     clf: FrameClassifier,
-    future: Future[tuple[list[Verdict], float]],
+    futures: Sequence[Future[_Run]],
     frames: Sequence[SampledFrame],
     policy: ResolvedPolicy,
     deadline: float,
     budget_s: float,
 ) -> tuple[list[Verdict], float]:
-    """The classifier's verdicts and time, or error verdicts when it failed (fail closed)."""
+    """The classifier's verdicts and wall time (ms), or error verdicts when it failed."""
     categories = _categories_of(clf, policy)
     started = time.perf_counter()
     try:
-        verdicts, elapsed_ms = future.result(timeout=max(0.0, deadline - time.perf_counter()))
+        runs = [f.result(timeout=max(0.0, deadline - time.perf_counter())) for f in futures]
+        verdicts = [v for run in runs for v in run.verdicts]
         _check_output(clf, verdicts, frames, categories)
-        return verdicts, elapsed_ms
+        if not runs:
+            return verdicts, 0.0
+        return verdicts, (max(r.end for r in runs) - min(r.start for r in runs)) * 1000.0
     except FutureTimeout:
         message = f"{clf.name} timed out: no answer within the {budget_s:g}s frame-audit budget"
     except Exception as exc:  # any failure withholds the video; the message says which and why
@@ -142,13 +170,17 @@ def audit_frames(
     classifiers: Sequence[FrameClassifier],
     *,
     timeout_s: float,
+    threads: int | None = None,
 ) -> FrameAuditResult:
     """Sample ``frames``, run every classifier on the samples, and decide release or withhold.
 
     ``frames`` is ``(T, H, W, 3)`` uint8 RGB at ``fps``. The time budget is the smaller of
-    ``timeout_s`` and the policy's ``frame_audit.timeout_s``, counted from the call; classifiers
-    run concurrently, and any that has not answered by then is a fail-closed error. Raises
-    ``ValueError`` for malformed frames or fps (the caller withholds, see :func:`failed_audit`).
+    ``timeout_s`` and the policy's ``frame_audit.timeout_s``, counted from the call; a
+    classifier that has not answered by then is a fail-closed error. Each classifier's frames
+    are split into ``threads`` chunks (default: one per CPU core), every chunk in its own
+    thread, so a fast model's idle core takes on a slow model's work and a hung classifier only
+    holds its own threads. Raises ``ValueError`` for malformed frames or fps (the caller
+    withholds, see :func:`failed_audit`).
     """
     t0 = time.perf_counter()
     budget_s = min(timeout_s, policy.policy.frame_audit.timeout_s)
@@ -165,18 +197,19 @@ def audit_frames(
             [c for c in CATEGORIES if policy.stage(c, "frame").enabled],
             "no frame classifiers configured; list some under the policy's classifiers.frame",
         )
+    chunks = _split(sampled, threads if threads is not None else default_audit_threads())
     pool = ThreadPoolExecutor(
-        max_workers=max(1, len(classifiers)), thread_name_prefix="frame-audit"
+        max_workers=max(1, len(classifiers) * len(chunks)), thread_name_prefix="frame-audit"
     )
     try:
-        futures = [(clf, pool.submit(_timed, clf, sampled)) for clf in classifiers]
-        for clf, future in futures:
-            got, elapsed_ms = _collect(clf, future, sampled, policy, deadline, budget_s)
+        futures = [(clf, [pool.submit(_timed, clf, c) for c in chunks]) for clf in classifiers]
+        for clf, parts in futures:
+            got, elapsed_ms = _collect(clf, parts, sampled, policy, deadline, budget_s)
             verdicts += got
             timings[f"classify:{clf.name}"] = elapsed_ms
             model_versions[clf.name] = f"{clf.model_id}@{clf.model_version}"
     finally:
-        # A hung classifier keeps its thread; don't wait for it, and drop anything not started.
+        # A hung classifier keeps its threads; don't wait for them.
         pool.shutdown(wait=False, cancel_futures=True)
     t_decide = time.perf_counter()
     decision = decide_release(policy, verdicts, sampled)

