@@ -552,3 +552,31 @@ def test_frame_rule_with_minor_mention(policies: dict[str, ResolvedPolicy]) -> N
         "sexual/minors",
         "rule",
     )
+
+
+# --- lists against the real normaliser (evasions) -------------------------------------------
+
+LIST_EVASIONS = [
+    ("the G.U.N here", Action.BLOCK, "G.U.N", "dots between letters"),
+    ("my g u n", Action.BLOCK, "g u n", "spaces between letters"),
+    ("buy g-u-n now", Action.BLOCK, "g-u-n", "hyphens between letters"),
+    ("a ɢun", Action.BLOCK, "ɢun", "small-capital confusable"),
+    ("GUN!", Action.BLOCK, "GUN", "capitals and punctuation"),
+    ("a shotgun wedding", Action.ALLOW, None, "a term never fires inside a longer word"),
+    ("the race has begun", Action.ALLOW, None, "...at either end"),
+    ("how to kill a zombie process", Action.ALLOW, None, "blocklisted word inside allowlist"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "action", "quoted", "why"), LIST_EVASIONS, ids=[c[3] for c in LIST_EVASIONS]
+)
+def test_blocklist_sees_through_evasions(
+    policies: dict[str, ResolvedPolicy], text: str, action: Action, quoted: str | None, why: str
+) -> None:
+    from classifiers.text.normalize import normalize
+
+    d = decide(policies["kids"], "prompt", [], prompt=normalize(text))
+    assert d.action is action, why
+    if quoted is not None:
+        assert d.reasons[0].evidence[0].text == quoted  # quoted from the original text
