@@ -28,7 +28,7 @@ from policies.evaluate import (
 from policies.loader import PolicyError, PolicyLoader, display_path
 from policies.resolved import ResolvedPolicy
 from policies.schema import policy_json_schema
-from policies.store import BASE_TENANT
+from policies.store import BASE_TENANT, TENANT_FILE_RE
 
 
 def _default_policy() -> Path:
@@ -74,6 +74,10 @@ def resolve_tenant(base: Path | None, tenant_dir: Path | None, tenant: str) -> R
     """
     base = base if base is not None else _default_policy()
     tenant_dir = tenant_dir if tenant_dir is not None else _default_tenant_dir()
+    if not TENANT_FILE_RE.match(tenant):
+        raise click.ClickException(
+            f"invalid tenant name {tenant!r}: use lower-case letters, digits, '-' or '_'"
+        )
     loader = PolicyLoader(base)
     path = base
     if tenant != BASE_TENANT and tenant_dir is not None:

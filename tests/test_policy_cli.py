@@ -115,6 +115,12 @@ def test_show_missing_tenant_dir(runner: CliRunner, tmp_path: Path) -> None:
     assert "not found; fix --tenant-dir" in result.stderr
 
 
+def test_show_rejects_a_bad_tenant_name(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["policy", "show", "--tenant", "../etc/passwd"])
+    assert result.exit_code == 1
+    assert "invalid tenant name" in result.stderr
+
+
 def test_schema(runner: CliRunner) -> None:
     result = runner.invoke(main, ["policy", "schema"])
     assert result.exit_code == 0
@@ -133,7 +139,7 @@ def test_default_policy_validates_against_its_json_schema(runner: CliRunner) -> 
         jsonschema.validate(yaml.safe_load(path.read_text()), overlay)
 
 
-@pytest.mark.parametrize("command", ["validate", "show", "schema"])
+@pytest.mark.parametrize("command", ["validate", "show", "schema", "test", "diff"])
 def test_every_command_is_documented(runner: CliRunner, command: str) -> None:
     result = runner.invoke(main, ["policy", command, "-h"])
     assert result.exit_code == 0

@@ -207,3 +207,13 @@ def test_underscore_files_are_shared_parents_not_tenants(files: tuple[Path, Path
     edit(tenants / "_school.yaml", "block_at: 0.2", "block_at: 0.15")
     assert store.reload_if_changed() is True
     assert store.get("class-7b").policy.categories.hate.prompt.block_at == 0.15
+
+
+def test_tenant_folder_removed_while_running(files: tuple[Path, Path]) -> None:
+    base, tenants = files
+    store = PolicyStore(base, tenants)
+    kids = store.get("kids")
+    shutil.rmtree(tenants)
+    assert store.reload_if_changed() is False
+    assert store.get("kids") is kids
+    assert "tenant policy folder not found" in (store.last_error or "")
