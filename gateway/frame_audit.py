@@ -171,6 +171,7 @@ def audit_frames(
     *,
     timeout_s: float,
     threads: int | None = None,
+    minor_mentions: Sequence[Evidence] = (),
 ) -> FrameAuditResult:
     """Sample ``frames``, run every classifier on the samples, and decide release or withhold.
 
@@ -179,8 +180,10 @@ def audit_frames(
     classifier that has not answered by then is a fail-closed error. Each classifier's frames
     are split into ``threads`` chunks (default: one per CPU core), every chunk in its own
     thread, so a fast model's idle core takes on a slow model's work and a hung classifier only
-    holds its own threads. Raises ``ValueError`` for malformed frames or fps (the caller
-    withholds, see :func:`failed_audit`).
+    holds its own threads. ``minor_mentions`` (the prompt's evidence that it mentions a child)
+    turns on the sexual-with-a-minor rule (see :func:`policies.release.decide_release`).
+    Raises ``ValueError`` for malformed frames or fps (the caller withholds, see
+    :func:`failed_audit`).
     """
     t0 = time.perf_counter()
     budget_s = min(timeout_s, policy.policy.frame_audit.timeout_s)
@@ -212,7 +215,7 @@ def audit_frames(
         # A hung classifier keeps its threads; don't wait for them.
         pool.shutdown(wait=False, cancel_futures=True)
     t_decide = time.perf_counter()
-    decision = decide_release(policy, verdicts, sampled)
+    decision = decide_release(policy, verdicts, sampled, minor_mentions=minor_mentions)
     now = time.perf_counter()
     timings["decide"] = (now - t_decide) * 1000.0
     timings["total"] = (now - t0) * 1000.0

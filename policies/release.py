@@ -203,11 +203,19 @@ def _error_reasons(verdicts: Sequence[Verdict]) -> list[Reason]:
 
 
 def decide_release(
-    policy: ResolvedPolicy, verdicts: Sequence[Verdict], sampled_frames: Sequence[FrameRef]
+    policy: ResolvedPolicy,
+    verdicts: Sequence[Verdict],
+    sampled_frames: Sequence[FrameRef],
+    *,
+    minor_mentions: Sequence[Evidence] = (),
 ) -> Decision:
     """Apply the frame-stage rule (module docstring) to the verdicts of one audited video.
 
     ``sampled_frames`` are the frames the classifiers saw (any order; deduplicated by index).
+    ``minor_mentions`` is the prompt's evidence that it mentions a child (from the prompt
+    stage); with any, :func:`policies.engine.sexual_minors_rule` also applies: a sexual frame
+    score at the lower ``review_at`` of ``sexual`` and ``sexual/minors`` blocks as
+    ``sexual/minors`` (source ``"rule"``).
     Returns a :class:`Decision` with stage-``frame`` reasons; ``allow`` means the video may be
     released, anything else withholds it. Raises ``ValueError`` when there are no sampled frames
     or a verdict names a frame that was not sampled (a bug, never a silent allow).
@@ -227,6 +235,13 @@ def decide_release(
         reason = _category_reason(policy, category, category_scores, len(frames))
         if reason is not None:
             reasons.append(reason)
+    if minor_mentions:
+        from policies.engine import sexual_minors_rule
+
+        sexual = [v for v in verdicts if v.category == "sexual" and not is_error_verdict(v)]
+        rule = sexual_minors_rule(policy, "frame", sexual, minor_mentions)
+        if rule is not None:
+            reasons.append(rule)
     for reason in reasons:
         if reason.source == "error":
             scores[reason.category] = 1.0

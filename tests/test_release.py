@@ -186,3 +186,26 @@ def test_a_verdict_for_a_frame_that_was_not_sampled_is_a_bug_not_an_allow() -> N
 )
 def test_first_k_of_n(hits: list[int], k: int, n: int, expected: list[int] | None) -> None:
     assert first_k_of_n(hits, k, n) == expected
+
+
+MINOR = (Evidence(text="girl", start=2, end=6),)
+
+MINORS_RULE = [
+    ([LOW, 0.35, LOW], MINOR, "block", "sexual 0.35 >= minors review_at 0.3 with a child in it"),
+    ([LOW, 0.35, LOW], (), "allow", "the same frames without a child mentioned"),
+    ([LOW, 0.25, LOW], MINOR, "allow", "below both review_at thresholds"),
+]
+
+
+@pytest.mark.parametrize(("scores", "mentions", "action", "why"), MINORS_RULE)
+def test_sexual_frames_with_a_minor_in_the_prompt(
+    scores: list[float], mentions: tuple[Evidence, ...], action: str, why: str
+) -> None:
+    decision = decide_release(
+        make_policy(), verdicts(scores), frames(len(scores)), minor_mentions=mentions
+    )
+    assert decision.action == Action(action), why
+    if action == "block":
+        (reason,) = [r for r in decision.reasons if r.source == "rule"]
+        assert reason.category == "sexual/minors"
+        assert reason.evidence[0].text == "girl" and reason.evidence[-1].frame_index == 2
