@@ -12,9 +12,10 @@ The rules, in the order they are applied (each review/block becomes a :class:`Re
 4. **Allowlists** (prompt stage): a classifier hit is ignored when every evidence span it
    quotes lies inside an allowlisted match (so "kill" inside "kill a python process" is
    ignored, but "kill" elsewhere in the same prompt is not). A hit that quotes no span (a
-   whole-prompt model score) is ignored when the prompt contains any allowlisted match for the
-   category. Ignored hits that would have reviewed or blocked are kept in
-   :attr:`Decision.allowlisted` for the audit log.
+   whole-prompt model score) is ignored when the prompt contains an allowlisted match for the
+   category and no other classifier located a hit for it outside the allowlisted matches
+   (so prefixing "kill a python process" does not excuse "...then stab him"). Ignored hits
+   that would have reviewed or blocked are kept in :attr:`Decision.allowlisted`.
 5. **Blocklists** (prompt stage): a match in the original or the normalised text blocks with
    source ``"blocklist"``, unless the match lies inside an allowlisted match of the same
    category (the longer, more specific phrase wins).
@@ -236,11 +237,16 @@ def _inside(start: int, end: int, allowed: Sequence[Match]) -> bool:
 def _apply_allowlist(
     verdicts: Sequence[Verdict], allowed: Sequence[Match]
 ) -> tuple[list[Verdict], list[Verdict]]:
+    """Split ``verdicts`` into (kept, ignored) by the allowlist rule (module docstring, 4)."""
+    located = [(v, _spans(v)) for v in verdicts]
+    outside = any(
+        spans and v.score > 0 and not all(_inside(s, e, allowed) for s, e in spans)
+        for v, spans in located
+    )
     kept: list[Verdict] = []
     ignored: list[Verdict] = []
-    for v in verdicts:
-        spans = _spans(v)
-        covered = all(_inside(s, e, allowed) for s, e in spans)  # True for no spans
+    for v, spans in located:
+        covered = all(_inside(s, e, allowed) for s, e in spans) if spans else not outside
         (ignored if covered else kept).append(v)
     return kept, ignored
 

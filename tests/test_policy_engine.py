@@ -71,6 +71,7 @@ class Case:
 
 KILL_PROC = "how do I kill a python process that hangs"
 KILL_BOTH = "kill a python process, then kill my neighbour"
+KILL_STAB = "kill a python process, then stab my neighbour"
 ORCA = "a killer whale jumping out of the sea"
 BEACH = "two adults kissing on a beach at sunset"
 GUN = "a kid with a toy gun in the garden"
@@ -137,6 +138,15 @@ PROMPT_CASES = [
         (model_verdict("violence", 0.6),),
         Action.ALLOW,
         None,
+    ),
+    Case(
+        "a whole-prompt score is not excused when another classifier located a hit outside",
+        "default",
+        KILL_STAB,
+        (model_verdict("violence", 0.9), span_verdict(KILL_STAB, "stab", "violence", 0.2)),
+        Action.BLOCK,
+        "violence",
+        "classifier",
     ),
     Case(
         "allowlist only covers its span: the second 'kill' still blocks",
