@@ -204,7 +204,11 @@ def _table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[An
         table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console(soft_wrap=False).print(table)
+    # Off a terminal (pipes, files) rich would wrap at 80 columns; keep each row on one line.
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, width=240)
+    console.print(table)
 
 
 def _score(value: float | None) -> str:
@@ -213,8 +217,12 @@ def _score(value: float | None) -> str:
 
 @audit.command("list")
 @filter_options
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Most rows."
+)
+@click.option(
+    "--offset", type=click.IntRange(0), default=0, show_default=True, help="Rows to skip (pages)."
+)
 @json_option
 @db_option
 def list_cmd(limit: int, offset: int, as_json: bool, db: Path, **filters: Any) -> None:
@@ -404,7 +412,9 @@ def _show_outcomes(story: Any) -> None:
 
 
 @audit.command()
-@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 100_000), default=100, show_default=True, help="Most items."
+)
 @click.option("--tenant", help="Only this tenant's items.")
 @json_option
 @db_option
@@ -478,7 +488,12 @@ def review(
 @audit.command()
 @filter_options
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="JSON lines (one request per line) or CSV with a header row.",
 )
 @click.option(
     "--output",
