@@ -218,7 +218,9 @@ def test_no_weights_configured_is_an_error_not_a_silent_skip() -> None:
         ClipModel(ClipSpec(model_name="ViT-B-32"))
 
 
-def test_checkpoint_for_another_model_is_refused(tiny_clip: ClipSpec) -> None:
-    wrong = ClipSpec(model_name="RN50", checkpoint=tiny_clip.checkpoint)
-    with pytest.raises(FrameModelUnavailable, match="cannot load RN50"):
+def test_checkpoint_for_another_model_is_refused(tiny_clip: ClipSpec, tmp_path: Path) -> None:
+    wider = tmp_path / f"{TINY}-wide.json"
+    wider.write_text(json.dumps({**TINY_CONFIG, "embed_dim": 48}))
+    wrong = ClipSpec(model_name=wider.stem, checkpoint=tiny_clip.checkpoint, model_config=wider)
+    with pytest.raises(FrameModelUnavailable, match=f"cannot load {wider.stem}"):
         ClipModel(wrong)
