@@ -21,6 +21,7 @@ from policies.evaluate import (
     StaticPolicies,
     compare,
     read_prompts,
+    redecide,
     result_json,
     run,
     score,
@@ -365,8 +366,8 @@ def diff(
 ) -> None:
     """Show which prompts change decision between OLD and NEW policy files, and how.
 
-    Run it before a policy change goes live. Both policies see the same classifier scores
-    (one pipeline each, sharing the classifiers).
+    Run it before a policy change goes live. When both policies run the same classifiers, the
+    prompts are classified once and both policies decide on the same scores.
     """
     loader = PolicyLoader(base or _default_policy())
     before, after = _load_or_explain(loader, old), _load_or_explain(loader, new)
@@ -378,7 +379,14 @@ def diff(
             err=True,
         )
         return
-    old_results, new_results = _run_with_progress(_moderators(before, after), rows, batch_size)
+    if before.policy.classifiers.prompt == after.policy.classifiers.prompt:
+        # Same classifiers, same scores: run the pipeline once and let NEW decide on them too.
+        from classifiers.text.lexicon import find_minor_mentions
+
+        (old_results,) = _run_with_progress(_moderators(before), rows, batch_size)
+        new_results = redecide(old_results, after, find_minor_mentions)
+    else:
+        old_results, new_results = _run_with_progress(_moderators(before, after), rows, batch_size)
     changes = compare(old_results, new_results)
     if as_json:
         for change in changes:

@@ -26,7 +26,8 @@ The rules, in the order they are applied (each review/block becomes a :class:`Re
    rule lives in :func:`policies.release.decide_release` (what the video path calls with the
    full list of sampled frames); here the frames are the ones the verdicts name.
 
-The action is the most severe reason's (block > review > allow).
+The action is the most severe reason's (block > review > allow). Reasons come most severe
+first; among equals: rule, blocklist, classifier, error, then category order.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ ERROR_PREFIX = "error:"
 RULE_CLASSIFIER = "rule:sexual+minor"
 LIST_CLASSIFIER = "policy"
 _ORDER = {c: i for i, c in enumerate(CATEGORIES)}
+_SOURCE_ORDER = {"rule": 0, "blocklist": 1, "classifier": 2, "error": 3}
 
 
 def decide(
@@ -99,7 +101,11 @@ def decide(
         )
         reasons += _threshold_reasons(category, stage, thresholds, found)
 
-    reasons.sort(key=lambda r: (-r.action.severity, _ORDER[r.category]))
+    # Most severe first; among equals the built-in rule, then explicit lists, then scores, so
+    # the first reason is the most telling one to show a user or reviewer.
+    reasons.sort(
+        key=lambda r: (-r.action.severity, _SOURCE_ORDER.get(r.source, 9), _ORDER[r.category])
+    )
     action = reasons[0].action if reasons else Action.ALLOW
     return Decision(
         action=action,

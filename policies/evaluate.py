@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from classifiers.base import CATEGORIES, Category, Verdict
+from classifiers.base import CATEGORIES, Category, Evidence, PromptText, Verdict
 from policies.decision import Action, Decision
+from policies.engine import decide
 from policies.resolved import ResolvedPolicy
 
 MAX_TEXT_CHARS = 10_000
@@ -52,6 +53,7 @@ class RowResult:
     row: PromptRow
     decision: Decision
     verdicts: tuple[Verdict, ...] = ()
+    prompt: PromptText | None = None
 
     @property
     def failed_closed(self) -> bool:
@@ -185,12 +187,38 @@ def run(
     for chunk in _chunks(rows, batch_size):
         outcomes = moderator.check_many([r.text for r in chunk], "default")
         results += [
-            RowResult(row, o.decision, tuple(o.verdicts))
+            RowResult(row, o.decision, tuple(o.verdicts), getattr(o, "prompt", None))
             for row, o in zip(chunk, outcomes, strict=True)
         ]
         if on_progress is not None:
             on_progress(len(chunk))
     return results
+
+
+def redecide(
+    results: Sequence[RowResult],
+    policy: ResolvedPolicy,
+    minor_mentions: Callable[[PromptText], Sequence[Evidence]],
+) -> list[RowResult]:
+    """The decisions ``policy`` gives the same verdicts (no classifier runs again).
+
+    Only valid when ``policy`` runs the same prompt classifiers as the policy that produced
+    ``results``; ``minor_mentions`` is the pipeline's finder
+    (:func:`classifiers.text.lexicon.find_minor_mentions`).
+    """
+    out = []
+    for res in results:
+        if res.prompt is None:
+            raise ValueError(f"row {res.row.id!r} has no prompt text to decide again")
+        decision = decide(
+            policy,
+            "prompt",
+            res.verdicts,
+            prompt=res.prompt,
+            minor_mentions=tuple(minor_mentions(res.prompt)),
+        )
+        out.append(RowResult(res.row, decision, res.verdicts, res.prompt))
+    return out
 
 
 def _chunks(rows: Sequence[PromptRow], size: int) -> Iterator[Sequence[PromptRow]]:

@@ -8,9 +8,10 @@ run the real text pipeline.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -23,8 +24,10 @@ from policies.evaluate import (
     PromptFileError,
     PromptRow,
     RowResult,
+    StaticPolicies,
     compare,
     read_prompts,
+    redecide,
     result_json,
     run,
     score,
@@ -276,3 +279,32 @@ def test_cli_invalid_policy_for_test(cli: CliRunner, tmp_path: Path) -> None:
     result = cli.invoke(main, ["policy", "test", str(bad), "--prompts", str(prompts)])
     assert result.exit_code == 1
     assert f"{bad}:3: categories.hate.prompt.block_at: must be between 0 and 1" in result.stderr
+
+
+@pytest.mark.slow
+def test_redecide_matches_a_fresh_pipeline_run(
+    tmp_path: Path, policies: dict[str, ResolvedPolicy], text_classifiers: Mapping[str, Any]
+) -> None:
+    from classifiers.text.lexicon import find_minor_mentions
+    from gateway.pipeline import TextModerator
+
+    rows = read_prompts(
+        write_rows(
+            tmp_path,
+            [
+                *CLI_ROWS,
+                {"id": "minor", "text": "a sexy photo of a 12 year old"},
+                {"id": "swift", "text": "Taylor Swfit on stage"},
+            ],
+        )
+    )
+
+    def moderator(policy: ResolvedPolicy) -> TextModerator:
+        return TextModerator(StaticPolicies(policy), classifiers=text_classifiers)
+
+    default = run(moderator(policies["default"]), rows)
+    fresh = run(moderator(policies["kids"]), rows)
+    again = redecide(default, policies["kids"], find_minor_mentions)
+    assert [r.decision for r in again] == [r.decision for r in fresh]
+    assert again[2].decision.action is Action.BLOCK  # the toy gun, kids blocklist
+    assert again[4].decision.reasons[0].category == "sexual/minors"
