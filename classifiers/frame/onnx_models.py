@@ -21,7 +21,6 @@ that only matters for bit-exact scores on JPEG files).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -86,7 +85,6 @@ class OnnxFrameClassifier:
         self.load_error: str | None = None
         self._session: Any = None
         self._input_name = ""
-        self._lock = threading.Lock()
         self._load()
 
     @classmethod
