@@ -61,7 +61,8 @@ def decide(
 
     ``prompt`` enables the blocklists and allowlists (prompt stage only). ``minor_mentions``
     is evidence that the prompt mentions a child (from the text pipeline), for the
-    sexual/minors rule. Raises ``ValueError`` for a verdict whose category is unknown.
+    sexual/minors rule. Raises ``ValueError`` for a verdict whose category is unknown, and at
+    the frame stage for a verdict that names more than one frame.
     """
     scores: dict[Category, float] = dict.fromkeys(CATEGORIES, 0.0)
     reasons: list[Reason] = []
@@ -88,18 +89,9 @@ def decide(
     allowlisted: list[Reason] = []
     if stage == "frame":
         reasons += _frame_stage(policy, by_category)
-    for category in CATEGORIES if stage == "prompt" else ():
-        thresholds = policy.stage(category, stage)
-        if not thresholds.enabled:
-            continue
-        found, ignored = _prompt_lists(
-            policy, category, thresholds, by_category.get(category, []), prompt, scores[category]
-        )
-        reasons += ignored.blocked
-        allowlisted += _allowlisted_reasons(
-            category, stage, thresholds, ignored.verdicts, ignored.matches
-        )
-        reasons += _threshold_reasons(category, stage, thresholds, found)
+    else:
+        found, allowlisted = _prompt_stage(policy, by_category, scores, prompt)
+        reasons += found
 
     # Most severe first; among equals the built-in rule, then explicit lists, then scores, so
     # the first reason is the most telling one to show a user or reviewer.
@@ -144,6 +136,30 @@ def with_thresholds(
         t = policy.stage(v.category, stage)
         out.append(replace(v, threshold=t.block_at if v.score >= t.block_at else t.review_at))
     return out
+
+
+def _prompt_stage(
+    policy: ResolvedPolicy,
+    by_category: dict[Category, list[Verdict]],
+    scores: dict[Category, float],
+    prompt: PromptText | None,
+) -> tuple[list[Reason], list[Reason]]:
+    """Lists and thresholds per enabled category: (reasons, allowlisted notes)."""
+    reasons: list[Reason] = []
+    allowlisted: list[Reason] = []
+    for category in CATEGORIES:
+        thresholds = policy.stage(category, "prompt")
+        if not thresholds.enabled:
+            continue
+        found, lists = _prompt_lists(
+            policy, category, thresholds, by_category.get(category, []), prompt, scores[category]
+        )
+        reasons += lists.blocked
+        allowlisted += _allowlisted_reasons(
+            category, "prompt", thresholds, lists.verdicts, lists.matches
+        )
+        reasons += _threshold_reasons(category, "prompt", thresholds, found)
+    return reasons, allowlisted
 
 
 def _error_reason(verdict: Verdict, stage: Stage, error: str) -> Reason:
