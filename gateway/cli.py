@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from gateway.settings import Settings
 from policies.cli import policy as policy_group
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,7 +20,7 @@ def main() -> None:
     """ReelGuard: a safety and moderation gateway in front of a text-to-video generator."""
 
 
-def db_option(func):  # type: ignore[no-untyped-def]
+def db_option(func: F) -> F:
     """The shared ``--db PATH`` option for every command that touches the database."""
     return click.option(
         "--db",
@@ -31,7 +35,7 @@ def db_option(func):  # type: ignore[no-untyped-def]
 # -- gateway: serve, keys, moderate ---------------------------------------------------------
 
 
-def policy_options(func):  # type: ignore[no-untyped-def]
+def policy_options(func: F) -> F:
     """``--policy FILE`` and ``--tenant-dir DIR`` (defaults from settings)."""
     func = click.option(
         "--tenant-dir",

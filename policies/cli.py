@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -31,6 +32,8 @@ from policies.resolved import ResolvedPolicy
 from policies.schema import policy_json_schema
 from policies.store import BASE_TENANT, TENANT_FILE_RE
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def _default_policy() -> Path:
     from gateway.settings import get_settings
@@ -44,7 +47,7 @@ def _default_tenant_dir() -> Path | None:
     return get_settings().tenant_policy_dir
 
 
-def base_option(func):
+def base_option(func: F) -> F:
     """``--policy FILE``: the base policy (what ``extends: default`` means)."""
     return click.option(
         "--policy",
@@ -57,7 +60,7 @@ def base_option(func):
     )(func)
 
 
-def tenant_dir_option(func):
+def tenant_dir_option(func: F) -> F:
     """``--tenant-dir DIR``: the folder of tenant overlays."""
     return click.option(
         "--tenant-dir",
