@@ -47,7 +47,7 @@ def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiKey:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("Malformed Authorization header: use 'Authorization: Bearer <key>'.")
-    keys: KeyStore = connection.app.state.keys
+    keys: KeyStore = connection.app.state.key_store
     key = keys.authenticate(token.strip())
     if key is None:
         raise _unauthorized("Unknown or revoked API key.")

@@ -58,8 +58,7 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-def make_key(settings: Settings, tenant: str = "default") -> str:
-    """Create an API key for ``tenant`` in the settings' database and return the token."""
+def _make_key(settings: Settings, tenant: str = "default") -> str:
     store = KeyStore(settings.db)
     try:
         return store.create(tenant).token
@@ -68,9 +67,15 @@ def make_key(settings: Settings, tenant: str = "default") -> str:
 
 
 @pytest.fixture
+def make_key(settings: Settings) -> Callable[[str], str]:
+    """``make_key(tenant)``: create a key for ``tenant`` in the test database, return the token."""
+    return lambda tenant: _make_key(settings, tenant)
+
+
+@pytest.fixture
 def api_key(settings: Settings) -> str:
     """An active key for tenant ``default``."""
-    return make_key(settings)
+    return _make_key(settings)
 
 
 @pytest.fixture
@@ -119,7 +124,7 @@ def live_server(
 
     root = tmp_path_factory.mktemp("live")
     settings = Settings(db=root / "reelguard.db", data_dir=root / "videos", host="127.0.0.1")
-    key = make_key(settings)
+    key = _make_key(settings)
     port = free_port()
     config = uvicorn.Config(
         create_app(settings, classifiers=text_classifiers),

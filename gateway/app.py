@@ -1,0 +1,150 @@
+"""The Litestar application: routes, shared components, error handling, policy hot reload.
+
+``create_app()`` builds everything a request needs once (key store, policy store, text
+moderator, audit log) and keeps it on ``app.state``; handlers read it from there. Routes are
+listed in :data:`ROUTE_HANDLERS`, so adding an area (e.g. video jobs) is one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ControllerRouterHandler
+
+from audit.log import AuditLog
+from gateway.keys import KeyStore
+from gateway.moderations import ModerationController
+from gateway.pipeline import ClassifierFactory, TextModerator
+from gateway.problems import EXCEPTION_HANDLERS
+from gateway.settings import Settings
+from gateway.videos import VideoController
+from policies.store import BASE_TENANT, PolicyStore, PolicyWatcher
+
+log = logging.getLogger("reelguard.gateway")
+
+
+class PolicyHealth(msgspec.Struct):
+    """The policies now serving (version per tenant, base as ``default``), and the last reload
+    failure while the newest edit of a policy file is refused."""
+
+    versions: dict[str, str]
+    base_sources: list[str]
+    last_reload_error: str | None
+
+
+class Health(msgspec.Struct):
+    """``GET /healthz``. ``status``: ``ok``; ``degraded`` (a policy edit was refused, the
+    previous policy still serves); ``failing`` (a classifier failed to load, so every prompt it
+    should check is blocked)."""
+
+    status: str
+    policy: PolicyHealth
+    models: dict[str, str]
+
+
+@get("/healthz", sync_to_thread=False, tags=["operations"], summary="Health and versions")
+def healthz(request: Request[Any, Any, State]) -> Response[Health]:
+    """Liveness plus what is serving: policy version, model ids/versions, last reload error.
+
+    Returns 503 when a classifier failed to load (every prompt would be blocked).
+    """
+    state = request.app.state
+    store: PolicyStore = state.policies
+    models = state.moderator.models()
+    error = store.last_error
+    failing = any(v.startswith("error:") for v in models.values())
+    status = "failing" if failing else "degraded" if error else "ok"
+    body = Health(
+        status=status,
+        policy=PolicyHealth(
+            versions=store.versions(),
+            base_sources=[str(p) for p in store.base.sources],
+            last_reload_error=error,
+        ),
+        models=models,
+    )
+    return Response(body, status_code=503 if failing else 200)
+
+
+ROUTE_HANDLERS: list[ControllerRouterHandler] = [
+    healthz,
+    ModerationController,
+    VideoController,
+]
+"""Every route the gateway serves. Add a controller here to add an area."""
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Hot-reload policies while serving; close the databases on shutdown."""
+    state = app.state
+    watcher = PolicyWatcher(state.policies, state.settings.policy_reload_interval_s).start()
+    try:
+        yield
+    finally:
+        watcher.stop()
+        state.audit.close()
+        state.key_store.close()
+
+
+def body_limit(settings: Settings) -> int:
+    """Largest request body accepted (bytes): the biggest valid request, JSON-escaped, plus room.
+
+    A character can take up to 6 bytes as a JSON ``\\uXXXX`` escape; the per-field limits are
+    checked after parsing, so this only stops absurd bodies early (413).
+    """
+    return settings.max_input_chars * settings.max_input_items * 6 + 64 * 1024
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    classifiers: Mapping[str, ClassifierFactory] | None = None,
+) -> Litestar:
+    """Build the gateway. ``classifiers`` replaces the text classifier registry (tests)."""
+    settings = settings or Settings()
+    policies = PolicyStore(settings.policy, settings.tenant_policy_dir)
+    moderator = TextModerator(
+        policies,
+        classifiers=classifiers,
+        time_budget_ms=settings.classifier_timeout_ms,
+        warm_tenants=(BASE_TENANT,),
+    )
+    state = State(
+        {
+            "settings": settings,
+            "policies": policies,
+            "moderator": moderator,
+            "key_store": KeyStore(settings.db),
+            "audit": AuditLog(settings.db),
+        }
+    )
+    return Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        state=state,
+        lifespan=[_lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=body_limit(settings),
+        openapi_config=OpenAPIConfig(
+            title="ReelGuard",
+            version=_version(),
+            description="Safety and moderation gateway in front of a text-to-video generator.",
+            path="/schema",
+        ),
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("reelguard")
+    except PackageNotFoundError:
+        return "0.0.0+source"

@@ -1,0 +1,157 @@
+"""Batch moderation of a JSONL file (``reelguard moderate``), for trust & safety and evaluation.
+
+Input rows are ``{"id": ..., "text": "..."}``; output rows are
+``{"id", "flagged", "action", "categories", "category_scores", "reasons", "policy_version"}``,
+one per input row, in the same order. The whole input is validated before anything is
+checked, and the output is written to a temporary file renamed into place at the end, so a bad
+row or a crash never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from audit.log import AuditLog
+from gateway.moderations import to_result
+from gateway.pipeline import TextModerator, moderation_record
+
+
+class BadRow(Exception):
+    """An input row that is not ``{"id": str | int, "text": str}``; names file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One input row: its id (string or integer, echoed back as given) and its text."""
+
+    line: int
+    id: str | int
+    text: str
+
+
+def read_rows(path: Path, *, max_chars: int) -> list[Row]:
+    """Parse and validate every row of ``path``; raise :class:`BadRow` naming the first bad line.
+
+    Blank lines are skipped. Ids must be unique so output rows can be joined back.
+    """
+    rows: list[Row] = []
+    seen: dict[str | int, int] = {}
+    with path.open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadRow(
+                    f"{where}: not valid JSON ({exc.msg}); each line must be one JSON "
+                    'object like {"id": "1", "text": "..."}'
+                ) from None
+            rows.append(_row(obj, line_no, where, max_chars))
+            rid = rows[-1].id
+            if rid in seen:
+                raise BadRow(
+                    f"{where}: id {rid!r} already used on line {seen[rid]}; ids must be unique"
+                )
+            seen[rid] = line_no
+    return rows
+
+
+def _row(obj: Any, line_no: int, where: str, max_chars: int) -> Row:
+    if not isinstance(obj, dict):
+        raise BadRow(
+            f'{where}: expected a JSON object like {{"id": "1", "text": "..."}}, got '
+            f"{type(obj).__name__}"
+        )
+    extra = sorted(set(obj) - {"id", "text"})
+    if extra:
+        raise BadRow(f"{where}: unknown field(s) {', '.join(extra)}; rows have only id and text")
+    rid, text = obj.get("id"), obj.get("text")
+    if isinstance(rid, bool) or not isinstance(rid, str | int):
+        raise BadRow(f"{where}: 'id' must be a string or an integer (got {rid!r})")
+    if not isinstance(text, str):
+        raise BadRow(f"{where}: 'text' must be a string (got {type(text).__name__})")
+    if len(text) > max_chars:
+        raise BadRow(
+            f"{where}: 'text' has {len(text)} characters; the limit is {max_chars} "
+            "(raise REELGUARD_MAX_INPUT_CHARS or shorten the row)"
+        )
+    return Row(line=line_no, id=rid, text=text)
+
+
+def _chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def moderate_rows(
+    moderator: TextModerator,
+    rows: Sequence[Row],
+    output: Path,
+    *,
+    tenant: str,
+    audit: AuditLog | None = None,
+    batch_size: int = 32,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> dict[str, int]:
+    """Check ``rows`` and write one output row each to ``output``; returns counts per action.
+
+    Each decision is also written to ``audit`` (request id ``batch-<uuid>.<line>``).
+    ``on_progress`` is called with the number of rows just finished.
+    """
+    counts = {"allow": 0, "review": 0, "block": 0}
+    batch_id = f"batch-{uuid.uuid4().hex}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in _chunks(rows, batch_size):
+                created_at = time.time()
+                outcomes = moderator.check_many([r.text for r in chunk], tenant)
+                if audit is not None:
+                    with audit.batch():
+                        for row, outcome in zip(chunk, outcomes, strict=True):
+                            audit.record_moderation(
+                                moderation_record(
+                                    outcome,
+                                    request_id=f"{batch_id}.{row.line}",
+                                    created_at=created_at,
+                                )
+                            )
+                for row, outcome in zip(chunk, outcomes, strict=True):
+                    result = to_result(outcome)
+                    counts[result.action] += 1
+                    out.write(
+                        _encoder.encode(
+                            {
+                                "id": row.id,
+                                "flagged": result.flagged,
+                                "action": result.action,
+                                "categories": result.categories,
+                                "category_scores": result.category_scores,
+                                "reasons": result.reasons,
+                                "policy_version": result.policy_version,
+                            }
+                        )
+                        + b"\n"
+                    )
+                on_progress(len(chunk))
+        os.replace(tmp_name, output)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return counts

@@ -1,0 +1,346 @@
+"""The text check, in one readable place: normalise -> text classifiers -> policy decision.
+
+:class:`TextModerator` is what ``POST /v1/moderations``, ``POST /v1/videos`` and
+``reelguard moderate`` call. For each prompt it
+
+1. normalises the text (:func:`classifiers.text.normalize.normalize`), keeping the original;
+2. runs every text classifier the tenant's resolved policy names (built once from
+   :data:`classifiers.registry.TEXT_CLASSIFIERS` and reused);
+3. finds mentions of minors (:func:`classifiers.text.lexicon.find_minor_mentions`), which the
+   engine needs for the sexual/minors rule;
+4. asks the policy engine (:func:`policies.engine.decide`) for the decision;
+
+and returns a :class:`ModerationOutcome`; callers write it to the audit log with
+:func:`moderation_record` (they know the request id and, for videos, the job).
+
+Fail closed: a classifier that cannot be built, raises, returns something that is not a valid
+verdict, or runs past its time budget contributes an *error verdict* (score 1.0, evidence
+``"error: <ExcType>: <message>"``) for every category it covers; the engine turns that into a
+block with source ``"error"``. A classifier is not pre-empted when it overruns (Python threads
+cannot be killed); its late result is discarded and the prompt blocked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from classifiers.text.lexicon import find_minor_mentions
+
+from audit.records import Endpoint, ModerationRecord
+from classifiers.base import CATEGORIES, Category, Evidence, PromptText, TextClassifier, Verdict
+from classifiers.text.normalize import normalize
+from policies.decision import Decision
+from policies.engine import decide
+
+log = logging.getLogger("reelguard.pipeline")
+
+ERROR_MODEL_VERSION = "error"
+NORMALIZER = "normalizer"
+MINOR_MENTIONS = "minor_mentions"
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationOutcome:
+    """The result of checking one prompt.
+
+    ``model_versions`` maps each classifier that ran to ``"<model_id>@<model_version>"``;
+    ``latency_ms`` is this prompt's share of the check (normalising to decision).
+    """
+
+    tenant: str
+    prompt: PromptText
+    verdicts: tuple[Verdict, ...]
+    decision: Decision
+    model_versions: dict[str, str]
+    latency_ms: float
+
+
+def moderation_record(
+    outcome: ModerationOutcome,
+    *,
+    request_id: str,
+    created_at: float,
+    endpoint: Endpoint = "moderations",
+    job_id: str | None = None,
+) -> ModerationRecord:
+    """The audit record for one outcome (``created_at``: request time, epoch seconds)."""
+    return ModerationRecord(
+        request_id=request_id,
+        tenant=outcome.tenant,
+        endpoint=endpoint,
+        created_at=created_at,
+        original=outcome.prompt.original,
+        normalized=outcome.prompt.normalized,
+        verdicts=outcome.verdicts,
+        decision=outcome.decision,
+        model_versions=outcome.model_versions,
+        latency_ms=outcome.latency_ms,
+        job_id=job_id,
+    )
+
+
+class BatchTextClassifier(TextClassifier, Protocol):
+    """A text classifier that scores many prompts in one call (e.g. one model forward pass)."""
+
+    def classify_many(self, prompts: Sequence[PromptText]) -> list[list[Verdict]]:
+        """One list of verdicts per prompt, in order."""
+        ...
+
+
+ClassifierFactory = Callable[[], TextClassifier]
+
+
+def error_verdicts(
+    name: str, exc: BaseException | str, categories: Sequence[Category] = CATEGORIES
+) -> list[Verdict]:
+    """The fail-closed stand-in for a classifier that failed: score 1.0 in each category."""
+    message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    evidence = (Evidence(detail=f"error: {message}"),)
+    return [
+        Verdict(
+            classifier=name,
+            category=c,
+            score=1.0,
+            model_id=name,
+            model_version=ERROR_MODEL_VERSION,
+            evidence=evidence,
+        )
+        for c in categories
+    ]
+
+
+class ClassifierTimeout(Exception):
+    """A classifier finished, but later than its time budget allows."""
+
+
+class InvalidVerdict(Exception):
+    """A classifier returned something that is not a valid :class:`Verdict`."""
+
+
+def _check_verdicts(name: str, verdicts: object) -> list[Verdict]:
+    if not isinstance(verdicts, list):
+        raise InvalidVerdict(f"{name} returned {type(verdicts).__name__}, not a list of verdicts")
+    for v in verdicts:
+        if not isinstance(v, Verdict):
+            raise InvalidVerdict(f"{name} returned {type(v).__name__}, not a Verdict")
+        if v.category not in CATEGORIES:
+            raise InvalidVerdict(f"{name} returned unknown category {v.category!r}")
+        if not (isinstance(v.score, int | float) and math.isfinite(v.score) and 0 <= v.score <= 1):
+            raise InvalidVerdict(f"{name} returned score {v.score!r} for {v.category}")
+    return verdicts
+
+
+def _covered(classifier: object) -> tuple[Category, ...]:
+    cats = getattr(classifier, "categories", None)
+    if isinstance(cats, tuple | list | frozenset | set) and cats and set(cats) <= set(CATEGORIES):
+        return tuple(c for c in CATEGORIES if c in cats)
+    return CATEGORIES
+
+
+class TextModerator:
+    """Checks prompts against a tenant's policy. Thread-safe; build one per process.
+
+    ``policies`` is a :class:`policies.store.PolicyStore` (anything with ``get(tenant)``).
+    ``classifiers`` defaults to :data:`classifiers.registry.TEXT_CLASSIFIERS`; each is built on
+    first use and kept. ``time_budget_ms`` is per classifier per prompt. Callers write each
+    outcome to the audit log (:func:`moderation_record`), since only they know the request.
+    """
+
+    def __init__(
+        self,
+        policies: Any,
+        *,
+        classifiers: Mapping[str, ClassifierFactory] | None = None,
+        time_budget_ms: float = 1000.0,
+        warm_tenants: Sequence[str] = ("default",),
+    ) -> None:
+        if classifiers is None:
+            from classifiers.registry import TEXT_CLASSIFIERS
+
+            classifiers = TEXT_CLASSIFIERS
+        self._policies = policies
+        self._factories = dict(classifiers)
+        self._budget_s = time_budget_ms / 1000.0
+        self._built: dict[str, TextClassifier | BaseException] = {}
+        self._build_lock = threading.Lock()
+        for tenant in warm_tenants:
+            for name in self.classifier_names(tenant):
+                self._classifier(name)
+
+    # -- public API ------------------------------------------------------------------------
+
+    def check(self, text: str, tenant: str) -> ModerationOutcome:
+        """Check one prompt for ``tenant``; a block is a normal outcome, not an exception."""
+        return self.check_many([text], tenant)[0]
+
+    def check_many(self, texts: Sequence[str], tenant: str) -> list[ModerationOutcome]:
+        """Check several prompts under one policy snapshot; outcomes are in input order.
+
+        Classifiers that define ``classify_many`` score the whole batch in one call.
+        """
+        if not texts:
+            return []
+        policy = self._policies.get(tenant)
+        n = len(texts)
+        spent = [0.0] * n
+        prompts: list[PromptText] = []
+        verdicts: list[list[Verdict]] = [[] for _ in range(n)]
+        for i, text in enumerate(texts):
+            t0 = time.perf_counter()
+            prompt, errors = _normalize(text)
+            prompts.append(prompt)
+            verdicts[i].extend(errors)
+            spent[i] += time.perf_counter() - t0
+
+        model_versions: dict[str, str] = {}
+        for name in _prompt_classifiers(policy):
+            clf = self._classifier(name)
+            if isinstance(clf, BaseException):
+                model_versions[name] = f"{name}@{ERROR_MODEL_VERSION}"
+                for i in range(n):
+                    verdicts[i].extend(error_verdicts(name, clf))
+                continue
+            model_versions[name] = f"{clf.model_id}@{clf.model_version}"
+            for i, (found, took) in enumerate(self._run(name, clf, prompts)):
+                verdicts[i].extend(found)
+                spent[i] += took
+
+        outcomes = []
+        for i, prompt in enumerate(prompts):
+            t0 = time.perf_counter()
+            mentions, errors = _minor_mentions(prompt)
+            verdicts[i].extend(errors)
+            decision = _decide(policy, verdicts[i], prompt, mentions)
+            spent[i] += time.perf_counter() - t0
+            outcomes.append(
+                ModerationOutcome(
+                    tenant=tenant,
+                    prompt=prompt,
+                    verdicts=tuple(verdicts[i]),
+                    decision=decision,
+                    model_versions=model_versions,
+                    latency_ms=spent[i] * 1000.0,
+                )
+            )
+        return outcomes
+
+    def classifier_names(self, tenant: str) -> tuple[str, ...]:
+        """The text classifiers ``tenant``'s policy runs, in order."""
+        return _prompt_classifiers(self._policies.get(tenant))
+
+    def models(self) -> dict[str, str]:
+        """Every classifier built so far: name -> ``model_id@model_version`` or the build error."""
+        with self._build_lock:
+            built = dict(self._built)
+        return {
+            name: (
+                f"error: {type(c).__name__}: {c}"
+                if isinstance(c, BaseException)
+                else f"{c.model_id}@{c.model_version}"
+            )
+            for name, c in built.items()
+        }
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _classifier(self, name: str) -> TextClassifier | BaseException:
+        with self._build_lock:
+            found = self._built.get(name)
+            if found is not None:
+                return found
+            factory = self._factories.get(name)
+            built: TextClassifier | BaseException
+            if factory is None:
+                built = LookupError(
+                    f"no text classifier named {name!r}; registered: {sorted(self._factories)}"
+                )
+            else:
+                try:
+                    built = factory()
+                except Exception as exc:  # fail closed: every prompt it should check is blocked
+                    log.exception("text classifier %s failed to load", name)
+                    built = exc
+            self._built[name] = built
+            return built
+
+    def _run(
+        self, name: str, clf: TextClassifier, prompts: list[PromptText]
+    ) -> list[tuple[list[Verdict], float]]:
+        """``(verdicts, seconds)`` per prompt; errors and overruns become error verdicts."""
+        covered = _covered(clf)
+        classify_many = getattr(clf, "classify_many", None)
+        if len(prompts) > 1 and callable(classify_many):
+            t0 = time.perf_counter()
+            try:
+                raw = classify_many(prompts)
+                if not isinstance(raw, list) or len(raw) != len(prompts):
+                    raise InvalidVerdict(f"{name}.classify_many returned the wrong number of lists")
+                results = [_check_verdicts(name, r) for r in raw]
+                took = time.perf_counter() - t0
+                if took > self._budget_s * len(prompts):
+                    raise ClassifierTimeout(_overrun(took, self._budget_s * len(prompts)))
+            except Exception as exc:
+                _log_failure(name, exc)
+                took = time.perf_counter() - t0
+                results = [error_verdicts(name, exc, covered) for _ in prompts]
+            share = took / len(prompts)
+            return [(r, share) for r in results]
+        return [self._run_one(name, clf, p, covered) for p in prompts]
+
+    def _run_one(
+        self, name: str, clf: TextClassifier, prompt: PromptText, covered: tuple[Category, ...]
+    ) -> tuple[list[Verdict], float]:
+        t0 = time.perf_counter()
+        try:
+            found = _check_verdicts(name, clf.classify(prompt))
+            took = time.perf_counter() - t0
+            if took > self._budget_s:
+                raise ClassifierTimeout(_overrun(took, self._budget_s))
+        except Exception as exc:
+            _log_failure(name, exc)
+            return error_verdicts(name, exc, covered), time.perf_counter() - t0
+        return found, took
+
+
+def _overrun(took: float, budget: float) -> str:
+    return f"took {took * 1000:.1f} ms, over its budget of {budget * 1000:.1f} ms"
+
+
+def _log_failure(name: str, exc: Exception) -> None:
+    if isinstance(exc, ClassifierTimeout | InvalidVerdict):
+        log.warning("text classifier %s failed closed: %s", name, exc)
+    else:
+        log.error("text classifier %s raised; failing closed", name, exc_info=exc)
+
+
+def _prompt_classifiers(policy: Any) -> tuple[str, ...]:
+    return tuple(policy.policy.classifiers.prompt)
+
+
+def _normalize(text: str) -> tuple[PromptText, list[Verdict]]:
+    try:
+        return normalize(text), []
+    except Exception as exc:
+        log.error("normaliser raised; failing closed", exc_info=exc)
+        identity = PromptText(original=text, normalized=text, offsets=tuple(range(len(text) + 1)))
+        return identity, error_verdicts(NORMALIZER, exc)
+
+
+def _minor_mentions(prompt: PromptText) -> tuple[tuple[Evidence, ...], list[Verdict]]:
+    try:
+        return tuple(find_minor_mentions(prompt)), []
+    except Exception as exc:
+        log.error("minor-mention finder raised; failing closed", exc_info=exc)
+        return (), error_verdicts(MINOR_MENTIONS, exc, ("sexual/minors",))
+
+
+def _decide(
+    policy: Any, verdicts: list[Verdict], prompt: PromptText, mentions: tuple[Evidence, ...]
+) -> Decision:
+    return decide(policy, "prompt", verdicts, prompt=prompt, minor_mentions=mentions)

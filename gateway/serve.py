@@ -1,0 +1,65 @@
+"""Start-up helpers for the CLI: build the app or explain what is wrong, and the first-run key."""
+
+from __future__ import annotations
+
+import click
+from litestar import Litestar
+
+from audit.log import AuditLog
+from gateway.keys import KeyStore
+from gateway.pipeline import TextModerator
+from gateway.settings import Settings
+from policies.loader import PolicyError
+from policies.store import PolicyStore
+
+
+def build_app_or_explain(settings: Settings) -> Litestar:
+    """``create_app(settings)``, turning a bad policy file into a message that names the fix."""
+    from gateway.app import create_app
+
+    try:
+        return create_app(settings)
+    except PolicyError as exc:
+        raise click.ClickException(
+            f"the policy does not load, so nothing is served:\n{exc}"
+        ) from None
+
+
+def build_moderator_or_explain(settings: Settings) -> tuple[TextModerator, AuditLog]:
+    """The text moderator and audit log for batch mode, or a message naming the policy fix."""
+    try:
+        policies = PolicyStore(settings.policy, settings.tenant_policy_dir)
+    except PolicyError as exc:
+        raise click.ClickException(f"the policy does not load:\n{exc}") from None
+    moderator = TextModerator(policies, time_budget_ms=settings.classifier_timeout_ms)
+    return moderator, AuditLog(settings.db)
+
+
+def first_run_key(settings: Settings) -> str:
+    """What ``serve`` tells the operator about API keys, creating the first one if allowed.
+
+    With no active key in the database and ``bootstrap_key`` on, a key for tenant ``default`` is
+    created and shown once (only its hash is stored). Otherwise the message says how to create
+    keys, or just how many are active.
+    """
+    store = KeyStore(settings.db)
+    try:
+        active = store.count_active()
+        if active:
+            return f"{active} active API key(s) in {settings.db}; `reelguard keys list` shows them."
+        if not settings.bootstrap_key:
+            return (
+                f"No active API key in {settings.db}: every request will get 401. Create one with\n"
+                f"  reelguard keys create --tenant NAME --db {settings.db}"
+            )
+        created = store.create("default")
+    finally:
+        store.close()
+    url = f"http://{settings.host}:{settings.port}/v1/moderations"
+    return (
+        f"First start: created API key {created.key.key_id} for tenant 'default' in {settings.db}."
+        "\nIt is shown only now (only its hash is stored):\n\n"
+        f"  {created.token}\n\nTry it:\n\n"
+        f"  curl -s {url} -H 'Authorization: Bearer {created.token}' \\\n"
+        "       -H 'Content-Type: application/json' -d '{\"input\": \"a cat surfing a wave\"}'\n"
+    )

@@ -1,0 +1,179 @@
+"""`reelguard moderate` (batch JSONL) and `reelguard serve` start-up, through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from gateway.keys import KeyStore
+from gateway.serve import first_run_key
+from gateway.settings import Settings
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_moderate_writes_one_row_per_input_in_order(tmp_path: Path) -> None:
+    rows = [
+        {"id": "a", "text": "a cat on a sofa"},
+        {"id": 2, "text": "a hardcore p0rn scene"},
+        {"id": "c", "text": "sunrise over the alps"},
+    ]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out" / "results.jsonl"
+    db = tmp_path / "audit.db"
+    result = CliRunner().invoke(
+        main, ["moderate", "--input", str(src), "--output", str(out), "--db", str(db)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 allow, 0 review, 1 block" in result.stderr
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [g["id"] for g in got] == ["a", 2, "c"]
+    assert [g["action"] for g in got] == ["allow", "block", "allow"]
+    assert set(got[0]) == {
+        "id",
+        "flagged",
+        "action",
+        "categories",
+        "category_scores",
+        "reasons",
+        "policy_version",
+    }
+    assert got[1]["flagged"] and got[1]["categories"]["sexual"]
+    assert got[1]["reasons"][0]["evidence"]
+    audit = sqlite3.connect(db).execute("select action, endpoint from requests order by seq")
+    assert [tuple(r) for r in audit] == [
+        ("allow", "moderations"),
+        ("block", "moderations"),
+        ("allow", "moderations"),
+    ]
+
+
+def test_moderate_applies_the_tenant_overlay(tmp_path: Path) -> None:
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    (tenants / "kids.yaml").write_text(
+        "extends: default\ncategories:\n  violence:\n    blocklist:\n      terms: [water pistol]\n"
+    )
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": "a water pistol fight"}])
+    out = tmp_path / "out.jsonl"
+    args = ["moderate", "--input", str(src), "--output", str(out), "--db", str(tmp_path / "a.db")]
+    result = CliRunner().invoke(main, [*args, "--tenant", "kids", "--tenant-dir", str(tenants)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["action"] == "block"
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"id": 1, "text": "ok"}', "{not json"], "in.jsonl:2: not valid JSON"),
+        (['{"id": 1}'], "in.jsonl:1: 'text' must be a string"),
+        (['{"text": "x"}'], "in.jsonl:1: 'id' must be a string or an integer"),
+        (['{"id": true, "text": "x"}'], "'id' must be a string or an integer"),
+        (['["x"]'], "in.jsonl:1: expected a JSON object"),
+        (['{"id": 1, "text": "x", "lang": "en"}'], "unknown field(s) lang"),
+        (['{"id": 1, "text": "x"}', "", '{"id": 1, "text": "y"}'], "in.jsonl:3: id 1 already used"),
+        (['{"id": 1, "text": "' + "a" * 10_001 + '"}'], "the limit is 10000"),
+    ],
+)
+def test_moderate_names_the_bad_line_and_writes_nothing(
+    tmp_path: Path, lines: list[str], message: str
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(
+        main,
+        ["moderate", "--input", str(src), "--output", str(out), "--db", str(tmp_path / "a.db")],
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_moderate_refuses_a_broken_policy_with_its_location(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("categories: {}\n")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": "x"}])
+    result = CliRunner().invoke(
+        main,
+        [
+            "moderate",
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "o.jsonl"),
+            "--policy",
+            str(bad),
+            "--db",
+            str(tmp_path / "a.db"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "bad.yaml" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_moderate_rejects_a_bad_tenant_name(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": "x"}])
+    result = CliRunner().invoke(
+        main,
+        ["moderate", "--input", str(src), "--output", str(tmp_path / "o"), "--tenant", "../x"],
+    )
+    assert result.exit_code == 1
+    assert "invalid tenant name" in result.output
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+def test_first_start_creates_one_key_and_prints_it(tmp_path: Path) -> None:
+    settings = Settings(db=tmp_path / "r.db")
+    message = first_run_key(settings)
+    token = next(w for w in message.split() if w.startswith("rg_"))
+    store = KeyStore(settings.db)
+    key = store.authenticate(token)
+    assert key is not None and key.tenant == "default"
+    assert "curl" in message
+    assert "1 active API key" in first_run_key(settings)  # the second start creates none
+    assert store.count_active() == 1
+    store.close()
+
+
+def test_no_bootstrap_key_explains_how_to_create_one(tmp_path: Path) -> None:
+    settings = Settings(db=tmp_path / "r.db", bootstrap_key=False)
+    message = first_run_key(settings)
+    assert "reelguard keys create --tenant NAME" in message
+    store = KeyStore(settings.db)
+    assert store.count_active() == 0
+    store.close()
+
+
+def test_serve_refuses_a_broken_policy(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("categories: [\n")
+    result = CliRunner().invoke(
+        main, ["serve", "--policy", str(bad), "--db", str(tmp_path / "r.db")]
+    )
+    assert result.exit_code == 1
+    assert "bad.yaml" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["moderate"], ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"]],
+)
+def test_every_gateway_command_has_help(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+    assert len(result.output.splitlines()) > 3
