@@ -188,6 +188,45 @@ class CreateVideo(msgspec.Struct, frozen=True):
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
+def check_with_backend(state: State, spec: CreateVideo) -> None:
+    """Ask the chosen backend whether it can serve the request (422 naming the field if not).
+
+    Backends are built lazily and cached on ``app.state``; building one does not load its
+    weights, and the web process never calls ``generate``.
+    """
+    from generator.base import BackendUnavailable, InvalidVideoRequest, VideoRequest
+    from generator.registry import get_backend
+
+    backends: dict[str, Any] = state.setdefault("video_backends", {})
+    try:
+        if spec.model not in backends:
+            backends[spec.model] = get_backend(state.settings, spec.model)
+        backends[spec.model].check_inputs(
+            VideoRequest(
+                prompt=spec.prompt,
+                seconds=float(spec.seconds),
+                width=spec.width,
+                height=spec.height,
+                seed=spec.seed,
+            )
+        )
+    except InvalidVideoRequest as exc:
+        pointer = "#/size" if exc.field in ("width", "height") else f"#/{exc.field}"
+        raise Problem(
+            422,
+            "validation-error",
+            f"The {spec.model} generator cannot make this video: {exc}.",
+            errors=[FieldError(pointer, str(exc))],
+        ) from None
+    except (BackendUnavailable, KeyError) as exc:
+        raise Problem(
+            422,
+            "validation-error",
+            f"The model {spec.model!r} is not available on this server: {exc}",
+            errors=[FieldError("#/model", "not available here")],
+        ) from None
+
+
 def _known_models() -> tuple[str, ...]:
     from generator.registry import BACKENDS
 
@@ -365,6 +404,7 @@ class VideoController(Controller):
         state = request.app.state
         settings: Settings = state.settings
         spec = parse_create(raw, settings)
+        check_with_backend(state, spec)
         store = _store(state)
         if key is not None and len(key) > 255:
             raise Problem(422, "validation-error", "Idempotency-Key is longer than 255 characters.")

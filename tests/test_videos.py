@@ -121,13 +121,22 @@ def test_invalid_create_is_a_422_problem_naming_the_field(
     assert pointer in [e["pointer"] for e in problem["errors"]], why
 
 
-def test_size_the_generator_cannot_make_fails_the_job_not_the_server(env: Env) -> None:
-    r = env.post(json={"size": "63x63"})  # odd sides: the backend's check_inputs refuses
-    assert r.status_code in (202, 422)
-    if r.status_code == 202:
-        env.run_jobs()
-        video = env.get(f"/v1/videos/{r.json()['id']}").json()
-        assert video["status"] == "failed" and video["error"]["code"] == "invalid_request"
+@pytest.mark.parametrize(
+    ("body", "pointer", "why"),
+    [
+        ({"size": "63x63"}, "#/size", "H.264 needs even sides"),
+        ({"size": "4096x64"}, "#/size", "larger than the generator makes"),
+        ({"seconds": "30"}, "#/seconds", "longer than the generator makes"),
+    ],
+)
+def test_request_the_generator_cannot_serve_is_422_before_queueing(
+    env: Env, body: dict[str, object], pointer: str, why: str
+) -> None:
+    before = len(JobStore(env.settings.db).list("acme", limit=100).jobs)
+    r = env.post(json=body)
+    assert r.status_code == 422, why
+    assert pointer in [e["pointer"] for e in r.json()["errors"]], why
+    assert len(JobStore(env.settings.db).list("acme", limit=100).jobs) == before
 
 
 def test_bad_json_and_empty_body_are_400(env: Env) -> None:

@@ -118,6 +118,34 @@ class ExplodingClassifier:
         raise RuntimeError("model file is corrupt")
 
 
+def embedded_weights(folder: Path) -> Path:
+    """The shipped embedded weights, or (before they are trained) a seeded untrained export in
+    the same format, so the real embedded backend runs either way."""
+    from generator.embedded.backend import WEIGHTS
+
+    if WEIGHTS.is_file():
+        return WEIGHTS
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from generator.embedded.model import FrameAutoencoder, ModelConfig, VideoDiT
+
+    path = folder / "untrained_tiny_dit.safetensors"
+    if not path.is_file():
+        torch.manual_seed(0)
+        config = ModelConfig()
+        tensors = {f"dit.{k}": v for k, v in VideoDiT(config).state_dict().items()}
+        decoder = FrameAutoencoder(config.latent_channels).state_dict()
+        tensors.update({f"ae.{k}": v for k, v in decoder.items() if k.startswith("decoder.")})
+        tensors["latent_mean"] = torch.zeros(config.latent_channels)
+        tensors["latent_std"] = torch.ones(config.latent_channels)
+        tensors = {k: v.contiguous() for k, v in tensors.items()}
+        save_file(tensors, str(path), metadata={"config": json.dumps(config.to_dict())})
+    return path
+
+
 _LOADED: dict[Path, Components] = {}
 
 
