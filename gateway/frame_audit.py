@@ -45,6 +45,7 @@ from classifiers.frame.registry import (
 from classifiers.frame.sampler import sample_frames
 from gateway.settings import Settings
 from policies.decision import Action, Decision, Reason
+from policies.engine import with_thresholds
 from policies.release import decide_release
 from policies.resolved import ResolvedPolicy
 
@@ -55,9 +56,10 @@ class FrameAuditResult:
 
     ``sampled`` lists every frame the classifiers saw (index, exact timestamp), sorted.
     ``verdicts`` holds one verdict per (frame, category, classifier), plus error verdicts for a
-    classifier that failed. ``model_versions`` maps each classifier name to
-    ``"<model_id>@<model_version>"``. ``timings_ms`` has ``sample``, ``classify:<name>`` per
-    classifier, ``decide`` and ``total`` (milliseconds).
+    classifier that failed, each with ``threshold`` set to the policy threshold its score
+    reached (``block_at``, else ``review_at``) for the audit log. ``model_versions`` maps each
+    classifier name to ``"<model_id>@<model_version>"``. ``timings_ms`` has ``sample``,
+    ``classify:<name>`` per classifier, ``decide`` and ``total`` (milliseconds).
     """
 
     sampled: tuple[FrameRef, ...]
@@ -221,7 +223,7 @@ def audit_frames(
     timings["total"] = (now - t0) * 1000.0
     return FrameAuditResult(
         sampled=tuple(FrameRef(f.index, f.timestamp_s) for f in sampled),
-        verdicts=tuple(verdicts),
+        verdicts=tuple(with_thresholds(policy, "frame", verdicts)),
         decision=decision,
         model_versions=model_versions,
         timings_ms=timings,

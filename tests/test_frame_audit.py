@@ -112,6 +112,7 @@ def test_clean_clip_is_released_with_sampled_frames_versions_and_timings() -> No
         (15, 1.875),
     ]
     assert len(result.verdicts) == 2 * len(result.sampled)
+    assert {v.threshold for v in result.verdicts} == {0.4}  # sexual frame review_at, for the log
     assert result.model_versions == {"a": "scripted@1", "b": "scripted@1"}
     assert {"sample", "classify:a", "classify:b", "decide", "total"} <= set(result.timings_ms)
     assert result.policy_version == policy.version
