@@ -270,6 +270,7 @@ def moderate(
 from audit.cli import audit as audit_group  # noqa: E402 - after db_option, which it uses
 from classifiers.text.build_gazetteers import build_gazetteers_command  # noqa: E402
 from gateway.worker import worker_command  # noqa: E402 - after the shared options it may use
+from generator.cli import generate as generate_command  # noqa: E402
 
 # Explicit registry: every top-level command, in one place.
 COMMANDS: dict[str, click.Command] = {
@@ -279,6 +280,7 @@ COMMANDS: dict[str, click.Command] = {
     "moderate": moderate,
     "worker": worker_command,
     "audit": audit_group,
+    "generate": generate_command,
     "build-gazetteers": build_gazetteers_command,
 }
 

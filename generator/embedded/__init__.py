@@ -1,0 +1,1 @@
+"""The embedded default backend: a tiny text-to-video diffusion transformer trained here."""
