@@ -20,6 +20,7 @@ classifier once per set of policy concepts); see :func:`load_frame_classifiers`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -133,6 +134,47 @@ class _Run:
     end: float
 
 
+MAX_ABANDONED_CALLS = 8
+"""A classifier with this many timed-out calls still running gets no new work (fails closed)."""
+
+
+class _AbandonedCalls:
+    """Timed-out classifier calls still running, per classifier (Python cannot kill them).
+
+    Without this, a classifier that hangs forever would strand more threads on every audit.
+    """
+
+    def __init__(self) -> None:
+        # id -> (classifier, count); holding the classifier keeps its id from being reused.
+        self._running: dict[int, tuple[FrameClassifier, int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, clf: FrameClassifier, futures: Sequence[Future[_Run]]) -> None:
+        """Count ``futures`` that are still running; each is uncounted when it returns."""
+        for future in futures:
+            if future.cancel() or future.done():
+                continue
+            with self._lock:
+                _, count = self._running.get(id(clf), (clf, 0))
+                self._running[id(clf)] = (clf, count + 1)
+            future.add_done_callback(functools.partial(self._finished, id(clf)))
+
+    def _finished(self, key: int, _future: Future[_Run]) -> None:
+        with self._lock:
+            clf, count = self._running.pop(key)
+            if count > 1:
+                self._running[key] = (clf, count - 1)
+
+    def running(self, clf: FrameClassifier) -> int:
+        """How many of ``clf``'s timed-out calls have not returned yet."""
+        with self._lock:
+            held, count = self._running.get(id(clf), (clf, 0))
+            return count if held is clf else 0
+
+
+_ABANDONED = _AbandonedCalls()
+
+
 def _timed(clf: FrameClassifier, frames: Sequence[SampledFrame]) -> _Run:
     start = time.perf_counter()
     verdicts = clf.classify(frames)
@@ -158,11 +200,25 @@ def _collect(
             return verdicts, 0.0
         return verdicts, (max(r.end for r in runs) - min(r.start for r in runs)) * 1000.0
     except FutureTimeout:
+        _ABANDONED.add(clf, futures)
         message = f"{clf.name} timed out: no answer within the {budget_s:g}s frame-audit budget"
     except Exception as exc:  # any failure withholds the video; the message says which and why
         message = f"{clf.name} failed: {type(exc).__name__}: {exc}"
     waited_ms = (time.perf_counter() - started) * 1000.0
     return error_verdicts(clf.name, clf.model_id, clf.model_version, categories, message), waited_ms
+
+
+def _stuck(clf: FrameClassifier) -> bool:
+    return _ABANDONED.running(clf) >= MAX_ABANDONED_CALLS
+
+
+def _stuck_verdicts(clf: FrameClassifier, policy: ResolvedPolicy) -> list[Verdict]:
+    message = (
+        f"{clf.name} is still stuck in {_ABANDONED.running(clf)} calls that timed out earlier; "
+        "not started again (restart the worker if it does not recover)"
+    )
+    categories = _categories_of(clf, policy)
+    return error_verdicts(clf.name, clf.model_id, clf.model_version, categories, message)
 
 
 def audit_frames(
@@ -207,9 +263,15 @@ def audit_frames(
         max_workers=max(1, len(classifiers) * len(chunks)), thread_name_prefix="frame-audit"
     )
     try:
-        futures = [(clf, [pool.submit(_timed, clf, c) for c in chunks]) for clf in classifiers]
+        futures = [
+            (clf, [] if _stuck(clf) else [pool.submit(_timed, clf, c) for c in chunks])
+            for clf in classifiers
+        ]
         for clf, parts in futures:
-            got, elapsed_ms = _collect(clf, parts, sampled, policy, deadline, budget_s)
+            if parts:
+                got, elapsed_ms = _collect(clf, parts, sampled, policy, deadline, budget_s)
+            else:
+                got, elapsed_ms = _stuck_verdicts(clf, policy), 0.0
             verdicts += got
             timings[f"classify:{clf.name}"] = elapsed_ms
             model_versions[clf.name] = f"{clf.model_id}@{clf.model_version}"

@@ -7,6 +7,7 @@ bundled ONNX models run the end-to-end path on a generated clip.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,28 @@ def test_chunking_across_threads_changes_nothing_but_speed(threads: int) -> None
     assert sorted(map(repr, result.verdicts)) == sorted(map(repr, reference.verdicts))
     assert result.decision == reference.decision
     assert result.decision.action is Action.REVIEW  # sexual 0.5, 0.6 >= review_at 0.4
+
+
+def test_a_classifier_stuck_in_old_calls_gets_no_new_threads(
+    release_hung: threading.Event,
+) -> None:
+    from gateway.frame_audit import MAX_ABANDONED_CALLS
+
+    policy = policy_with(["hung"])
+    hung = Scripted("hung", wait=release_hung)
+    for _ in range(MAX_ABANDONED_CALLS // 4):  # 4 chunks, all abandoned, per audit
+        result = audit_frames(clip(), FPS, policy, [hung], timeout_s=0.05, threads=4)
+        assert "timed out" in errors(result)[0]
+    threads_before = threading.active_count()
+    result = audit_frames(clip(), FPS, policy, [hung], timeout_s=0.05, threads=4)
+    assert result.decision.action is Action.BLOCK
+    assert "still stuck in 8 calls" in errors(result)[0]
+    assert threading.active_count() <= threads_before  # nothing new was started
+
+    release_hung.set()  # the model recovers: its old calls return, new audits run again
+    deadline = time.monotonic() + 10
+    while threading.active_count() > threads_before - MAX_ABANDONED_CALLS:
+        assert time.monotonic() < deadline, "abandoned calls did not finish"
+        time.sleep(0.01)
+    result = audit_frames(clip(), FPS, policy, [hung], timeout_s=5, threads=4)
+    assert result.decision.action is Action.ALLOW
