@@ -12,7 +12,9 @@ Fail closed: a classifier that raises, times out, or answers with the wrong shap
 error verdicts (score 1.0, ``"error: ..."`` evidence) for the categories it covers, and the
 decision withholds the video with a reason of source ``"error"``. A timed-out classifier's
 threads cannot be killed in Python; they are abandoned (results ignored) and the next audit
-starts fresh threads, so one hung model cannot stall later jobs' audits.
+starts fresh threads, so one slow call cannot stall later audits. A classifier with
+:data:`MAX_ABANDONED_CALLS` such calls still running gets no new work: it fails closed at once
+until they return.
 
 Classifiers are built once per process by :class:`FrameClassifierCache` (the CLIP concept
 classifier once per set of policy concepts); see :func:`load_frame_classifiers`.
