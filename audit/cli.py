@@ -582,10 +582,18 @@ def stats(
 
 @audit.command()
 @click.option("--check-files", is_flag=True, help="Also re-hash evidence thumbnails on disk.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes checking ranges of the chain (default: one per CPU for large logs).",
+)
 @json_option
 @db_option
 @click.pass_context
-def verify(ctx: click.Context, check_files: bool, as_json: bool, db: Path) -> None:
+def verify(
+    ctx: click.Context, check_files: bool, workers: int | None, as_json: bool, db: Path
+) -> None:
     """Recompute the whole hash chain; name the first row edited, deleted or reordered.
 
     Exits 1 when the chain is broken. Note the printed head hash somewhere outside this
@@ -593,7 +601,7 @@ def verify(ctx: click.Context, check_files: bool, as_json: bool, db: Path) -> No
     rows were cut from the end.
     """
     log = _log(db)
-    report = _guard(lambda: log.verify(check_files=check_files))
+    report = _guard(lambda: log.verify(check_files=check_files, workers=workers))
     if as_json:
         _echo_json(report.as_dict())
     elif report.ok:

@@ -28,11 +28,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import multiprocessing
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -524,13 +526,14 @@ class AuditLog:
     ) -> list[RequestSummary]:
         """Requests matching ``f``, newest first. Raises :class:`BadFilter` for bad values."""
         where, params = _where(f or ListFilter())
-        sql = (
-            f"SELECT {_SUMMARY_COLUMNS} FROM requests r {where} "
-            "ORDER BY r.created_at DESC, r.seq DESC"
-        )
+        order = "ORDER BY r.created_at DESC, r.seq DESC"
+        page = f"SELECT r.seq FROM requests r {where} {order}"
         if limit is not None:
-            sql += " LIMIT ? OFFSET ?"
+            page += " LIMIT ? OFFSET ?"
             params += [limit, offset]
+        # Pick the page first, then compute the summary columns for those rows only: with a
+        # sort in the plan, SQLite would otherwise evaluate them for every matching row.
+        sql = f"SELECT {_SUMMARY_COLUMNS} FROM requests r WHERE r.seq IN ({page}) {order}"
         with self._read() as conn:
             return [_summary(row) for row in conn.execute(sql, params).fetchall()]
 
@@ -590,30 +593,48 @@ class AuditLog:
 
     def queue(self, limit: int | None = 100, tenant: str | None = None) -> list[QueueItem]:
         """What awaits a human review, oldest first: withheld videos and prompts sent to review."""
-        items: list[QueueItem] = []
         tenant_sql = "" if tenant is None else " AND x.tenant = ?"
-        args = [] if tenant is None else [tenant]
+        args: list[Any] = [] if tenant is None else [tenant]
+        cap = "" if limit is None else f" LIMIT {int(limit)}"
         with self._read() as conn:
-            for job_id, request_id, who, since in conn.execute(
-                f"SELECT x.job_id, x.request_id, x.tenant, x.recorded_at FROM releases x "
-                f"WHERE {_WITHHELD_OPEN}{tenant_sql}",
-                args,
-            ):
-                cats = _categories(conn, "job_id", job_id)
-                items.append(
-                    QueueItem(job_id, "withheld_video", who, since, request_id, job_id, cats)
+            found = [
+                ("withheld_video", job_id, request_id, job_id, who, since)
+                for job_id, request_id, who, since in conn.execute(
+                    f"SELECT x.job_id, x.request_id, x.tenant, x.recorded_at FROM releases x "
+                    f"WHERE {_WITHHELD_OPEN}{tenant_sql} ORDER BY x.recorded_at{cap}",
+                    args,
                 )
-            for request_id, job_id, who, since in conn.execute(
-                f"SELECT x.request_id, x.job_id, x.tenant, x.created_at FROM requests x "
-                f"WHERE {_PROMPT_REVIEW_OPEN}{tenant_sql}",
-                args,
-            ):
-                cats = _categories(conn, "request_id", request_id)
-                items.append(
-                    QueueItem(request_id, "prompt_review", who, since, request_id, job_id, cats)
+            ]
+            found += [
+                ("prompt_review", request_id, request_id, job_id, who, since)
+                for request_id, job_id, who, since in conn.execute(
+                    f"SELECT x.request_id, x.job_id, x.tenant, x.created_at FROM requests x "
+                    f"WHERE {_PROMPT_REVIEW_OPEN}{tenant_sql} ORDER BY x.created_at{cap}",
+                    args,
                 )
-        items.sort(key=lambda i: i.since)
-        return items if limit is None else items[:limit]
+            ]
+            found.sort(key=lambda item: item[5])
+            if limit is not None:
+                found = found[:limit]
+            return [
+                QueueItem(
+                    ref=ref,
+                    kind=kind,  # type: ignore[arg-type]
+                    tenant=who,
+                    since=since,
+                    request_id=request_id,
+                    job_id=job_id,
+                    categories=_categories(
+                        conn,
+                        *(
+                            ("job_id", job_id)
+                            if kind == "withheld_video"
+                            else ("request_id", request_id)
+                        ),
+                    ),
+                )
+                for kind, ref, request_id, job_id, who, since in found
+            ]
 
     def stats(
         self, *, since: float | None = None, until: float | None = None, tenant: str | None = None
@@ -663,20 +684,21 @@ class AuditLog:
 
     # -- verification ---------------------------------------------------------------------------
 
-    def verify(self, *, check_files: bool = False, max_problems: int = 100) -> VerifyReport:
+    def verify(
+        self, *, check_files: bool = False, max_problems: int = 100, workers: int | None = None
+    ) -> VerifyReport:
         """Recompute the whole chain; name the first row that does not match, and the rest.
 
         Catches an edited, deleted, inserted or reordered row in any audited table, prompt text
         edited in place, text removed without a chained redaction, a cut-off tail (against the
         head in ``audit_chain``) and, with ``check_files``, evidence thumbnails changed on disk.
+
+        Every row stores its hash, so row ``n`` can be checked against the stored hash of row
+        ``n - 1`` alone: large logs are split into ranges checked by ``workers`` processes
+        (default: one per CPU, for logs over :data:`PARALLEL_MIN_ROWS` rows). The result is the
+        same as one sequential pass. Rows appended while verify runs are left for the next run.
         """
         started = time.perf_counter()
-        problems: list[VerifyProblem] = []
-
-        def problem(seq: int, table: str, kind: str, message: str) -> None:
-            if len(problems) < max_problems:
-                problems.append(VerifyProblem(seq, table, kind, message))
-
         with self._read() as conn:
             _, base_seq, base_hash, head_seq, head_hash = conn.execute(
                 "SELECT schema_version, base_seq, base_hash, head_seq, head_hash "
@@ -687,24 +709,65 @@ class AuditLog:
                 "SELECT tenant, max(through_seq) FROM redactions GROUP BY tenant"
             ):
                 covered[who] = through
-            self._check_base(conn, base_seq, base_hash, problem)
-            rows, last_seq, last_hash = _walk_chain(
-                conn, base_seq, base_hash, covered, problem, check_files
+            found: list[tuple[int, str, str, str]] = []
+            self._check_base(
+                conn,
+                base_seq,
+                base_hash,
+                lambda *p: found.append(p),
             )
+            beyond = max(
+                conn.execute(f"SELECT coalesce(max(seq), 0) FROM [{t}]").fetchone()[0]
+                for t in TABLES
+            )
+            ranges = _ranges(base_seq, head_seq, workers)
+            starts = [base_hash] + [_stored_hash(conn, lo - 1) for lo, _ in ranges[1:]]
+        jobs = [
+            (str(self.path), lo, hi, prev, covered, check_files, max_problems)
+            for (lo, hi), prev in zip(ranges, starts, strict=True)
+        ]
+        if len(jobs) == 1:
+            results = [_verify_range(*jobs[0])]
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
+                results = list(pool.map(_verify_range, *zip(*jobs, strict=True)))
+        rows = 0
+        for (_, hi), (count, seen, _, problems) in zip(ranges, results, strict=True):
+            rows += count
+            found += problems
+            if hi != head_seq and seen != hi:
+                gap = f"seq {hi}" if seen + 1 == hi else f"seqs {seen + 1}..{hi}"
+                found.append((seen + 1, "-", "deleted", f"{gap} missing: rows were deleted"))
+        _, last_seq, last_hash, _ = results[-1]
         if last_seq != head_seq or last_hash != head_hash:
-            problem(
-                last_seq + 1,
-                "audit_chain",
-                "truncated",
-                f"the chain ends at seq {last_seq} but its head records seq {head_seq}: rows at "
-                "the end were deleted, or the head was edited",
+            found.append(
+                (
+                    last_seq + 1,
+                    "audit_chain",
+                    "truncated",
+                    f"the chain ends at seq {last_seq} but its head records seq {head_seq}: rows "
+                    "at the end were deleted, or the head was edited",
+                )
             )
+        if beyond > head_seq:
+            found.append(
+                (
+                    head_seq + 1,
+                    "audit_chain",
+                    "inserted",
+                    f"rows up to seq {beyond} lie beyond the head (seq {head_seq}): rows were "
+                    "inserted after the end, or the head was edited",
+                )
+            )
+        found.sort(key=lambda p: p[0])
+        problems_out = tuple(VerifyProblem(*p) for p in found[:max_problems])
         return VerifyReport(
             rows=rows,
             base_seq=base_seq,
             head_seq=head_seq,
             head_hash=head_hash,
-            problems=tuple(problems),
+            problems=problems_out,
             seconds=time.perf_counter() - started,
         )
 
@@ -1035,11 +1098,16 @@ def _check_text(plan: _Plan, row: Sequence[Any], covered: Mapping[str, int]) -> 
     return None
 
 
-def _scan(conn: sqlite3.Connection, plan: _Plan) -> Iterator[tuple[int, str, tuple[Any, ...]]]:
+def _scan(
+    conn: sqlite3.Connection, plan: _Plan, lo: int, hi: int
+) -> Iterator[tuple[int, str, tuple[Any, ...]]]:
     name = plan.name
     cur = conn.cursor()
     cur.arraysize = 4096
-    cur.execute(f"SELECT {', '.join(plan.columns)} FROM [{name}] ORDER BY seq")
+    cur.execute(
+        f"SELECT {', '.join(plan.columns)} FROM [{name}] WHERE seq BETWEEN ? AND ? ORDER BY seq",
+        (lo, hi),
+    )
     while True:
         chunk = cur.fetchmany()
         if not chunk:
@@ -1048,21 +1116,83 @@ def _scan(conn: sqlite3.Connection, plan: _Plan) -> Iterator[tuple[int, str, tup
             yield row[0], name, row
 
 
+PARALLEL_MIN_ROWS = 200_000
+"""Below this many rows, verify runs in one process (starting workers costs about a second)."""
+
+
+def _ranges(base_seq: int, head_seq: int, workers: int | None) -> list[tuple[int, int]]:
+    """Split ``base_seq + 1 .. head_seq`` into contiguous ranges, one per worker process."""
+    total = head_seq - base_seq
+    if workers is None:
+        workers = 1 if total < PARALLEL_MIN_ROWS else min(os.cpu_count() or 1, 8)
+    workers = max(1, min(workers, total))
+    step = -(-total // workers) if total else 1
+    out = []
+    lo = base_seq + 1
+    for _ in range(workers):
+        hi = min(head_seq, lo + step - 1)
+        out.append((lo, hi))
+        lo = hi + 1
+    out[-1] = (out[-1][0], head_seq)
+    return out
+
+
+def _stored_hash(conn: sqlite3.Connection, seq: int) -> str:
+    """The hash stored for row ``seq`` (all zeros if that row is gone: the gap is reported)."""
+    for t in TABLES:
+        found = conn.execute(f"SELECT hash FROM [{t}] WHERE seq = ?", (seq,)).fetchone()
+        if found is not None:
+            return str(found[0])
+    return chain.GENESIS
+
+
+def _verify_range(
+    path: str,
+    lo: int,
+    hi: int,
+    prev_hash: str,
+    covered: Mapping[str, int],
+    check_files: bool,
+    max_problems: int,
+) -> tuple[int, int, str, list[tuple[int, str, str, str]]]:
+    """Check rows ``lo..hi`` (in a worker process, or in-process for small logs)."""
+    problems: list[tuple[int, str, str, str]] = []
+
+    def problem(seq: int, table: str, kind: str, message: str) -> None:
+        if len(problems) < max_problems:
+            problems.append((seq, table, kind, message))
+
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        rows, last_seq, last_hash = _walk_chain(
+            conn, lo, hi, prev_hash, covered, problem, check_files
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return rows, last_seq, last_hash, problems
+
+
 def _walk_chain(
     conn: sqlite3.Connection,
-    base_seq: int,
-    base_hash: str,
+    lo: int,
+    hi: int,
+    prev_hash: str,
     covered: Mapping[str, int],
     problem: Any,
     check_files: bool,
 ) -> tuple[int, int, str]:
-    """The verifier's hot loop: rows in seq order over every table. Returns (rows, seq, hash)."""
+    """The verifier's hot loop over rows ``lo..hi`` of every table in seq order.
+
+    Returns (rows seen, last seq seen or ``lo - 1``, the hash that row stores).
+    """
     encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
     sha = hashlib.sha256
     plans = _PLANS
-    merged = heapq.merge(*(_scan(conn, plan) for plan in plans.values()))
-    prev = bytes.fromhex(base_hash)
-    expect = base_seq + 1
+    merged = heapq.merge(*(_scan(conn, plan, lo, hi) for plan in plans.values()))
+    prev = bytes.fromhex(prev_hash)
+    expect = lo
     rows = 0
     for seq, table, row in merged:
         rows += 1

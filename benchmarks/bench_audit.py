@@ -15,6 +15,7 @@ The baseline printed next to verify is a plain scan of the same rows (SQLite rea
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -192,13 +193,15 @@ def main() -> None:
         for _ in conn.execute(f"SELECT * FROM [{name}] ORDER BY seq"):
             pass
     scan = time.perf_counter() - t
-    report = log.verify()
-    status = "ok" if report.ok else f"BROKEN {report.problems[0].message}"
-    print(
-        f"verify: {report.rows:,} rows in {report.seconds:.2f} s ({status}); "
-        f"target <= 30 s; plain scan baseline {scan:.2f} s "
-        f"(verify/scan {report.seconds / scan:.1f}x)"
-    )
+    for workers in (1, None):
+        report = log.verify(workers=workers)
+        status = "ok" if report.ok else f"BROKEN {report.problems[0].message}"
+        label = "1 process" if workers == 1 else f"default ({os.cpu_count()} CPUs)"
+        print(
+            f"verify [{label}]: {report.rows:,} rows in {report.seconds:.2f} s ({status}); "
+            f"target <= 30 s; plain scan baseline {scan:.2f} s "
+            f"(verify/scan {report.seconds / scan:.1f}x)"
+        )
 
     since = time.time() - 7 * DAY
     cases: dict[str, Callable[[], object]] = {

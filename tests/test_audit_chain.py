@@ -300,3 +300,34 @@ def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
         log.record_moderation(moderation("a"))
         log.record_moderation(moderation("b"))
     assert log.verify().ok and log.head()[0] == log.count()
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_verify_finds_the_same_problems(log: AuditLog, workers: int) -> None:
+    """Range boundaries fall on tampered rows too: the report equals the sequential one."""
+    assert log.verify(workers=workers).ok
+    head, _ = log.head()
+    verdict = _seq_of(log, "verdicts", "1 = 1")
+    _sql(log, "UPDATE verdicts SET score = 0.5 WHERE seq = ?", verdict)
+    middle = head // 2  # likely a range boundary
+    for t in TABLES:
+        _sql(log, f"DELETE FROM [{t}] WHERE seq IN (?, ?)", middle, middle + 1)
+    sequential = log.verify(workers=1)
+    parallel = log.verify(workers=workers)
+    assert parallel.problems[0] == sequential.problems[0]
+    assert parallel.problems[0].seq == verdict
+    assert {(p.seq, p.kind) for p in parallel.problems} >= {(middle, "deleted")}
+    assert parallel.rows == sequential.rows == head - 2
+
+
+def test_rows_inserted_beyond_the_head_are_caught(log: AuditLog) -> None:
+    head, _ = log.head()
+    _sql(
+        log,
+        "INSERT INTO releases (seq, recorded_at, job_id, tenant, action, actor, hash) "
+        "VALUES (?, 0, 'video_bad', 'acme', 'released', 'mallory', ?)",
+        head + 1,
+        "0" * 64,
+    )
+    kinds = {p.kind for p in log.verify().problems}
+    assert "inserted" in kinds
