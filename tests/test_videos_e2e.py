@@ -17,15 +17,20 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from test_videos_support import BLOCKED_TERM, embedded_weights, make_settings
 
 from audit.log import AuditLog
 from gateway.jobs import JobStore, VideoJob
 from gateway.keys import KeyStore
 from gateway.settings import Settings
 from generator.encode import decode_mp4
-from test_videos_support import BLOCKED_TERM, make_settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings(
+        "ignore:The Sora API:DeprecationWarning"
+    ),  # the SDK marks videos deprecated
+]
 
 REELGUARD = str(Path(sys.executable).with_name("reelguard"))
 STRICT_TENANT = """\
@@ -55,13 +60,12 @@ def env_for(settings: Settings) -> dict[str, str]:
         "video_default_seconds",
         "video_lease_s",
         "embedded_steps",
+        "embedded_weights",
         "worker_poll_interval_s",
         "port",
     ):
         env[f"REELGUARD_{name.upper()}"] = str(getattr(settings, name))
-    env.update(
-        REELGUARD_BOOTSTRAP_KEY="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"
-    )
+    env.update(REELGUARD_BOOTSTRAP_KEY="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return env
 
 
@@ -120,7 +124,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("e2e")
-    settings = make_settings(tmp, port=free_port(), video_default_size="64x64")
+    settings = make_settings(
+        tmp, port=free_port(), embedded_weights=embedded_weights(tmp), embedded_steps=20
+    )
     (settings.tenant_policy_dir / "strict.yaml").write_text(STRICT_TENANT)  # type: ignore[operator]
     keys = KeyStore(settings.db)
     tokens = {t: keys.create(t).token for t in ("acme", "globex", "strict")}
@@ -241,7 +247,13 @@ def test_kill_9_worker_mid_job_then_the_job_still_ends(server: Server) -> None:
 
 
 def test_kill_9_server_mid_job_then_a_worker_finishes_it(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, port=free_port(), video_lease_s=2.0)
+    settings = make_settings(
+        tmp_path,
+        port=free_port(),
+        video_lease_s=2.0,
+        embedded_weights=embedded_weights(tmp_path),
+        embedded_steps=20,
+    )
     keys = KeyStore(settings.db)
     token = keys.create("acme").token
     keys.close()
@@ -250,7 +262,9 @@ def test_kill_9_server_mid_job_then_a_worker_finishes_it(tmp_path: Path) -> None
     server = Server(settings, f"http://127.0.0.1:{settings.port}", {"acme": token}, proc, log)
     try:
         video = server.client().videos.create(
-            prompt="a train crossing a bridge", seconds="4", size="128x128"  # type: ignore[arg-type]
+            prompt="a train crossing a bridge",
+            seconds="4",
+            size="128x128",  # type: ignore[arg-type]
         )
         wait_running(server, video.id)
         os.kill(proc.pid, signal.SIGKILL)  # the web process and pool supervisor, not its workers
