@@ -9,6 +9,7 @@ framework overhead without the text check or the audit write).
 
 from __future__ import annotations
 
+import logging
 import socket
 import statistics
 import sys
@@ -43,6 +44,7 @@ def report(name: str, ms: list[float]) -> None:
 
 
 def main() -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(db=Path(tmp) / "bench.db")

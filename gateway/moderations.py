@@ -15,6 +15,8 @@ ReelGuard adds the categories ``celebrity`` and ``ip``.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 import uuid
 from typing import Any, Literal
@@ -23,6 +25,7 @@ import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
 
+from audit.errors import AuditError
 from audit.log import AuditLog
 from classifiers.base import CATEGORIES, Category, Evidence
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
@@ -30,6 +33,8 @@ from gateway.pipeline import ModerationOutcome, TextModerator, moderation_record
 from gateway.problems import FieldError, Problem
 from gateway.settings import Settings
 from policies.decision import Reason
+
+log = logging.getLogger("reelguard.gateway")
 
 MODEL_NAME = "reelguard-text-1"
 
@@ -248,11 +253,23 @@ class ModerationController(Controller):
         moderator: TextModerator = state.moderator
         outcomes = moderator.check_many(texts, tenant)
         audit: AuditLog = state.audit
-        with audit.batch():  # one transaction (one fsync) for all items
-            for item_id, outcome in zip(item_ids(request_id, len(outcomes)), outcomes, strict=True):
-                audit.record_moderation(
-                    moderation_record(outcome, request_id=item_id, created_at=created_at)
-                )
+        try:
+            with audit.batch():  # one transaction (one fsync) for all items
+                ids = item_ids(request_id, len(outcomes))
+                for item_id, outcome in zip(ids, outcomes, strict=True):
+                    audit.record_moderation(
+                        moderation_record(outcome, request_id=item_id, created_at=created_at)
+                    )
+        except (OSError, sqlite3.Error, AuditError) as exc:
+            # An unrecorded decision is not returned: the audit log is the evidence.
+            log.error("audit write failed for %s", request_id, exc_info=exc)
+            raise Problem(
+                503,
+                "audit-unavailable",
+                "The decision could not be written to the audit log, so it is not returned; "
+                "retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from exc
         body = ModerationResponse(
             id=request_id, model=MODEL_NAME, results=[to_result(o) for o in outcomes]
         )

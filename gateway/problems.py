@@ -4,20 +4,19 @@ Every error response has content type ``application/problem+json`` and the membe
 ``title``, ``status`` and ``detail``; validation errors add ``errors``, a list of
 ``{"pointer": "#/input/1", "detail": "..."}`` (JSON pointers into the request body).
 
-Problem types (``type``), each a URN so clients can branch on it without parsing prose:
+Problem types (``type``, all prefixed ``urn:reelguard:problem:``), so clients can branch on
+them without parsing prose:
 
-====================================  ======  ==============================================
-type                                  status  when
-====================================  ======  ==============================================
-urn:reelguard:problem:invalid-json    400     the body is not JSON
-urn:reelguard:problem:bad-request     400     any other malformed request
-urn:reelguard:problem:unauthorized    401     missing, malformed, unknown or revoked API key
-urn:reelguard:problem:not-found       404     no such route or resource
-urn:reelguard:problem:method-not-allowed 405  the route exists, the method does not
-urn:reelguard:problem:input-too-large 413     too many characters or items (see ``errors``)
-urn:reelguard:problem:validation-error 422    wrong types, unknown fields (see ``errors``)
-urn:reelguard:problem:internal-error  500     a bug: logged with a traceback, never expected
-====================================  ======  ==============================================
+- ``invalid-json`` (400): the body is not JSON
+- ``bad-request`` (400): any other malformed request (e.g. an empty body)
+- ``unauthorized`` (401): missing, malformed, unknown or revoked API key
+- ``not-found`` (404): no such route or resource
+- ``method-not-allowed`` (405): the route exists, the method does not
+- ``input-too-large`` (413): too many characters or items (see ``errors``)
+- ``validation-error`` (422): wrong types, unknown fields (see ``errors``)
+- ``internal-error`` (500): a bug, logged with its traceback; never expected
+- ``audit-unavailable`` (503): the audit log cannot be written, so no decision is returned
+- ``unavailable`` (503): a dependency is down; retry
 
 Raise :class:`Problem` from handlers; :data:`EXCEPTION_HANDLERS` turns Litestar's own HTTP
 exceptions and any unexpected exception into the same shape.
@@ -162,6 +161,8 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> Problem:
         return _client_problem(exc)
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         return Problem(exc.status_code, "bad-request", exc.detail, headers=exc.headers)
+    if isinstance(exc, HTTPException) and exc.status_code == 503:
+        return Problem(503, "unavailable", exc.detail, headers=exc.headers)
     log.error(
         "unhandled error on %s %s", request.method, request.url.path, exc_info=exc
     )  # a bug: keep the traceback in the log, never in the response

@@ -6,12 +6,14 @@ Each row: how to provoke the error, the expected status and problem type, why.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar import Litestar, get
 from litestar.testing import TestClient
 
+from audit.log import AuditLog
 from gateway.keys import KeyStore
 from gateway.settings import Settings
 
@@ -171,3 +173,19 @@ def test_the_500_is_logged_with_its_traceback(
     assert any(
         r.exc_info and "secret internal detail" in str(r.exc_info[1]) for r in caplog.records
     )
+
+
+def test_an_unwritable_audit_log_withholds_the_decision(
+    app: Litestar, auth: dict[str, str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the audit folder should be")
+    app.state.audit = AuditLog(blocker / "audit.db")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post(URL, json={"input": "a cat on a sofa"}, headers=auth)
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "1"
+    body = response.json()
+    assert body["type"] == "urn:reelguard:problem:audit-unavailable"
+    assert "results" not in body
