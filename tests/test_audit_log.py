@@ -186,7 +186,7 @@ def test_invalid_records_are_refused_with_a_reason(log: AuditLog) -> None:
     with pytest.raises(InvalidRecord, match="already in the audit log"):
         log.record_moderation(moderation("req-allow"))
     with pytest.raises(InvalidRecord, match="endpoint 'chat'"):
-        log.record_moderation(moderation("x", endpoint="chat"))
+        log.record_moderation(moderation("x", endpoint="chat"))  # type: ignore[arg-type]
     with pytest.raises(InvalidRecord, match="release action 'deleted'"):
         log.record_release("video_ok", "acme", "deleted", None, "", "ops")
     with pytest.raises(InvalidRecord, match="review verdict 'maybe'"):

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from audit.log import AuditLog
-from audit.records import FrameAuditRecord, FrameRef, ModerationRecord
-from classifiers.base import Evidence, Verdict
+from audit.records import Endpoint, FrameAuditRecord, FrameRef, ModerationRecord
+from classifiers.base import Category, Evidence, Verdict
 from policies.decision import Action, Decision, Reason
 
 MODELS = {"lexicon": "2026.11", "gazetteer": "2026.10"}
@@ -18,9 +18,9 @@ def moderation(
     *,
     tenant: str = "acme",
     action: Action = Action.ALLOW,
-    category: str = "violence",
+    category: Category = "violence",
     prompt: str = "a knight slays the dragon",
-    endpoint: str = "moderations",
+    endpoint: Endpoint = "moderations",
     job_id: str | None = None,
     created_at: float | None = None,
     policy_version: str = "pv-1",
@@ -37,19 +37,19 @@ def moderation(
             "2026.11",
             evidence if hit else (),
             0.5,
-        ),  # type: ignore[arg-type]
+        ),
         Verdict("gazetteer", "celebrity", 0.0, "gazetteer", "2026.10", (), 0.7),
     ]
     reasons = (
-        (Reason(category, action, "prompt", "classifier", "lexicon", 0.9, 0.5, evidence, "over"),)  # type: ignore[arg-type]
+        (Reason(category, action, "prompt", "classifier", "lexicon", 0.9, 0.5, evidence, "over"),)
         if hit
         else ()
     )
-    decision = Decision(action, reasons, policy_version, {category: 0.9 if hit else 0.05})  # type: ignore[dict-item]
+    decision = Decision(action, reasons, policy_version, {category: 0.9 if hit else 0.05})
     return ModerationRecord(
         request_id=request_id,
         tenant=tenant,
-        endpoint=endpoint,  # type: ignore[arg-type]
+        endpoint=endpoint,
         created_at=time.time() if created_at is None else created_at,
         original=prompt,
         normalized=prompt.lower(),
