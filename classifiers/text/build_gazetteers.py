@@ -44,7 +44,7 @@ from pathlib import Path
 
 import click
 
-from classifiers.text.curated_names import CURATED_IP, CURATED_PEOPLE
+from classifiers.text.curated_names import CURATED_BRANDS, CURATED_IP, CURATED_PEOPLE
 from classifiers.text.normalize import WORD_RE, normalize
 
 FORMAT_VERSION = "1"
@@ -78,10 +78,16 @@ class Entry:
 
 @dataclass(frozen=True)
 class BenignVocabulary:
-    """Word and phrase counts over benign captions/prompts, to spot names that are words."""
+    """Word and phrase counts over benign captions/prompts, to spot names that are words.
+
+    ``dictionary`` adds English whole words from CLIP's BPE vocabulary (shipped inside the
+    open_clip package); it is used only for lesser-known characters, titles and brands, since
+    it also holds famous names ("pikachu", "rihanna").
+    """
 
     words: Counter[str]
     phrases: Counter[str]
+    dictionary: frozenset[str] = frozenset()
 
     def is_word(self, key: str) -> bool:
         return self.words[key] >= 2
@@ -89,8 +95,8 @@ class BenignVocabulary:
     def all_words(self, key: str) -> bool:
         return all(self.words[t] >= 2 for t in key.split())
 
-    def is_phrase(self, key: str) -> bool:
-        return self.phrases[key] >= 2
+    def is_phrase(self, key: str, min_count: int = 2) -> bool:
+        return self.phrases[key] >= min_count
 
 
 def read_tsv(path: Path) -> Iterator[dict[str, str]]:
@@ -129,6 +135,29 @@ def nickname_forms(form: str) -> list[str]:
     return [" ".join(rest), f"{nick.group(1)} {rest[-1]}"]
 
 
+def person_tier(
+    row: dict[str, str], notes: dict[str, str], sources: set[str]
+) -> tuple[str, float] | None:
+    """(tier, score) of a people.tsv row, or ``None`` to drop it."""
+    birth = int(row["birth_year"]) if row["birth_year"].lstrip("-").isdigit() else None
+    if "zh_only" in notes:
+        # 2-character THUOCL entries are mostly ordinary words (孙子, 陆军, 星光)
+        return None if len(row["name"]) < 3 else ("zh_famous_person_unverified", 0.4)
+    if "historical" in notes or (birth is not None and birth < 1900):
+        return "historical", 0.2
+    if row["kind"] == "artist":
+        return "artist", 0.3  # "in the style of <artist>" is benign in this taxonomy
+    if "popularity" in notes:
+        return "popular", 0.95
+    if "kpop_idols" in sources:
+        return "kpop_idol", 0.9
+    if "pantheon" in sources:
+        return "pantheon", 0.9
+    if "vggface2" in sources or "tmdb_top_actors" in sources:
+        return "vggface2", 0.85
+    return "lfw_news_figure", 0.3
+
+
 def people_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
     """``people.tsv`` rows -> celebrity entries with a tier and score each."""
     for row in rows:
@@ -138,23 +167,10 @@ def people_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
         context: list[str] = []
         if "group" in notes:
             context.append(notes["group"])
-        birth = int(row["birth_year"]) if row["birth_year"].lstrip("-").isdigit() else None
-        if "zh_only" in notes:
-            if len(row["name"]) < 3:
-                continue  # 2-character THUOCL entries are mostly ordinary words
-            tier, score = "zh_famous_person_unverified", 0.4
-        elif "historical" in notes or (birth is not None and birth < 1900):
-            tier, score = "historical", 0.2
-        elif "popularity" in notes:
-            tier, score = "popular", 0.95
-        elif "kpop_idols" in sources:
-            tier, score = "kpop_idol", 0.9
-        elif "pantheon" in sources:
-            tier, score = "pantheon", 0.9
-        elif "vggface2" in sources or "tmdb_top_actors" in sources:
-            tier, score = "vggface2", 0.85
-        else:
-            tier, score = "lfw_news_figure", 0.3
+        made = person_tier(row, notes, sources)
+        if made is None:
+            continue
+        tier, score = made
         entry = Entry("celebrity", row["name"], row["kind"], tier, score, "person", forms, context)
         if "common_word" in notes:
             entry.common_forms.add(row["name"])
@@ -199,7 +215,8 @@ def brand_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
     for row in rows:
         notes = parse_notes(row["notes"])
         forms = [row["name"], *split_multi(row["aliases"])]
-        entry = Entry("ip", row["name"], "brand", "brand", 0.8, "brand", forms)
+        # Brand names in a prompt are usually props ("a BMW motorcycle"): review, not block.
+        entry = Entry("ip", row["name"], "brand", "brand", 0.45, "brand", forms)
         if "common_word" in notes:
             entry.common_forms.add(row["name"])
         yield entry
@@ -212,7 +229,7 @@ def curated_entries() -> Iterator[Entry]:
             "celebrity", name.lstrip("~"), detail, "curated", 0.95, "person", [name, *aliases]
         )
     for name, aliases, detail in CURATED_IP:
-        ctx = "brand" if detail == name.lstrip("~") or "Inc" in detail else "film"
+        ctx = "brand" if name.lstrip("~") in CURATED_BRANDS else "film"
         if "Marvel" in detail or detail.startswith("DC"):
             ctx = "comic"
         yield Entry(
@@ -237,7 +254,21 @@ def benign_vocabulary(train_jsonl: Path | None) -> BenignVocabulary:
             words.update(set(tokens))
             for n in (2, 3, 4):
                 phrases.update({" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)})
-    return BenignVocabulary(words, phrases)
+    return BenignVocabulary(words, phrases, english_words())
+
+
+def english_words() -> frozenset[str]:
+    """Alphabetic whole-word tokens of CLIP's BPE vocabulary (~33k), or empty if unavailable."""
+    try:
+        import open_clip
+
+        path = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            merges = f.read().split("\n")[1 : 49152 - 256 - 1]
+    except (ImportError, OSError):
+        return frozenset()
+    joined = ("".join(m.split(" ")) for m in merges if " " in m)
+    return frozenset(w[:-4] for w in joined if w.endswith("</w>") and w[:-4].isalpha())
 
 
 def form_key(form: str) -> tuple[str, bool] | None:
@@ -267,8 +298,12 @@ def needs_context(entry: Entry, form: str, key: str, is_cjk: bool, vocab: Benign
         return len(key) <= 2 and entry.tier != "curated"
     tokens = key.split()
     if len(tokens) == 1:
+        if entry.category == "ip" and entry.score < 0.85 and key in vocab.dictionary:
+            return True  # "caretaker", "citizen", "battleship": words before they are names
         return len(key) <= 4 or vocab.is_word(key) or (not key.isalpha() and len(key) <= 6)
-    if vocab.is_phrase(key):
+    # People's names were screened out of the benign rows; a character, title or brand seen
+    # there even once is an everyday phrase ("santa claus", "one piece").
+    if vocab.is_phrase(key, 2 if entry.category == "celebrity" else 1):
         return True
     # Titles and brands made only of everyday words ("Golden Time", "Blue Lock").
     return entry.context_class in ("anime", "brand") and len(tokens) <= 3 and vocab.all_words(key)
@@ -300,27 +335,31 @@ def entry_keys(entry: Entry, vocab: BenignVocabulary) -> list[str]:
     return [("~" if ctx else "") + k for k, ctx in keys.items()]
 
 
-def context_keys(entry: Entry) -> list[str]:
-    """Entry-specific context words: group, franchise and owner names, minus generic words."""
-    generic = {
-        "the",
-        "comics",
-        "entertainment",
-        "company",
-        "inc",
-        "co",
-        "ltd",
-        "of",
-        "and",
-        "group",
-    }
+_GENERIC_CONTEXT = frozenset(
+    {"the", "comics", "entertainment", "company", "inc", "co", "ltd", "of", "and", "group"}
+)
+
+
+def context_keys(entry: Entry, vocab: BenignVocabulary) -> list[str]:
+    """Entry-specific context: group, franchise and owner names (whole, and their distinctive
+    single words), never generic or everyday words ("game", "marvel" as in "marvel at") and
+    never the entry's own names (an anime whose franchise is its own title)."""
+    own = {k.lstrip("~=") for k in entry.keys}
+    generic = _GENERIC_CONTEXT | own
+
+    def everyday(word: str) -> bool:
+        return word in generic or vocab.is_word(word) or word in vocab.dictionary
+
     out: set[str] = set()
     for raw in entry.context:
         for part in re.split(r"[()/,;]", raw):
             made = form_key(part)
-            if made and made[0] not in generic and not made[1]:
-                out.add(made[0])
-                out.update(t for t in made[0].split() if len(t) > 3 and t not in generic)
+            if not made or made[1] or made[0] in generic:
+                continue
+            words = made[0].split()
+            if len(words) > 1 or not (made[0] in generic or vocab.is_word(made[0])):
+                out.add(made[0])  # a whole group/franchise name ("blackpink", "x men")
+            out.update(t for t in words if len(t) > 3 and not everyday(t))
     return sorted(out)
 
 
@@ -339,7 +378,7 @@ def build(source: Path, benign: Path | None) -> tuple[list[Entry], list[str]]:
     out = []
     for e in entries:
         e.keys = entry_keys(e, vocab)
-        e.context = context_keys(e)
+        e.context = context_keys(e, vocab)
         if e.keys:
             out.append(e)
     ordinary = sorted(w for w, n in vocab.words.items() if n >= 2 and len(w) >= 4 and w.isalpha())

@@ -51,7 +51,11 @@ __all__ = [
 
 DATA_PATH = Path(__file__).parent / "data" / OUTPUT_NAME
 CAPITALISED_SCORE = 0.4
-"""Score of a common-word name written with a capital mid-sentence but without context."""
+"""Score of a name that needs context, written with a capital mid-sentence but without context
+(only for well-known entries, and never for an ordinary word: "Storm", "Queen", "Deco")."""
+CAPITALISED_MIN_SCORE = 0.85
+CONTEXT_WINDOW = 8
+"""Context words count within this many words either side of a name."""
 FUZZY_MIN_SCORE = 0.8
 FUZZY_MIN_KEY_LEN = 9
 FUZZY_MIN_WORD_LEN = 4
@@ -74,6 +78,15 @@ class Entity:
     score: float
     context_class: str
     context: tuple[str, ...]
+
+    @property
+    def franchise(self) -> str:
+        """The first word of a character's franchise ("marvel", "dc", "pokemon"), else ``""``:
+        another well-known name from the same franchise is context for a common-word one."""
+        if self.context_class not in ("comic", "pokemon", "film"):
+            return ""
+        words = normalize_key(self.detail).split()
+        return words[0] if words else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,12 +279,11 @@ class Gazetteer:
         spans: list[tuple[int, int]],
         found: _Found,
     ) -> list[Hit]:
-        # Longest span first; a span inside an already accepted one is the same mention.
         # Longest span first, then the best score: a span inside an accepted one (or the same
         # span again, for the same category) is the same mention.
         found.sort(key=lambda f: (f[0] - f[1], -self.entities[f[2].entity].score, f[0]))
         strong = [
-            (a, b, set(self.entities[k.entity].context))
+            (a, b, self.entities[k.entity].franchise)
             for a, b, k, _ in found
             if not k.needs_context and self.entities[k.entity].score >= FUZZY_MIN_SCORE
         ]
@@ -285,25 +297,43 @@ class Gazetteer:
                 continue
             score = entity.score * (FUZZY_PENALTY if how == "fuzzy" else 1.0)
             if key.needs_context:
-                o_start, o_end = prompt.original_span(start, end)
-                if end - start <= 3 and not prompt.original[o_start:o_end].isupper():
-                    continue  # "its", "on", "v": only as written in capitals ("BTS", "KFC")
-                outside = [
-                    w for w, (a, b) in zip(words, spans, strict=True) if b <= start or a >= end
-                ]
-                same_franchise = any(
-                    not ctx.isdisjoint(entity.context) and (b <= start or a >= end)
-                    for a, b, ctx in strong
-                )
-                if same_franchise or self._has_context(entity, _Context(outside)):
-                    how = "context"
-                elif _capitalised_mid_sentence(prompt, start, end):
-                    how, score = "capitalised", min(score, CAPITALISED_SCORE)
-                else:
+                judged = self._judge_common(prompt, words, spans, start, end, entity, strong)
+                if judged is None:
                     continue
+                how, score = judged[0], min(score, judged[1])
             taken.setdefault((start, end), set()).add(entity.category)
             hits.append(Hit(entity, start, end, score, how))
         return hits
+
+    def _judge_common(
+        self,
+        prompt: PromptText,
+        words: list[str],
+        spans: list[tuple[int, int]],
+        start: int,
+        end: int,
+        entity: Entity,
+        strong: list[tuple[int, int, str]],
+    ) -> tuple[str, float] | None:
+        """A name that is also an ordinary word: ("context", 1.0) with supporting context,
+        ("capitalised", CAPITALISED_SCORE) for a capitalised well-known name, else ``None``."""
+        o_start, o_end = prompt.original_span(start, end)
+        if end - start <= 3 and not prompt.original[o_start:o_end].isupper():
+            return None  # "its", "on", "v": only as written in capitals ("BTS", "KFC")
+        first = next(k for k, (_, b) in enumerate(spans) if b > start)
+        last = next(k for k in range(len(spans) - 1, -1, -1) if spans[k][0] < end)
+        lo, hi = max(0, first - CONTEXT_WINDOW), last + 1 + CONTEXT_WINDOW
+        if any(
+            f and f == entity.franchise and (b <= start or a >= end) for a, b, f in strong
+        ) or self._has_context(entity, _Context(words[lo:first] + words[last + 1 : hi])):
+            return "context", 1.0
+        if (
+            entity.score >= CAPITALISED_MIN_SCORE
+            and prompt.normalized[start:end] not in self.ordinary_words
+            and _capitalised_mid_sentence(prompt, start, end)
+        ):
+            return "capitalised", CAPITALISED_SCORE
+        return None
 
     def _has_context(self, entity: Entity, context: _Context) -> bool:
         generic = self.context_phrases.get(entity.context_class, frozenset())
