@@ -28,15 +28,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from classifiers.text.lexicon import find_minor_mentions
+from typing import Protocol
 
 from audit.records import Endpoint, ModerationRecord
 from classifiers.base import CATEGORIES, Category, Evidence, PromptText, TextClassifier, Verdict
+from classifiers.registry import TEXT_CLASSIFIERS
+from classifiers.text.lexicon import find_minor_mentions
 from classifiers.text.normalize import normalize
 from policies.decision import Decision
 from policies.engine import decide
+from policies.resolved import ResolvedPolicy
 
 log = logging.getLogger("reelguard.pipeline")
 
@@ -96,6 +97,14 @@ class BatchTextClassifier(TextClassifier, Protocol):
 ClassifierFactory = Callable[[], TextClassifier]
 
 
+class PolicySource(Protocol):
+    """Where the moderator gets a tenant's policy (:class:`policies.store.PolicyStore`)."""
+
+    def get(self, tenant: str) -> ResolvedPolicy:
+        """The resolved policy ``tenant`` is served (the base policy without an overlay)."""
+        ...
+
+
 def error_verdicts(
     name: str, exc: BaseException | str, categories: Sequence[Category] = CATEGORIES
 ) -> list[Verdict]:
@@ -146,7 +155,7 @@ def _covered(classifier: object) -> tuple[Category, ...]:
 class TextModerator:
     """Checks prompts against a tenant's policy. Thread-safe; build one per process.
 
-    ``policies`` is a :class:`policies.store.PolicyStore` (anything with ``get(tenant)``).
+    ``policies`` is a :class:`policies.store.PolicyStore`.
     ``classifiers`` defaults to :data:`classifiers.registry.TEXT_CLASSIFIERS`; each is built on
     first use and kept. ``time_budget_ms`` is per classifier per prompt. Callers write each
     outcome to the audit log (:func:`moderation_record`), since only they know the request.
@@ -154,18 +163,14 @@ class TextModerator:
 
     def __init__(
         self,
-        policies: Any,
+        policies: PolicySource,
         *,
         classifiers: Mapping[str, ClassifierFactory] | None = None,
         time_budget_ms: float = 1000.0,
         warm_tenants: Sequence[str] = ("default",),
     ) -> None:
-        if classifiers is None:
-            from classifiers.registry import TEXT_CLASSIFIERS
-
-            classifiers = TEXT_CLASSIFIERS
         self._policies = policies
-        self._factories = dict(classifiers)
+        self._factories = dict(TEXT_CLASSIFIERS if classifiers is None else classifiers)
         self._budget_s = time_budget_ms / 1000.0
         self._built: dict[str, TextClassifier | BaseException] = {}
         self._build_lock = threading.Lock()
@@ -319,7 +324,7 @@ def _log_failure(name: str, exc: Exception) -> None:
         log.error("text classifier %s raised; failing closed", name, exc_info=exc)
 
 
-def _prompt_classifiers(policy: Any) -> tuple[str, ...]:
+def _prompt_classifiers(policy: ResolvedPolicy) -> tuple[str, ...]:
     return tuple(policy.policy.classifiers.prompt)
 
 
@@ -341,6 +346,9 @@ def _minor_mentions(prompt: PromptText) -> tuple[tuple[Evidence, ...], list[Verd
 
 
 def _decide(
-    policy: Any, verdicts: list[Verdict], prompt: PromptText, mentions: tuple[Evidence, ...]
+    policy: ResolvedPolicy,
+    verdicts: list[Verdict],
+    prompt: PromptText,
+    mentions: tuple[Evidence, ...],
 ) -> Decision:
     return decide(policy, "prompt", verdicts, prompt=prompt, minor_mentions=mentions)
