@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ import numpy.typing as npt
 from PIL import Image
 
 from audit.errors import InvalidRecord
+from classifiers.base import SampledFrame
+from policies.decision import Decision
 
 EVIDENCE_DIR = "evidence"
 MAX_SIDE = 192
@@ -73,3 +76,24 @@ def write_thumbnail(
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def flagged_thumbnails(
+    data_dir: Path, job_id: str, frames: Sequence[SampledFrame], decision: Decision
+) -> dict[int, Path]:
+    """Write a thumbnail for every sampled frame a review/block reason points at.
+
+    Returns ``{frame index: path}``, ready for ``FrameAuditRecord.thumbnails``. Frames the
+    decision does not cite get none (an allowed video leaves no evidence files).
+    """
+    cited = {
+        e.frame_index
+        for reason in decision.reasons
+        for e in reason.evidence
+        if e.frame_index is not None
+    }
+    return {
+        f.index: write_thumbnail(data_dir, job_id, f.index, f.image)
+        for f in frames
+        if f.index in cited
+    }

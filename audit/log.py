@@ -696,7 +696,9 @@ class AuditLog:
         Every row stores its hash, so row ``n`` can be checked against the stored hash of row
         ``n - 1`` alone: large logs are split into ranges checked by ``workers`` processes
         (default: one per CPU, for logs over :data:`PARALLEL_MIN_ROWS` rows). The result is the
-        same as one sequential pass. Rows appended while verify runs are left for the next run.
+        same as one sequential pass. Rows appended while verify runs are left for the next run;
+        run parallel verification when no purge or redaction is under way (one process reads
+        one consistent snapshot and is immune to both).
         """
         started = time.perf_counter()
         with self._read() as conn:
@@ -722,13 +724,15 @@ class AuditLog:
             )
             ranges = _ranges(base_seq, head_seq, workers)
             starts = [base_hash] + [_stored_hash(conn, lo - 1) for lo, _ in ranges[1:]]
+            if len(ranges) == 1:  # in this snapshot, so a concurrent purge cannot interfere
+                results = [
+                    _check_range(conn, *ranges[0], base_hash, covered, check_files, max_problems)
+                ]
         jobs = [
             (str(self.path), lo, hi, prev, covered, check_files, max_problems)
             for (lo, hi), prev in zip(ranges, starts, strict=True)
         ]
-        if len(jobs) == 1:
-            results = [_verify_range(*jobs[0])]
-        else:
+        if len(jobs) > 1:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
                 results = list(pool.map(_verify_range, *zip(*jobs, strict=True)))
@@ -1156,21 +1160,32 @@ def _verify_range(
     max_problems: int,
 ) -> tuple[int, int, str, list[tuple[int, str, str, str]]]:
     """Check rows ``lo..hi`` (in a worker process, or in-process for small logs)."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        result = _check_range(conn, lo, hi, prev_hash, covered, check_files, max_problems)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return result
+
+
+def _check_range(
+    conn: sqlite3.Connection,
+    lo: int,
+    hi: int,
+    prev_hash: str,
+    covered: Mapping[str, int],
+    check_files: bool,
+    max_problems: int,
+) -> tuple[int, int, str, list[tuple[int, str, str, str]]]:
     problems: list[tuple[int, str, str, str]] = []
 
     def problem(seq: int, table: str, kind: str, message: str) -> None:
         if len(problems) < max_problems:
             problems.append((seq, table, kind, message))
 
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    try:
-        conn.execute("BEGIN")
-        rows, last_seq, last_hash = _walk_chain(
-            conn, lo, hi, prev_hash, covered, problem, check_files
-        )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+    rows, last_seq, last_hash = _walk_chain(conn, lo, hi, prev_hash, covered, problem, check_files)
     return rows, last_seq, last_hash, problems
 
 

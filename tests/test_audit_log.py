@@ -275,3 +275,19 @@ def test_forked_child_reopens_its_connection(tmp_path: Path) -> None:
     log.record_moderation(moderation("parent-2"))
     assert log.verify().ok
     assert {r.request_id for r in log.list_requests()} == {"parent", "child", "parent-2"}
+
+
+def test_flagged_thumbnails_only_for_cited_frames(tmp_path: Path) -> None:
+    from audit.evidence import flagged_thumbnails
+    from classifiers.base import SampledFrame
+
+    record = frame_audit("video_y")  # reasons cite frames 16 and 24
+    frames = [
+        SampledFrame(f.index, f.timestamp_s, np.full((40, 60, 3), f.index, np.uint8))
+        for f in record.frames
+    ]
+    thumbs = flagged_thumbnails(tmp_path / "videos", "video_y", frames, record.decision)
+    assert sorted(thumbs) == [16, 24]
+    assert all(p.exists() for p in thumbs.values())
+    clean = frame_audit("video_z", flagged=False)
+    assert flagged_thumbnails(tmp_path / "videos", "video_z", frames, clean.decision) == {}
