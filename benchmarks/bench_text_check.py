@@ -34,12 +34,12 @@ def timed(fn: object, items: list[str]) -> list[float]:
 
 
 def cpu_timed(fn: object, items: list[str]) -> list[float]:
-    """CPU time of this thread per call: what the check costs, without waits for a busy CPU."""
+    """Process CPU time per call: what the check costs, without waits for a busy CPU."""
     out = []
     for item in items:
-        t0 = time.thread_time()
+        t0 = time.process_time()
         fn(item)  # type: ignore[operator]
-        out.append((time.thread_time() - t0) * 1000)
+        out.append((time.process_time() - t0) * 1000)
     return out
 
 

@@ -16,19 +16,29 @@ and returns a :class:`ModerationOutcome`; callers write it to the audit log with
 Fail closed: a classifier that cannot be built, raises, returns something that is not a valid
 verdict, or runs past its time budget contributes an *error verdict* (score 1.0, evidence
 ``"error: <ExcType>: <message>"``) for every category it covers; the engine turns that into a
-block with source ``"error"``. A classifier is not pre-empted when it overruns (Python threads
-cannot be killed); its late result is discarded and the prompt blocked.
+block with source ``"error"``.
+
+Python threads cannot be killed, so budgets are enforced twice: a classifier that returns late
+has its result discarded (error verdicts); and each check runs on a daemon worker thread with a
+hard deadline (the sum of its classifiers' budgets plus :data:`DEADLINE_SLACK_S`), so a
+classifier that hangs still yields a block on time. The hung thread is abandoned; if every
+worker is stuck, checks queue, miss their deadline and block: the gateway degrades to refusing,
+never to allowing.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import logging
 import math
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from audit.records import Endpoint, ModerationRecord
 from classifiers.base import CATEGORIES, Category, Evidence, PromptText, TextClassifier, Verdict
@@ -40,8 +50,13 @@ from policies.engine import decide
 from policies.resolved import ResolvedPolicy
 
 log = logging.getLogger("reelguard.pipeline")
+T = TypeVar("T")
 
 ERROR_MODEL_VERSION = "error"
+DEADLINE_SLACK_S = 0.5
+"""Hard deadline of a check beyond the sum of its classifiers' budgets (normalise, decide)."""
+WORKERS = 16
+"""Daemon threads that run checks (so a hung classifier cannot block the caller)."""
 NORMALIZER = "normalizer"
 MINOR_MENTIONS = "minor_mentions"
 
@@ -187,11 +202,53 @@ class TextModerator:
     def check_many(self, texts: Sequence[str], tenant: str) -> list[ModerationOutcome]:
         """Check several prompts under one policy snapshot; outcomes are in input order.
 
-        Classifiers that define ``classify_many`` score the whole batch in one call.
+        Classifiers that define ``classify_many`` score the whole batch in one call. A check
+        that misses its hard deadline blocks every prompt in it (see the module docstring).
         """
         if not texts:
             return []
         policy = self._policies.get(tenant)
+        names = _prompt_classifiers(policy)
+        deadline = self._budget_s * len(names) * len(texts) + DEADLINE_SLACK_S
+        future = _pool().submit(self._check_many, list(texts), tenant, policy)
+        try:
+            return future.result(timeout=deadline)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            log.error(
+                "text check for tenant %s missed its %.1f s deadline; blocking", tenant, deadline
+            )
+            return self._abandoned(list(texts), tenant, policy, names, deadline)
+
+    def _abandoned(
+        self,
+        texts: list[str],
+        tenant: str,
+        policy: ResolvedPolicy,
+        names: tuple[str, ...],
+        deadline: float,
+    ) -> list[ModerationOutcome]:
+        """Outcomes for a check that did not finish: every classifier counts as failed."""
+        reason = f"TimeoutError: the text check missed its deadline of {deadline * 1000:.0f} ms"
+        verdicts = [v for name in names for v in error_verdicts(name, reason)]
+        outcomes = []
+        for text in texts:
+            prompt = _identity(text)  # the normaliser may be what hangs
+            outcomes.append(
+                ModerationOutcome(
+                    tenant=tenant,
+                    prompt=prompt,
+                    verdicts=tuple(verdicts),
+                    decision=_decide(policy, verdicts, prompt, ()),
+                    model_versions={name: f"{name}@{ERROR_MODEL_VERSION}" for name in names},
+                    latency_ms=deadline * 1000.0,
+                )
+            )
+        return outcomes
+
+    def _check_many(
+        self, texts: list[str], tenant: str, policy: ResolvedPolicy
+    ) -> list[ModerationOutcome]:
         n = len(texts)
         spent = [0.0] * n
         prompts: list[PromptText] = []
@@ -313,6 +370,49 @@ class TextModerator:
         return found, took
 
 
+class _DaemonPool:
+    """A fixed set of daemon threads running submitted calls.
+
+    Unlike ``ThreadPoolExecutor`` (whose threads the interpreter joins at exit), a thread stuck
+    in a hung classifier never keeps the process from exiting.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.pid = os.getpid()
+        self._queue: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]]
+        self._queue = queue.SimpleQueue()
+        for i in range(workers):
+            threading.Thread(target=self._work, name=f"text-check-{i}", daemon=True).start()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((future, functools.partial(fn, *args)))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, call = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+_POOL: _DaemonPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> _DaemonPool:
+    """The process-wide check pool, started on first use (and again in a forked child)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL.pid != os.getpid():
+            _POOL = _DaemonPool(WORKERS)
+        return _POOL
+
+
 def _overrun(took: float, budget: float) -> str:
     return f"took {took * 1000:.1f} ms, over its budget of {budget * 1000:.1f} ms"
 
@@ -333,8 +433,12 @@ def _normalize(text: str) -> tuple[PromptText, list[Verdict]]:
         return normalize(text), []
     except Exception as exc:
         log.error("normaliser raised; failing closed", exc_info=exc)
-        identity = PromptText(original=text, normalized=text, offsets=tuple(range(len(text) + 1)))
-        return identity, error_verdicts(NORMALIZER, exc)
+        return _identity(text), error_verdicts(NORMALIZER, exc)
+
+
+def _identity(text: str) -> PromptText:
+    """``text`` as its own normalised form (when the normaliser cannot be used)."""
+    return PromptText(original=text, normalized=text, offsets=tuple(range(len(text) + 1)))
 
 
 def _minor_mentions(prompt: PromptText) -> tuple[tuple[Evidence, ...], list[Verdict]]:

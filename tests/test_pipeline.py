@@ -6,6 +6,7 @@ cannot load); every other test runs the real registry.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -251,3 +252,37 @@ def test_tenant_overlay_changes_the_decision(
     assert kids.action is Action.BLOCK
     assert kids.policy_version == store.get("kids").version != store.base.version
     assert [r.source for r in kids.reasons] == ["blocklist"]
+
+
+class Hanging(Scripted):
+    """Blocks inside classify until the test releases it (a deadlocked model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def classify(self, prompt: PromptText) -> list[Verdict]:
+        self.entered.set()
+        self.release.wait()
+        return super().classify(prompt)
+
+
+def test_a_hanging_classifier_still_gets_a_block_by_the_deadline(
+    policies: PolicyStore, text_classifiers: Mapping[str, ClassifierFactory]
+) -> None:
+    clf = Hanging()
+    mod = TextModerator(
+        policies, classifiers=with_scripted(text_classifiers, clf), time_budget_ms=20
+    )
+    try:
+        out = mod.check("a cat on a sofa", "default")
+        assert clf.entered.is_set() and not clf.release.is_set()  # returned while still hung
+        assert out.decision.action is Action.BLOCK
+        errs = error_reasons(out.decision.reasons)
+        assert errs
+        details = [e.detail or "" for r in errs for e in r.evidence]
+        assert all("missed its deadline" in d for d in details)
+        assert out.prompt.original == "a cat on a sofa"
+    finally:
+        clf.release.set()
