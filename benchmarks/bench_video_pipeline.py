@@ -55,6 +55,33 @@ def bench_policy(folder: Path, clip: bool) -> Path:
     return path
 
 
+def weights_or_untrained(folder: Path, configured: Path | None) -> tuple[Path, str]:
+    """The configured or shipped embedded weights; before those exist, a seeded untrained
+    export of the same architecture (the same compute per step, so the same timings)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from generator.embedded.backend import WEIGHTS
+    from generator.embedded.model import FrameAutoencoder, ModelConfig, VideoDiT
+
+    path = configured or WEIGHTS
+    if path.is_file():
+        return path, str(path)
+    torch.manual_seed(0)
+    config = ModelConfig()
+    tensors = {f"dit.{k}": v for k, v in VideoDiT(config).state_dict().items()}
+    decoder = FrameAutoencoder(config.latent_channels).state_dict()
+    tensors.update({f"ae.{k}": v for k, v in decoder.items() if k.startswith("decoder.")})
+    tensors["latent_mean"] = torch.zeros(config.latent_channels)
+    tensors["latent_std"] = torch.ones(config.latent_channels)
+    out = folder / "untrained_tiny_dit.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out),
+              metadata={"config": json.dumps(config.to_dict())})  # fmt: skip
+    return out, f"untrained export ({path} not found)"
+
+
 def submit(store: JobStore, prompt: str, seconds: str, size: str) -> VideoJob:
     width, height = (int(x) for x in size.split("x"))
     job, _ = store.create(
@@ -95,7 +122,9 @@ def main() -> None:
     env = Settings()
     with tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp:
         folder = Path(tmp)
+        weights, weights_note = weights_or_untrained(folder, env.embedded_weights)
         settings = Settings(
+            embedded_weights=weights,
             db=folder / "bench.db",
             data_dir=folder / "videos",
             policy=bench_policy(folder, clip=env.clip_checkpoint is not None),
@@ -124,7 +153,8 @@ def main() -> None:
 
     print(
         f"video pipeline, {args.seconds} s clip at {size}, embedded generator "
-        f"({settings.embedded_steps} steps), {args.runs} runs, 1 worker process"
+        f"({settings.embedded_steps} steps; weights: {weights_note}), {args.runs} runs, "
+        "1 worker process"
     )
     print(f"{'stage':<12} {'median s':>9} {'max s':>8} {'% of gen':>9}")
     gen = statistics.median(j.timings["generate_s"] for j in jobs)
@@ -136,6 +166,12 @@ def main() -> None:
             f"{label:<12} {medians[key]:>9.3f} {max(values):>8.3f} "
             f"{100 * medians[key] / gen:>8.1f}%"
         )
+    sampled = statistics.median((j.frame_moderation or {}).get("sampled_frames", 0) for j in jobs)
+    parts = sorted({k for j in jobs for k in j.timings if k.startswith("audit.")})
+    detail = ", ".join(
+        f"{k[6:-2]} {statistics.median(j.timings.get(k, 0.0) for j in jobs):.3f}" for k in parts
+    )
+    print(f"  frame audit: {sampled:g} sampled frames; {detail} (s)")
     overhead = (medians["queue_wait_s"] + medians["audit_s"] + medians["encode_s"]) / gen
     with_db = overhead + medians["record_s"] / gen
     print(

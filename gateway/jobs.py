@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -463,6 +464,24 @@ class JobStore:
             )
             row = conn.execute("SELECT * FROM video_jobs WHERE id = ?", (row["id"],)).fetchone()
             return _row_to_job(row)
+
+    def wait_for_work(
+        self, timeout_s: float, stop: threading.Event, *, peek_s: float = 0.02
+    ) -> None:
+        """Block until a job is queued, ``stop`` is set, or ``timeout_s`` passes.
+
+        Peeks every ``peek_s`` with one indexed read on a connection kept open for the wait
+        (microseconds each), so a new job starts within ~20 ms instead of a full poll period.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._conn() as conn:
+            while time.monotonic() < deadline:
+                if conn.execute(
+                    "SELECT 1 FROM video_jobs WHERE status = 'queued' LIMIT 1"
+                ).fetchone():
+                    return
+                if stop.wait(peek_s):
+                    return
 
     @staticmethod
     def _fail_exhausted(conn: sqlite3.Connection, now: float, max_attempts: int) -> None:

@@ -92,7 +92,10 @@ class Settings(BaseSettings):
     video_audit_timeout_s: float = Field(120.0, gt=0, description="Frame audit stage limit.")
     video_encode_timeout_s: float = Field(120.0, gt=0, description="MP4 encoding stage limit.")
     worker_poll_interval_s: float = Field(
-        0.2, gt=0, description="How often an idle worker looks for a job."
+        1.0,
+        gt=0,
+        description="How often an idle worker retries claiming (recovering jobs of dead "
+        "workers); new jobs wake it within ~20 ms.",
     )
     webhook_url: str | None = Field(
         None, description="POST video.completed / video.failed events here (none: no webhooks)."
@@ -120,10 +123,12 @@ class Settings(BaseSettings):
         None, description="Local open_clip checkpoint for clip_model (see README, CLIP weights)."
     )
     clip_pretrained: str | None = Field(
-        None, description="open_clip pretrained tag, downloaded (needs internet) when no checkpoint."
+        None,
+        description="open_clip pretrained tag, downloaded (needs internet) when no checkpoint.",
     )
     clip_model_config: Path | None = Field(
-        None, description="Extra open_clip model config JSON to register (its file stem is the name)."
+        None,
+        description="Extra open_clip model config JSON to register (its file stem is the name).",
     )
 
 

@@ -292,6 +292,7 @@ class JobRunner:
         t = time.perf_counter()
         audit = self._audit(output, policy)
         timings["audit_s"] = time.perf_counter() - t
+        timings.update({f"audit.{k}_s": v / 1000.0 for k, v in audit.timings_ms.items()})
 
         hb.stage("encoding", s.video_encode_timeout_s, progress=95)
         t = time.perf_counter()
@@ -341,8 +342,7 @@ class JobRunner:
 
         prompt_action = Action(job.prompt_moderation.get("action", "allow"))
         final = max(prompt_action, audit.decision.action, key=lambda a: a.severity)
-        latency = {f"audit.{k}": v for k, v in audit.timings_ms.items()}
-        latency.update({k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()})
+        latency = {k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()}
         self.c.audit_log.record_frame_audit(
             FrameAuditRecord(
                 job_id=job.id,
@@ -495,7 +495,7 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
             log.exception("worker loop error")
             busy = False
         if not busy:
-            shutdown.wait(settings.worker_poll_interval_s)
+            runner.store.wait_for_work(settings.worker_poll_interval_s, shutdown)
     log.info("worker %s stopped", worker_id)
 
 
