@@ -315,7 +315,13 @@ def _show_story(story: Any) -> None:
         "decisions",
         ["stage", "action", "policy version", "time (UTC)", "latency ms"],
         (
-            [d["stage"], d["action"], d["policy_version"], _when(d["recorded_at"]), d["latency_ms"]]
+            [
+                d["stage"],
+                d["action"],
+                d["policy_version"],
+                _when(d["recorded_at"]),
+                ", ".join(f"{k} {v:.1f}" for k, v in (d["latency_ms"] or {}).items()),
+            ]
             for d in story.decisions
         ),
     )
