@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     video_generate_timeout_s: float = Field(900.0, gt=0, description="Generation stage limit.")
     video_audit_timeout_s: float = Field(120.0, gt=0, description="Frame audit stage limit.")
     video_encode_timeout_s: float = Field(120.0, gt=0, description="MP4 encoding stage limit.")
+    video_stage_grace_s: float = Field(
+        15.0,
+        gt=0,
+        description="A stage that ignores its timeout this long ends its worker process (the "
+        "job fails with code timeout; the pool starts a fresh worker).",
+    )
     worker_poll_interval_s: float = Field(
         1.0,
         gt=0,

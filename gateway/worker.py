@@ -39,9 +39,6 @@ from gateway.settings import Settings
 
 log = logging.getLogger("reelguard.worker")
 
-HARD_KILL_GRACE_S = 15.0
-"""How long past its timeout a stage that ignores the cooperative stop may run."""
-
 EXIT_STAGE_OVERRUN = 70
 
 
@@ -94,8 +91,10 @@ class Heartbeat:
         worker_id: str,
         lease_s: float,
         shutdown: threading.Event,
+        grace_s: float = 15.0,
     ) -> None:
         self.store, self.job, self.worker_id, self.lease_s = store, job, worker_id, lease_s
+        self.grace_s = grace_s
         self.shutdown = shutdown
         self._stop = threading.Event()
         self._stopped_reason: StopJob | None = None
@@ -159,7 +158,7 @@ class Heartbeat:
                 self._stopped_reason = LeaseLost("lease_lost", "another worker took this job")
             elif lease.cancel_requested:
                 self._stopped_reason = StopJob("cancelled", "deleted while running")
-            if time.monotonic() > self._deadline + HARD_KILL_GRACE_S:
+            if time.monotonic() > self._deadline + self.grace_s:
                 self._hard_stop()
 
     def _hard_stop(self) -> None:
@@ -250,7 +249,9 @@ class JobRunner:
                 self._fail(job, "release_failed", f"{type(exc).__name__}: {exc}")
             return
         s = self.settings
-        with Heartbeat(self.store, job, self.worker_id, s.video_lease_s, self.shutdown) as hb:
+        with Heartbeat(
+            self.store, job, self.worker_id, s.video_lease_s, self.shutdown, s.video_stage_grace_s
+        ) as hb:
             try:
                 self._pipeline(job, hb)
             except LeaseLost:

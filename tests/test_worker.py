@@ -4,6 +4,7 @@ cancellation, stage timeouts, shutdown, generator errors, and signed webhooks wi
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 import threading
 import time
@@ -26,6 +27,7 @@ from audit.log import AuditLog
 from gateway.jobs import JobStore, NewJob, VideoJob, videos_dir
 from gateway.settings import Settings
 from gateway.webhooks import WebhookConfigError, check_config, deliver_due, deliveries
+from gateway.worker import EXIT_STAGE_OVERRUN
 from generator.base import BackendError
 
 
@@ -326,3 +328,26 @@ def test_webhook_settings_are_checked_at_start(
     else:
         with pytest.raises(WebhookConfigError, match=re.escape(problem)):
             check_config(settings)
+
+
+def _run_one_hanging_job(settings: Settings) -> None:
+    """In a spawned process: a generator stuck in one long step, never calling progress."""
+    run_all(runner(settings, backend=PatternBackend(steps=1, step_s=120)))
+
+
+def test_stage_that_ignores_its_timeout_ends_the_worker_process(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, video_generate_timeout_s=0.5, video_stage_grace_s=0.5, video_lease_s=0.6
+    )
+    job = enqueue(settings)
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_run_one_hanging_job, args=(settings,)
+    )
+    proc.start()
+    proc.join(120)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the worker kept running a stage far past its timeout")
+    assert proc.exitcode == EXIT_STAGE_OVERRUN
+    done = JobStore(settings.db).get(job.id)
+    assert done.status == "failed" and done.error_code == "timeout"
