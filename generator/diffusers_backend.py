@@ -1,0 +1,270 @@
+"""GPU backend: a local diffusers text-to-video pipeline (Wan, LTX-Video or CogVideoX).
+
+``REELGUARD_DIFFUSERS_MODEL`` names a folder saved by ``DiffusionPipeline.save_pretrained`` (or
+downloaded with ``huggingface-cli download --local-dir``). The pipeline family is read from the
+folder's ``model_index.json`` (``_class_name``), or guessed from the folder name. Weights are
+only ever read from disk (``local_files_only=True``): the gateway never downloads at run time.
+
+Each family has its own rules for sizes and frame counts, checked up front with a concise error
+instead of being silently rounded as the pipelines themselves do:
+
+============  ===================  ==========================  ===========  =====
+family        pipeline             frames                      sides        fps
+============  ===================  ==========================  ===========  =====
+wan           ``WanPipeline``      4k+1 (81 at 16 fps = 5 s)   multiple 16  16
+ltx           ``LTXPipeline``      8k+1 (121 at 24 fps)        multiple 32  24
+cogvideox     ``CogVideoXPipeline``  4k+1 (49 at 8 fps = 6 s)  multiple 16  8
+============  ===================  ==========================  ===========  =====
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.settings import Settings
+from generator.base import (
+    BackendError,
+    BackendUnavailable,
+    InvalidVideoRequest,
+    ProgressCallback,
+    VideoOutput,
+    VideoRequest,
+    check_common,
+    resolve_seed,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineFamily:
+    """What differs between the supported diffusers pipelines."""
+
+    name: str
+    pipeline_class: str
+    temporal_factor: int
+    """num_frames must be ``temporal_factor * k + 1``."""
+    side_multiple: int
+    fps: int
+    steps: int
+    guidance: float
+    max_frames: int
+    extra_call_kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+FAMILIES: dict[str, PipelineFamily] = {
+    "wan": PipelineFamily("wan", "WanPipeline", 4, 16, 16, 50, 5.0, 121),
+    "ltx": PipelineFamily("ltx", "LTXPipeline", 8, 32, 24, 50, 3.0, 257),
+    "cogvideox": PipelineFamily("cogvideox", "CogVideoXPipeline", 4, 16, 8, 50, 6.0, 81),
+}
+"""Supported pipeline families, by name."""
+
+_CLASS_TO_FAMILY = {f.pipeline_class: f for f in FAMILIES.values()}
+_NAME_HINTS = (("wan", "wan"), ("ltx", "ltx"), ("cogvideo", "cogvideox"))
+_VAE_TEMPORAL_KEYS = ("scale_factor_temporal", "temporal_compression_ratio")
+
+
+def detect_family(model: str) -> tuple[PipelineFamily, int]:
+    """The family of the pipeline in folder ``model`` and its VAE's temporal factor.
+
+    Reads ``model_index.json`` (``_class_name``) and ``vae/config.json`` when present; otherwise
+    matches the folder name ("Wan2.1-T2V-1.3B-Diffusers" -> wan).
+    """
+    path = Path(model)
+    index = path / "model_index.json"
+    family: PipelineFamily | None = None
+    if index.is_file():
+        try:
+            class_name = json.loads(index.read_text())["_class_name"]
+        except (ValueError, KeyError) as exc:
+            raise BackendUnavailable(f"{index}: not a diffusers model index ({exc})") from exc
+        family = _CLASS_TO_FAMILY.get(class_name)
+        if family is None:
+            known = ", ".join(sorted(_CLASS_TO_FAMILY))
+            raise BackendUnavailable(
+                f"{index}: pipeline {class_name} is not supported; use one of: {known}"
+            )
+    else:
+        lowered = path.name.lower()
+        for hint, name in _NAME_HINTS:
+            if hint in lowered:
+                family = FAMILIES[name]
+                break
+        if family is None:
+            raise BackendUnavailable(
+                f"REELGUARD_DIFFUSERS_MODEL={model}: no model_index.json there and the name "
+                "names no known family (wan, ltx, cogvideox)"
+            )
+    temporal = family.temporal_factor
+    vae_config = path / "vae" / "config.json"
+    if vae_config.is_file():
+        config = json.loads(vae_config.read_text())
+        for key in _VAE_TEMPORAL_KEYS:
+            if isinstance(config.get(key), int) and config[key] > 0:
+                temporal = config[key]
+                break
+    return family, temporal
+
+
+class DiffusersBackend:
+    """:class:`generator.base.VideoBackend` over a local diffusers text-to-video pipeline."""
+
+    name = "diffusers"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        steps: int | None = None,
+        max_seconds: float = 20.0,
+        max_side: int = 1920,
+    ) -> None:
+        self.model = model
+        self.family, self.temporal_factor = detect_family(model)
+        self.model_id = f"diffusers/{self.family.pipeline_class}:{Path(model).name}"
+        self._device = device
+        self.steps = steps or self.family.steps
+        self.max_seconds = max_seconds
+        self.max_side = max_side
+        self._pipe: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DiffusersBackend:
+        """Build from ``REELGUARD_DIFFUSERS_*`` settings."""
+        if not settings.diffusers_model:
+            raise BackendUnavailable(
+                "the diffusers backend needs REELGUARD_DIFFUSERS_MODEL: a local folder holding a "
+                "Wan, LTX-Video or CogVideoX diffusers pipeline"
+            )
+        return cls(
+            settings.diffusers_model,
+            device=settings.diffusers_device,
+            steps=settings.diffusers_steps,
+        )
+
+    def num_frames(self, request: VideoRequest) -> int:
+        """Frames for the request: ``round(seconds * fps)``."""
+        return max(1, round(request.seconds * (request.fps or self.family.fps)))
+
+    def check_inputs(self, request: VideoRequest) -> None:
+        """Shared checks, then this family's frame-count and size rules."""
+        check_common(request, max_seconds=self.max_seconds, max_side=self.max_side)
+        f = self.family
+        m = f.side_multiple
+        for name, value in (("width", request.width), ("height", request.height)):
+            if value % m:
+                raise InvalidVideoRequest(
+                    name,
+                    f"{f.name} needs a multiple of {m}, got {value} (try {(value // m or 1) * m})",
+                )
+        fps = request.fps or f.fps
+        frames = self.num_frames(request)
+        k = self.temporal_factor
+        if (frames - 1) % k or frames > f.max_frames:
+            lower = max(1, (frames - 1) // k * k + 1)
+            options = [n for n in (lower, lower + k) if n <= f.max_frames] or [f.max_frames]
+            hint = " or ".join(f"{n / fps:.4g} s ({n} frames)" for n in options)
+            raise InvalidVideoRequest(
+                "seconds",
+                f"{f.name} makes {k}k+1 frames, at most {f.max_frames}; {request.seconds:g} s at "
+                f"{fps} fps is {frames} frames (try {hint})",
+            )
+
+    def device(self) -> str:
+        """The torch device: the configured one, else CUDA when present, else CPU."""
+        if self._device:
+            return self._device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def pipeline(self) -> Any:
+        """Load the pipeline once from the local folder (bf16 on CUDA, fp32 on CPU)."""
+        if self._pipe is None:
+            import diffusers
+            import torch
+
+            cls = getattr(diffusers, self.family.pipeline_class)
+            device = self.device()
+            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+            try:
+                pipe = cls.from_pretrained(self.model, torch_dtype=dtype, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise BackendUnavailable(
+                    f"{self.model}: cannot load {self.family.pipeline_class} from this folder "
+                    f"({exc}); download it first, e.g. `huggingface-cli download <repo> "
+                    f"--local-dir {self.model}`"
+                ) from exc
+            if dtype != torch.float32 and getattr(pipe, "vae", None) is not None:
+                # The VAE decodes in fp32 for quality (the Wan and LTX model cards recommend it).
+                pipe.vae.to(torch.float32)
+            pipe.to(device)
+            pipe.set_progress_bar_config(disable=True)
+            self._pipe = pipe
+        return self._pipe
+
+    def _call_kwargs(
+        self, request: VideoRequest, seed: int, progress: ProgressCallback
+    ) -> dict[str, Any]:
+        import torch
+
+        steps = self.steps
+        device = self.device()
+
+        def on_step_end(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            progress(0.95 * (i + 1) / steps)
+            return kwargs
+
+        kwargs: dict[str, Any] = {
+            "prompt": request.prompt,
+            "height": request.height,
+            "width": request.width,
+            "num_frames": self.num_frames(request),
+            "num_inference_steps": steps,
+            "guidance_scale": self.family.guidance,
+            "generator": torch.Generator(device="cpu" if device == "mps" else device).manual_seed(
+                seed
+            ),
+            "output_type": "np",
+            "callback_on_step_end": on_step_end,
+        }
+        if self.family.name == "ltx":
+            kwargs["frame_rate"] = request.fps or self.family.fps
+        kwargs.update(dict(self.family.extra_call_kwargs))
+        return kwargs
+
+    def generate(self, request: VideoRequest, progress: ProgressCallback) -> VideoOutput:
+        """Run the pipeline; frames come back as uint8 RGB."""
+        self.check_inputs(request)
+        seed = resolve_seed(request)
+        with self._lock:
+            pipe = self.pipeline()
+            try:
+                result = pipe(**self._call_kwargs(request, seed, progress))
+            except (RuntimeError, ValueError) as exc:
+                raise BackendError(f"{self.model_id}: generation failed: {exc}") from exc
+        frames = _to_uint8(result.frames[0])
+        progress(1.0)
+        return VideoOutput(
+            frames=frames,
+            fps=float(request.fps or self.family.fps),
+            seed=seed,
+            backend=self.name,
+            model_id=self.model_id,
+        )
+
+
+def _to_uint8(video: Any) -> np.ndarray:
+    """(T, H, W, 3) floats in [0, 1] (or a list of PIL images) -> uint8."""
+    if isinstance(video, list):
+        return np.stack([np.asarray(frame.convert("RGB")) for frame in video]).astype(np.uint8)
+    array = np.asarray(video, dtype=np.float32)
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise BackendError(f"pipeline returned frames of shape {array.shape}, not (T, H, W, 3)")
+    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
