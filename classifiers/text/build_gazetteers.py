@@ -10,10 +10,12 @@ loads only that file. Decisions taken here (each one is a tier, so it shows in e
 
 * **Scores by tier.** Contemporary, well-known names (TMDb/Spotify popularity, K-pop idols,
   Pantheon people born 1900 or later, VGGFace2, comic characters with 100+ appearances,
-  Pokémon, curated names) score 0.85-0.95; anime titles and brands 0.75-0.8. Weak sources
-  score below the default review threshold (0.35) so they are evidence, not blocks: LFW-only
-  news figures (some are private people), comic characters with few appearances, Pantheon
-  people born before 1900 (``historical``: Napoleon, Van Gogh are not deepfake targets).
+  Pokémon, curated names) score 0.85-0.95; anime titles 0.75, characters with 50-99
+  appearances 0.6 (all block at the default 0.5). Kit brands (0.45) and characters with 20-49
+  appearances review. Weak sources score below the default review threshold (0.35) so they
+  are evidence, not blocks: LFW-only news figures (some are private people), characters with
+  fewer than 20 appearances, Pantheon artists ("in the style of ..." is benign) and people
+  born before 1900 (``historical``: Napoleon, Van Gogh are not deepfake targets).
   THUOCL's unverified Chinese names score 0.4 (review), and 2-character ones are dropped (they
   are mostly ordinary words: 孙子, 陆军, 星光). Six-CD artist styles are benign and not read.
 * **Common words.** A form that is also an ordinary word only fires with supporting context
@@ -194,8 +196,10 @@ def ip_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
                 tier, score = "major_character", 0.95
             elif appearances >= 100:
                 tier, score = "character", 0.85
+            elif appearances >= 50:
+                tier, score = "minor_character", 0.6
             elif appearances >= 20:
-                tier, score = "minor_character", 0.45
+                tier, score = "rare_character", 0.45
             else:
                 tier, score = "obscure_character", 0.25
             ctx_class = "comic"
@@ -300,6 +304,8 @@ def needs_context(entry: Entry, form: str, key: str, is_cjk: bool, vocab: Benign
     if len(tokens) == 1:
         if entry.category == "ip" and entry.score < 0.85 and key in vocab.dictionary:
             return True  # "caretaker", "citizen", "battleship": words before they are names
+        if len(key) == 4 and key.isalpha():
+            return vocab.is_word(key) or key in vocab.dictionary  # "Snom" is a name, "Stag" a word
         return len(key) <= 4 or vocab.is_word(key) or (not key.isalpha() and len(key) <= 6)
     # People's names were screened out of the benign rows; a character, title or brand seen
     # there even once is an everyday phrase ("santa claus", "one piece").
