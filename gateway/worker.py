@@ -344,6 +344,7 @@ class JobRunner:
         prompt_action = Action(job.prompt_moderation.get("action", "allow"))
         final = max(prompt_action, audit.decision.action, key=lambda a: a.severity)
         latency = {k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()}
+        thumbnails = self._evidence_thumbnails(job, output, audit)
         self.c.audit_log.record_frame_audit(
             FrameAuditRecord(
                 job_id=job.id,
@@ -356,6 +357,7 @@ class JobRunner:
                     "generator": f"{output.backend}:{output.model_id}@seed={output.seed}",
                 },
                 latency_ms=latency,
+                thumbnails=thumbnails,
             )
         )
         return {
@@ -371,6 +373,28 @@ class JobRunner:
                 "frames": int(output.frames.shape[0]),
             },
         }
+
+    def _evidence_thumbnails(self, job: VideoJob, output: Any, audit: Any) -> dict[int, Path]:
+        """JPEGs of the frames a review/block reason points at, for the reviewer (at most 16)."""
+        from audit.evidence import write_thumbnail
+
+        flagged = sorted(
+            {
+                e.frame_index
+                for r in audit.decision.reasons
+                for e in r.evidence
+                if e.frame_index is not None and 0 <= e.frame_index < len(output.frames)
+            }
+        )[:16]
+        thumbnails: dict[int, Path] = {}
+        for index in flagged:
+            try:
+                thumbnails[index] = write_thumbnail(
+                    self.settings.data_dir, job.id, index, output.frames[index]
+                )
+            except Exception:  # evidence is a convenience; the scores are recorded regardless
+                log.warning("job %s: evidence thumbnail of frame %d failed", job.id, index)
+        return thumbnails
 
     def _finalize(self, job: VideoJob, t_record: float | None = None) -> None:
         """Apply a recorded decision: release the file, or keep it quarantined (withheld)."""

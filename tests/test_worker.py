@@ -36,10 +36,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return make_settings(tmp_path_factory.mktemp("worker"))
 
 
-def enqueue(settings: Settings, prompt: str = "a blue bicycle", action: str = "allow") -> VideoJob:
+def enqueue(
+    settings: Settings, prompt: str = "a blue bicycle", action: str = "allow", tenant: str = "acme"
+) -> VideoJob:
     job, _ = JobStore(settings.db).create(
         NewJob(
-            tenant="acme",
+            tenant=tenant,
             model="embedded",
             prompt=prompt,
             seconds="1",
@@ -87,6 +89,26 @@ def test_classifier_error_withholds_and_keeps_file_in_quarantine(settings: Setti
     assert (videos_dir(settings.data_dir, "quarantine") / done.file_name).is_file()
     assert not (videos_dir(settings.data_dir, "released") / done.file_name).exists()
     assert [r["action"] for r in story(settings, job.id)["releases"]] == ["withheld"]
+
+
+def test_frame_policy_withhold_keeps_evidence_thumbnails(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    strict = (
+        "extends: default\ncategories:\n  sexual:\n    frame: {review_at: 0.0, block_at: 0.0}\n"
+    )
+    (settings.tenant_policy_dir / "strict.yaml").write_text(strict)  # type: ignore[operator]
+    job = enqueue(settings, tenant="strict")
+    run_all(runner(settings, backend=PatternBackend()))
+    done = JobStore(settings.db).get(job.id)
+    assert done.error_code == "output_moderation" and done.release == "withheld"
+    reasons = (done.frame_moderation or {})["reasons"]
+    assert reasons and all(
+        r["category"] == "sexual" and r["source"] == "classifier" for r in reasons
+    )
+    stamps = [e["timestamp_s"] for r in reasons for e in r["evidence"] if "timestamp_s" in e]
+    assert stamps and "at " in (done.error_message or "")
+    evidence = AuditLog(settings.db).story(job.id).evidence
+    assert evidence and all(Path(e["path"]).is_file() and e["sha256"] for e in evidence)
 
 
 def test_prompt_in_review_is_generated_but_withheld(settings: Settings) -> None:
