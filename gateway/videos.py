@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 import uuid
@@ -60,6 +61,8 @@ from gateway.jobs import (
 )
 from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem
 from gateway.settings import Settings
+
+log = logging.getLogger("reelguard.videos")
 
 SIZE_PATTERN = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 FIELDS = ("prompt", "model", "seconds", "size", "seed", "input_reference")
@@ -579,14 +582,31 @@ def _check_servable(job: VideoJob) -> None:
 def _record_prompt(
     state: State, outcome: Any, request_id: str, created_at: float, *, job_id: str | None
 ) -> None:
+    """Write the prompt decision to the audit log, or raise a 503 problem: a decision that is
+    not recorded is not acted on (the caller cancels the job it just created)."""
+    import sqlite3
+
+    from audit.errors import AuditError
     from gateway.pipeline import moderation_record
 
-    state.audit.record_moderation(
-        moderation_record(
-            outcome,
-            request_id=request_id,
-            created_at=created_at,
-            endpoint="videos",
-            job_id=job_id,
+    try:
+        state.audit.record_moderation(
+            moderation_record(
+                outcome,
+                request_id=request_id,
+                created_at=created_at,
+                endpoint="videos",
+                job_id=job_id,
+            )
         )
-    )
+    except (OSError, sqlite3.Error, AuditError) as exc:
+        log.error("audit write failed for %s", request_id, exc_info=exc)
+        if job_id is not None:
+            _store(state).delete(job_id, outcome.tenant)
+        raise Problem(
+            503,
+            "audit-unavailable",
+            "The prompt decision could not be written to the audit log, so no video was "
+            "started; retry shortly.",
+            headers={"Retry-After": "1"},
+        ) from exc

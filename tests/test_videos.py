@@ -22,6 +22,7 @@ from test_videos_support import (
     runner,
 )
 
+from audit.log import AuditLog
 from gateway.app import create_app
 from gateway.jobs import JobStore, release_withheld
 from gateway.keys import KeyStore
@@ -285,3 +286,21 @@ def test_delete_completed_video_removes_released_files(env: Env) -> None:
     assert env.delete(f"/v1/videos/{video_id}").status_code == 200
     assert not (env.settings.data_dir / "released" / f"{video_id}.mp4").exists()
     assert env.get(f"/v1/videos/{video_id}/content").status_code == 404
+
+
+def test_unwritable_audit_log_starts_no_video(
+    tmp_path: Path, text_classifiers: Mapping[str, Any]
+) -> None:
+    settings = make_settings(tmp_path)
+    app = create_app(settings, classifiers=text_classifiers)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the audit folder should be")
+    app.state.audit = AuditLog(blocker / "audit.db")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        env = Env(settings, client)
+        r = env.post()
+        assert r.status_code == 503 and r.json()["type"].endswith("audit-unavailable")
+        assert r.headers["retry-after"] == "1"
+        [job] = JobStore(settings.db).list("acme", limit=10).jobs or [None]
+        assert job is None or job.status == "failed"  # created, then cancelled
+        assert JobStore(settings.db).claim("w", lease_s=30, max_attempts=1) is None
