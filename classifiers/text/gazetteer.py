@@ -27,10 +27,11 @@ from __future__ import annotations
 import gzip
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import overload
 
 from rapidfuzz.distance import OSA
 
@@ -105,8 +106,42 @@ class _Key:
     entity: int
     needs_context: bool
 
+    @classmethod
+    def decode(cls, code: int) -> _Key:
+        return cls(code >> 1, bool(code & 1))
+
 
 _Found = list[tuple[int, int, _Key, str]]  # (start, end, key, how) in the normalised text
+
+
+class _Entities(Sequence[Entity]):
+    """Entities parsed from their file rows on first use (most are never matched)."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[str]] = []
+        self.scores: list[float] = []
+        self._cache: dict[int, Entity] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Entity: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Entity]: ...
+    def __getitem__(self, index: int | slice) -> Entity | Sequence[Entity]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        entity = self._cache.get(index)
+        if entity is None:
+            category, name, detail, tier, score, ctx_class, context, _ = self.rows[index]
+            entity = Entity(
+                category,  # type: ignore[arg-type]
+                name, detail, tier, float(score), ctx_class,
+                tuple(c for c in context.split("|") if c),
+            )  # fmt: skip
+            self._cache[index] = entity
+        return entity
 
 
 class Gazetteer:
@@ -115,10 +150,10 @@ class Gazetteer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.version = ""
-        self.entities: list[Entity] = []
-        self.phrases: dict[str, list[_Key]] = {}
+        self.entities = _Entities()
+        self.phrases: dict[str, list[int]] = {}  # key -> [entity index * 2 + needs context]
         self.prefixes: set[str] = set()
-        self.cjk: dict[str, list[_Key]] = {}
+        self.cjk: dict[str, list[int]] = {}
         self.cjk_lengths: tuple[int, ...] = ()
         self.cjk_prefix2: set[str] = set()
         self.fuzzy_deletes: dict[str, set[str]] = {}
@@ -143,6 +178,8 @@ class Gazetteer:
             raise GazetteerError(f"{path}: missing '# reelguard gazetteer' header; rebuild it")
         self.version = header.group(1)
         fuzzy_keys: list[tuple[str, int]] = []
+        rows, scores = self.entities.rows, self.entities.scores
+        phrases, cjk, prefixes = self.phrases, self.cjk, self.prefixes
         for lineno, line in enumerate(lines, 1):
             if line.startswith("#") or not line:
                 continue
@@ -154,24 +191,25 @@ class Gazetteer:
                 raise GazetteerError(
                     f"{path}:{lineno}: expected 8 columns (category..keys); rebuild it"
                 )
-            category, name, detail, tier, score, ctx_class, context, keys = cols
-            idx = len(self.entities)
-            self.entities.append(
-                Entity(category, name, detail, tier, float(score), ctx_class,  # type: ignore[arg-type]
-                       tuple(c for c in context.split("|") if c))
-            )  # fmt: skip
-            for raw in keys.split("|"):
-                needs_ctx = raw.startswith("~")
-                key = raw.lstrip("~")
-                if key.startswith("="):
-                    self.cjk.setdefault(key[1:], []).append(_Key(idx, needs_ctx))
+            idx = len(rows)
+            score = float(cols[4])
+            rows.append(cols)
+            scores.append(score)
+            fuzzy_ok = score >= FUZZY_MIN_SCORE
+            for raw in cols[7].split("|"):
+                needs_ctx = raw[0] == "~"
+                key = raw[1:] if needs_ctx else raw
+                code = idx * 2 + needs_ctx
+                if key[0] == "=":
+                    cjk.setdefault(key[1:], []).append(code)
                     continue
-                self.phrases.setdefault(key, []).append(_Key(idx, needs_ctx))
-                words = key.split(" ")
-                for n in range(1, len(words)):
-                    self.prefixes.add(" ".join(words[:n]))
-                if not needs_ctx and len(words) > 1 and float(score) >= FUZZY_MIN_SCORE:
-                    fuzzy_keys.append((key, idx))
+                phrases.setdefault(key, []).append(code)
+                if " " in key:
+                    words = key.split(" ")
+                    for n in range(1, len(words)):
+                        prefixes.add(" ".join(words[:n]))
+                    if fuzzy_ok and not needs_ctx:
+                        fuzzy_keys.append((key, idx))
         self.cjk_lengths = tuple(sorted({len(k) for k in self.cjk}))
         self.cjk_prefix2 = {k[:2] for k in self.cjk}
         self._build_fuzzy(fuzzy_keys)
@@ -213,8 +251,8 @@ class Gazetteer:
             key = words[i]
             j = i
             while True:
-                for k in self.phrases.get(key, ()):
-                    found.append((spans[i][0], spans[j][1], k, "exact"))
+                for code in self.phrases.get(key, ()):
+                    found.append((spans[i][0], spans[j][1], _Key.decode(code), "exact"))
                 j += 1
                 if j >= n or key not in self.prefixes:
                     break
@@ -234,8 +272,8 @@ class Gazetteer:
             for length in self.cjk_lengths:
                 if p + length > size:
                     break
-                for k in self.cjk.get(stream[p : p + length], ()):
-                    found.append((where[p], where[p + length - 1] + 1, k, "exact"))
+                for code in self.cjk.get(stream[p : p + length], ()):
+                    found.append((where[p], where[p + length - 1] + 1, _Key.decode(code), "exact"))
 
     def _fuzzy(self, words: list[str], spans: list[tuple[int, int]], found: _Found) -> None:
         n = len(words)
@@ -281,11 +319,12 @@ class Gazetteer:
     ) -> list[Hit]:
         # Longest span first, then the best score: a span inside an accepted one (or the same
         # span again, for the same category) is the same mention.
-        found.sort(key=lambda f: (f[0] - f[1], -self.entities[f[2].entity].score, f[0]))
+        scores = self.entities.scores
+        found.sort(key=lambda f: (f[0] - f[1], -scores[f[2].entity], f[0]))
         strong = [
             (a, b, self.entities[k.entity].franchise)
             for a, b, k, _ in found
-            if not k.needs_context and self.entities[k.entity].score >= FUZZY_MIN_SCORE
+            if not k.needs_context and scores[k.entity] >= FUZZY_MIN_SCORE
         ]
         taken: dict[tuple[int, int], set[str]] = {}
         hits: list[Hit] = []
