@@ -436,14 +436,16 @@ class AuditLog:
             found = conn.execute(
                 "SELECT request_id FROM requests WHERE job_id = ? ORDER BY seq LIMIT 1", (job_id,)
             ).fetchone()
+            request_id = found[0] if found else None
             row = {
                 "job_id": job_id,
-                "request_id": found[0] if found else None,
+                "request_id": request_id,
                 "tenant": tenant,
                 "action": action,
                 "path": None if path is None else str(path),
                 "reason": reason,
                 "actor": actor,
+                **_decided_under(conn, request_id, job_id),
             }
             return self._append(conn, [("releases", row)])
 
@@ -465,6 +467,7 @@ class AuditLog:
                 "reviewer": reviewer,
                 "verdict": verdict,
                 "note": note,
+                **_decided_under(conn, request_id, found_job),
             }
             return self._append(conn, [("reviews", row)])
 
@@ -909,6 +912,22 @@ class AuditLog:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+def _decided_under(
+    conn: sqlite3.Connection, request_id: str | None, job_id: str | None
+) -> dict[str, str | None]:
+    """Policy version and models of the latest decision on a request or job (for releases and
+    reviews, so they too name the policy and models they act on)."""
+    found = conn.execute(
+        "SELECT policy_version, model_versions FROM decisions "
+        "WHERE request_id = ? OR job_id = ? ORDER BY seq DESC LIMIT 1",
+        (request_id, job_id),
+    ).fetchone()
+    return {
+        "policy_version": found[0] if found else None,
+        "model_versions": found[1] if found else None,
+    }
 
 
 def _need(value: str | None, name: str) -> None:

