@@ -269,6 +269,7 @@ def moderate(
 
 from audit.cli import audit as audit_group  # noqa: E402 - after db_option, which it uses
 from classifiers.text.build_gazetteers import build_gazetteers_command  # noqa: E402
+from classifiers.text.train import main as train_text_command  # noqa: E402
 from gateway.worker import worker_command  # noqa: E402 - after the shared options it may use
 from generator.cli import generate as generate_command  # noqa: E402
 
@@ -281,6 +282,7 @@ COMMANDS: dict[str, click.Command] = {
     "worker": worker_command,
     "audit": audit_group,
     "generate": generate_command,
+    "train-text": train_text_command,
     "build-gazetteers": build_gazetteers_command,
 }
 

@@ -1,0 +1,154 @@
+"""Latency, throughput and memory of the whole prompt stage, in-process, one thread.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_text_stage.py [--data train.jsonl] [-n 2000]
+
+The stage is what the gateway runs per prompt: normalise -> gazetteer matchers -> learned heads.
+Prints p50/p99 single-prompt latency on benign video-style prompts and on a mixed sample of the
+dev split (where far more prompts escalate to the embedding heads), batch throughput (prompts/s
+over the mixed sample), the share of prompts that escalated, the normaliser+matchers+fast-heads
+path alone as the in-process baseline, and the peak RSS with all text models loaded. Targets
+(issue 3): p50 <= 5 ms, p99 <= 15 ms, >= 500 prompts/s, RSS <= 1.5 GB. Figures only; nothing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import click
+import numpy as np
+
+from classifiers.base import PromptText, TextClassifier
+from classifiers.text.learned import LearnedTextClassifier
+from classifiers.text.normalize import normalize
+
+FALLBACK_PROMPTS = [
+    "a red fox jumping over a fence in the snow",
+    "a drone shot of a coastline at sunset, cinematic, 4k",
+    "a chef slicing vegetables in a busy kitchen",
+    "two kids flying a kite on a windy hill",
+    "timelapse of clouds over a mountain lake",
+    "一只猫在窗台上晒太阳",
+    "a man lying in a pool of his own blood",
+    "she slowly undresses for the camera",
+    "Taylor Swift dancing on stage",
+    "Storm clouds over the sea",
+]
+VIDEO_SOURCES = {"coco_captions_esd", "didemo", "parti", "t2i_compbench", "vbench_aug", "opensora"}
+
+
+def _prompts(data: Path | None, n: int) -> tuple[list[str], list[str]]:
+    if data is None or not data.is_file():
+        return FALLBACK_PROMPTS * (n // len(FALLBACK_PROMPTS) + 1), FALLBACK_PROMPTS[:6] * n
+    from classifiers.text.train import load_rows, split_of
+
+    rows = load_rows(data)
+    split = split_of(rows)
+    dev = [r for r in rows if split[r.id] == "dev"]
+    rng = random.Random(0)
+    mixed = [r.text for r in rng.sample(dev, min(n, len(dev)))]
+    video = [r.text for r in dev if r.source in VIDEO_SOURCES and not r.labels]
+    return mixed, rng.sample(video, min(n, len(video)))
+
+
+def _stage(classifiers: list[TextClassifier], text: str) -> None:
+    prompt: PromptText = normalize(text)
+    for clf in classifiers:
+        clf.classify(prompt)
+
+
+def _timed(classifiers: list[TextClassifier], texts: list[str]) -> np.ndarray:
+    out = np.zeros(len(texts))
+    for i, t in enumerate(texts):
+        start = time.perf_counter()
+        _stage(classifiers, t)
+        out[i] = time.perf_counter() - start
+    return out * 1e3
+
+
+class _FastOnly:
+    """The learned classifier with escalation switched off: the in-process baseline."""
+
+    name = "learned-fast"
+    model_id = "baseline"
+    model_version = "0"
+
+    def __init__(self, clf: LearnedTextClassifier) -> None:
+        self.clf = clf
+
+    def classify(self, prompt: PromptText) -> list:  # type: ignore[type-arg]
+        self.clf.fast_logits(prompt.normalized)
+        self.clf.fast_logits(prompt.original.casefold())
+        return []
+
+
+@click.command()
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(__file__).resolve().parents[2] / "shared" / "datasets" / "train.jsonl",
+    show_default=True,
+    help="Kit train.jsonl for a realistic dev-split sample (built-in prompts if missing).",
+)
+@click.option("-n", "n", type=int, default=1500, show_default=True, help="Prompts per run.")
+def main(data: Path | None, n: int) -> None:
+    """Print prompt-stage latency, throughput and peak RSS."""
+    t0 = time.perf_counter()
+    learned = LearnedTextClassifier()
+    matchers: list[TextClassifier] = []
+    try:
+        from classifiers.text.gazetteer import GazetteerClassifier
+
+        matchers.append(GazetteerClassifier())
+    except Exception as exc:  # the benchmark still times the learned heads without them
+        click.echo(f"gazetteer matchers not loaded ({exc}); timing the learned heads only")
+    load_s = time.perf_counter() - t0
+    mixed, video = _prompts(data, n)
+    full = [*matchers, learned]
+    _timed(full, mixed[:50])  # warm-up
+
+    def show(label: str, ms: np.ndarray) -> None:
+        click.echo(
+            f"{label:<44} p50 {np.median(ms):6.2f} ms  p99 {np.percentile(ms, 99):7.2f} ms  "
+            f"mean {ms.mean():6.2f} ms"
+        )
+
+    click.echo(
+        f"models loaded in {load_s:.1f}s; {len(video)} video-style, {len(mixed)} mixed prompts"
+    )
+    learned.escalations = 0
+    ms_video = _timed(full, video)
+    esc_video = learned.escalations / max(1, len(video))
+    show("full stage, benign video-style prompts", ms_video)
+    learned.escalations = 0
+    start = time.perf_counter()
+    ms_mixed = _timed(full, mixed)
+    wall = time.perf_counter() - start
+    esc_mixed = learned.escalations / max(1, len(mixed))
+    show("full stage, mixed dev sample", ms_mixed)
+    baseline = [*matchers, _FastOnly(learned)]
+    ms_base = _timed(baseline, mixed)  # type: ignore[arg-type]
+    show("baseline: normalise+matchers+fast heads", ms_base)
+    click.echo(
+        f"escalated to the embedding heads: {100 * esc_video:.1f} % of video-style prompts, "
+        f"{100 * esc_mixed:.1f} % of the mixed sample"
+    )
+    click.echo(
+        f"batch throughput (mixed sample, one thread): {len(mixed) / wall:.0f} prompts/s; "
+        f"baseline path {len(mixed) / (ms_base.sum() / 1e3):.0f} prompts/s; "
+        f"full/baseline mean latency x{ms_mixed.mean() / ms_base.mean():.1f}"
+    )
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    click.echo(f"peak RSS with the text models loaded: {rss_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

