@@ -179,9 +179,18 @@ class AuditLog:
         with self._lock:
             conn = self.db.conn
             if self._depth:
+                # Inside a batch: a savepoint, so a record that fails leaves none of its rows
+                # (and the chain head) behind while the rest of the batch carries on.
                 self._depth += 1
+                name = f"audit_{self._depth}"
+                conn.execute(f"SAVEPOINT {name}")
                 try:
                     yield conn
+                    conn.execute(f"RELEASE {name}")
+                except BaseException:
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                    raise
                 finally:
                     self._depth -= 1
                 return

@@ -13,6 +13,7 @@ import pytest
 from test_audit_support import fill, frame_audit, moderation
 
 from audit import chain
+from audit.errors import InvalidRecord
 from audit.log import AuditLog
 from audit.schema import TABLES
 from policies.decision import Action
@@ -372,3 +373,14 @@ def test_kill_9_mid_write_loses_no_committed_row(tmp_path: Path) -> None:
     stored = {r.request_id for r in log.list_requests(limit=None)}
     assert committed <= stored  # at most the one in flight is extra
     assert len(stored - committed) <= 1
+
+
+def test_a_refused_record_inside_a_batch_leaves_no_rows(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.db")
+    with log.batch():
+        log.record_moderation(moderation("a"))
+        with pytest.raises(InvalidRecord):
+            log.record_moderation(moderation("a"))  # duplicate id, refused
+        log.record_moderation(moderation("b"))
+    assert log.verify().ok
+    assert {r.request_id for r in log.list_requests()} == {"a", "b"}
