@@ -30,7 +30,7 @@ from audit.log import AuditLog
 from classifiers.base import CATEGORIES, Category, Evidence
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
 from gateway.pipeline import ModerationOutcome, TextModerator, moderation_record
-from gateway.problems import FieldError, Problem
+from gateway.problems import FieldError, Problem, problem_responses
 from gateway.settings import Settings
 from policies.decision import Reason
 
@@ -169,12 +169,12 @@ def to_result(outcome: ModerationOutcome) -> ModerationResult:
 
 def input_texts(data: ModerationRequest, settings: Settings) -> list[str]:
     """The prompts in ``data.input``, or a 413/422 :class:`Problem` naming each bad item."""
-    if isinstance(data.input, str):
-        items: list[str | InputPart] = [data.input]
-        pointer = lambda i: "#/input"  # noqa: E731
-    else:
-        items = data.input
-        pointer = lambda i: f"#/input/{i}"  # noqa: E731
+    items: list[str | InputPart] = [data.input] if isinstance(data.input, str) else data.input
+    listed = not isinstance(data.input, str)
+
+    def pointer(i: int) -> str:
+        return f"#/input/{i}" if listed else "#/input"
+
     if not items:
         raise Problem(
             422,
@@ -241,6 +241,7 @@ class ModerationController(Controller):
         sync_to_thread=True,
         summary="Classify text (OpenAI-compatible)",
         description=__doc__,
+        responses=problem_responses(400, 401, 413, 422, 503),
     )
     def create(
         self, request: Request[Any, Any, State], tenant: str, data: ModerationRequest

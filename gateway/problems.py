@@ -41,6 +41,7 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from litestar.openapi import ResponseSpec
 
 log = logging.getLogger("reelguard.gateway")
 
@@ -176,6 +177,19 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> Problem:
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemBody]:
     """The app-wide exception handler: every error leaves as problem details."""
     return problem_response(request, to_problem(request, exc))
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI ``responses=`` entries documenting problem-details bodies for ``statuses``."""
+    return {
+        status: ResponseSpec(
+            data_container=ProblemBody,
+            media_type=MEDIA_TYPE,
+            description=f"{HTTPStatus(status).phrase} (RFC 9457 problem details)",
+            generate_examples=False,
+        )
+        for status in statuses
+    }
 
 
 EXCEPTION_HANDLERS = {Exception: handle_exception}

@@ -215,6 +215,9 @@ def test_openapi_schema_is_served(client: TestClient[Litestar]) -> None:
     assert "/v1/moderations" in doc["paths"]
     assert "/healthz" in doc["paths"]
     assert doc["info"]["title"] == "ReelGuard"
+    responses = doc["paths"]["/v1/moderations"]["post"]["responses"]
+    for status in ("401", "413", "422"):
+        assert "application/problem+json" in responses[status]["content"], status
 
 
 def test_route_registry_lists_every_route() -> None:
