@@ -468,6 +468,8 @@ def review(
     """
     if verdict is None:
         raise click.UsageError("give --approve or --reject")
+    if not reviewer.strip():
+        raise click.UsageError("--reviewer must name who reviews")
     log = _log(db)
     story = _guard(lambda: log.story(ref))
     job_id = (story.request or {}).get("job_id") or (
