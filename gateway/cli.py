@@ -234,8 +234,7 @@ def moderate(
     Output rows: id, flagged, action, categories, category_scores, reasons, policy_version.
     A progress bar shows on a terminal.
     """
-    import sys
-
+    from rich.console import Console
     from rich.progress import Progress
 
     from gateway.batch import BadRow, moderate_rows, read_rows
@@ -250,7 +249,8 @@ def moderate(
         raise click.ClickException(str(exc)) from None
     moderator, audit = build_moderator_or_explain(settings)
     try:
-        with Progress(disable=not sys.stderr.isatty(), transient=True) as progress:
+        console = Console(stderr=True)
+        with Progress(console=console, disable=not console.is_terminal, transient=True) as progress:
             task = progress.add_task("moderating", total=len(rows))
             counts = moderate_rows(
                 moderator,

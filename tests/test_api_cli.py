@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,3 +181,51 @@ def test_every_gateway_command_has_help(command: list[str]) -> None:
     assert result.exit_code == 0
     assert "Usage:" in result.output
     assert len(result.output.splitlines()) > 3
+
+
+@pytest.mark.slow
+def test_moderate_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """Run the real command with stderr on a pseudo-terminal; stdout stays clean."""
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "text": "a cat"} for i in range(5)])
+    out = tmp_path / "out.jsonl"
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGUARD_")}
+    env |= {"TERM": "xterm", "COLUMNS": "100"}
+    env.pop("CI", None)  # rich treats CI as a non-interactive terminal
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from gateway.cli import main; main()",
+            "moderate",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--db",
+            str(tmp_path / "a.db"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    terminal = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, terminal
+    assert "moderating" in terminal
+    assert "Wrote 5 results" in terminal
+    assert proc.stdout == b""
+    assert len(out.read_text().splitlines()) == 5
