@@ -193,12 +193,17 @@ class Components:
         from gateway.frame_audit import load_frame_classifiers
         from policies.store import PolicyStore
 
+        policies = PolicyStore(settings.policy, settings.tenant_policy_dir)
+        classifiers = load_frame_classifiers(settings)
+        # Build the base policy's frame models now, not inside the first job's audit budget
+        # (a model that fails to build is retried, and fails closed, at audit time).
+        classifiers(policies.base)
         return cls(
             settings=settings,
             backends={},
-            policies=PolicyStore(settings.policy, settings.tenant_policy_dir),
+            policies=policies,
             audit_log=AuditLog(settings.db),
-            frame_classifiers=load_frame_classifiers(settings),
+            frame_classifiers=classifiers,
         )
 
     def backend(self, name: str) -> Any:

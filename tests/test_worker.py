@@ -373,3 +373,38 @@ def test_stage_that_ignores_its_timeout_ends_the_worker_process(tmp_path: Path) 
     assert proc.exitcode == EXIT_STAGE_OVERRUN
     done = JobStore(settings.db).get(job.id)
     assert done.status == "failed" and done.error_code == "timeout"
+
+
+def test_reviewer_cli_releases_a_withheld_video(tmp_path: Path) -> None:
+    """`reelguard audit queue` lists the withheld video; `audit review --approve` releases it
+    through gateway.jobs.release_withheld; `--reject` would have kept it withheld."""
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    settings = make_settings(tmp_path)
+    job = enqueue(settings)
+    run_all(
+        runner(
+            settings, backend=PatternBackend(), frame_classifiers=lambda p: [ExplodingClassifier()]
+        )
+    )
+    assert JobStore(settings.db).get(job.id).release == "withheld"
+    cli = CliRunner()
+    queue = cli.invoke(main, ["audit", "queue", "--json", "--db", str(settings.db)])
+    assert queue.exit_code == 0 and job.id in queue.output
+    common = ["--note", "looked at it", "--reviewer", "bob", "--db", str(settings.db)]
+    common += ["--data-dir", str(settings.data_dir)]
+    rejected = cli.invoke(main, ["audit", "review", job.id, "--reject", *common])
+    assert rejected.exit_code == 0, rejected.output
+    assert JobStore(settings.db).get(job.id).release == "withheld"
+    approved = cli.invoke(main, ["audit", "review", job.id, "--approve", *common])
+    assert approved.exit_code == 0, approved.output
+    done = JobStore(settings.db).get(job.id)
+    assert done.status == "completed" and done.release == "released" and done.error_code is None
+    assert (videos_dir(settings.data_dir, "released") / done.file_name).is_file()
+    assert not (videos_dir(settings.data_dir, "quarantine") / done.file_name).exists()
+    releases = AuditLog(settings.db).story(job.id).releases
+    assert [(r["action"], r["actor"]) for r in releases][-1] == ("released", "bob")
+    again = cli.invoke(main, ["audit", "review", job.id, "--approve", *common])
+    assert "Traceback" not in again.output
