@@ -84,12 +84,19 @@ class BenignVocabulary:
 
     ``dictionary`` adds English whole words from CLIP's BPE vocabulary (shipped inside the
     open_clip package); it is used only for lesser-known characters, titles and brands, since
-    it also holds famous names ("pikachu", "rihanna").
+    it also holds famous names ("pikachu", "rihanna"). ``zh_text`` is the benign Chinese rows
+    (COLD) joined, and ``zh_words`` jieba's common non-name words, to spot Chinese title and
+    Pokémon aliases that are everyday words (好朋友).
     """
 
     words: Counter[str]
     phrases: Counter[str]
     dictionary: frozenset[str] = frozenset()
+    zh_text: str = ""
+    zh_words: frozenset[str] = frozenset()
+
+    def is_zh_word(self, key: str) -> bool:
+        return key in self.zh_words or key in self.zh_text
 
     def is_word(self, key: str) -> bool:
         return self.words[key] >= 2
@@ -245,6 +252,7 @@ def benign_vocabulary(train_jsonl: Path | None) -> BenignVocabulary:
     """Word counts (and all 2-4 word phrases) over benign caption/prompt rows."""
     words: Counter[str] = Counter()
     phrases: Counter[str] = Counter()
+    zh: list[str] = []
     if train_jsonl is None:
         return BenignVocabulary(words, phrases)
     if not train_jsonl.is_file():
@@ -252,13 +260,34 @@ def benign_vocabulary(train_jsonl: Path | None) -> BenignVocabulary:
     with train_jsonl.open(encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
-            if row["labels"] or row["source"] not in BENIGN_SOURCES:
+            if row["labels"]:
+                continue
+            if row["source"] == "cold":
+                zh.append("".join(WORD_RE.findall(normalize(row["text"]).normalized)))
+            if row["source"] not in BENIGN_SOURCES:
                 continue
             tokens = WORD_RE.findall(normalize(row["text"]).normalized)
             words.update(set(tokens))
             for n in (2, 3, 4):
                 phrases.update({" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)})
-    return BenignVocabulary(words, phrases, english_words())
+    return BenignVocabulary(words, phrases, english_words(), "\n".join(zh), chinese_common_words())
+
+
+def chinese_common_words(min_freq: int = 100) -> frozenset[str]:
+    """Frequent non-name words of jieba's dictionary (a project dependency), else empty."""
+    try:
+        import jieba
+
+        path = Path(jieba.__file__).parent / "dict.txt"
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (ImportError, OSError):
+        return frozenset()
+    out = set()
+    for line in lines:
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[2] not in ("nr", "nrt", "nz") and int(parts[1]) >= min_freq:
+            out.add(parts[0])
+    return frozenset(out)
 
 
 def english_words() -> frozenset[str]:
@@ -299,7 +328,9 @@ def needs_context(entry: Entry, form: str, key: str, is_cjk: bool, vocab: Benign
     if entry.tier == "curated":
         return False  # curated forms mark their ordinary-word cases with "~" explicitly
     if is_cjk:
-        return len(key) <= 2 and entry.tier != "curated"
+        if entry.category == "ip" and vocab.is_zh_word(key):
+            return True  # an everyday Chinese word or phrase (好朋友, 超人)
+        return len(key) <= 2
     tokens = key.split()
     if len(tokens) == 1:
         if entry.category == "ip" and entry.score < 0.85 and key in vocab.dictionary:
