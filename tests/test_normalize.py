@@ -48,6 +48,8 @@ GOLDEN = [
     ("n_u_d_e", "nude", "underscored single letters joined"),
     ("p 0 r n", "porn", "spaced letters joined, then leet"),
     ("a b", "a b", "two single letters are left alone"),
+    ("a s e x y girl", "a sexy girl", "a leading article stays a word"),
+    ("i a m", "iam", "three single letters join"),
     ("seeeexy", "sexy", "stretched letters collapse"),
     ("kiiiill", "kill", "a stretched run collapses; a real double stays"),
     ("book cool little", "book cool little", "ordinary double letters are kept"),

@@ -187,7 +187,15 @@ def _join_spaced_letters(chars: list[str], offs: list[int]) -> tuple[list[str], 
     folded = "".join(chars)
     drop: set[int] = set()
     for m in _SPACED.finditer(folded):
-        drop.update(g.start() for g in _GAP_CHAR.finditer(folded, m.start(), m.end()))
+        start = m.start()
+        # "a s e x y girl": the article stays a word of its own when 3+ letters follow.
+        if (
+            folded[start] in "ai"
+            and folded[start + 1] == " "
+            and _SPACED.fullmatch(folded, start + 2, m.end())
+        ):
+            start += 2
+        drop.update(g.start() for g in _GAP_CHAR.finditer(folded, start, m.end()))
     if not drop:
         return chars, offs
     keep = [k for k in range(len(chars)) if k not in drop]
