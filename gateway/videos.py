@@ -127,6 +127,7 @@ def moderation_view(job: VideoJob) -> dict[str, Any]:
     if frames is not None:
         frame_view = {
             "action": frames.get("action"),
+            "policy_version": frames.get("policy_version"),
             "reasons": frames.get("reasons", []),
             "sampled_frames": frames.get("sampled_frames"),
             "model_versions": frames.get("model_versions", {}),

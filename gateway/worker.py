@@ -563,11 +563,26 @@ class WorkerPool:
         return proc
 
     def _watch(self) -> None:
+        started = {slot: time.monotonic() for slot in range(self.count)}
+        delay = dict.fromkeys(range(self.count), 0.0)
         while not self._stopping.wait(1.0):
             for slot, proc in enumerate(self.processes):
-                if not proc.is_alive() and not self._stopping.is_set():
-                    log.warning("worker %s exited (%s); starting another", proc.name, proc.exitcode)
-                    self.processes[slot] = self._spawn(slot)
+                if proc.is_alive() or self._stopping.is_set():
+                    continue
+                # A worker that dies right after starting (bad weights, bad policy) is restarted
+                # with a growing pause, not in a tight loop.
+                quick = time.monotonic() - started[slot] < 30.0
+                delay[slot] = min(60.0, max(1.0, 2 * delay[slot])) if quick else 0.0
+                log.warning(
+                    "worker %s exited (%s); starting another in %.0f s",
+                    proc.name,
+                    proc.exitcode,
+                    delay[slot],
+                )
+                if delay[slot] and self._stopping.wait(delay[slot]):
+                    return
+                self.processes[slot] = self._spawn(slot)
+                started[slot] = time.monotonic()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM every worker (a running job goes back to the queue), then wait."""
@@ -645,6 +660,13 @@ def worker_command(db: Path | None, data_dir: Path | None, workers: int | None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     JobStore(settings.db)  # create the table (and fail here, clearly, on a bad path)
+    from policies.loader import PolicyError
+    from policies.store import PolicyStore
+
+    try:  # the same check `serve` makes: a bad policy stops here, not in a restart loop
+        PolicyStore(settings.policy, settings.tenant_policy_dir)
+    except PolicyError as exc:
+        raise click.ClickException(f"the policy does not load, so no job can run:\n{exc}") from None
     pool = start_workers(settings, count)
     assert pool is not None
     with pool:

@@ -408,3 +408,20 @@ def test_reviewer_cli_releases_a_withheld_video(tmp_path: Path) -> None:
     assert [(r["action"], r["actor"]) for r in releases][-1] == ("released", "bob")
     again = cli.invoke(main, ["audit", "review", job.id, "--approve", *common])
     assert "Traceback" not in again.output
+
+
+def test_worker_command_refuses_a_bad_policy_or_webhook_config(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("categories: [\n")
+    cli = CliRunner()
+    db = ["--db", str(tmp_path / "rg.db")]
+    result = cli.invoke(main, ["worker", *db], env={"REELGUARD_POLICY": str(bad)})
+    assert result.exit_code == 1 and "bad.yaml:" in result.output
+    assert "Traceback" not in result.output
+    result = cli.invoke(main, ["worker", *db], env={"REELGUARD_WEBHOOK_URL": "https://x.example"})
+    assert result.exit_code == 1 and "REELGUARD_WEBHOOK_SECRET" in result.output
+    assert cli.invoke(main, ["worker", "-h"]).exit_code == 0
