@@ -189,12 +189,15 @@ class DiffusersBackend:
         if self._pipe is None:
             import diffusers
             import torch
+            from diffusers.pipelines import pipeline_utils
 
             cls = getattr(diffusers, self.family.pipeline_class)
+            # Newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns).
+            dtype_arg = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
             device = self.device()
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
             try:
-                pipe = cls.from_pretrained(self.model, torch_dtype=dtype, local_files_only=True)
+                pipe = cls.from_pretrained(self.model, **{dtype_arg: dtype}, local_files_only=True)
             except (OSError, ValueError) as exc:
                 raise BackendUnavailable(
                     f"{self.model}: cannot load {self.family.pipeline_class} from this folder "
@@ -250,6 +253,12 @@ class DiffusersBackend:
             except (RuntimeError, ValueError) as exc:
                 raise BackendError(f"{self.model_id}: generation failed: {exc}") from exc
         frames = _to_uint8(result.frames[0])
+        expected = (self.num_frames(request), request.height, request.width)
+        if frames.shape[:3] != expected:
+            raise BackendError(
+                f"{self.model_id}: pipeline returned {frames.shape[:3]} (frames, height, width), "
+                f"expected {expected}; the folder's component configs do not fit together"
+            )
         progress(1.0)
         return VideoOutput(
             frames=frames,
