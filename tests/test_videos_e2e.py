@@ -196,6 +196,10 @@ def test_sdk_tenant_isolation_and_idempotency(server: Server) -> None:
         globex.videos.delete(first.id)
     assert first.id not in [v.id for v in globex.videos.list()]
     wait_done(acme, first.id)
+    deleted = acme.videos.delete(first.id)
+    assert deleted.deleted and deleted.id == first.id and deleted.object == "video.deleted"
+    with pytest.raises(openai.NotFoundError):
+        acme.videos.retrieve(first.id)
 
 
 def test_withheld_video_is_never_served(server: Server) -> None:
