@@ -186,3 +186,24 @@ def test_move_to_released_is_atomic_and_idempotent(store: JobStore, tmp_path: Pa
     assert path.read_bytes() == b"mp4" and path.parent.name == "released"
     assert move_to_released(data, job) == path  # a recovered worker repeating the move
     assert not any((data / "quarantine").iterdir())
+
+
+def test_concurrent_claims_never_hand_out_a_job_twice(store: JobStore) -> None:
+    import threading
+
+    ids = {store.create(new_job(prompt=f"p{i}"), queue_max=100)[0].id for i in range(30)}
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        mine = JobStore(store.db_path)
+        while (job := mine.claim(name, lease_s=60, max_attempts=1)) is not None:
+            with lock:
+                claimed.append(job.id)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(claimed) == sorted(ids)
