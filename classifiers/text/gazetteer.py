@@ -24,6 +24,7 @@ the original prompt, with the entity, its franchise/kind and tier in ``detail``.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import itertools
 import re
@@ -154,8 +155,7 @@ class Gazetteer:
         self.phrases: dict[str, list[int]] = {}  # key -> [entity index * 2 + needs context]
         self.prefixes: set[str] = set()
         self.cjk: dict[str, list[int]] = {}
-        self.cjk_lengths: tuple[int, ...] = ()
-        self.cjk_prefix2: set[str] = set()
+        self.cjk_lengths: dict[str, tuple[int, ...]] = {}  # first 2 characters -> key lengths
         self.fuzzy_deletes: dict[str, set[str]] = {}
         self.fuzzy_pairs: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = {}
         self.ordinary_words: frozenset[str] = frozenset()
@@ -179,7 +179,6 @@ class Gazetteer:
         self.version = header.group(1)
         fuzzy_keys: list[tuple[str, int]] = []
         rows, scores = self.entities.rows, self.entities.scores
-        phrases, cjk, prefixes = self.phrases, self.cjk, self.prefixes
         for lineno, line in enumerate(lines, 1):
             if line.startswith("#") or not line:
                 continue
@@ -195,27 +194,34 @@ class Gazetteer:
             score = float(cols[4])
             rows.append(cols)
             scores.append(score)
-            fuzzy_ok = score >= FUZZY_MIN_SCORE
-            for raw in cols[7].split("|"):
-                needs_ctx = raw[0] == "~"
-                key = raw[1:] if needs_ctx else raw
-                code = idx * 2 + needs_ctx
-                if key[0] == "=":
-                    cjk.setdefault(key[1:], []).append(code)
-                    continue
-                phrases.setdefault(key, []).append(code)
-                if " " in key:
-                    words = key.split(" ")
-                    for n in range(1, len(words)):
-                        prefixes.add(" ".join(words[:n]))
-                    if fuzzy_ok and not needs_ctx:
-                        fuzzy_keys.append((key, idx))
-        self.cjk_lengths = tuple(sorted({len(k) for k in self.cjk}))
-        self.cjk_prefix2 = {k[:2] for k in self.cjk}
+            self._index_keys(idx, cols[7], score >= FUZZY_MIN_SCORE, fuzzy_keys)
+        lengths: dict[str, set[int]] = {}
+        for k in self.cjk:
+            lengths.setdefault(k[:2], set()).add(len(k))
+        self.cjk_lengths = {p: tuple(sorted(n)) for p, n in lengths.items()}
         self._build_fuzzy(fuzzy_keys)
         self.context_phrases = {
             cls: frozenset(normalize_key(w) for w in words) for cls, words in CONTEXT_WORDS.items()
         }
+
+    def _index_keys(
+        self, idx: int, keys: str, fuzzy_ok: bool, fuzzy_keys: list[tuple[str, int]]
+    ) -> None:
+        phrases, cjk, prefixes = self.phrases, self.cjk, self.prefixes
+        for raw in keys.split("|"):
+            needs_ctx = raw[0] == "~"
+            key = raw[1:] if needs_ctx else raw
+            code = idx * 2 + needs_ctx
+            if key[0] == "=":
+                cjk.setdefault(key[1:], []).append(code)
+                continue
+            phrases.setdefault(key, []).append(code)
+            if " " in key:
+                words = key.split(" ")
+                for n in range(1, len(words)):
+                    prefixes.add(" ".join(words[:n]))
+                if fuzzy_ok and not needs_ctx:
+                    fuzzy_keys.append((key, idx))
 
     def _build_fuzzy(self, fuzzy_keys: list[tuple[str, int]]) -> None:
         vocab: set[str] = set()
@@ -267,9 +273,10 @@ class Gazetteer:
         where = [a + k for (a, b) in spans for k in range(b - a)]
         size = len(stream)
         for p in range(size - 1):
-            if stream[p : p + 2] not in self.cjk_prefix2 or not CJK_RE.match(stream[p]):
+            key_lengths = self.cjk_lengths.get(stream[p : p + 2])
+            if key_lengths is None or not CJK_RE.match(stream[p]):
                 continue
-            for length in self.cjk_lengths:
+            for length in key_lengths:
                 if p + length > size:
                     break
                 for code in self.cjk.get(stream[p : p + length], ()):
@@ -321,19 +328,22 @@ class Gazetteer:
         # span again, for the same category) is the same mention.
         scores = self.entities.scores
         found.sort(key=lambda f: (f[0] - f[1], -scores[f[2].entity], f[0]))
-        strong = [
-            (a, b, self.entities[k.entity].franchise)
-            for a, b, k, _ in found
-            if not k.needs_context and scores[k.entity] >= FUZZY_MIN_SCORE
-        ]
+        strong: dict[str, list[tuple[int, int]]] = {}  # franchise -> a few well-known hits
+        for a, b, k, _ in found:
+            if not k.needs_context and scores[k.entity] >= FUZZY_MIN_SCORE:
+                franchise = self.entities[k.entity].franchise
+                if franchise and len(spans_of := strong.setdefault(franchise, [])) < 3:
+                    spans_of.append((a, b))
         taken: dict[tuple[int, int], set[str]] = {}
+        max_end: dict[int, int] = {}  # accepted span start -> furthest end
+        longest = 0
         hits: list[Hit] = []
         for start, end, key, how in found:
             entity = self.entities[key.entity]
-            if entity.category in taken.get((start, end), ()) or any(
-                a <= start and end <= b and (a, b) != (start, end) for a, b in taken
-            ):
+            if entity.category in taken.get((start, end), ()) or max_end.get(start, -1) > end:
                 continue
+            if any(max_end.get(a, -1) >= end for a in range(max(0, start - longest), start)):
+                continue  # inside a longer accepted span: the same mention
             score = entity.score * (FUZZY_PENALTY if how == "fuzzy" else 1.0)
             if key.needs_context:
                 judged = self._judge_common(prompt, words, spans, start, end, entity, strong)
@@ -341,6 +351,8 @@ class Gazetteer:
                     continue
                 how, score = judged[0], min(score, judged[1])
             taken.setdefault((start, end), set()).add(entity.category)
+            max_end[start] = max(max_end.get(start, -1), end)
+            longest = max(longest, end - start)
             hits.append(Hit(entity, start, end, score, how))
         return hits
 
@@ -352,19 +364,20 @@ class Gazetteer:
         start: int,
         end: int,
         entity: Entity,
-        strong: list[tuple[int, int, str]],
+        strong: dict[str, list[tuple[int, int]]],
     ) -> tuple[str, float] | None:
         """A name that is also an ordinary word: ("context", 1.0) with supporting context,
         ("capitalised", CAPITALISED_SCORE) for a capitalised well-known name, else ``None``."""
         o_start, o_end = prompt.original_span(start, end)
         if end - start <= 3 and not prompt.original[o_start:o_end].isupper():
             return None  # "its", "on", "v": only as written in capitals ("BTS", "KFC")
-        first = next(k for k, (_, b) in enumerate(spans) if b > start)
-        last = next(k for k in range(len(spans) - 1, -1, -1) if spans[k][0] < end)
+        first = bisect.bisect_right(spans, (start, len(prompt.normalized) + 1)) - 1
+        last = bisect.bisect_left(spans, (end, -1)) - 1
         lo, hi = max(0, first - CONTEXT_WINDOW), last + 1 + CONTEXT_WINDOW
-        if any(
-            f and f == entity.franchise and (b <= start or a >= end) for a, b, f in strong
-        ) or self._has_context(entity, _Context(words[lo:first] + words[last + 1 : hi])):
+        others = strong.get(entity.franchise, ()) if entity.franchise else ()
+        if any(b <= start or a >= end for a, b in others) or self._has_context(
+            entity, _Context(words[lo:first] + words[last + 1 : hi])
+        ):
             return "context", 1.0
         if (
             entity.score >= CAPITALISED_MIN_SCORE

@@ -211,22 +211,37 @@ class Lexicon:
         found = [*self._index.find(words, spans), *self._index.find_cjk(words, spans)]
         if not found:
             return []
-        exceptions = [(m.start, m.end) for m in found if m.term.category == "exception"]
-        # A word inside a longer matched phrase is that phrase's business: "kill" in "kill
-        # myself" is self-harm, not violence; "breast" in "breast stroke" is an exception.
-        longer = [(m.start, m.end) for m in found if m.term.category != "minor"]
+        # A hit inside an exception phrase is ignored, and a word inside a longer matched phrase
+        # is that phrase's business: "kill" in "kill myself" is self-harm, not violence.
+        exception_end: dict[int, int] = {}
+        longer_end: dict[int, int] = {}
+        for m in found:
+            if m.term.category == "exception":
+                exception_end[m.start] = max(exception_end.get(m.start, -1), m.end)
+            if m.term.category != "minor":
+                longer_end[m.start] = max(longer_end.get(m.start, -1), m.end)
+        longest = max(m.end - m.start for m in found)
         return [
             m
             for m in found
             if m.term.category != "exception"
-            and not any(a <= m.start and m.end <= b for a, b in exceptions)
+            and not _inside(exception_end, m.start, m.end, longest, strictly_longer=False)
             and (
                 m.term.category == "minor"
-                or not any(
-                    a <= m.start and m.end <= b and b - a > m.end - m.start for a, b in longer
-                )
+                or not _inside(longer_end, m.start, m.end, longest, strictly_longer=True)
             )
         ]
+
+
+def _inside(
+    ends: dict[int, int], start: int, end: int, longest: int, strictly_longer: bool
+) -> bool:
+    """Does a span in ``ends`` (start -> furthest end) contain ``[start, end)``?"""
+    for a in range(max(0, start - longest), start + 1):
+        b = ends.get(a, -1)
+        if b >= end and (not strictly_longer or b - a > end - start):
+            return True
+    return False
 
 
 def _parse(path: Path, raw: bytes) -> _LexiconFile:
