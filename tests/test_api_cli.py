@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -229,3 +230,31 @@ def test_moderate_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert "Wrote 5 results" in terminal
     assert proc.stdout == b""
     assert len(out.read_text().splitlines()) == 5
+
+
+def _walk(
+    command: click.Command, path: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], click.Command]]:
+    found = [(path, command)]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found += _walk(sub, (*path, name))
+    return found
+
+
+ALL_COMMANDS = _walk(main, ())
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), ALL_COMMANDS, ids=[" ".join(p) or "reelguard" for p, _ in ALL_COMMANDS]
+)
+def test_every_command_has_help_text(path: tuple[str, ...], command: click.Command) -> None:
+    assert (command.help or "").strip(), f"reelguard {' '.join(path)} has no docstring"
+    result = CliRunner().invoke(main, [*path, "-h"])
+    assert result.exit_code == 0, result.output
+
+
+def test_every_top_level_command_is_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in main.commands if f"reelguard {name}" not in readme]
+    assert not missing, f"README.md does not mention: {missing}"
