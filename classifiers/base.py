@@ -94,7 +94,9 @@ class PromptText:
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """Map a ``[start, end)`` span of ``normalized`` to the matching span of ``original``."""
         if not 0 <= start <= end <= len(self.normalized):
-            raise ValueError(f"span [{start}, {end}) outside normalised text of {len(self.normalized)}")
+            raise ValueError(
+                f"span [{start}, {end}) outside normalised text of {len(self.normalized)}"
+            )
         if start == end:
             pos = self.offsets[start]
             return pos, pos
