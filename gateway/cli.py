@@ -146,6 +146,14 @@ def keys_create(tenant: str, db: Path) -> None:
         "now; store it safely.",
         err=True,
     )
+    tenant_dir = _settings().tenant_policy_dir
+    if tenant != "default" and (tenant_dir is None or not (tenant_dir / f"{tenant}.yaml").exists()):
+        where = tenant_dir or "REELGUARD_TENANT_POLICY_DIR (not set)"
+        click.echo(
+            f"Note: no {tenant}.yaml in {where}, so this tenant gets the base policy until "
+            "you add one.",
+            err=True,
+        )
 
 
 @keys.command("list")

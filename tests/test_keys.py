@@ -101,6 +101,7 @@ def test_cli_create_prints_the_key_once_on_stdout(tmp_path: Path) -> None:
     token = result.stdout.strip()
     assert token.startswith("rg_")
     assert "shown only now" in result.stderr
+    assert "gets the base policy" in result.stderr  # no acme.yaml anywhere
     store = KeyStore(db)
     key = store.authenticate(token)
     store.close()
@@ -140,3 +141,17 @@ def test_cli_list_on_an_empty_database_says_how_to_create(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["keys", "list", "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 0
     assert "keys create --tenant" in result.output
+
+
+def test_cli_create_is_quiet_about_policy_when_the_overlay_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    (tenants / "acme.yaml").write_text("extends: default\n")
+    monkeypatch.setenv("REELGUARD_TENANT_POLICY_DIR", str(tenants))
+    result = CliRunner().invoke(
+        main, ["keys", "create", "--tenant", "acme", "--db", str(tmp_path / "x.db")]
+    )
+    assert result.exit_code == 0
+    assert "base policy" not in result.stderr
