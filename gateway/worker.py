@@ -318,7 +318,8 @@ class JobRunner:
             timings=timings,
         ):
             raise LeaseLost("lease_lost", "another worker took over this job")
-        hb.check()
+        # Decided: apply the decision even if the job was deleted meanwhile (it stays hidden),
+        # so the audit trail always ends with a release or a withholding.
         self._finalize(self.store.get(job.id), t_record=t)
 
     def _audit(self, output: Any, policy: Any) -> Any:
