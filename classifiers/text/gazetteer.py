@@ -25,6 +25,7 @@ the original prompt, with the entity, its franchise/kind and tier in ``detail``.
 from __future__ import annotations
 
 import bisect
+import gc
 import gzip
 import itertools
 import re
@@ -80,15 +81,9 @@ class Entity:
     score: float
     context_class: str
     context: tuple[str, ...]
-
-    @property
-    def franchise(self) -> str:
-        """The first word of a character's franchise ("marvel", "dc", "pokemon"), else ``""``:
-        another well-known name from the same franchise is context for a common-word one."""
-        if self.context_class not in ("comic", "pokemon", "film"):
-            return ""
-        words = normalize_key(self.detail).split()
-        return words[0] if words else ""
+    franchise: str = ""
+    """The first word of a character's franchise ("marvel", "dc", "pokemon"), else ``""``:
+    another well-known name from the same franchise is context for a common-word one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +131,13 @@ class _Entities(Sequence[Entity]):
         entity = self._cache.get(index)
         if entity is None:
             category, name, detail, tier, score, ctx_class, context, _ = self.rows[index]
+            franchise = ""
+            if ctx_class in ("comic", "pokemon", "film"):
+                franchise = next(iter(normalize_key(detail).split()), "")
             entity = Entity(
                 category,  # type: ignore[arg-type]
                 name, detail, tier, float(score), ctx_class,
-                tuple(c for c in context.split("|") if c),
+                tuple(c for c in context.split("|") if c), franchise,
             )  # fmt: skip
             self._cache[index] = entity
         return entity
@@ -393,21 +391,19 @@ class Gazetteer:
 
 
 class _Context:
-    """The prompt's words and word pairs, for context look-ups."""
+    """The words near a name, for context look-ups."""
 
     def __init__(self, words: list[str]) -> None:
-        self.words = set(words)
-        self.pairs = {f"{a} {b}" for a, b in itertools.pairwise(words)}
+        self.keys = set(words) | {f"{a} {b}" for a, b in itertools.pairwise(words)}
+        self.text = f" {' '.join(words)} "
         self.stream = "".join(words)
 
     def has(self, phrase: str) -> bool:
         if CJK_RE.search(phrase):
             return phrase.replace(" ", "") in self.stream
-        if " " not in phrase:
-            return phrase in self.words
-        if phrase.count(" ") == 1:
-            return phrase in self.pairs
-        return f" {phrase} " in f" {' '.join(self.words)} "
+        if phrase.count(" ") <= 1:
+            return phrase in self.keys
+        return f" {phrase} " in self.text
 
 
 _SENTENCE_END = re.compile(r"[.!?。！？\n:;\"“(]\s*$")
@@ -434,7 +430,11 @@ def _deletes(word: str) -> Iterable[str]:
 @cache
 def load_gazetteer(path: Path = DATA_PATH) -> Gazetteer:
     """The process-wide gazetteer (built on first call, then shared)."""
-    return Gazetteer(path)
+    gazetteer = Gazetteer(path)
+    # Its ~1M long-lived objects would otherwise be rescanned by every full GC pass (a pause
+    # of hundreds of ms in the middle of some request); frozen objects are never scanned.
+    gc.freeze()
+    return gazetteer
 
 
 class GazetteerClassifier:
