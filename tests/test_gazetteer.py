@@ -257,3 +257,11 @@ def test_tiny_build_matches(tiny_build: Gazetteer) -> None:
     assert any(
         e.text == "Cloudy" and "tier=character; context" in (e.detail or "") for e in ip.evidence
     )
+
+
+def test_cli_registers_build_gazetteers() -> None:
+    from gateway.cli import COMMANDS, main
+
+    assert COMMANDS["build-gazetteers"] is build_gazetteers_command
+    result = CliRunner().invoke(main, ["build-gazetteers", "-h"])
+    assert result.exit_code == 0 and "--source" in result.output, result.output

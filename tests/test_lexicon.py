@@ -194,3 +194,27 @@ def test_invalid_lexicon_names_file_and_field(tmp_path: Path, body: str, message
 def test_missing_lexicon(tmp_path: Path) -> None:
     with pytest.raises(LexiconError, match="cannot read"):
         Lexicon(tmp_path / "nope.yaml")
+
+
+_CYRILLIC = str.maketrans({"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х"})
+
+
+def _obfuscations(text: str) -> list[tuple[str, str]]:
+    return [
+        ("zero-width", "\u200b".join(text)),
+        ("cyrillic", text.translate(_CYRILLIC)),
+        ("fullwidth", "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)),
+        ("upper+bidi", "\u202a" + text.upper() + "\u202c"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "category", "why"),
+    [b for b in BLOCKS if b[0].isascii()],
+    ids=[b[0] for b in BLOCKS if b[0].isascii()],
+)
+def test_obfuscated_copies_still_block(
+    clf: LexiconClassifier, prompt: str, category: str, why: str
+) -> None:
+    for how, variant in _obfuscations(prompt):
+        assert scores(clf, variant)[category] >= BLOCK_AT, (how, variant)

@@ -459,7 +459,7 @@ def write(entries: list[Entry], ordinary: list[str], out_dir: Path, source: Path
     return path
 
 
-@click.command("build-gazetteers")
+@click.command("build-gazetteers", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--source",
     type=click.Path(file_okay=False, path_type=Path),
