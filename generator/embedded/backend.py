@@ -55,7 +55,7 @@ class TinyDiT:
     """The loaded model: transformer, latent statistics and frame decoder (fp32 on CPU)."""
 
     def __init__(self, path: Path) -> None:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         if not path.is_file():
             raise BackendUnavailable(
@@ -63,11 +63,14 @@ class TinyDiT:
                 "`python -m generator.embedded.train --out runs/dit --resume` and export with "
                 "`--export`, or set REELGUARD_EMBEDDED_WEIGHTS"
             )
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k).float() for k in f.keys()}  # noqa: SIM118
-        self.config = ModelConfig(**json.loads(meta["config"]))
-        self.metadata = meta
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["reelguard"])
+                tensors = {k: f.get_tensor(k).float() for k in f.keys()}  # noqa: SIM118
+            self.config = ModelConfig(**meta["config"])
+        except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:
+            raise BackendUnavailable(f"{path}: not embedded DiT weights ({exc})") from exc
+        self.metadata: dict[str, object] = meta
         self.dit = VideoDiT(self.config)
         self.dit.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("dit.")})
         self.dit.eval()

@@ -72,10 +72,11 @@ def sample_t(n: int, gen: torch.Generator) -> torch.Tensor:
 class Trainer:
     """Holds both models, the optimisers, the latent pool and all random state."""
 
-    def __init__(self, config: ModelConfig, batch: int, lr: float) -> None:
+    def __init__(self, config: ModelConfig, batch: int, lr: float, pool: int = POOL) -> None:
         torch.manual_seed(SEED)
         self.config = config
         self.batch = batch
+        self.pool_size = pool
         self.lr = lr
         self.ae = FrameAutoencoder(config.latent_channels)
         self.ae_opt = torch.optim.AdamW(self.ae.parameters(), lr=2e-3, weight_decay=0.0)
@@ -145,7 +146,8 @@ class Trainer:
         z = self.ae.encode(to_unit(frames))
         self.latent_mean = z.mean(dim=(0, 2, 3))
         self.latent_std = z.std(dim=(0, 2, 3)).clamp_min(1e-3)
-        parts = [self.encode_clips(256) for _ in range(POOL // 256)]
+        chunk = min(256, self.pool_size)
+        parts = [self.encode_clips(chunk) for _ in range(self.pool_size // chunk)]
         self.pool = torch.cat([p[0] for p in parts])
         self.pool_w = torch.cat([p[1] for p in parts])
         self.pool_ids = torch.cat([p[2] for p in parts])
@@ -154,9 +156,9 @@ class Trainer:
     def dit_train_step(self) -> float:
         assert self.pool is not None and self.pool_w is not None and self.pool_ids is not None
         z_new, w_new, ids_new = self.encode_clips(REFRESH)
-        slots = torch.randint(0, POOL, (REFRESH,), generator=self.gen)
+        slots = torch.randint(0, self.pool_size, (REFRESH,), generator=self.gen)
         self.pool[slots], self.pool_w[slots], self.pool_ids[slots] = z_new, w_new, ids_new
-        idx = torch.randint(0, POOL, (self.batch,), generator=self.gen)
+        idx = torch.randint(0, self.pool_size, (self.batch,), generator=self.gen)
         x0 = self.pool[idx].float()
         weight = self.pool_w[idx].float()[:, None]
         ids = self.pool_ids[idx].clone()
@@ -240,14 +242,16 @@ def export(checkpoint: Path, out: Path) -> str:
             tensors[f"ae.{k}"] = v.half().contiguous()
     tensors["latent_mean"] = state["latent_mean"].float().contiguous()
     tensors["latent_std"] = state["latent_std"].float().contiguous()
-    meta = {
-        "config": json.dumps(state["config"]),
-        "dit_steps": str(state["step"]),
-        "ae_steps": str(state["ae_step"]),
-        "seed": str(SEED),
+    info = {
+        "config": state["config"],
+        "dit_steps": state["step"],
+        "ae_steps": state["ae_step"],
+        "seed": SEED,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out), metadata=meta)
+    # One metadata key: safetensors writes several keys in no fixed order, and the file's
+    # sha256 must only depend on the training run.
+    save_file(tensors, str(out), metadata={"reelguard": json.dumps(info, sort_keys=True)})
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
@@ -263,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--pool", type=int, default=POOL, help="clips in the rolling latent pool")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument("--export", type=Path, help="write shipped weights from OUT/checkpoint.pt")
     p.add_argument("--threads", type=int, default=1)
@@ -273,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.set_num_threads(args.threads)
     config = replace(ModelConfig(), width=args.width, depth=args.depth, heads=args.heads)
-    trainer = Trainer(config, args.batch, args.lr)
+    trainer = Trainer(config, args.batch, args.lr, args.pool)
     if args.resume and ckpt.exists():
         trainer.load(torch.load(ckpt, map_location="cpu", weights_only=False))
         print(f"resumed at ae_step={trainer.ae_step} step={trainer.step}", flush=True)

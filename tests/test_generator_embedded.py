@@ -1,0 +1,163 @@
+"""The embedded backend: prompt parsing, procedural data, the automatic checker, training
+reproducibility, and the shipped weights."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.base import BackendUnavailable, VideoBackend, VideoRequest, resize_frames
+from generator.embedded import backend as embedded
+from generator.embedded import check, data
+from generator.embedded.vocab import MOTIONS, SHAPES, canonical_prompt, parse_prompt
+
+# (prompt, colour, shape, motion, background, ignored, why)
+PARSES = [
+    ("a red circle moving left on a blue background", "red", "circle", "left", "blue", (),
+     "the training template"),
+    ("Crimson ball falling against a navy backdrop", "red", "circle", "down", "blue", (),
+     "synonyms for every slot"),
+    ("a circel bouncing over green", None, "circle", "bounce", "green", (),
+     "typo mapped to the nearest word; 'over' marks the background"),
+    ("a yellow square, purple", "yellow", "square", None, "purple", (),
+     "a second bare colour is the background"),
+    ("a happy dog running in a park", None, None, None, None, ("happy", "dog", "running", "park"),
+     "nothing known: every slot left to the model"),
+    ("shrinking white triangle", "white", "triangle", "shrink", None, (), "word order free"),
+    ("A GREEN CUBE rising on black", "green", "square", "up", "black", (), "case and synonyms"),
+    ("a red dragon moving right", "red", None, "right", None, ("dragon",),
+     "unknown noun ignored, the rest kept"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("prompt", "colour", "shape", "motion", "background", "ignored", "why"),
+                         PARSES, ids=[p[-1] for p in PARSES])  # fmt: skip
+def test_parse_prompt(
+    prompt: str,
+    colour: str | None,
+    shape: str | None,
+    motion: str | None,
+    background: str | None,
+    ignored: tuple[str, ...],
+    why: str,
+) -> None:
+    parsed = parse_prompt(prompt)
+    got = (parsed.colour, parsed.shape, parsed.motion, parsed.background)
+    assert got == (colour, shape, motion, background), why
+    assert parsed.ignored == ignored, why
+
+
+def test_parse_reports_understood_words() -> None:
+    parsed = parse_prompt("Crimson ball falling against a navy backdrop")
+    assert parsed.understood == ("crimson", "ball", "falling", "navy", "backdrop")
+    assert parse_prompt(canonical_prompt("red", "circle", "left", "blue")).describe() == (
+        "a red circle moving left on a blue background"
+    )
+
+
+def test_held_out_split_is_stable_and_about_one_in_eight() -> None:
+    combos = data.all_combinations()
+    held = [c for c in combos if data.is_held_out(*c)]
+    assert len(combos) == 8 * 7 * 3 * 7
+    assert 0.08 < len(held) / len(combos) < 0.18
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        spec = data.random_spec(rng)
+        assert not data.is_held_out(spec.colour, spec.shape, spec.motion, spec.background)
+
+
+def test_renderer_and_checker_agree() -> None:
+    """The checker reads every attribute of the renderer's clips, even after H.264-like
+    upsampling to a display size: it is a fair judge of the model."""
+    rng = np.random.default_rng(1)
+    for i, motion in enumerate(MOTIONS * 3):
+        combo = data.COLOUR_NAMES[i % 8], SHAPES[i % 3], motion, data.COLOUR_NAMES[(i + 3) % 8]
+        frames, mask = data.render(data.spec_for(*combo, rng))
+        assert frames.shape == (16, 64, 64, 3) and mask.shape == (16, 64, 64)
+        for clip in (frames, resize_frames(frames, 128, 128)):
+            got = check.score(check.analyse(clip), *combo)
+            assert (got.background, got.colour, got.shape, got.motion) == (True,) * 4, combo
+
+
+def test_checker_on_an_empty_clip() -> None:
+    blank = np.full((16, 64, 64, 3), 30, dtype=np.uint8)
+    result = check.analyse(blank)
+    assert result.colour is None and result.motion is None and result.background == "black"
+
+
+def _train(out: Path, *extra: str) -> None:
+    from generator.embedded.train import main
+
+    main(["--out", str(out), "--ae-steps", "2", "--pool", "8", "--batch", "2", "--width", "32",
+          "--depth", "1", "--heads", "2", *extra])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_training_resumes_bit_for_bit(tmp_path: Path) -> None:
+    """Stopping and resuming gives the very weights of an uninterrupted run (fixed seed)."""
+    _train(tmp_path / "straight", "--steps", "12")
+    _train(tmp_path / "resumed", "--steps", "11")
+    _train(tmp_path / "resumed", "--steps", "12", "--resume")
+    digests = []
+    for run in ("straight", "resumed"):
+        target = tmp_path / f"{run}.safetensors"
+        _train(tmp_path / run, "--export", str(target))
+        digests.append(hashlib.sha256(target.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    model = embedded.TinyDiT(tmp_path / "straight.safetensors")
+    assert model.metadata["dit_steps"] == 12
+    ids = embedded.slot_tensor(parse_prompt("a red circle"))
+    clip = model.sample(ids, seed=0, steps=2)
+    assert clip.shape == (1, 16, 64, 64, 3) and clip.dtype == np.uint8
+
+
+# ---- the shipped weights ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped() -> embedded.EmbeddedBackend:
+    return embedded.EmbeddedBackend(steps=10)
+
+
+def test_shipped_weights_match_the_recorded_sha256() -> None:
+    recorded = embedded.WEIGHTS_SHA256_FILE.read_text().split()[0]
+    assert hashlib.sha256(embedded.WEIGHTS.read_bytes()).hexdigest() == recorded
+    assert embedded.WEIGHTS.stat().st_size < 8_000_000
+
+
+@pytest.mark.slow
+def test_generate_is_seeded_and_sized(shipped: embedded.EmbeddedBackend) -> None:
+    assert isinstance(shipped, VideoBackend)
+    request = VideoRequest("a red circle moving left on a blue background", 3.0, 128, 96, seed=5)
+    progress: list[float] = []
+    out = shipped.generate(request, progress.append)
+    assert out.frames.shape == (24, 96, 128, 3) and out.fps == 8.0 and out.seed == 5
+    assert out.understood == ("red", "circle", "left", "blue", "background") and out.ignored == ()
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+    assert np.array_equal(out.frames, shipped.generate(request, lambda _: None).frames)
+    other = shipped.generate(VideoRequest(request.prompt, 3.0, 128, 96, seed=6), lambda _: None)
+    assert not np.array_equal(out.frames, other.frames)
+
+
+@pytest.mark.slow
+def test_out_of_vocabulary_prompt_still_makes_a_video(shipped: embedded.EmbeddedBackend) -> None:
+    out = shipped.generate(VideoRequest("a majestic dragon over Paris", 2.0, 64, 64, fps=12),
+                           lambda _: None)  # fmt: skip
+    assert out.frames.shape == (24, 64, 64, 3)
+    assert out.understood == () and out.ignored == ("majestic", "dragon", "paris")
+
+
+def test_tampered_weights_refuse_to_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "tiny_dit.sha256"
+    bad.write_text("0" * 64 + "\n")
+    monkeypatch.setattr(embedded, "WEIGHTS_SHA256_FILE", bad)
+    with pytest.raises(BackendUnavailable, match="does not match"):
+        embedded.EmbeddedBackend().model()
+
+
+def test_missing_weights_say_how_to_train(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailable, match=r"generator\.embedded\.train"):
+        embedded.EmbeddedBackend(tmp_path / "none.safetensors").model()
