@@ -84,6 +84,10 @@ _SPACED = re.compile(
     rf"(?<!{_NOT_WORD_AROUND}){_SINGLE}"
     rf"(?:[ .\-_*·•/+~']{{1,2}}{_SINGLE}(?!{_NOT_WORD_AROUND})){{2,}}"
 )
+# Two different digits side by side, or digits at a word's edge, are a number ("2024", "x86",
+# "60fps"); one digit repeated between letters is stretched leetspeak ("b00bs", "p000rn").
+_DIGIT_RUN = re.compile(r"(\d)\1+")
+_NUMBER_RUN = re.compile(r"(\d)(?!\1)\d|^\d\d|\d\d$")
 _TRIPLE = re.compile(r"([^\W\d_])\1\1")
 _GAP_CHAR = re.compile(r"[ .\-_*·•/+~']")
 _NEEDS_REWRITE = re.compile(r"[^\x00-\x7f]|\d|[@$€!|£¢][^\W_]|([a-z])\1\1")
@@ -205,10 +209,10 @@ def _join_spaced_letters(chars: list[str], offs: list[int]) -> tuple[list[str], 
 def _deleet(word: str) -> str | None:
     """Return the de-leeted word, or ``None`` when the word must stay as it is."""
     letters = sum(c.isalpha() for c in word)
-    others = len(word) - letters
+    others = len(_DIGIT_RUN.sub(r"\1", word)) - letters  # "p000rn" has one stand-in, not 3
     if letters < 2 or others == 0 or others >= letters:
         return None
-    if _NOT_LEET.fullmatch(word) or re.search(r"\d\d", word):
+    if _NOT_LEET.fullmatch(word) or _NUMBER_RUN.search(word):
         return None
     out = []
     last = len(word) - 1
@@ -216,10 +220,16 @@ def _deleet(word: str) -> str | None:
         if c.isalpha():
             out.append(c)
             continue
-        prev_alpha = i > 0 and word[i - 1].isalpha()
-        next_alpha = i < last and word[i + 1].isalpha()
+        # Neighbours outside a run of the same stand-in ("p000rn": p and r).
+        before, after = i, i
+        while before > 0 and word[before - 1] == c:
+            before -= 1
+        while after < last and word[after + 1] == c:
+            after += 1
+        prev_alpha = before > 0 and word[before - 1].isalpha()
+        next_alpha = after < last and word[after + 1].isalpha()
         if c == "1":
-            out.append("l" if next_alpha and word[i + 1] in _VOWELS else "i")
+            out.append("l" if next_alpha and word[after + 1] in _VOWELS else "i")
         elif c in _LEET_DIGITS and (prev_alpha or next_alpha):
             out.append(_LEET_DIGITS[c])
         elif c in _LEET_SYMBOLS and next_alpha and (prev_alpha or c in "@$"):
@@ -249,7 +259,7 @@ def _squeeze(word: str) -> tuple[str, list[int]]:
         run = j - i + 1
         if run >= 3 and word[i].isalpha():
             keep.append(i)
-            if word[i] == "x":  # "xxx" is a word of its own
+            if word[i] == "x" and run == n:  # "xxx" is a word of its own ("sexxxx" is not)
                 keep.extend((i + 1, i + 2))
         else:
             keep.extend(range(i, j + 1))
