@@ -56,29 +56,19 @@ def bench_policy(folder: Path, clip: bool) -> Path:
 
 
 def weights_or_untrained(folder: Path, configured: Path | None) -> tuple[Path, str]:
-    """The configured or shipped embedded weights; before those exist, a seeded untrained
-    export of the same architecture (the same compute per step, so the same timings)."""
-    import json
-
-    import torch
-    from safetensors.torch import save_file
-
+    """The configured or shipped embedded weights; before those exist, an untrained model of
+    the same architecture exported by the training code (same compute per step, same timings)."""
     from generator.embedded.backend import WEIGHTS
-    from generator.embedded.model import FrameAutoencoder, ModelConfig, VideoDiT
+    from generator.embedded.model import ModelConfig
+    from generator.embedded.train import Trainer, export
 
     path = configured or WEIGHTS
     if path.is_file():
         return path, str(path)
-    torch.manual_seed(0)
-    config = ModelConfig()
-    tensors = {f"dit.{k}": v for k, v in VideoDiT(config).state_dict().items()}
-    decoder = FrameAutoencoder(config.latent_channels).state_dict()
-    tensors.update({f"ae.{k}": v for k, v in decoder.items() if k.startswith("decoder.")})
-    tensors["latent_mean"] = torch.zeros(config.latent_channels)
-    tensors["latent_std"] = torch.ones(config.latent_channels)
+    checkpoint = folder / "untrained_checkpoint.pt"
+    Trainer(ModelConfig(), batch=1, lr=1e-4).save(checkpoint)
     out = folder / "untrained_tiny_dit.safetensors"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out),
-              metadata={"config": json.dumps(config.to_dict())})  # fmt: skip
+    export(checkpoint, out)
     return out, f"untrained export ({path} not found)"
 
 

@@ -221,7 +221,7 @@ def wait_running(server: Server, video_id: str, timeout_s: float = 120) -> Video
         job = server.job(video_id)
         if job.status == "in_progress" and job.stage == "generating" and job.progress > 0:
             return job
-        assert job.status in ("queued", "in_progress"), job
+        assert job.status in ("queued", "in_progress"), (job.error_code, job.error_message)
         time.sleep(0.05)
     raise AssertionError(f"{video_id} never started generating")
 

@@ -119,30 +119,21 @@ class ExplodingClassifier:
 
 
 def embedded_weights(folder: Path) -> Path:
-    """The shipped embedded weights, or (before they are trained) a seeded untrained export in
-    the same format, so the real embedded backend runs either way."""
+    """The shipped embedded weights, or (before they are trained) an untrained model exported
+    by the generator's own training code (same file format), so the real backend runs."""
     from generator.embedded.backend import WEIGHTS
 
     if WEIGHTS.is_file():
         return WEIGHTS
-    import json
-
-    import torch
-    from safetensors.torch import save_file
-
-    from generator.embedded.model import FrameAutoencoder, ModelConfig, VideoDiT
+    from generator.embedded.model import ModelConfig
+    from generator.embedded.train import Trainer, export
 
     path = folder / "untrained_tiny_dit.safetensors"
     if not path.is_file():
-        torch.manual_seed(0)
-        config = ModelConfig()
-        tensors = {f"dit.{k}": v for k, v in VideoDiT(config).state_dict().items()}
-        decoder = FrameAutoencoder(config.latent_channels).state_dict()
-        tensors.update({f"ae.{k}": v for k, v in decoder.items() if k.startswith("decoder.")})
-        tensors["latent_mean"] = torch.zeros(config.latent_channels)
-        tensors["latent_std"] = torch.ones(config.latent_channels)
-        tensors = {k: v.contiguous() for k, v in tensors.items()}
-        save_file(tensors, str(path), metadata={"config": json.dumps(config.to_dict())})
+        checkpoint = folder / "untrained_checkpoint.pt"
+        Trainer(ModelConfig(), batch=1, lr=1e-4).save(checkpoint)
+        export(checkpoint, path)
+        checkpoint.unlink()
     return path
 
 
