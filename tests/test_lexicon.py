@@ -218,3 +218,24 @@ def test_obfuscated_copies_still_block(
 ) -> None:
     for how, variant in _obfuscations(prompt):
         assert scores(clf, variant)[category] >= BLOCK_AT, (how, variant)
+
+
+# (prompt, why): prefix terms must not reach into unrelated words.
+PREFIX_TRAPS = [
+    ("camera stabilization on a gimbal", "stab* would match stabilization"),
+    ("a horse in a stable", "stab* would match stable"),
+    ("a field of rapeseed in bloom", "rape* would match rapeseed"),
+    ("a knight's breastplate", "breast* would match breastplate"),
+    ("a film in the style of David Lynch", "lynch* would match the director"),
+    ("fire retardant spray", "retard* would match retardant"),
+    ("infantry marching", "infant* would match infantry"),
+    ("a pedometer on a wrist", "pedo* would match pedometer"),
+    ("a lion kills a zebra on the savanna", "nature documentary: review at most"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "why"), PREFIX_TRAPS, ids=[p[0] for p in PREFIX_TRAPS])
+def test_prefix_traps(clf: LexiconClassifier, prompt: str, why: str) -> None:
+    s = scores(clf, prompt)
+    assert max(s.values()) < BLOCK_AT, (why, s)
+    assert not find_minor_mentions(normalize(prompt)), why
