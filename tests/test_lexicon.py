@@ -230,6 +230,7 @@ PREFIX_TRAPS = [
     ("fire retardant spray", "retard* would match retardant"),
     ("infantry marching", "infant* would match infantry"),
     ("a pedometer on a wrist", "pedo* would match pedometer"),
+    ("brutalist concrete architecture at dusk", "brutal* would match brutalist"),
     ("a lion kills a zebra on the savanna", "nature documentary: review at most"),
 ]
 
