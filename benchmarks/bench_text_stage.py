@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import click
 import numpy as np
 
-from classifiers.base import PromptText, TextClassifier
+from classifiers.base import PromptText, TextClassifier, Verdict
 from classifiers.text.learned import LearnedTextClassifier
 from classifiers.text.normalize import normalize
 
@@ -84,7 +84,7 @@ class _FastOnly:
     def __init__(self, clf: LearnedTextClassifier) -> None:
         self.clf = clf
 
-    def classify(self, prompt: PromptText) -> list:  # type: ignore[type-arg]
+    def classify(self, prompt: PromptText) -> list[Verdict]:
         self.clf.fast_logits(prompt.normalized)
         self.clf.fast_logits(prompt.original.casefold())
         return []
@@ -135,7 +135,7 @@ def main(data: Path | None, n: int) -> None:
     esc_mixed = learned.escalations / max(1, len(mixed))
     show("full stage, mixed dev sample", ms_mixed)
     baseline = [*matchers, _FastOnly(learned)]
-    ms_base = _timed(baseline, mixed)  # type: ignore[arg-type]
+    ms_base = _timed(baseline, mixed)
     show("baseline: normalise+matchers+fast heads", ms_base)
     click.echo(
         f"escalated to the embedding heads: {100 * esc_video:.1f} % of video-style prompts, "

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from classifiers.text.augment import obfuscate
 from classifiers.text.learned import HEAD_CATEGORIES, LearnedTextClassifier
 from classifiers.text.normalize import normalize
-from classifiers.text.train import KIT_LABEL, label_matrix, load_rows, split_of
+from classifiers.text.train import KIT_LABEL, Row, label_matrix, load_rows, split_of
 
 REVIEW_AT = 0.35
 BLOCK_AT = 0.5
@@ -64,7 +64,7 @@ def _score_all(
     return scores, escalated
 
 
-def _gazetteer_metrics(dev: list, video: npt.NDArray[np.bool_]) -> dict[str, float]:  # type: ignore[type-arg]
+def _gazetteer_metrics(dev: list[Row], video: npt.NDArray[np.bool_]) -> dict[str, float]:
     """Helper B's celebrity/IP matchers on the same dev split (recall on the templated rows,
     false positives on benign video-style prompts)."""
     from classifiers.text.gazetteer import GazetteerClassifier
@@ -174,7 +174,7 @@ def main(data: Path, other_fraction: float, json_out: Path | None) -> None:
             f"{_pct(m['recall_block']):>6} {_pct(m['fp_video_review']):>9} "
             f"{_pct(m['fp_video_block']):>8} {_pct(m['fp_benign_review']):>12}"
         )
-    any_flag = (p >= REVIEW_AT).any(axis=1)
+    any_flag: npt.NDArray[np.bool_] = np.asarray((p >= REVIEW_AT).any(axis=1))
     click.echo(
         f"any category >= {REVIEW_AT}: {100 * any_flag[video].mean():.2f} % of benign video-style "
         f"prompts, {100 * any_flag[benign].mean():.2f} % of all benign dev rows"

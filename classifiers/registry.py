@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from classifiers.base import TextClassifier
 from classifiers.text.gazetteer import GazetteerClassifier
+from classifiers.text.learned import LearnedTextClassifier
 from classifiers.text.lexicon import LexiconClassifier
 
 
@@ -32,6 +33,7 @@ TEXT_CLASSIFIERS: dict[str, Callable[[], TextClassifier]] = {
     "celebrity": _celebrity,
     "ip": _ip,
     "gazetteer": _gazetteer,
+    "learned": LearnedTextClassifier,
 }
 """Registry name -> factory. ``gazetteer`` covers both ``celebrity`` and ``ip`` in one pass
 (use it instead of, not together with, the two single-category entries)."""

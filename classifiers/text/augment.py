@@ -29,7 +29,17 @@ class SynthRow:
     lang: str
 
 
-_SUBJECTS = ["a woman", "a man", "a young woman", "a couple", "two adults", "an actress", "a model"]
+_SUBJECTS = [
+    "a woman",
+    "a man",
+    "she",
+    "he",
+    "a young woman",
+    "a couple",
+    "two adults",
+    "an actress",
+    "a model",
+]
 _SETTINGS = [
     "",
     " in a bedroom",
@@ -57,6 +67,13 @@ _SEXUAL_ACTS = [
     "performing oral sex",
     "in an erotic orgy",
     "wearing nothing, legs spread",
+    "undressing in front of the camera",
+    "undresses slowly on the bed",
+    "takes off her top and bra",
+    "strips down to nothing for the viewer",
+    "removes her panties",
+    "fully nude and aroused",
+    "topless, caressing her breasts",
 ]
 _VIOLENT_ACTS = [
     "stabbing a man repeatedly with a knife, blood everywhere",
@@ -166,6 +183,18 @@ _HARD_BENIGN = [
     "an old man crying at a funeral",
     "a crime scene tape across a street at night",
     "a woman applying red lipstick",
+    "a model walking the runway in an evening dress",
+    "a woman doing yoga in the park",
+    "a man taking off his jacket and hanging it up",
+    "a person getting dressed for work in the morning",
+    "a woman brushing her hair in front of the mirror",
+    "a dancer spinning in a red dress",
+    "a mother putting her baby to bed",
+    "a couple holding hands on a beach",
+    "a woman relaxing in a bubble bath with candles",
+    "she slowly opens the curtains to let the light in",
+    "he takes off his shoes at the door",
+    "a figure skater performing a spin",
 ]
 _ZH_SEXUAL = [
     "一个女人在镜头前慢慢脱光衣服",

@@ -60,11 +60,12 @@ HEAD_CATEGORIES: Final[tuple[Category, ...]] = (
 N_FEATURES: Final = 1 << 18
 FAST_WINDOW: Final = 400
 """Characters per window for the fast heads (long prompts are scored window by window)."""
-MAX_FAST_WINDOWS: Final = 64
-"""Windows scored per text variant: 25,600 characters, past the server's 10,000-char limit."""
+MAX_FAST_WINDOWS: Final = 400
+"""Pieces scored per text variant: enough for every window and sentence of a 10,000-char prompt
+(the server's limit) written in short sentences."""
 
 _WORD = re.compile(r"[^\W_]+")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_SENTENCE_END = re.compile(r"(?<=[.!?;\n\u3002\uff01\uff1f\uff1b])\s*")
 
 
 class ModelFileError(RuntimeError):
@@ -118,12 +119,18 @@ class NgramFeaturizer:
 
 
 def fast_windows(text: str) -> list[str]:
-    """Windows of at most :data:`FAST_WINDOW` chars with half-window overlap (at least one)."""
+    """The pieces of ``text`` the fast heads score: the whole text when it is short, else every
+    sentence and every :data:`FAST_WINDOW`-character window (half overlap).
+
+    Sentences stop one harmful sentence from being diluted by benign text around it (the
+    features are L2-normalised); windows keep context that spans sentences.
+    """
     if len(text) <= FAST_WINDOW:
         return [text]
     step = FAST_WINDOW // 2
-    starts = range(0, max(1, len(text) - step), step)
-    return [text[s : s + FAST_WINDOW] for s in starts][:MAX_FAST_WINDOWS]
+    pieces = [text[s : s + FAST_WINDOW] for s in range(0, max(1, len(text) - step), step)]
+    pieces += [p for p in _SENTENCE_END.split(text) if 8 <= len(p) <= FAST_WINDOW]
+    return list(dict.fromkeys(pieces))[:MAX_FAST_WINDOWS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,21 +252,26 @@ class LearnedTextClassifier:
             )
         self.model_version = f"{manifest.get('version', '0')}+{actual[:12]}"
         self.featurizer = NgramFeaturizer()
+        esc = np.clip(self.weights.escalate_at, 1e-6, 1 - 1e-6)
+        self._esc_logit = np.log(esc / (1 - esc))
         self.escalations = 0
+        """Prompts that reached the embedding heads (a statistic for benchmarks; not locked)."""
 
-    def fast_logits(self, text: str) -> tuple[npt.NDArray[np.float64], str]:
-        """Highest raw fast logit per category over the windows of ``text``, and the best window."""
+    def fast_logits(self, text: str) -> tuple[npt.NDArray[np.float64], str, float]:
+        """Highest raw fast logit per category over the windows of ``text``, the most suspicious
+        window (largest margin over a category's escalation level) and that margin."""
         w = self.weights
         best = np.full(len(HEAD_CATEGORIES), -np.inf)
         best_window = text[:FAST_WINDOW]
-        best_total = -np.inf
+        best_margin = -np.inf
         for part in fast_windows(text):
             idx, val = self.featurizer.transform_one(part)
             z = (val @ w.fast_w[idx] + w.fast_b).astype(np.float64)
             best = np.maximum(best, z)
-            if float(z.max()) > best_total:
-                best_total, best_window = float(z.max()), part
-        return best, best_window
+            margin = float(np.max(w.platt_fast[:, 0] * z + w.platt_fast[:, 1] - self._esc_logit))
+            if margin > best_margin:
+                best_margin, best_window = margin, part
+        return best, best_window, best_margin
 
     def emb_logits(self, text: str) -> npt.NDArray[np.float64]:
         """Highest raw embedding logit per category over the first windows of ``text``."""
@@ -270,17 +282,23 @@ class LearnedTextClassifier:
     def score(self, prompt: PromptText) -> Scores:
         """Calibrated scores for one prompt (both the normalised and the original text)."""
         w = self.weights
-        z_norm, win_norm = self.fast_logits(prompt.normalized)
-        z_orig, win_orig = self.fast_logits(prompt.original.casefold())
+        z_norm, win_norm, m_norm = self.fast_logits(prompt.normalized)
+        z_orig, win_orig, m_orig = self.fast_logits(prompt.original.casefold())
         z_fast = np.maximum(z_norm, z_orig)
-        window = win_norm if z_norm.max() >= z_orig.max() else win_orig
+        window = win_norm if m_norm >= m_orig else win_orig
         p_fast = _sigmoid(w.platt_fast[:, 0] * z_fast + w.platt_fast[:, 1])
         escalated = bool(np.any(p_fast >= w.escalate_at))
         if escalated:
             self.escalations += 1
-            # The embedder reads the normalised text when the normaliser changed more than case.
-            changed = prompt.normalized != prompt.original.casefold().strip()
-            z_emb = self.emb_logits(prompt.normalized if changed else prompt.original)
+            if len(prompt.normalized) > FAST_WINDOW:
+                # A long prompt: the embedder reads the window the fast heads found suspicious.
+                emb_text = window
+            else:
+                # The embedder reads the normalised text when the normaliser changed more than
+                # case (it was trained on ordinary cased text).
+                changed = prompt.normalized != prompt.original.casefold().strip()
+                emb_text = prompt.normalized if changed else prompt.original
+            z_emb = self.emb_logits(emb_text)
             p = _sigmoid(w.stack[:, 0] * z_fast + w.stack[:, 1] * z_emb + w.stack[:, 2])
         else:
             p = p_fast
