@@ -118,7 +118,13 @@ def _pct(x: float) -> str:
     "seeded share of the other dev rows (tweets escalate to the embedder, ~25-100 ms each).",
 )
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def main(data: Path, other_fraction: float, json_out: Path | None) -> None:
+@click.option(
+    "--scores-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Save per-row dev scores (.npz: ids, scores, labels) for later analysis.",
+)
+def main(data: Path, other_fraction: float, json_out: Path | None, scores_out: Path | None) -> None:
     """Print dev-split metrics of the shipped learned heads."""
     rows = load_rows(data)
     split = split_of(rows)
@@ -137,6 +143,8 @@ def main(data: Path, other_fraction: float, json_out: Path | None) -> None:
     clf = LearnedTextClassifier()
     y = label_matrix([r.labels for r in dev])
     p, esc = _score_all(clf, [r.text for r in dev], "dev")
+    if scores_out:
+        np.savez(scores_out, ids=np.array([r.id for r in dev]), scores=p, labels=y, escalated=esc)
     video = np.array([r.source in VIDEO_SOURCES and not r.labels for r in dev])
     benign = np.array([not r.labels for r in dev])
     langs = np.array([r.lang for r in dev])

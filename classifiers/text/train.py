@@ -28,6 +28,7 @@ import os
 import random
 import sys
 import time
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ from classifiers.text.learned import (
     N_FEATURES,
     NgramFeaturizer,
 )
-from classifiers.text.normalize import normalize, normalize_key
+from classifiers.text.normalize import normalize
 
 __all__ = ["Row", "label_matrix", "load_rows", "main", "split_of"]
 
@@ -63,6 +64,14 @@ REFERENCE_PRIOR = 0.15
 """Calibration prior: scores are the posterior odds for a prompt stream in which 15 % of prompts
 are in the category. One prior for every category keeps a threshold's meaning the same across
 categories; the kit's own base rates (hate 20 %, sexual 2 %) are artefacts of its make-up."""
+REVIEW_AT, BLOCK_AT = 0.35, 0.5
+"""The default policy thresholds the calibration is anchored to (policies/default.yaml)."""
+REVIEW_FP_VIDEO, REVIEW_FP_BENIGN = 0.01, 0.05
+BLOCK_FP_VIDEO, BLOCK_FP_BENIGN = 0.003, 0.02
+"""False-positive budgets (benign video-style prompts, all benign rows) at review and block."""
+VIDEO_SOURCES = frozenset(
+    {"coco_captions_esd", "didemo", "parti", "t2i_compbench", "vbench_aug", "opensora", "six_cd"}
+)
 ESCALATE_RECALL = 0.98
 ESCALATE_MAX = 0.2
 EMBED_FRACTION = 0.25
@@ -111,10 +120,19 @@ def _h(s: str) -> str:
     return hashlib.sha1(s.encode("utf-8", "replace")).hexdigest()
 
 
+def split_key(text: str) -> str:
+    """The text identity used for splitting: NFKC, casefold, whitespace collapsed.
+
+    Deliberately local and frozen (not :func:`classifiers.text.normalize.normalize`, which
+    evolves): a change of key would reshuffle the splits and leak dev rows into training.
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
 def split_of(rows: list[Row]) -> dict[str, str]:
     """Row id -> ``train``/``calib``/``dev``, stratified by (source, lang, labels).
 
-    Inside a stratum rows are ordered by sha1 of their normalised text and dealt 15/10/75, so
+    Inside a stratum rows are ordered by sha1 of :func:`split_key` and dealt 15/10/75, so
     identical texts land next to each other, and the same row always lands in the same split.
     """
     strata: dict[tuple[str, str, tuple[str, ...]], list[Row]] = defaultdict(list)
@@ -122,7 +140,7 @@ def split_of(rows: list[Row]) -> dict[str, str]:
         strata[(r.source, r.lang, tuple(sorted(r.labels)))].append(r)
     out: dict[str, str] = {}
     for members in strata.values():
-        members.sort(key=lambda r: (_h(normalize_key(r.text)), r.id))
+        members.sort(key=lambda r: (_h(split_key(r.text)), r.id))
         for i, r in enumerate(members):
             k = i % 20
             out[r.id] = "dev" if k in (0, 7, 14) else "calib" if k in (3, 11) else "train"
@@ -216,6 +234,35 @@ def _platt(
     model = LogisticRegression(C=100.0, solver="lbfgs", max_iter=1000)
     model.fit(x, y, sample_weight=w)
     return model.coef_.ravel(), float(model.intercept_[0])
+
+
+def _operating_points(
+    logit: npt.NDArray[np.float64], calib: list[Row]
+) -> tuple[float, float, dict[str, float]]:
+    """The affine map of logits that puts the policy thresholds on fixed false-positive rates.
+
+    On the calibration split, ``review`` is the lowest raw score that flags at most
+    :data:`REVIEW_FP_VIDEO` of benign video-style prompts and :data:`REVIEW_FP_BENIGN` of all
+    benign rows; ``block`` the same at the stricter rates. The map sends them to the default
+    policy thresholds 0.35 and 0.5, so a threshold means the same false-positive budget in
+    every category.
+    """
+    video = np.array([r.source in VIDEO_SOURCES and not r.labels for r in calib])
+    benign = np.array([not r.labels for r in calib])
+
+    def level(fp_video: float, fp_benign: float) -> float:
+        return max(
+            float(np.quantile(logit[video], 1 - fp_video)),
+            float(np.quantile(logit[benign], 1 - fp_benign)),
+        )
+
+    review = level(REVIEW_FP_VIDEO, REVIEW_FP_BENIGN)
+    block = max(level(BLOCK_FP_VIDEO, BLOCK_FP_BENIGN), review + 0.5)
+    target_r, target_b = np.log(REVIEW_AT / (1 - REVIEW_AT)), np.log(BLOCK_AT / (1 - BLOCK_AT))
+    alpha = (target_b - target_r) / (block - review)
+    beta = target_r - alpha * review
+    points = {"raw_review_logit": round(review, 3), "raw_block_logit": round(block, 3)}
+    return float(alpha), float(beta), points
 
 
 def _sig(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -321,10 +368,23 @@ def main(data: Path, out: Path, seed: int, cache: Path) -> None:
         else:
             coef, icpt = _platt(np.stack([zf[sel, j], ze[sel, j]], 1), cy[sel, j], cw[sel])
             stack[j] = (coef[0], coef[1], icpt)
+        # Scores as the classifier gives them: stacked when escalated, fast otherwise.
+        logit = platt[j, 0] * zf[:, j] + platt[j, 1]
+        logit[sel] = stack[j, 0] * zf[sel, j] + stack[j, 1] * ze[sel, j] + stack[j, 2]
+        alpha, beta, points = _operating_points(logit, calib)
+        platt[j] = (alpha * platt[j, 0], alpha * platt[j, 1] + beta)
+        stack[j] = (alpha * stack[j, 0], alpha * stack[j, 1], alpha * stack[j, 2] + beta)
+        esc_logit = np.log(escalate[j] / (1 - escalate[j]))
+        escalate[j] = float(_sig(np.array(alpha * esc_logit + beta)))
+        final = _sig(alpha * logit + beta)
+        pos = cy[:, j] == 1
         report[cat] = {
-            "calib_positives": int(cy[:, j].sum()),
+            "calib_positives": int(pos.sum()),
             "escalate_at": round(float(escalate[j]), 4),
             "calib_escalated_share": round(float(sel.mean()), 4),
+            **points,
+            "calib_recall_review": round(float((final[pos] >= REVIEW_AT).mean()), 4),
+            "calib_recall_block": round(float((final[pos] >= BLOCK_AT).mean()), 4),
         }
         log(f"calibrated {cat}: {report[cat]}")
 
