@@ -4,6 +4,7 @@ reproducibility, and the shipped weights."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,7 @@ def shipped() -> embedded.EmbeddedBackend:
 
 
 def test_shipped_weights_match_the_recorded_sha256() -> None:
-    recorded = embedded.WEIGHTS_SHA256_FILE.read_text().split()[0]
+    recorded = json.loads(embedded.WEIGHTS_CARD.read_text())["sha256"]
     assert hashlib.sha256(embedded.WEIGHTS.read_bytes()).hexdigest() == recorded
     assert embedded.WEIGHTS.stat().st_size < 8_000_000
 
@@ -151,9 +152,9 @@ def test_out_of_vocabulary_prompt_still_makes_a_video(shipped: embedded.Embedded
 
 
 def test_tampered_weights_refuse_to_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bad = tmp_path / "tiny_dit.sha256"
-    bad.write_text("0" * 64 + "\n")
-    monkeypatch.setattr(embedded, "WEIGHTS_SHA256_FILE", bad)
+    bad = tmp_path / "tiny_dit.json"
+    bad.write_text(json.dumps({"sha256": "0" * 64}))
+    monkeypatch.setattr(embedded, "WEIGHTS_CARD", bad)
     with pytest.raises(BackendUnavailable, match="does not match"):
         embedded.EmbeddedBackend().model()
 

@@ -35,7 +35,8 @@ from generator.embedded.model import FrameAutoencoder, ModelConfig, VideoDiT
 from generator.embedded.vocab import SLOT_VALUES, SLOTS, ParsedPrompt, parse_prompt
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "tiny_dit.safetensors"
-WEIGHTS_SHA256_FILE = WEIGHTS.with_suffix(".sha256")
+WEIGHTS_CARD = WEIGHTS.with_suffix(".json")
+"""Recorded sha256 (and training details) of the shipped weights, checked at load time."""
 MAX_SECONDS = 10.0
 MAX_SIDE = 1024
 GUIDANCE = 4.0
@@ -147,12 +148,17 @@ class EmbeddedBackend:
     def model(self) -> TinyDiT:
         """Load the weights once, checking the shipped file's recorded sha256."""
         if self._model is None:
-            if self.weights == WEIGHTS and WEIGHTS_SHA256_FILE.is_file() and WEIGHTS.is_file():
-                expected = WEIGHTS_SHA256_FILE.read_text().split()[0]
+            if self.weights == WEIGHTS and WEIGHTS.is_file():
+                try:
+                    expected = json.loads(WEIGHTS_CARD.read_text())["sha256"]
+                except (OSError, ValueError, KeyError) as exc:
+                    raise BackendUnavailable(
+                        f"{WEIGHTS_CARD}: cannot read the recorded sha256 ({exc}); reinstall"
+                    ) from exc
                 actual = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
                 if actual != expected:
                     raise BackendUnavailable(
-                        f"{WEIGHTS}: sha256 {actual} does not match {WEIGHTS_SHA256_FILE} "
+                        f"{WEIGHTS}: sha256 {actual} does not match {WEIGHTS_CARD} "
                         f"({expected}); reinstall the package"
                     )
             self._model = TinyDiT(self.weights)

@@ -252,7 +252,21 @@ def export(checkpoint: Path, out: Path) -> str:
     # One metadata key: safetensors writes several keys in no fixed order, and the file's
     # sha256 must only depend on the training run.
     save_file(tensors, str(out), metadata={"reelguard": json.dumps(info, sort_keys=True)})
-    return hashlib.sha256(out.read_bytes()).hexdigest()
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    card = {
+        "file": out.name,
+        "sha256": digest,
+        "bytes": out.stat().st_size,
+        **info,
+        "data": "procedural clips (generator/embedded/data.py); held-out combinations excluded",
+        "reproduce": (
+            f"python -m generator.embedded.train --out runs/dit --resume "
+            f"--ae-steps {state['ae_step']} --steps {state['step']} --threads 1 && "
+            f"python -m generator.embedded.train --out runs/dit --export {out.name}"
+        ),
+    }
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return digest
 
 
 def main(argv: list[str] | None = None) -> None:
