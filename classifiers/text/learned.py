@@ -12,8 +12,9 @@ Two stages, both plain numpy at run time (no sklearn, no torch):
    calibration split): logistic regression over multilingual-e5-small embeddings
    (:mod:`classifiers.text.embed`), combined with the fast logit by a per-category stacker.
 
-Every score is Platt-calibrated on a held-out calibration split, so 0.5 means "about even odds
-that a prompt from the training mix is in this category". The model card
+Scores are calibrated on a held-out calibration split and anchored to the default policy
+thresholds: in every category 0.35 flags at most 1 % of benign video-style prompts (and 5 % of
+all benign rows), 0.5 at most 0.3 % (and 2 %). The model card
 (``classifiers/text/MODEL_CARD.md``) lists the data, the dev metrics and the blind spots.
 """
 
