@@ -69,6 +69,8 @@ REVIEW_AT, BLOCK_AT = 0.35, 0.5
 REVIEW_FP_VIDEO, REVIEW_FP_BENIGN = 0.01, 0.05
 BLOCK_FP_VIDEO, BLOCK_FP_BENIGN = 0.003, 0.02
 """False-positive budgets (benign video-style prompts, all benign rows) at review and block."""
+MIN_RAW_REVIEW = 0.05
+"""Lowest reference-prior probability that may be mapped to the review threshold."""
 VIDEO_SOURCES = frozenset(
     {"coco_captions_esd", "didemo", "parti", "t2i_compbench", "vbench_aug", "opensora", "six_cd"}
 )
@@ -256,7 +258,9 @@ def _operating_points(
             float(np.quantile(logit[benign], 1 - fp_benign)),
         )
 
-    review = level(REVIEW_FP_VIDEO, REVIEW_FP_BENIGN)
+    # A head so confident that its benign rows all score near zero would otherwise put review at
+    # a vanishing raw score and flag anything faintly related; never review below MIN_RAW_REVIEW.
+    review = max(level(REVIEW_FP_VIDEO, REVIEW_FP_BENIGN), float(np.log(MIN_RAW_REVIEW / 0.95)))
     block = max(level(BLOCK_FP_VIDEO, BLOCK_FP_BENIGN), review + 0.5)
     target_r, target_b = np.log(REVIEW_AT / (1 - REVIEW_AT)), np.log(BLOCK_AT / (1 - BLOCK_AT))
     alpha = (target_b - target_r) / (block - review)
