@@ -30,9 +30,9 @@ from generator.embedded.vocab import canonical_prompt, parse_prompt
 ATTRS = ("background", "colour", "shape", "motion")
 
 
-def held_out(n: int) -> list[tuple[str, str, str, str]]:
-    """``n`` held-out combinations, spread evenly over the held-out set (stable order)."""
-    combos = [c for c in data.all_combinations() if data.is_held_out(*c)]
+def combinations(n: int, held_out: bool = True) -> list[tuple[str, str, str, str]]:
+    """``n`` combinations spread evenly over the held-out (or the training) set, stable order."""
+    combos = [c for c in data.all_combinations() if data.is_held_out(*c) == held_out]
     step = max(1, len(combos) // n)
     return combos[::step][:n]
 
@@ -45,10 +45,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--timing-runs", type=int, default=5)
+    p.add_argument(
+        "--split",
+        choices=("held-out", "train"),
+        default="held-out",
+        help="prompt combinations to score; tune sampler settings on 'train', report 'held-out'",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     model = TinyDiT(args.weights)
-    combos = held_out(args.clips)
+    combos = combinations(args.clips, held_out=args.split == "held-out")
     hits = {a: 0 for a in ATTRS}
     ceiling = {a: 0 for a in ATTRS}
     both = 0
@@ -56,7 +62,10 @@ def main() -> None:
     motions: dict[str, list[int]] = {}
     for i, combo in enumerate(combos):
         parsed = parse_prompt(canonical_prompt(*combo))
-        clip = model.sample(slot_tensor(parsed), seed=i, steps=args.steps, guidance=args.guidance)
+        seed = i if args.split == "held-out" else 10_000 + i
+        clip = model.sample(
+            slot_tensor(parsed), seed=seed, steps=args.steps, guidance=args.guidance
+        )
         got = check.score(check.analyse(clip[0]), *combo)
         truth = check.score(check.analyse(data.render(data.spec_for(*combo, rng))[0]), *combo)
         for a in ATTRS:
@@ -67,7 +76,7 @@ def main() -> None:
     n = len(combos)
     meta = model.metadata
     print(f"weights {args.weights.name}: dit_steps={meta.get('dit_steps')} "
-          f"ae_steps={meta.get('ae_steps')}; {n} held-out prompts, {args.steps} sampler steps, "
+          f"ae_steps={meta.get('ae_steps')}; {n} {args.split} prompts, {args.steps} sampler steps, "
           f"guidance {args.guidance}")  # fmt: skip
     print(f"{'attribute':<12}{'model':>8}{'renderer':>10}")
     for a in ATTRS:
