@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -27,20 +27,10 @@ Category = Literal[
 ]
 """Policy categories, the same names in YAML, HTTP responses and audit rows."""
 
-CATEGORIES: tuple[Category, ...] = (
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-    "hate",
-    "harassment",
-    "self-harm",
-    "celebrity",
-    "ip",
-)
+CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 Stage = Literal["prompt", "frame"]
-STAGES: tuple[Stage, ...] = ("prompt", "frame")
+STAGES: tuple[Stage, ...] = get_args(Stage)
 
 
 @dataclass(frozen=True, slots=True)
