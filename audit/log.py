@@ -63,6 +63,7 @@ from audit.records import (
     VerifyReport,
 )
 from audit.schema import ALL_TENANTS, SCHEMA_VERSION, TABLES, TableSpec, ddl
+from audit.sqlite_open import connect_wal
 from classifiers.base import CATEGORIES, STAGES, Evidence, Verdict
 from policies.decision import Action, Decision, Reason
 
@@ -133,16 +134,10 @@ class AuditLog:
         return self._db
 
     def _open(self) -> sqlite_utils.Database:
-        if self.path.parent != Path(""):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        conn = connect_wal(
+            self.path, synchronous="FULL", timeout_s=BUSY_TIMEOUT_S, check_same_thread=False
         )
         db = sqlite_utils.Database(conn)
-        if db.journal_mode != "wal":
-            db.enable_wal()
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("BEGIN IMMEDIATE")
         try:
             for stmt in ddl():

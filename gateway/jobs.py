@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from audit.sqlite_open import connect_wal
+
 JobStatus = Literal["queued", "in_progress", "completed", "failed"]
 Stage = Literal["queued", "generating", "auditing", "encoding", "recording", "decided", "done"]
 Release = Literal["released", "withheld"]
@@ -200,12 +202,8 @@ class Lease:
 
 def connect(db_path: Path) -> sqlite3.Connection:
     """Open the shared database (WAL, a busy timeout so processes wait rather than fail)."""
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
+    conn = connect_wal(db_path, synchronous="NORMAL", timeout_s=30.0)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
     return conn
 
 

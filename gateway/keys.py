@@ -18,13 +18,14 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
+
+from audit.sqlite_open import connect_wal
 
 TABLE = "api_keys"
 TOKEN_PREFIX = "rg_"
@@ -97,9 +98,10 @@ class KeyStore:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self.path = db_path
         self._lock = threading.Lock()
-        conn = sqlite3.connect(str(db_path), check_same_thread=False, timeout=30)
+        conn = connect_wal(
+            db_path, synchronous="FULL", timeout_s=30.0, autocommit=False, check_same_thread=False
+        )
         self._db = sqlite_utils.Database(conn)
-        self._db.enable_wal()
         table = self._db.table(TABLE)
         if not table.exists():
             table.create(
