@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import click
 
+from gateway.options import db_option
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -33,10 +35,6 @@ audit: click.Group = click.Group(
     """,
 )
 
-
-# Imported after the group exists: gateway.cli registers this group in COMMANDS and this
-# module needs its shared --db option, whichever of the two modules is imported first.
-from gateway.cli import db_option  # noqa: E402
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

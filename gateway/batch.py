@@ -9,7 +9,6 @@ row or a crash never leaves a half-written output behind.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -24,6 +23,7 @@ import msgspec
 from audit.log import AuditLog
 from gateway.moderations import to_result
 from gateway.pipeline import TextModerator, moderation_record
+from policies.jsonl import read_jsonl
 
 
 class BadRow(Exception):
@@ -44,28 +44,13 @@ def read_rows(path: Path, *, max_chars: int) -> list[Row]:
 
     Blank lines are skipped. Ids must be unique so output rows can be joined back.
     """
-    rows: list[Row] = []
-    seen: dict[str | int, int] = {}
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadRow(
-                    f"{where}: not valid JSON ({exc.msg}); each line must be one JSON "
-                    'object like {"id": "1", "text": "..."}'
-                ) from None
-            rows.append(_row(obj, line_no, where, max_chars))
-            rid = rows[-1].id
-            if rid in seen:
-                raise BadRow(
-                    f"{where}: id {rid!r} already used on line {seen[rid]}; ids must be unique"
-                )
-            seen[rid] = line_no
-    return rows
+    return read_jsonl(
+        path,
+        lambda obj, line_no, where: _row(obj, line_no, where, max_chars),
+        id_of=lambda row: row.id,
+        error=BadRow,
+        example='{"id": "1", "text": "..."}',
+    )
 
 
 def _row(obj: Any, line_no: int, where: str, max_chars: int) -> Row:

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
+from audit.cli import audit as audit_group
+from classifiers.text.build_gazetteers import build_gazetteers_command
+from classifiers.text.train import main as train_text_command
+from gateway.options import F, db_option
 from gateway.settings import Settings
+from gateway.worker import worker_command
+from generator.cli import generate as generate_command
 from policies.cli import policy as policy_group
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reelguard")
 def main() -> None:
     """ReelGuard: a safety and moderation gateway in front of a text-to-video generator."""
-
-
-def db_option(func: F) -> F:
-    """The shared ``--db PATH`` option for every command that touches the database."""
-    return click.option(
-        "--db",
-        "db",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=lambda: str(Settings().db),
-        show_default="REELGUARD_DB or var/reelguard.db",
-        help="SQLite database file.",
-    )(func)
 
 
 # -- gateway: serve, keys, moderate ---------------------------------------------------------
@@ -274,12 +264,6 @@ def moderate(
     summary = ", ".join(f"{n} {action}" for action, n in counts.items())
     click.echo(f"Wrote {len(rows)} results to {output_path} ({summary}).", err=True)
 
-
-from audit.cli import audit as audit_group  # noqa: E402 - after db_option, which it uses
-from classifiers.text.build_gazetteers import build_gazetteers_command  # noqa: E402
-from classifiers.text.train import main as train_text_command  # noqa: E402
-from gateway.worker import worker_command  # noqa: E402 - after the shared options it may use
-from generator.cli import generate as generate_command  # noqa: E402
 
 # Explicit registry: every top-level command, in one place.
 COMMANDS: dict[str, click.Command] = {

@@ -17,7 +17,6 @@ over the rows labelled for that category.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 from classifiers.base import CATEGORIES, Category, Evidence, PromptText, Verdict
 from policies.decision import Action, Decision
 from policies.engine import decide
+from policies.jsonl import read_jsonl
 from policies.resolved import ResolvedPolicy
 
 MAX_TEXT_CHARS = 10_000
@@ -86,34 +86,13 @@ class StaticPolicies:
 
 def read_prompts(path: Path) -> list[PromptRow]:
     """Parse a prompts JSONL file; raises :class:`PromptFileError` naming the line and fix."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise PromptFileError(f"{path}: file not found; check the --prompts path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromptFileError(f"{path}: cannot read ({exc}); save it as UTF-8 JSONL") from None
-    rows: list[PromptRow] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PromptFileError(
-                f"{where}: not valid JSON ({exc.msg}); one object per line"
-            ) from None
-        row = _row(obj, number, where)
-        if row.id in seen:
-            raise PromptFileError(
-                f"{where}: id {row.id!r} already used on line {seen[row.id]}; make ids unique"
-            )
-        seen[row.id] = number
-        rows.append(row)
+    rows = read_jsonl(path, _row, id_of=lambda row: row.id, error=PromptFileError, example=_EXAMPLE)
     if not rows:
         raise PromptFileError(f"{path}: no prompts; write one JSON object per line")
     return rows
+
+
+_EXAMPLE = '{"id": "p1", "text": "...", "labels": ["violence"]}'
 
 
 def _row(obj: Any, number: int, where: str) -> PromptRow:
