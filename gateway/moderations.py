@@ -24,6 +24,8 @@ from typing import Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from audit.errors import AuditError
 from audit.log import AuditLog
@@ -244,7 +246,10 @@ class ModerationController(Controller):
         responses=problem_responses(400, 401, 413, 422, 503),
     )
     def create(
-        self, request: Request[Any, Any, State], tenant: str, data: ModerationRequest
+        self,
+        request: Request[Any, Any, State],
+        tenant: NamedDependency[str],
+        data: JSONBody[ModerationRequest],
     ) -> Response[ModerationResponse]:
         """Check each input against the tenant's policy; a block is a 200 with ``action``."""
         state = request.app.state
