@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -586,8 +587,55 @@ def stats(
     )
 
 
+def read_anchors(path: Path) -> list[Any]:
+    """Anchors from a JSONL anchors file (missing file: none yet). Bad lines name file:line."""
+    from audit.records import Anchor
+
+    if not path.exists():
+        return []
+    anchors = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path}: cannot read the anchors file ({exc})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            anchor = Anchor(int(obj["seq"]), str(obj["hash"]), str(obj.get("at", "")))
+            if anchor.seq < 0 or len(anchor.hash) != 64:
+                raise ValueError("seq must be >= 0 and hash a 64-character sha256")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise click.ClickException(
+                f"{path}:{number}: not an anchor ({exc}); each line is "
+                '{"seq": N, "hash": "<sha256>", "at": "<time>"} as written by '
+                "`reelguard audit verify --anchor`; restore the line from your copy"
+            ) from None
+        anchors.append(anchor)
+    return anchors
+
+
+def append_anchor(path: Path, seq: int, head_hash: str) -> None:
+    """Append the current head to the anchors file (flushed and fsynced)."""
+    line = json.dumps({"seq": seq, "hash": head_hash, "at": datetime.now(UTC).isoformat()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 @audit.command()
 @click.option("--check-files", is_flag=True, help="Also re-hash evidence thumbnails on disk.")
+@click.option(
+    "--anchor",
+    "anchor_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Anchors file kept outside the database (JSONL): check every head noted there, then "
+    "append the current head after a clean run.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -598,16 +646,27 @@ def stats(
 @db_option
 @click.pass_context
 def verify(
-    ctx: click.Context, check_files: bool, workers: int | None, as_json: bool, db: Path
+    ctx: click.Context,
+    check_files: bool,
+    anchor_path: Path | None,
+    workers: int | None,
+    as_json: bool,
+    db: Path,
 ) -> None:
     """Recompute the whole hash chain; name the first row edited, deleted or reordered.
 
-    Exits 1 when the chain is broken. Note the printed head hash somewhere outside this
-    database (a ticket, a write-once store): a later verify against it also proves that no
-    rows were cut from the end.
+    Exits 1 when the chain is broken. The database alone cannot prove that nobody rewrote a row
+    and recomputed every later hash, or cut rows from the end along with the head: keep the
+    head outside it. `--anchor FILE` does that: it checks every head noted in FILE and appends
+    the current one after a clean run (put FILE on other storage, or copy it to a ticket).
     """
     log = _log(db)
-    report = _guard(lambda: log.verify(check_files=check_files, workers=workers))
+    anchors = read_anchors(anchor_path) if anchor_path is not None else []
+    report = _guard(lambda: log.verify(check_files=check_files, workers=workers, anchors=anchors))
+    if anchor_path is not None and report.ok:
+        last = anchors[-1] if anchors else None
+        if last is None or (last.seq, last.hash) != (report.head_seq, report.head_hash):
+            append_anchor(anchor_path, report.head_seq, report.head_hash)
     if as_json:
         _echo_json(report.as_dict())
     elif report.ok:
@@ -615,6 +674,11 @@ def verify(
             f"OK: {report.rows} rows verified in {report.seconds:.2f} s "
             f"(seq {report.base_seq + 1}..{report.head_seq}); head {report.head_hash}"
         )
+        if anchor_path is not None:
+            click.echo(
+                f"{report.anchors_checked} anchor(s) in {anchor_path} still match; "
+                "the current head is noted there"
+            )
     else:
         first = report.problems[0]
         click.echo(f"BROKEN: first bad row: {first.table} seq {first.seq}: {first.message}")

@@ -49,6 +49,7 @@ from audit.records import (
     PROMPT_RETENTIONS,
     RELEASE_ACTIONS,
     REVIEW_VERDICTS,
+    Anchor,
     FrameAuditRecord,
     ListFilter,
     ModerationRecord,
@@ -692,7 +693,12 @@ class AuditLog:
     # -- verification ---------------------------------------------------------------------------
 
     def verify(
-        self, *, check_files: bool = False, max_problems: int = 100, workers: int | None = None
+        self,
+        *,
+        check_files: bool = False,
+        max_problems: int = 100,
+        workers: int | None = None,
+        anchors: Sequence[Anchor] = (),
     ) -> VerifyReport:
         """Recompute the whole chain; name the first row that does not match, and the rest.
 
@@ -706,6 +712,11 @@ class AuditLog:
         same as one sequential pass. Rows appended while verify runs are left for the next run;
         run parallel verification when no purge or redaction is under way (one process reads
         one consistent snapshot and is immune to both).
+
+        ``anchors`` are heads noted outside the database by earlier runs: each must still be the
+        hash of its row (or of the purge base), and lie at or before the current head, so an
+        attacker who rewrites rows *and* recomputes every later hash and the head is still
+        caught. Anchors before the purge base are skipped (their rows are gone by design).
         """
         started = time.perf_counter()
         with self._read() as conn:
@@ -719,6 +730,12 @@ class AuditLog:
             ):
                 covered[who] = through
             found: list[tuple[int, str, str, str]] = []
+            anchors_checked = 0
+            for anchor in anchors:
+                problem = _check_anchor(conn, anchor, base_seq, base_hash, head_seq)
+                anchors_checked += int(anchor.seq >= base_seq)
+                if problem is not None:
+                    found.append(problem)
             self._check_base(
                 conn,
                 base_seq,
@@ -780,6 +797,7 @@ class AuditLog:
             head_hash=head_hash,
             problems=problems_out,
             seconds=time.perf_counter() - started,
+            anchors_checked=anchors_checked,
         )
 
     @staticmethod
@@ -1162,6 +1180,33 @@ def _ranges(base_seq: int, head_seq: int, workers: int | None) -> list[tuple[int
         lo = hi + 1
     out[-1] = (out[-1][0], head_seq)
     return out
+
+
+def _check_anchor(
+    conn: sqlite3.Connection, anchor: Anchor, base_seq: int, base_hash: str, head_seq: int
+) -> tuple[int, str, str, str] | None:
+    """A problem tuple when ``anchor`` no longer matches the chain, else None."""
+    short = anchor.hash[:12]
+    if anchor.seq > head_seq:
+        return (
+            head_seq + 1,
+            "audit_chain",
+            "anchor",
+            f"an anchor taken {anchor.at or 'earlier'} records seq {anchor.seq} ({short}...) but "
+            f"the chain now ends at seq {head_seq}: rows at the end were deleted",
+        )
+    if anchor.seq < base_seq:
+        return None
+    stored = base_hash if anchor.seq == base_seq else _stored_hash(conn, anchor.seq)
+    if stored == anchor.hash:
+        return None
+    return (
+        anchor.seq,
+        "audit_chain",
+        "anchor",
+        f"row seq {anchor.seq} now hashes to {stored[:12]}... but an anchor taken "
+        f"{anchor.at or 'earlier'} recorded {short}...: the chain was rewritten since",
+    )
 
 
 def _stored_hash(conn: sqlite3.Connection, seq: int) -> str:

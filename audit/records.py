@@ -241,6 +241,23 @@ class VerifyProblem:
 
 
 @dataclass(frozen=True, slots=True)
+class Anchor:
+    """A chain head noted outside the database: row ``seq`` had hash ``hash`` at ``at``.
+
+    Checked by :meth:`AuditLog.verify` (``anchors=``): it catches what the database alone cannot,
+    a tail cut together with a rewritten head, or the whole chain recomputed after an edit.
+    """
+
+    seq: int
+    hash: str
+    at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (one line of an anchors file)."""
+        return {"seq": self.seq, "hash": self.hash, "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     """The outcome of :meth:`AuditLog.verify`. ``ok`` when ``problems`` is empty."""
 
@@ -250,6 +267,7 @@ class VerifyReport:
     head_hash: str
     problems: tuple[VerifyProblem, ...]
     seconds: float
+    anchors_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -266,6 +284,7 @@ class VerifyReport:
             "head_hash": self.head_hash,
             "problems": [p.as_dict() for p in self.problems],
             "seconds": round(self.seconds, 3),
+            "anchors_checked": self.anchors_checked,
         }
 
 

@@ -295,3 +295,81 @@ def test_parse_duration(text: str, seconds: float) -> None:
 )
 def test_parse_time(text: str, expected: float) -> None:
     assert parse_time(text, now=1_000_000_000.0) == expected
+
+
+def _cut_tail_and_head(db: Path, keep: int) -> None:
+    """The attack a database alone cannot show: drop the last rows and move the head back."""
+    from audit.schema import TABLES
+
+    conn = sqlite3.connect(db)
+    for table in TABLES:
+        conn.execute(f"DELETE FROM [{table}] WHERE seq > ?", (keep,))
+    head_hash = next(
+        row[0]
+        for table in TABLES
+        for row in conn.execute(f"SELECT hash FROM [{table}] WHERE seq = ?", (keep,))
+    )
+    conn.execute("UPDATE audit_chain SET head_seq = ?, head_hash = ?", (keep, head_hash))
+    conn.commit()
+    conn.close()
+
+
+def test_verify_anchor_file_catches_a_cut_tail_with_a_moved_head(db: Path, tmp_path: Path) -> None:
+    anchors = tmp_path / "elsewhere" / "anchors.jsonl"
+    result = run("verify", "--db", db, "--anchor", anchors)
+    assert result.exit_code == 0, result.output
+    assert "0 anchor(s)" in result.output
+    first = json.loads(anchors.read_text().splitlines()[0])
+    log = AuditLog(db)
+    assert (first["seq"], first["hash"]) == log.head()
+    log.record_moderation(moderation("req-later"))
+    log.close()
+    result = run("verify", "--db", db, "--anchor", anchors)
+    assert result.exit_code == 0 and "1 anchor(s)" in result.output, result.output
+    assert len(anchors.read_text().splitlines()) == 2
+    # A clean run with nothing new appends nothing.
+    run("verify", "--db", db, "--anchor", anchors)
+    assert len(anchors.read_text().splitlines()) == 2
+
+    _cut_tail_and_head(db, first["seq"] - 1)
+    assert run("verify", "--db", db).exit_code == 0  # the database alone looks consistent
+    result = run("verify", "--db", db, "--anchor", anchors)
+    assert result.exit_code == 1
+    assert "rows at the end were deleted" in result.output
+    assert len(anchors.read_text().splitlines()) == 2  # a broken run notes no new head
+    report = json.loads(run("verify", "--db", db, "--anchor", anchors, "--json").output)
+    assert report["ok"] is False and {p["kind"] for p in report["problems"]} == {"anchor"}
+
+
+def test_verify_anchor_catches_a_rewritten_row(db: Path, tmp_path: Path) -> None:
+    anchors = tmp_path / "anchors.jsonl"
+    run("verify", "--db", db, "--anchor", anchors)
+    seq = json.loads(anchors.read_text())["seq"]
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE audit_chain SET head_hash = ?", ("0" * 64,))
+    for table in ("requests", "verdicts", "decisions", "releases", "reviews", "frame_scores"):
+        conn.execute(f"UPDATE [{table}] SET hash = ? WHERE seq = ?", ("0" * 64, seq))
+    conn.commit()
+    conn.close()
+    result = run("verify", "--db", db, "--anchor", anchors, "--json")
+    problems = json.loads(result.output)["problems"]
+    assert any(p["kind"] == "anchor" and p["seq"] == seq for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("line", "fix"),
+    [
+        ("not json", "not an anchor"),
+        ('{"seq": 3}', "not an anchor"),
+        ('{"seq": 1, "hash": "ab"}', "64"),
+    ],
+)
+def test_a_bad_anchors_file_names_file_line_and_fix(
+    db: Path, tmp_path: Path, line: str, fix: str
+) -> None:
+    anchors = tmp_path / "anchors.jsonl"
+    anchors.write_text("\n" + line + "\n")
+    result = run("verify", "--db", db, "--anchor", anchors)
+    assert result.exit_code == 1
+    assert f"{anchors}:2: " in result.output and fix in result.output
+    assert "restore the line" in result.output
