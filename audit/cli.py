@@ -763,18 +763,27 @@ def redact(
 @audit.command("prompt-retention")
 @click.argument("tenant", required=False)
 @click.argument("mode", required=False, type=click.Choice(["keep", "hash", "drop"]))
+@click.option(
+    "--actor",
+    default=lambda: _login_name(),
+    show_default="your login name",
+    help="Who changes the setting (kept in the chained settings record).",
+)
 @json_option
 @db_option
-def prompt_retention(tenant: str | None, mode: str | None, as_json: bool, db: Path) -> None:
+def prompt_retention(
+    tenant: str | None, mode: str | None, actor: str, as_json: bool, db: Path
+) -> None:
     """Show or set how a tenant's new prompts are stored: keep, hash or drop.
 
     No arguments: list tenants with a setting (others keep). TENANT: show it. TENANT MODE: set
-    it (stored in the database, so every gateway and worker process applies it). Existing rows
-    are unchanged; use `reelguard audit redact` for them.
+    it (stored in the database, so every gateway and worker process applies it; the change and
+    its --actor are a chained record). Existing rows are unchanged; use `reelguard audit redact`
+    for them.
     """
     log = _log(db) if mode is None else _log_create(db)
     if mode is not None and tenant is not None:
-        _guard(lambda: log.set_prompt_retention(tenant, mode))
+        _guard(lambda: log.set_prompt_retention(tenant, mode, actor=actor))
     settings = log.prompt_retentions()
     if tenant is not None:
         settings = {tenant: settings.get(tenant, "keep")}
@@ -782,6 +791,15 @@ def prompt_retention(tenant: str | None, mode: str | None, as_json: bool, db: Pa
         _echo_json(settings)
         return
     _table("prompt retention", ["tenant", "prompts"], sorted(settings.items()))
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 def _log_create(db: Path) -> Any:

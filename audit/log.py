@@ -478,21 +478,28 @@ class AuditLog:
 
     # -- tenant prompt retention ----------------------------------------------------------------
 
-    def set_prompt_retention(self, tenant: str, mode: str) -> None:
+    def set_prompt_retention(self, tenant: str, mode: str, *, actor: str = "unknown") -> int:
         """Set how new records of ``tenant`` keep prompt text: keep, hash or drop.
 
         Stored in the database (table ``audit_tenants``) so every process applies the same
-        setting. Existing rows are unchanged; use :meth:`redact` for them.
+        setting, and chained as a ``settings`` row naming ``actor`` and the previous value, so
+        who changed it is on record and an edit made directly in SQLite fails verify. Existing
+        rows are unchanged; use :meth:`redact` for them. Returns the chained row's seq.
         """
         _need(tenant, "tenant")
+        _need(actor, "actor")
         if mode not in PROMPT_RETENTIONS:
             raise BadFilter(f"prompt retention {mode!r} is not one of keep, hash, drop")
         with self._write() as conn:
+            found = conn.execute(
+                "SELECT prompt_retention FROM audit_tenants WHERE tenant = ?", (tenant,)
+            ).fetchone()
             conn.execute(
                 "INSERT INTO audit_tenants VALUES (?, ?, ?) ON CONFLICT(tenant) DO UPDATE SET "
                 "prompt_retention = excluded.prompt_retention, updated_at = excluded.updated_at",
                 (tenant, mode, time.time()),
             )
+            return self._append(conn, [("settings", _setting(tenant, mode, found, actor))])
 
     def prompt_retentions(self) -> dict[str, PromptRetention]:
         """Every tenant with a non-default setting (the default is ``keep``)."""
@@ -742,6 +749,7 @@ class AuditLog:
                 base_hash,
                 lambda *p: found.append(p),
             )
+            found += _check_settings(conn, head_seq)
             beyond = max(
                 conn.execute(f"SELECT coalesce(max(seq), 0) FROM [{t}]").fetchone()[0]
                 for t in TABLES
@@ -863,6 +871,14 @@ class AuditLog:
                 "UPDATE audit_chain SET base_seq = ?, base_hash = ? WHERE id = 1",
                 (through, through_hash),
             )
+            # The settings rows that justified each tenant's current retention may be gone:
+            # re-state them in the chain, so verify can still check audit_tenants against it.
+            carried = [
+                ("settings", _setting(tenant, mode, (mode,), actor))
+                for tenant, mode in conn.execute(
+                    "SELECT tenant, prompt_retention FROM audit_tenants ORDER BY tenant"
+                )
+            ]
             record = {
                 "cutoff": cutoff,
                 "through_seq": through,
@@ -870,7 +886,7 @@ class AuditLog:
                 "rows": rows,
                 "actor": actor,
             }
-            self._append(conn, [("purges", record)])
+            self._append(conn, [*carried, ("purges", record)])
         files = 0
         for p in removed_files:
             try:
@@ -1180,6 +1196,44 @@ def _ranges(base_seq: int, head_seq: int, workers: int | None) -> list[tuple[int
         lo = hi + 1
     out[-1] = (out[-1][0], head_seq)
     return out
+
+
+def _setting(tenant: str, mode: str, previous: Any, actor: str) -> Row:
+    return {
+        "tenant": tenant,
+        "name": "prompt_retention",
+        "value": mode,
+        "previous": previous[0] if previous else "keep",
+        "actor": actor,
+    }
+
+
+def _check_settings(conn: sqlite3.Connection, head_seq: int) -> list[tuple[int, str, str, str]]:
+    """``audit_tenants`` must hold, per tenant, the value its latest chained setting names."""
+    chained = {
+        tenant: (value, seq)
+        for tenant, value, seq in conn.execute(
+            "SELECT tenant, value, max(seq) FROM settings WHERE name = 'prompt_retention' "
+            "GROUP BY tenant"
+        )
+    }
+    current = dict(conn.execute("SELECT tenant, prompt_retention FROM audit_tenants"))
+    problems = []
+    for tenant in sorted(set(chained) | set(current)):
+        value, seq = chained.get(tenant, ("keep", head_seq + 1))
+        now = current.get(tenant, "keep")
+        if now != value:
+            problems.append(
+                (
+                    seq,
+                    "audit_tenants",
+                    "setting",
+                    f"tenant {tenant!r} stores prompts as {now!r} but the chain last recorded "
+                    f"{value!r}: the setting was changed outside `reelguard audit "
+                    "prompt-retention`; set it again with that command to record who and why",
+                )
+            )
+    return problems
 
 
 def _check_anchor(

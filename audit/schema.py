@@ -11,7 +11,8 @@ three groups:
 * bookkeeping: ``salt``, ``redacted`` (set by a chained redaction record) and ``hash``.
 
 Two small tables sit outside the chain: ``audit_chain`` (one row: the verified base after a
-purge, and the head) and ``audit_tenants`` (each tenant's prompt retention setting).
+purge, and the head) and ``audit_tenants`` (each tenant's current prompt retention, for fast
+lookup; every change to it is also a chained ``settings`` row, and verify checks the two agree).
 """
 
 from __future__ import annotations
@@ -231,6 +232,11 @@ TABLES: dict[str, TableSpec] = {
     "redactions": TableSpec(
         "redactions",
         _cols(*_HEAD, "tenant:t", "mode:t", "through_seq:i", "rows:i", "actor:t", "hash:t"),
+    ),
+    "settings": TableSpec(
+        "settings",
+        _cols(*_HEAD, "tenant:t", "name:t", "value:t", "previous:t", "actor:t", "hash:t"),
+        indexes=(("tenant", "name"),),
     ),
     "purges": TableSpec(
         "purges",

@@ -384,3 +384,45 @@ def test_a_refused_record_inside_a_batch_leaves_no_rows(tmp_path: Path) -> None:
         log.record_moderation(moderation("b"))
     assert log.verify().ok
     assert {r.request_id for r in log.list_requests()} == {"a", "b"}
+
+
+def test_retention_changes_are_chained_with_who_and_the_previous_value(log: AuditLog) -> None:
+    seq = log.set_prompt_retention("acme", "drop", actor="dpo")
+    log.set_prompt_retention("acme", "hash", actor="legal")
+    rows = log.db.conn.execute(
+        "SELECT seq, tenant, value, previous, actor FROM settings ORDER BY seq"
+    ).fetchall()
+    assert rows == [
+        (seq, "acme", "drop", "keep", "dpo"),
+        (seq + 1, "acme", "hash", "drop", "legal"),
+    ]
+    assert log.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("UPDATE audit_tenants SET prompt_retention = 'keep' WHERE tenant = 'acme'", "loosened"),
+        ("DELETE FROM audit_tenants WHERE tenant = 'acme'", "deleted: falls back to keep"),
+        ("INSERT INTO audit_tenants VALUES ('globex', 'hash', 0)", "set without a record"),
+    ],
+)
+def test_a_retention_setting_edited_in_sqlite_fails_verify(
+    log: AuditLog, sql: str, why: str
+) -> None:
+    log.set_prompt_retention("acme", "drop", actor="dpo")
+    _sql(log, sql)
+    problems = log.verify().problems
+    assert [p.kind for p in problems] == ["setting"], why
+    assert "outside `reelguard audit prompt-retention`" in problems[0].message
+
+
+def test_purge_carries_current_settings_into_the_chain(log: AuditLog) -> None:
+    log.set_prompt_retention("acme", "drop", actor="dpo")
+    report = log.purge(0, actor="ops", now=time.time() + 10)
+    assert report.rows > 0
+    assert log.verify().ok
+    carried = log.db.conn.execute("SELECT tenant, value, actor FROM settings").fetchall()
+    assert carried == [("acme", "drop", "ops")]
+    _sql(log, "UPDATE audit_tenants SET prompt_retention = 'keep'")
+    assert [p.kind for p in log.verify().problems] == ["setting"]
