@@ -6,7 +6,8 @@
     ├── UnknownRecord   no request, job or row with that id
     ├── BadFilter       a filter value that cannot be understood (e.g. ``--since yesterdayish``)
     ├── InvalidRecord   a record that cannot be stored as given (bad endpoint, action, tenant...)
-    └── ReleaseFailed   the job system refused to release a withheld video
+    ├── ReleaseFailed   the job system refused to release a withheld video
+    └── SchemaTooNew    the database was written by a newer ReelGuard
 """
 
 from __future__ import annotations
@@ -30,3 +31,7 @@ class InvalidRecord(AuditError):
 
 class ReleaseFailed(AuditError):
     """Releasing a withheld video through the job system failed."""
+
+
+class SchemaTooNew(AuditError):
+    """The database's audit schema is newer than this version of ReelGuard understands."""

@@ -33,7 +33,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -43,7 +43,7 @@ from typing import Any
 import sqlite_utils
 
 from audit import chain
-from audit.errors import BadFilter, InvalidRecord, UnknownRecord
+from audit.errors import BadFilter, InvalidRecord, SchemaTooNew, UnknownRecord
 from audit.records import (
     ENDPOINTS,
     PROMPT_RETENTIONS,
@@ -147,11 +147,25 @@ class AuditLog:
                 "INSERT OR IGNORE INTO audit_chain VALUES (1, ?, 0, ?, 0, ?)",
                 (SCHEMA_VERSION, chain.GENESIS, chain.GENESIS),
             )
+            self._migrate(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return db
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring an older database up to :data:`SCHEMA_VERSION` (inside the open transaction)."""
+        (version,) = conn.execute("SELECT schema_version FROM audit_chain WHERE id = 1").fetchone()
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path}: audit schema version {version} was written by a newer ReelGuard "
+                f"(this one reads up to {SCHEMA_VERSION}); upgrade ReelGuard, or open a copy"
+            )
+        while version < SCHEMA_VERSION:
+            MIGRATIONS[version](self, conn)
+            version += 1
+            conn.execute("UPDATE audit_chain SET schema_version = ? WHERE id = 1", (version,))
 
     def close(self) -> None:
         """Close the connection (a later call reopens it)."""
@@ -1196,6 +1210,22 @@ def _ranges(base_seq: int, head_seq: int, workers: int | None) -> list[tuple[int
         lo = hi + 1
     out[-1] = (out[-1][0], head_seq)
     return out
+
+
+def _migrate_1_to_2(log: AuditLog, conn: sqlite3.Connection) -> None:
+    """Version 2 chains retention settings: state the ones an older database already holds."""
+    rows = [
+        ("settings", _setting(tenant, mode, (mode,), "schema migration 1->2"))
+        for tenant, mode in conn.execute(
+            "SELECT tenant, prompt_retention FROM audit_tenants ORDER BY tenant"
+        )
+    ]
+    if rows:
+        log._append(conn, rows)
+
+
+MIGRATIONS: dict[int, Callable[[AuditLog, sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+"""Schema version -> the step that upgrades a database from it to the next version."""
 
 
 def _setting(tenant: str, mode: str, previous: Any, actor: str) -> Row:

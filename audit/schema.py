@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Bumped with every change an older database needs migrating for (see ``audit.log.MIGRATIONS``)."""
 
 BOOKKEEPING = ("salt", "redacted", "hash")
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import click
 from litestar import Litestar
 
+from audit.errors import AuditError
 from audit.log import AuditLog
 from gateway.keys import KeyStore
 from gateway.pipeline import TextModerator
@@ -17,12 +20,28 @@ def build_app_or_explain(settings: Settings) -> Litestar:
     """``create_app(settings)``, turning a bad policy file into a message that names the fix."""
     from gateway.app import create_app
 
+    open_audit_or_explain(settings).close()  # refuse to start on a database it cannot write
     try:
         return create_app(settings)
     except PolicyError as exc:
         raise click.ClickException(
             f"the policy does not load, so nothing is served:\n{exc}"
         ) from None
+
+
+def open_audit_or_explain(settings: Settings) -> AuditLog:
+    """The audit log, opened (schema created or migrated), or a message saying how to fix it."""
+    log = AuditLog(settings.db)
+    try:
+        log.db  # noqa: B018 - opening creates or migrates the schema, and checks its version
+    except AuditError as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(
+            f"{settings.db}: cannot open the database ({exc}); check the path and permissions "
+            "(--db or REELGUARD_DB)"
+        ) from None
+    return log
 
 
 def build_moderator_or_explain(settings: Settings) -> tuple[TextModerator, AuditLog]:
@@ -32,7 +51,7 @@ def build_moderator_or_explain(settings: Settings) -> tuple[TextModerator, Audit
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load:\n{exc}") from None
     moderator = TextModerator(policies, time_budget_ms=settings.classifier_timeout_ms)
-    return moderator, AuditLog(settings.db)
+    return moderator, open_audit_or_explain(settings)
 
 
 def first_run_key(settings: Settings) -> str:

@@ -13,7 +13,7 @@ import pytest
 from test_audit_support import fill, frame_audit, moderation
 
 from audit import chain
-from audit.errors import InvalidRecord
+from audit.errors import InvalidRecord, SchemaTooNew
 from audit.log import AuditLog
 from audit.schema import TABLES
 from policies.decision import Action
@@ -426,3 +426,35 @@ def test_purge_carries_current_settings_into_the_chain(log: AuditLog) -> None:
     assert carried == [("acme", "drop", "ops")]
     _sql(log, "UPDATE audit_tenants SET prompt_retention = 'keep'")
     assert [p.kind for p in log.verify().problems] == ["setting"]
+
+
+def test_a_version_1_database_is_migrated_and_still_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    log = AuditLog(path)
+    fill(log)
+    log.close()
+    # What a version-1 database looked like: a retention setting with no chained record.
+    _sql(log, "DELETE FROM settings")
+    _sql(log, "INSERT INTO audit_tenants VALUES ('acme', 'drop', 0)")
+    _sql(log, "UPDATE audit_chain SET schema_version = 1")
+    reopened = AuditLog(path)
+    assert reopened.db.conn.execute("SELECT schema_version FROM audit_chain").fetchone() == (2,)
+    rows = reopened.db.conn.execute("SELECT tenant, value, actor FROM settings").fetchall()
+    assert rows == [("acme", "drop", "schema migration 1->2")]
+    assert reopened.verify().ok
+    # Opening again migrates nothing twice.
+    reopened.close()
+    assert AuditLog(path).db.conn.execute("SELECT count(*) FROM settings").fetchone() == (1,)
+
+
+def test_a_database_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    log = AuditLog(path)
+    fill(log)
+    head = log.head()
+    log.close()
+    _sql(log, "UPDATE audit_chain SET schema_version = 99")
+    with pytest.raises(SchemaTooNew, match="version 99 was written by a newer ReelGuard"):
+        AuditLog(path).db  # noqa: B018 - opening is what raises
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT head_seq, head_hash FROM audit_chain").fetchone() == head

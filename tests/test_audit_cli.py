@@ -373,3 +373,23 @@ def test_a_bad_anchors_file_names_file_line_and_fix(
     assert result.exit_code == 1
     assert f"{anchors}:2: " in result.output and fix in result.output
     assert "restore the line" in result.output
+
+
+@pytest.mark.parametrize("command", ["serve", "moderate"])
+def test_gateway_commands_refuse_a_database_from_a_newer_release(
+    db: Path, tmp_path: Path, command: str
+) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE audit_chain SET schema_version = 99")
+    conn.commit()
+    conn.close()
+    rows = tmp_path / "in.jsonl"
+    rows.write_text('{"id": 1, "text": "a cat on a sofa"}\n')
+    args = {
+        "serve": ["serve", "--db", str(db), "--workers", "0", "--port", "1"],
+        "moderate": ["moderate", "--db", str(db), "--input", str(rows), "--output", "o.jsonl"],
+    }[command]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "written by a newer ReelGuard" in result.output and "upgrade ReelGuard" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
