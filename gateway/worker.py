@@ -34,6 +34,7 @@ from typing import Any
 
 import click
 
+from classifiers.base import Evidence
 from gateway.jobs import JobStore, VideoJob, move_to_released, videos_dir
 from gateway.settings import Settings
 
@@ -296,7 +297,7 @@ class JobRunner:
 
         hb.stage("auditing", s.video_audit_timeout_s, progress=90)
         t = time.perf_counter()
-        audit = self._audit(output, policy)
+        audit = self._audit(job, output, policy)
         timings["audit_s"] = time.perf_counter() - t
         timings.update({f"audit.{k}_s": v / 1000.0 for k, v in audit.timings_ms.items()})
 
@@ -322,10 +323,21 @@ class JobRunner:
         # so the audit trail always ends with a release or a withholding.
         self._finalize(self.store.get(job.id), t_record=t)
 
-    def _audit(self, output: Any, policy: Any) -> Any:
-        """The frame audit; if it cannot run at all, a fail-closed block decision."""
+    def _audit(self, job: VideoJob, output: Any, policy: Any) -> Any:
+        """The frame audit; if it cannot run at all, a fail-closed block decision.
+
+        The prompt's mentions of a child go with it, so a sexual frame score in a video whose
+        prompt mentions a minor blocks as ``sexual/minors`` (the same rule as the prompt stage).
+        """
         from gateway.frame_audit import audit_frames, failed_audit
 
+        try:
+            mentions = prompt_minor_mentions(job.prompt)
+        except Exception as exc:  # unknown whether a minor is mentioned: withhold, say why
+            log.exception("job %s: minor-mention check raised", job.id)
+            return failed_audit(
+                policy, f"the prompt's minor-mention check failed: {type(exc).__name__}: {exc}"
+            )
         try:
             return audit_frames(
                 output.frames,
@@ -333,6 +345,7 @@ class JobRunner:
                 policy,
                 self.c.frame_classifiers(policy),
                 timeout_s=self.settings.video_audit_timeout_s,
+                minor_mentions=mentions,
             )
         except StopJob:
             raise
@@ -464,6 +477,20 @@ class JobRunner:
     def _requeue(self, job: VideoJob) -> None:
         """Hand a job back to the queue (worker shutdown); this run does not count."""
         self.store.requeue(job.id, self.worker_id)
+
+
+def prompt_minor_mentions(prompt: str) -> tuple[Evidence, ...]:
+    """Evidence that ``prompt`` mentions a child, found exactly as the prompt stage finds it
+    (normalised text, :func:`classifiers.text.lexicon.find_minor_mentions`).
+
+    Recomputed from the job's stored prompt rather than read from its prompt record, so jobs
+    queued before the record carried mentions get the rule too. Raises if the lexicon cannot
+    be used (the caller withholds the video).
+    """
+    from classifiers.text.lexicon import find_minor_mentions
+    from classifiers.text.normalize import normalize
+
+    return tuple(find_minor_mentions(normalize(prompt)))
 
 
 def _error_code(exc: Exception) -> str:

@@ -8,7 +8,7 @@ import multiprocessing
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from test_videos_support import (
 )
 
 from audit.log import AuditLog
+from classifiers.base import Evidence, SampledFrame, Verdict
 from gateway.jobs import JobStore, NewJob, VideoJob, videos_dir
 from gateway.settings import Settings
 from gateway.webhooks import WebhookConfigError, check_config, deliver_due, deliveries
@@ -128,6 +129,78 @@ def test_audit_that_cannot_run_withholds(settings: Settings) -> None:
     run_all(runner(settings, backend=PatternBackend(), frame_classifiers=broken))
     done = JobStore(settings.db).get(job.id)
     assert done.release == "withheld" and done.error_code == "output_moderation"
+
+
+class SexualScore:
+    """Scripted frame classifier: every frame gets the same ``sexual`` score (decision logic)."""
+
+    name = "scripted"
+    model_id = "scripted"
+    model_version = "1"
+    categories = ("sexual",)
+
+    def __init__(self, score: float) -> None:
+        self.score = score
+
+    def classify(self, frames: Sequence[SampledFrame]) -> list[Verdict]:
+        return [
+            Verdict(
+                classifier=self.name,
+                category="sexual",
+                score=self.score,
+                model_id=self.model_id,
+                model_version=self.model_version,
+                evidence=(Evidence(frame_index=f.index, timestamp_s=f.timestamp_s),),
+            )
+            for f in frames
+        ]
+
+
+# (prompt, sexual frame score, expected release, expected reason categories, why). The default
+# policy's frame thresholds: sexual review_at 0.4, sexual/minors review_at 0.3.
+MINOR_RULE_CASES = [
+    ("two adults dancing at a party", 0.35, "released", set(), "below sexual review_at"),
+    ("two kids dancing at a party", 0.35, "withheld", {"sexual/minors"}, "rule: minor + 0.3"),
+    ("a 12 year old at the beach", 0.35, "withheld", {"sexual/minors"}, "age under 18"),
+    ("two kids dancing at a party", 0.1, "released", set(), "no sexual signal at all"),
+    ("a baby sleeping in a crib", 0.45, "withheld", {"sexual", "sexual/minors"}, "both fire"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "score", "release", "categories", "why"), MINOR_RULE_CASES)
+def test_prompt_minor_mentions_reach_the_frame_rule(
+    settings: Settings, prompt: str, score: float, release: str, categories: set[str], why: str
+) -> None:
+    job = enqueue(settings, prompt=prompt)
+    run_all(
+        runner(settings, backend=PatternBackend(), frame_classifiers=lambda p: [SexualScore(score)])
+    )
+    done = JobStore(settings.db).get(job.id)
+    assert done.release == release, why
+    reasons = (done.frame_moderation or {})["reasons"]
+    assert {r["category"] for r in reasons} == categories, why
+    for r in reasons:
+        if r["category"] == "sexual/minors":
+            assert r["source"] == "rule" and r["action"] == "block"
+            assert any("minor" in e.get("detail", "") for e in r["evidence"]), r
+
+
+def test_failing_minor_mention_check_withholds(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import classifiers.text.lexicon as lexicon
+
+    def broken(prompt: object) -> tuple[Evidence, ...]:
+        raise OSError("lexicon file unreadable")
+
+    monkeypatch.setattr(lexicon, "find_minor_mentions", broken)
+    job = enqueue(settings)
+    run_all(runner(settings, backend=PatternBackend()))
+    done = JobStore(settings.db).get(job.id)
+    assert done.release == "withheld" and done.error_code == "output_moderation"
+    reasons = (done.frame_moderation or {})["reasons"]
+    assert reasons and all(r["source"] == "error" for r in reasons)
+    assert "lexicon file unreadable" in reasons[0]["message"]
 
 
 def test_generator_error_fails_job_and_leaves_no_file(settings: Settings) -> None:
