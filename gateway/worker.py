@@ -2,7 +2,8 @@
 
 One job, in one readable place (:meth:`JobRunner.run`)::
 
-    generate (progress 0-90 %) -> frame audit -> encode MP4 + thumbnail into quarantine/
+    generate (progress 0-90 %) -> frame audit, while a thread encodes MP4 + thumbnail into
+        quarantine/ (the same read-only frames; nothing leaves quarantine before the decision)
         -> record the frame audit (audit log) -> mark the job "decided"
         -> allow: move to released/, record the release, completed
            review/block: stay in quarantine, record the withholding, failed (output_moderation)
@@ -177,6 +178,42 @@ class Heartbeat:
         os._exit(EXIT_STAGE_OVERRUN)
 
 
+class BackgroundEncode:
+    """Runs ``work`` (the MP4 and thumbnail encode) on a thread started at construction.
+
+    :meth:`wait` returns when it is done, re-raising its exception in the caller; ``check`` is
+    called between short waits, so a cancelled job or an overrun stage still stops promptly.
+    """
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self._work = work
+        self._error: BaseException | None = None
+        self.elapsed_s = 0.0
+        self._thread = threading.Thread(target=self._run, name="encode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        t = time.perf_counter()
+        try:
+            self._work()
+        except BaseException as exc:  # handed to the job's thread by wait()
+            self._error = exc
+        finally:
+            self.elapsed_s = time.perf_counter() - t
+
+    def wait(self, check: Callable[[], None], poll_s: float = 0.05) -> None:
+        """Block until the work is done; raise its error, or what ``check`` raises meanwhile."""
+        while self._thread.is_alive():
+            check()
+            self._thread.join(poll_s)
+        if self._error is not None:
+            raise self._error
+
+    def join(self, timeout_s: float) -> None:
+        """Wait at most ``timeout_s`` for the thread, ignoring its result."""
+        self._thread.join(timeout_s)
+
+
 @dataclass
 class Components:
     """What a worker loads once and reuses for every job."""
@@ -295,18 +332,33 @@ class JobRunner:
         output = backend.generate(request, hb.progress(0, 90))
         timings["generate_s"] = time.perf_counter() - t
 
+        # The encoder writes into quarantine/ on its own thread while the audit runs: the file
+        # is not servable until _finalize moves it after an "allow", and both read the same
+        # frames, made read-only here, so the MP4 holds exactly the frames that were audited.
+        output.frames.flags.writeable = False
         hb.stage("auditing", s.video_audit_timeout_s, progress=90)
         t = time.perf_counter()
-        audit = self._audit(job, output, policy)
-        timings["audit_s"] = time.perf_counter() - t
-        timings.update({f"audit.{k}_s": v / 1000.0 for k, v in audit.timings_ms.items()})
-
-        hb.stage("encoding", s.video_encode_timeout_s, progress=95)
-        t = time.perf_counter()
         quarantine = videos_dir(s.data_dir, "quarantine")
-        write_thumbnail(output.frames[0], quarantine / job.thumbnail_name)
-        encode_mp4(output.frames, output.fps, quarantine / job.file_name)
-        timings["encode_s"] = time.perf_counter() - t
+        encoder = BackgroundEncode(
+            lambda: (
+                write_thumbnail(output.frames[0], quarantine / job.thumbnail_name),
+                encode_mp4(output.frames, output.fps, quarantine / job.file_name),
+            )
+        )
+        try:
+            audit = self._audit(job, output, policy)
+            timings["audit_s"] = time.perf_counter() - t
+            timings.update({f"audit.{k}_s": v / 1000.0 for k, v in audit.timings_ms.items()})
+
+            hb.stage("encoding", s.video_encode_timeout_s, progress=95)
+            t_wait = time.perf_counter()
+            encoder.wait(hb.check)
+            timings["encode_wait_s"] = time.perf_counter() - t_wait
+            timings["encode_s"] = encoder.elapsed_s
+            timings["audit_encode_s"] = time.perf_counter() - t
+        finally:
+            # Never leave the encoder writing behind a failed job (whose files _fail deletes).
+            encoder.join(s.video_encode_timeout_s)
 
         hb.stage("recording", s.video_encode_timeout_s, progress=98)
         t = time.perf_counter()

@@ -203,6 +203,68 @@ def test_failing_minor_mention_check_withholds(
     assert "lexicon file unreadable" in reasons[0]["message"]
 
 
+def test_encode_overlaps_the_audit_and_the_file_holds_the_audited_frames(
+    settings: Settings,
+) -> None:
+    from generator.encode import decode_mp4
+
+    job = enqueue(settings)
+    run_all(runner(settings, backend=PatternBackend()))
+    done = JobStore(settings.db).get(job.id)
+    assert done.release == "released"
+    t = done.timings
+    assert {"audit_encode_s", "encode_wait_s"} <= set(t)
+    # The audit and the encode ran side by side: the wall time of both is at most their sum.
+    assert t["audit_encode_s"] <= t["audit_s"] + t["encode_s"] + 0.05
+    frames, _ = decode_mp4(videos_dir(settings.data_dir, "released") / done.file_name)
+    generated = (done.frame_moderation or {})["generator"]["frames"]
+    assert len(frames) == generated
+
+
+def test_encode_failure_fails_the_job_and_releases_nothing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import generator.encode
+
+    def broken(*args: object, **kw: object) -> Path:
+        raise generator.encode.EncodeError("libx264 missing")
+
+    monkeypatch.setattr(generator.encode, "encode_mp4", broken)
+    job = enqueue(settings)
+    run_all(runner(settings, backend=PatternBackend()))
+    done = JobStore(settings.db).get(job.id)
+    assert done.status == "failed" and done.release != "released"
+    assert "libx264 missing" in (done.error_message or "")
+    for folder in ("released", "quarantine"):
+        assert not (videos_dir(settings.data_dir, folder) / done.file_name).exists()
+
+
+def test_audit_stopped_while_encoding_leaves_no_file_behind(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import generator.encode
+    from gateway.worker import StopJob
+
+    real = generator.encode.encode_mp4
+
+    def slow(*args: Any, **kw: Any) -> Path:
+        time.sleep(0.5)  # still writing when the audit stops the job
+        return real(*args, **kw)
+
+    def cancelled(policy: object) -> list[object]:
+        raise StopJob("cancelled", "deleted while auditing")
+
+    monkeypatch.setattr(generator.encode, "encode_mp4", slow)
+    job = enqueue(settings)
+    run_all(runner(settings, backend=PatternBackend(), frame_classifiers=cancelled))
+    done = JobStore(settings.db).get(job.id)
+    assert done.status == "failed" and done.error_code == "cancelled"
+    time.sleep(0.7)  # had the encoder been left running, its file would appear now
+    quarantine = videos_dir(settings.data_dir, "quarantine")
+    assert not (quarantine / done.file_name).exists()
+    assert not (quarantine / done.thumbnail_name).exists()
+
+
 def test_generator_error_fails_job_and_leaves_no_file(settings: Settings) -> None:
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend(fail_with=BackendError("CUDA out of memory"))))
