@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,28 @@ def test_renderer_and_checker_agree() -> None:
         for clip in (frames, resize_frames(frames, 128, 128)):
             got = check.score(check.analyse(clip), *combo)
             assert (got.background, got.colour, got.shape, got.motion) == (True,) * 4, combo
+
+
+def _clip_along(ys: list[float], x: float = 30.0) -> np.ndarray:
+    spec = data.ClipSpec("red", "circle", "down", "blue", x, 0.0, x, 0.0, 9.0, 9.0)
+    frames = np.empty((16, 64, 64, 3), dtype=np.uint8)
+    for t, y in enumerate(ys):
+        frames[t] = data.render(replace(spec, y0=y, y1=y))[0][0]
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("ys", "motion", "why"),
+    [
+        ([14 + 2 * t + (3 if t % 3 == 1 else 0) for t in range(16)], "down", "wobble is no bounce"),
+        ([48 - 2 * t - (3 if t % 4 == 2 else 0) for t in range(16)], "up", "wobble is no bounce"),
+        ([50, 40, 30, 20, 16, 24, 34, 44, 50, 42, 32, 22, 16, 22, 30, 40], "bounce", "two swings"),
+    ],
+)
+def test_checker_counts_only_real_reversals_as_a_bounce(
+    ys: list[float], motion: str, why: str
+) -> None:
+    assert check.analyse(_clip_along(ys)).motion == motion, why
 
 
 def test_checker_on_an_empty_clip() -> None:

@@ -51,6 +51,27 @@ def _shape(mask: npt.NDArray[np.bool_]) -> str | None:
     return "triangle"
 
 
+BOUNCE_SWING = 5.0
+"""Pixels the centroid must move back before a change of vertical direction counts."""
+
+
+def _reversals(values: npt.NDArray[np.float64], swing: float) -> int:
+    """How often ``values`` change direction by at least ``swing`` (a zigzag filter)."""
+    turns = 0
+    direction = 0
+    extreme = float(values[0])
+    for v in map(float, values[1:]):
+        if direction >= 0 and v > extreme:
+            extreme, direction = v, max(direction, 0) or 1
+        elif direction <= 0 and v < extreme:
+            extreme, direction = v, min(direction, 0) or -1
+        elif abs(v - extreme) >= swing:
+            turns += direction != 0
+            direction = 1 if v > extreme else -1
+            extreme = v
+    return turns
+
+
 def _motion(
     xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64], areas: npt.NDArray[np.float64]
 ) -> str | None:
@@ -62,10 +83,10 @@ def _motion(
         return "grow"
     if ratio < 0.5:
         return "shrink"
-    # A bounce rises and falls: the vertical path changes direction while x stays put.
-    vy = np.diff(ys)
-    turns = int(np.sum(np.abs(np.diff(np.sign(vy[np.abs(vy) > 0.7])))) // 2)
-    if turns >= 2 and np.ptp(ys) > 10 and abs(dx) < 8:
+    # A bounce rises and falls: the vertical path reverses at least twice by a real swing while
+    # x stays put. A reversal only counts past BOUNCE_SWING pixels, so a straight move up or down
+    # with a pixel or two of wobble in the centroid is not mistaken for a bounce.
+    if _reversals(ys, BOUNCE_SWING) >= 2 and np.ptp(ys) > 10 and abs(dx) < 8:
         return "bounce"
     if max(abs(dx), abs(dy)) < 10:
         return None
