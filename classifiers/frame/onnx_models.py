@@ -28,6 +28,7 @@ that only matters for bit-exact scores on JPEG files).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,7 @@ import numpy.typing as npt
 from classifiers.base import Category, SampledFrame, Verdict
 from classifiers.frame.common import batches, check_probabilities, frame_evidence, sha256_file
 from classifiers.frame.errors import FrameModelUnavailable
+from classifiers.frame.graph import fuse_erf_gelu
 
 _INPUT_SIDE = 224
 
@@ -95,6 +97,10 @@ class OnnxFrameClassifier:
     model_version: str
     categories: tuple[Category, ...]
     output_width: ClassVar[int]
+    fuse_gelu: ClassVar[bool] = False
+    """Rewrite exact-erf GELU subgraphs into one node at load (:mod:`classifiers.frame.graph`)."""
+    fused_gelus = 0
+    """How many GELU subgraphs the loaded session runs fused."""
     run_batch: ClassVar[int] = 4
     """Most frames per ``session.run``: on a 1-thread CPU session, bigger batches cost more per
     frame (cache misses), see :attr:`XyranClassifier.run_batch`."""
@@ -142,8 +148,13 @@ class OnnxFrameClassifier:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            source: str | bytes = str(path)
+            if self.fuse_gelu:
+                # Without the onnx package the unfused graph runs: same scores, only slower.
+                with contextlib.suppress(ImportError):
+                    source, self.fused_gelus = fuse_erf_gelu(path)
             self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                source, sess_options=options, providers=["CPUExecutionProvider"]
             )
             self._input_name = self._session.get_inputs()[0].name
         except Exception as exc:  # any load failure must surface as fail-closed, with its cause
@@ -216,6 +227,7 @@ class XyranClassifier(OnnxFrameClassifier):
     model_id = "OwenElliott/image-safety-classifier-s@eb8b0b20"
     categories: tuple[Category, ...] = ("sexual", "violence/graphic", "violence")
     output_width = 3
+    fuse_gelu = True  # 25 GELUs; 34 -> 30 ms per frame, same scores
     run_batch = 2  # 1-thread CPU, ms/frame by batch: 34 at 1-2, 35 at 4, 39 at 8, 44 at 16
     _NSFL, _NSFW = 0, 1
 
