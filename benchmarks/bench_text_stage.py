@@ -42,7 +42,15 @@ FALLBACK_PROMPTS = [
     "Taylor Swift dancing on stage",
     "Storm clouds over the sea",
 ]
-VIDEO_SOURCES = {"coco_captions_esd", "didemo", "parti", "t2i_compbench", "vbench_aug", "opensora"}
+VIDEO_SOURCES = {
+    "coco_captions_esd",
+    "didemo",
+    "parti",
+    "t2i_compbench",
+    "vbench_aug",
+    "opensora",
+    "six_cd",
+}
 
 
 def _prompts(data: Path | None, n: int) -> tuple[list[str], list[str]]:
@@ -140,6 +148,10 @@ def main(data: Path | None, n: int) -> None:
     click.echo(
         f"escalated to the embedding heads: {100 * esc_video:.1f} % of video-style prompts, "
         f"{100 * esc_mixed:.1f} % of the mixed sample"
+    )
+    click.echo(
+        f"batch throughput (video-style sample, one thread): "
+        f"{len(video) / (ms_video.sum() / 1e3):.0f} prompts/s"
     )
     click.echo(
         f"batch throughput (mixed sample, one thread): {len(mixed) / wall:.0f} prompts/s; "

@@ -33,6 +33,7 @@ from classifiers.text.train import KIT_LABEL, Row, label_matrix, load_rows, spli
 
 REVIEW_AT = 0.35
 BLOCK_AT = 0.5
+MINORS_REVIEW_AT = 0.2
 VIDEO_SOURCES = frozenset(
     {"coco_captions_esd", "didemo", "parti", "t2i_compbench", "vbench_aug", "opensora", "six_cd"}
 )
@@ -189,6 +190,43 @@ def main(data: Path, other_fraction: float, json_out: Path | None, scores_out: P
     )
     results["categories"] = per_cat
     results["fp_video_any_review"] = float(any_flag[video].mean())
+    any_block: npt.NDArray[np.bool_] = np.asarray((p >= BLOCK_AT).any(axis=1))
+    results["fp_video_any_block"] = float(any_block[video].mean())
+    click.echo(
+        f"any category >= {BLOCK_AT}: {100 * any_block[video].mean():.2f} % of benign video-style "
+        f"prompts, {100 * any_block[benign].mean():.2f} % of all benign dev rows"
+    )
+
+    click.echo("\nbenign rows by source: any category flagged at 0.35 / 0.5, escalated share:")
+    by_source: dict[str, dict[str, float]] = {}
+    sources = np.array([r.source for r in dev])
+    for src in sorted(set(sources[benign].tolist())):
+        sel = benign & (sources == src)
+        by_source[src] = {
+            "rows": int(sel.sum()),
+            "fp_any_review": float(any_flag[sel].mean()),
+            "fp_any_block": float(any_block[sel].mean()),
+            "escalated": float(esc[sel].mean()),
+        }
+        click.echo(
+            f"  {src:<24} n={int(sel.sum()):>5}  {_pct(float(any_flag[sel].mean()))} % / "
+            f"{_pct(float(any_block[sel].mean()))} %   escalated {_pct(float(esc[sel].mean()))} %"
+        )
+    results["benign_by_source"] = by_source
+
+    # The sexual/minors rule: a minor mention plus sexual >= 0.2 (policies/default.yaml).
+    from classifiers.text.lexicon import find_minor_mentions
+
+    j_sex = HEAD_CATEGORIES.index("sexual")
+    minor = np.array([bool(find_minor_mentions(normalize(r.text))) for r in dev])
+    sel = video & minor
+    rule = float((p[sel, j_sex] >= MINORS_REVIEW_AT).mean()) if sel.any() else float("nan")
+    results["minors_rule_fp_video"] = {"rows_with_minor": int(sel.sum()), "fires": rule}
+    click.echo(
+        f"\nsexual/minors rule (sexual >= {MINORS_REVIEW_AT} and a minor mentioned) on benign "
+        f"video-style prompts that mention a minor: fires on {_pct(rule).strip()} % "
+        f"(n={int(sel.sum())}; {100 * float(sel.mean() / max(video.mean(), 1e-9)):.1f} % of them)"
+    )
 
     click.echo("\nper language (recall at 0.35 / FP on that language's benign rows at 0.35):")
     per_lang: dict[str, dict[str, object]] = {}

@@ -8,9 +8,13 @@ Two stages, both plain numpy at run time (no sklearn, no torch):
    cannot hide inside a long benign prompt. Both the normalised text and the case-folded
    original are scored, and the higher score counts (the normaliser can also *create* a match,
    e.g. leetspeak; the original can lose one, e.g. zero-width splits).
-2. **Embedding heads** (only when a fast score reaches the escalation level chosen on the
-   calibration split): logistic regression over multilingual-e5-small embeddings
-   (:mod:`classifiers.text.embed`), combined with the fast logit by a per-category stacker.
+2. **Embedding heads** (only for the few prompts the fast heads are unsure about): logistic
+   regression over multilingual-e5-small embeddings (:mod:`classifiers.text.embed`), combined
+   with the fast logit by a per-category stacker. A prompt escalates when a fast score reaches
+   that category's escalation level (set on the calibration split so that only a fixed small
+   share of benign video-style prompts escalate) and no fast score is already so high that the
+   embedding would not change the decision (``escalate_hi``). e5 costs 20-100 ms a prompt on
+   one core, the fast heads well under 1 ms, so escalation is kept rare.
 
 Scores are calibrated on a held-out calibration split and anchored to the default policy
 thresholds: in every category 0.35 flags at most 1 % of benign video-style prompts (and 5 % of
@@ -34,6 +38,7 @@ import numpy.typing as npt
 
 from classifiers.base import Category, Evidence, PromptText, Verdict
 from classifiers.text.embed import E5Embedder, EmbedderIntegrityError, sha256_file
+from classifiers.text.lexicon import find_minor_mentions
 
 __all__ = [
     "HEAD_CATEGORIES",
@@ -43,6 +48,8 @@ __all__ = [
     "ModelFileError",
     "NgramFeaturizer",
     "Scores",
+    "fast_windows",
+    "prompt_pieces",
 ]
 
 MODELS_DIR: Final = Path(__file__).resolve().parent / "models"
@@ -134,14 +141,23 @@ def fast_windows(text: str) -> list[str]:
     return list(dict.fromkeys(pieces))[:MAX_FAST_WINDOWS]
 
 
+def prompt_pieces(prompt: PromptText) -> tuple[list[str], list[str]]:
+    """What the fast heads score for a prompt: the windows of the normalised text and of the
+    case-folded original. Training calibrates on exactly these pieces (maximum over them), so a
+    long prompt's scores mean what a short prompt's do."""
+    return fast_windows(prompt.normalized), fast_windows(prompt.original.casefold())
+
+
 @dataclass(frozen=True, slots=True)
 class HeadWeights:
     """Everything the heads need at run time (loaded from ``heads.npz``).
 
     ``fast_w`` is (n_features, n_cat) and ``emb_w`` (dim, n_cat). ``platt_fast`` (n_cat, 2) maps
     a fast logit ``z`` to ``a*z + b``; ``stack`` (n_cat, 3) maps (fast logit, embedding logit)
-    to ``a*zf + b*ze + c``. ``escalate_at`` (n_cat,) is the calibrated fast score at which the
-    embedding heads run.
+    to ``a*zf + b*ze + c``. ``escalate_at`` (n_cat,) is the calibrated fast score from which the
+    embedding heads run, ``escalate_minor_at`` the same for a prompt that mentions a minor (the
+    sexual/minors rule acts on lower sexual scores); ``escalate_hi`` (n_cat,) the fast score from
+    which a prompt is flagged whatever the embedding says, so it does not escalate.
     """
 
     fast_w: npt.NDArray[np.float32]
@@ -151,6 +167,8 @@ class HeadWeights:
     platt_fast: npt.NDArray[np.float64]
     stack: npt.NDArray[np.float64]
     escalate_at: npt.NDArray[np.float64]
+    escalate_minor_at: npt.NDArray[np.float64]
+    escalate_hi: npt.NDArray[np.float64]
 
     @classmethod
     def load(cls, path: Path) -> HeadWeights:
@@ -168,6 +186,8 @@ class HeadWeights:
             "platt_fast": (n_cat, 2),
             "stack": (n_cat, 3),
             "escalate_at": (n_cat,),
+            "escalate_minor_at": (n_cat,),
+            "escalate_hi": (n_cat,),
         }
         for key, shape in shapes.items():
             if key not in arrays or arrays[key].shape != shape:
@@ -183,6 +203,8 @@ class HeadWeights:
             platt_fast=arrays["platt_fast"].astype(np.float64),
             stack=arrays["stack"].astype(np.float64),
             escalate_at=arrays["escalate_at"].astype(np.float64),
+            escalate_minor_at=arrays["escalate_minor_at"].astype(np.float64),
+            escalate_hi=arrays["escalate_hi"].astype(np.float64),
         )
 
 
@@ -261,11 +283,16 @@ class LearnedTextClassifier:
     def fast_logits(self, text: str) -> tuple[npt.NDArray[np.float64], str, float]:
         """Highest raw fast logit per category over the windows of ``text``, the most suspicious
         window (largest margin over a category's escalation level) and that margin."""
+        return self._fast_logits(fast_windows(text), text)
+
+    def _fast_logits(
+        self, parts: list[str], text: str
+    ) -> tuple[npt.NDArray[np.float64], str, float]:
         w = self.weights
         best = np.full(len(HEAD_CATEGORIES), -np.inf)
         best_window = text[:FAST_WINDOW]
         best_margin = -np.inf
-        for part in fast_windows(text):
+        for part in parts:
             idx, val = self.featurizer.transform_one(part)
             z = (val @ w.fast_w[idx] + w.fast_b).astype(np.float64)
             best = np.maximum(best, z)
@@ -283,12 +310,16 @@ class LearnedTextClassifier:
     def score(self, prompt: PromptText) -> Scores:
         """Calibrated scores for one prompt (both the normalised and the original text)."""
         w = self.weights
-        z_norm, win_norm, m_norm = self.fast_logits(prompt.normalized)
-        z_orig, win_orig, m_orig = self.fast_logits(prompt.original.casefold())
+        parts_norm, parts_orig = prompt_pieces(prompt)
+        z_norm, win_norm, m_norm = self._fast_logits(parts_norm, prompt.normalized)
+        z_orig, win_orig, m_orig = self._fast_logits(parts_orig, prompt.original.casefold())
         z_fast = np.maximum(z_norm, z_orig)
         window = win_norm if m_norm >= m_orig else win_orig
         p_fast = _sigmoid(w.platt_fast[:, 0] * z_fast + w.platt_fast[:, 1])
-        escalated = bool(np.any(p_fast >= w.escalate_at))
+        level = w.escalate_at
+        if np.any(p_fast >= w.escalate_minor_at) and find_minor_mentions(prompt):
+            level = w.escalate_minor_at
+        escalated = bool(np.any(p_fast >= level)) and not bool(np.any(p_fast >= w.escalate_hi))
         if escalated:
             self.escalations += 1
             if len(prompt.normalized) > FAST_WINDOW:

@@ -11,9 +11,10 @@ seeded RNG, and the solvers are deterministic. Steps:
    add the templated video-style rows and obfuscated copies from :mod:`classifiers.text.augment`;
 3. fit the fast n-gram heads and the embedding heads (logistic regression, sklearn at training
    time only);
-4. on the calibration split: Platt-scale the fast heads, pick each category's escalation level
-   (the fast score that keeps :data:`ESCALATE_RECALL` of its positives) and fit the stacker that
-   combines fast and embedding logits;
+4. on the calibration split, scored with the run-time windowing: Platt-scale the fast heads, fit
+   the stacker that combines fast and embedding logits, pick each category's escalation band
+   (:data:`ESCALATE_VIDEO`, :data:`ESCALATE_HI_AGREE`) and anchor the policy thresholds to the
+   false-positive budgets in :data:`BUDGETS`;
 5. write ``heads.npz`` and ``manifest.json`` (with the sha256 the classifier checks at load).
 
 Embeddings are cached under ``--cache`` (default ``/tmp/reelguard-e5``) because embedding the kit
@@ -46,7 +47,9 @@ from classifiers.text.learned import (
     MANIFEST_FILE,
     N_FEATURES,
     NgramFeaturizer,
+    prompt_pieces,
 )
+from classifiers.text.lexicon import find_minor_mentions
 from classifiers.text.normalize import normalize
 
 __all__ = ["Row", "label_matrix", "load_rows", "main", "split_of"]
@@ -66,22 +69,71 @@ are in the category. One prior for every category keeps a threshold's meaning th
 categories; the kit's own base rates (hate 20 %, sexual 2 %) are artefacts of its make-up."""
 REVIEW_AT, BLOCK_AT = 0.35, 0.5
 """The default policy thresholds the calibration is anchored to (policies/default.yaml)."""
-REVIEW_FP_VIDEO, REVIEW_FP_BENIGN = 0.01, 0.05
-BLOCK_FP_VIDEO, BLOCK_FP_BENIGN = 0.003, 0.02
-"""False-positive budgets (benign video-style prompts, all benign rows) at review and block."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """False-positive budgets one category's thresholds are anchored to (calibration split).
+
+    ``review_video`` / ``block_video``: share of benign video-style prompts (captions, T2V
+    benchmark prompts) at or above 0.35 / 0.5; ``review_benign`` / ``block_benign``: share of all
+    benign rows (mostly tweets). The video budgets of the five heads add up to 1 % at review,
+    so the *any-category* false-positive rate on video-style prompts stays near 1 %.
+    """
+
+    review_video: float
+    review_benign: float
+    block_video: float
+    block_benign: float
+
+
+BUDGETS: dict[str, Budget] = {
+    "sexual": Budget(0.0035, 0.05, 0.0015, 0.02),
+    "violence": Budget(0.0045, 0.05, 0.0015, 0.02),
+    "hate": Budget(0.001, 0.12, 0.0005, 0.05),
+    "harassment": Budget(0.0005, 0.05, 0.0003, 0.02),
+    "self-harm": Budget(0.0005, 0.05, 0.0003, 0.02),
+}
+"""Hate gets a larger all-benign budget at review (a human looks at it): its benign rows are
+tweets, counter-speech and reclaimed words, far from video prompts, and at 5 % its recall
+stayed near 75 % (model card). Harassment (noisy "offensive" labels) keeps 5 %."""
+VIDEO_BENIGN_WEIGHT = 8.0
+"""Extra weight of benign video-style training rows: the heads' false positives on ordinary
+video prompts are what the thresholds are anchored to and what escalates to the slow
+embedding, so the heads are taught hardest there (model card: recall at the video budgets)."""
 MIN_RAW_REVIEW = 0.05
 """Lowest reference-prior probability that may be mapped to the review threshold."""
 VIDEO_SOURCES = frozenset(
     {"coco_captions_esd", "didemo", "parti", "t2i_compbench", "vbench_aug", "opensora", "six_cd"}
 )
-ESCALATE_RECALL = 0.98
-ESCALATE_MAX = 0.2
+ESCALATE_VIDEO: dict[str, float] = {
+    "sexual": 0.003,
+    "violence": 0.008,
+    "hate": 0.001,
+    "harassment": 0.001,
+    "self-harm": 0.001,
+}
+"""Share of benign video-style calibration prompts whose fast score escalates to the embedding
+heads, per category (together ~1 %): the latency budget. Measured on the calibration split
+(model card): violence gains the most from the embedding, the other heads almost nothing."""
+MINOR_THRESHOLD: dict[str, float] = {"sexual": 0.2}
+"""Thresholds that act when a minor is mentioned: the sexual/minors rule reviews at sexual >= 0.2
+(policies/default.yaml). A prompt that mentions a minor escalates from there, others from the
+review threshold."""
+ESCALATE_MARGIN: dict[str, float] = {"sexual": 0.4}
+"""Logit margin below a threshold from which a prompt escalates whatever its category's
+video-share level (0 when not listed). Sexual: obfuscated and euphemistic prompts sit just
+under the threshold until the embedding reads the normalised text; a margin of 0.4 for every
+category doubled the share of escalated video prompts (2.6 % -> 5.1 % on calibration)."""
+ESCALATE_HI_AGREE = 0.98
+"""A fast score from which at least this share of calibration rows is also blocked by the
+stacked score does not escalate (the embedding would not change the decision)."""
 EMBED_FRACTION = 0.25
 """Share of kit training rows (by sha1 of the row id) the embedding heads train on: embedding
 the whole kit takes ~1 h of one shared core. The templated rows are always included."""
 FAST_C = 4.0
 EMB_C = 2.0
-VERSION = "1"
+VERSION = "2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +209,7 @@ def label_matrix(labels: list[frozenset[str]]) -> npt.NDArray[np.int8]:
 
 
 def _weights(rows: list[Row]) -> npt.NDArray[np.float64]:
+    """Row weights for calibration: label quality and source size."""
     size = Counter(r.source for r in rows)
     return np.array(
         [
@@ -164,6 +217,12 @@ def _weights(rows: list[Row]) -> npt.NDArray[np.float64]:
             for r in rows
         ]
     )
+
+
+def _train_weights(rows: list[Row]) -> npt.NDArray[np.float64]:
+    """:func:`_weights` with benign video-style rows up-weighted by :data:`VIDEO_BENIGN_WEIGHT`."""
+    video = np.array([r.source in VIDEO_SOURCES and not r.labels for r in rows])
+    return _weights(rows) * np.where(video, VIDEO_BENIGN_WEIGHT, 1.0)
 
 
 def featurize(texts: list[str]) -> Any:
@@ -239,13 +298,13 @@ def _platt(
 
 
 def _operating_points(
-    logit: npt.NDArray[np.float64], calib: list[Row]
+    logit: npt.NDArray[np.float64], calib: list[Row], budget: Budget
 ) -> tuple[float, float, dict[str, float]]:
     """The affine map of logits that puts the policy thresholds on fixed false-positive rates.
 
     On the calibration split, ``review`` is the lowest raw score that flags at most
-    :data:`REVIEW_FP_VIDEO` of benign video-style prompts and :data:`REVIEW_FP_BENIGN` of all
-    benign rows; ``block`` the same at the stricter rates. The map sends them to the default
+    ``budget.review_video`` of benign video-style prompts and ``budget.review_benign`` of all
+    benign rows; ``block`` the same at the block budgets. The map sends them to the default
     policy thresholds 0.35 and 0.5, so a threshold means the same false-positive budget in
     every category.
     """
@@ -260,8 +319,10 @@ def _operating_points(
 
     # A head so confident that its benign rows all score near zero would otherwise put review at
     # a vanishing raw score and flag anything faintly related; never review below MIN_RAW_REVIEW.
-    review = max(level(REVIEW_FP_VIDEO, REVIEW_FP_BENIGN), float(np.log(MIN_RAW_REVIEW / 0.95)))
-    block = max(level(BLOCK_FP_VIDEO, BLOCK_FP_BENIGN), review + 0.5)
+    review = max(
+        level(budget.review_video, budget.review_benign), float(np.log(MIN_RAW_REVIEW / 0.95))
+    )
+    block = max(level(budget.block_video, budget.block_benign), review + 0.5)
     target_r, target_b = np.log(REVIEW_AT / (1 - REVIEW_AT)), np.log(BLOCK_AT / (1 - BLOCK_AT))
     alpha = (target_b - target_r) / (block - review)
     beta = target_r - alpha * review
@@ -271,6 +332,68 @@ def _operating_points(
 
 def _sig(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -40, 40))))
+
+
+def _band_floor(threshold: float, cat: str) -> float:
+    """Logit from which a prompt escalates at the latest: :data:`ESCALATE_MARGIN` below the
+    threshold, so a prompt the embedding would lift over it is not decided by the fast heads."""
+    return float(np.log(threshold / (1 - threshold))) - ESCALATE_MARGIN.get(cat, 0.0)
+
+
+def _escalate_hi(fast: npt.NDArray[np.float64], stacked: npt.NDArray[np.float64]) -> float:
+    """Lowest calibrated fast score from which :data:`ESCALATE_HI_AGREE` of the calibration rows
+    (at least 20) are blocked by the stacked score too; 1.0 (never skip) when there is none."""
+    order = np.argsort(-fast, kind="stable")
+    agree = np.cumsum(stacked[order] >= BLOCK_AT) / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(agree >= ESCALATE_HI_AGREE)
+    ok = ok[ok >= 19]
+    if not len(ok):
+        return 1.0
+    # the longest prefix of the ranking that still agrees
+    k = int(ok.max())
+    return float(max(fast[order[k]], BLOCK_AT))
+
+
+def _escalated(
+    pf: npt.NDArray[np.float64],
+    escalate: npt.NDArray[np.float64],
+    escalate_minor: npt.NDArray[np.float64],
+    minor: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    level = np.where(minor[:, None], escalate_minor[None, :], escalate[None, :])
+    return np.asarray((pf >= level).any(axis=1))
+
+
+def runtime_fast_logits(
+    texts: list[str], fast_w: npt.NDArray[np.float32], fast_b: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    """Raw fast logits as :class:`LearnedTextClassifier` computes them: the maximum over every
+    piece of :func:`~classifiers.text.learned.prompt_pieces` (windows of the normalised and of
+    the case-folded original text)."""
+    from scipy.sparse import csr_matrix
+
+    fz = NgramFeaturizer()
+    indptr = [0]
+    indices: list[npt.NDArray[np.int64]] = []
+    data: list[npt.NDArray[np.float32]] = []
+    group: list[int] = []
+    for g, t in enumerate(texts):
+        norm, orig = prompt_pieces(normalize(t))
+        for part in norm + orig:
+            idx, val = fz.transform_one(part)
+            indices.append(idx)
+            data.append(val)
+            indptr.append(indptr[-1] + len(idx))
+            group.append(g)
+    x = csr_matrix(
+        (np.concatenate(data), np.concatenate(indices).astype(np.int32), np.array(indptr)),
+        shape=(len(group), N_FEATURES),
+        dtype=np.float32,
+    )
+    z = np.asarray(x @ fast_w, dtype=np.float64) + fast_b
+    out = np.full((len(texts), z.shape[1]), -np.inf)
+    np.maximum.at(out, np.array(group), z)
+    return out
 
 
 @click.command("train-text")
@@ -303,7 +426,7 @@ def main(data: Path, out: Path, seed: int, cache: Path) -> None:
     rng = random.Random(seed)
     texts = [r.text for r in train]
     labels = [r.labels for r in train]
-    weights = list(_weights(train))
+    weights = list(_train_weights(train))
     for s in synthetic_rows(seed):
         texts.append(s.text)
         labels.append(frozenset(s.labels))
@@ -342,55 +465,94 @@ def main(data: Path, out: Path, seed: int, cache: Path) -> None:
         emb_w[:, j], emb_b[j] = _fit_lr(e, y[e_idx, j], w[e_idx], EMB_C, seed)
         log(f"embedding head {cat}: {int(y[e_idx, j].sum())} positives")
 
-    # Calibration split: Platt for the fast heads, escalation levels, and the stacker.
+    # Calibration split, scored the way the classifier scores at run time: the highest fast
+    # logit over the windows of the normalised text and of the case-folded original.
     cy = label_matrix([r.labels for r in calib])
     cw = _weights(calib)
-    cx = featurize([r.text for r in calib])
-    zf = np.asarray(cx @ fast_w, dtype=np.float64) + fast_b
-    platt = np.zeros((len(HEAD_CATEGORIES), 2))
-    stack = np.zeros((len(HEAD_CATEGORIES), 3))
-    escalate = np.zeros(len(HEAD_CATEGORIES))
-    pf_all = np.zeros_like(zf)
-    for j in range(len(HEAD_CATEGORIES)):
+    zf = runtime_fast_logits([r.text for r in calib], fast_w, fast_b)
+    # The stacker is fitted on every calibration row (one scale for escalated and fast-only
+    # prompts); only escalated prompts are embedded at run time.
+    ze = embed_cached([r.text for r in calib], cache, log) @ emb_w + emb_b
+    video = np.array([r.source in VIDEO_SOURCES and not r.labels for r in calib])
+    n_cat = len(HEAD_CATEGORIES)
+    platt = np.zeros((n_cat, 2))
+    stack = np.zeros((n_cat, 3))
+    escalate = np.zeros(n_cat)
+    pf = np.zeros_like(zf)  # Platt logits of the fast heads
+    ps = np.zeros_like(zf)  # stacked logits
+    for j, cat in enumerate(HEAD_CATEGORIES):
         a, b = _platt(zf[:, j], cy[:, j], cw)
         platt[j] = (a[0], b)
-        pf_all[:, j] = _sig(a[0] * zf[:, j] + b)
-        pos = np.sort(pf_all[cy[:, j] == 1, j])
-        level = pos[int((1 - ESCALATE_RECALL) * len(pos))] if len(pos) else ESCALATE_MAX
-        escalate[j] = min(ESCALATE_MAX, float(level))
-    # Only escalated prompts reach the stacker at run time, so only they are embedded here.
-    any_esc = np.flatnonzero((pf_all >= escalate).any(axis=1))
-    ze = np.full_like(zf, np.nan)
-    ze[any_esc] = embed_cached([calib[i].text for i in any_esc], cache, log) @ emb_w + emb_b
+        pf[:, j] = a[0] * zf[:, j] + b
+        coef, icpt = _platt(np.stack([zf[:, j], ze[:, j]], 1), cy[:, j], cw)
+        stack[j] = (coef[0], coef[1], icpt)
+        ps[:, j] = coef[0] * zf[:, j] + coef[1] * ze[:, j] + icpt
+        # Escalate the top ESCALATE_VIDEO[cat] of benign video-style prompts (and everything
+        # that scores as high): the fast heads' false positives live there, and the embedding
+        # corrects most of them (measured in the model card).
+        escalate[j] = float(np.quantile(pf[video, j], 1 - ESCALATE_VIDEO[cat]))
+    # The band must also cover every fast score a default threshold would flag (review, and the
+    # sexual/minors rule for sexual), or a fast-only false positive could never be corrected.
+    # The anchoring depends on which rows escalate, so settle both by a few fixed-point rounds.
+    minor = np.array([bool(find_minor_mentions(normalize(r.text))) for r in calib])
+    escalate_minor = escalate.copy()
+    for _ in range(4):
+        esc_rows = _escalated(pf, escalate, escalate_minor, minor)
+        for j, cat in enumerate(HEAD_CATEGORIES):
+            logit = np.where(esc_rows, ps[:, j], pf[:, j])
+            alpha, beta, _points = _operating_points(logit, calib, BUDGETS[cat])
+            escalate[j] = min(escalate[j], (_band_floor(REVIEW_AT, cat) - beta) / alpha)
+            lowest = MINOR_THRESHOLD.get(cat, REVIEW_AT)
+            escalate_minor[j] = min(escalate[j], (_band_floor(lowest, cat) - beta) / alpha)
+    esc_rows = _escalated(pf, escalate, escalate_minor, minor)
     report: dict[str, dict[str, float]] = {}
-    esc_mask = np.zeros(len(calib), bool)
-    esc_mask[any_esc] = True
+    hi = np.full(n_cat, 1.0)
     for j, cat in enumerate(HEAD_CATEGORIES):
-        sel = esc_mask
-        if cy[sel, j].min() == cy[sel, j].max():
-            stack[j] = (platt[j, 0], 0.0, platt[j, 1])  # nothing to stack on: fast heads only
-        else:
-            coef, icpt = _platt(np.stack([zf[sel, j], ze[sel, j]], 1), cy[sel, j], cw[sel])
-            stack[j] = (coef[0], coef[1], icpt)
-        # Scores as the classifier gives them: stacked when escalated, fast otherwise.
-        logit = platt[j, 0] * zf[:, j] + platt[j, 1]
-        logit[sel] = stack[j, 0] * zf[sel, j] + stack[j, 1] * ze[sel, j] + stack[j, 2]
-        alpha, beta, points = _operating_points(logit, calib)
+        logit = np.where(esc_rows, ps[:, j], pf[:, j])
+        alpha, beta, points = _operating_points(logit, calib, BUDGETS[cat])
         platt[j] = (alpha * platt[j, 0], alpha * platt[j, 1] + beta)
         stack[j] = (alpha * stack[j, 0], alpha * stack[j, 1], alpha * stack[j, 2] + beta)
-        esc_logit = np.log(escalate[j] / (1 - escalate[j]))
-        escalate[j] = float(_sig(np.array(alpha * esc_logit + beta)))
+        # (the fixed point above may leave the last anchoring a hair off the floor)
+        lowest = MINOR_THRESHOLD.get(cat, REVIEW_AT)
+        escalate[j] = float(
+            min(
+                _sig(np.array(alpha * escalate[j] + beta)),
+                _sig(np.array(_band_floor(REVIEW_AT, cat))),
+            )
+        )
+        escalate_minor[j] = float(
+            min(
+                _sig(np.array(alpha * escalate_minor[j] + beta)),
+                _sig(np.array(_band_floor(lowest, cat))),
+                escalate[j],
+            )
+        )
+        fast_score = _sig(alpha * pf[:, j] + beta)
+        stacked_score = _sig(alpha * ps[:, j] + beta)
+        hi[j] = _escalate_hi(fast_score, stacked_score)
         final = _sig(alpha * logit + beta)
         pos = cy[:, j] == 1
         report[cat] = {
             "calib_positives": int(pos.sum()),
             "escalate_at": round(float(escalate[j]), 4),
-            "calib_escalated_share": round(float(sel.mean()), 4),
+            "escalate_minor_at": round(float(escalate_minor[j]), 4),
+            "escalate_hi": round(float(hi[j]), 4),
+            "calib_video_escalates": round(float((fast_score[video] >= escalate[j]).mean()), 4),
             **points,
             "calib_recall_review": round(float((final[pos] >= REVIEW_AT).mean()), 4),
             "calib_recall_block": round(float((final[pos] >= BLOCK_AT).mean()), 4),
         }
         log(f"calibrated {cat}: {report[cat]}")
+    pf_final = np.zeros_like(pf)
+    for j in range(n_cat):
+        pf_final[:, j] = _sig(platt[j, 0] * zf[:, j] + platt[j, 1])
+    esc_final = _escalated(pf_final, escalate, escalate_minor, minor) & ~(pf_final >= hi).any(
+        axis=1
+    )
+    log(
+        f"escalated: {100 * esc_final[video].mean():.2f} % of benign video-style calibration "
+        f"prompts, {100 * esc_final.mean():.2f} % of all calibration rows"
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     heads = out / HEADS_FILE
@@ -403,6 +565,8 @@ def main(data: Path, out: Path, seed: int, cache: Path) -> None:
         platt_fast=platt,
         stack=stack,
         escalate_at=escalate,
+        escalate_minor_at=escalate_minor,
+        escalate_hi=hi,
     )
     manifest = {
         "version": VERSION,
