@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from classifiers.base import Category, SampledFrame, Verdict
+from classifiers.base import Category, Evidence, SampledFrame, Verdict
 from classifiers.frame.common import frame_evidence, is_error_verdict
 from classifiers.frame.registry import FailedFrameClassifier
 from gateway.frame_audit import (
@@ -220,6 +220,13 @@ def test_real_onnx_models_release_a_clip_that_fades_to_black(tmp_path: Path) -> 
     for v in result.verdicts:
         if v.evidence[0].frame_index in black:
             assert v.score == 0.0 and "uniform frame" in (v.evidence[0].detail or "")
+    # With a prompt that mentions a child, 0.47 would have blocked as sexual/minors (rule at
+    # the lower review_at, 0.3): the black frames must not trigger it either.
+    mention = (Evidence(start=2, end=5, detail="minor: 'kid'"),)
+    with_minor = audit_frames(
+        frames, FPS, policy, classifiers, timeout_s=60, minor_mentions=mention
+    )
+    assert with_minor.decision.action is Action.ALLOW, with_minor.decision.reasons
 
 
 @pytest.mark.slow
