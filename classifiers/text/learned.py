@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers.base import Category, Evidence, PromptText, Verdict
-from classifiers.text.embed import E5Embedder, EmbedderIntegrityError, sha256_file
+from classifiers.text.embed import WINDOW_CHARS, E5Embedder, EmbedderIntegrityError, sha256_file
 from classifiers.text.lexicon import find_minor_mentions
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "ModelFileError",
     "NgramFeaturizer",
     "Scores",
+    "context_window",
     "fast_windows",
     "prompt_pieces",
 ]
@@ -146,6 +147,16 @@ def prompt_pieces(prompt: PromptText) -> tuple[list[str], list[str]]:
     case-folded original. Training calibrates on exactly these pieces (maximum over them), so a
     long prompt's scores mean what a short prompt's do."""
     return fast_windows(prompt.normalized), fast_windows(prompt.original.casefold())
+
+
+def context_window(text: str, piece: str, size: int = WINDOW_CHARS) -> str:
+    """``piece`` widened to about ``size`` characters of the ``text`` around it (``piece`` alone
+    when it is not found, e.g. after case folding changed the text's length)."""
+    at = text.casefold().find(piece.casefold())
+    if at < 0 or len(piece) >= size:
+        return piece
+    start = max(0, min(at - (size - len(piece)) // 2, len(text) - size))
+    return text[start : start + size]
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,10 +313,16 @@ class LearnedTextClassifier:
         return best, best_window, best_margin
 
     def emb_logits(self, text: str) -> npt.NDArray[np.float64]:
-        """Highest raw embedding logit per category over the first windows of ``text``."""
-        vecs = self.embedder.embed_windows(text)
-        z = vecs @ self.weights.emb_w + self.weights.emb_b
-        return np.asarray(z.max(axis=0), dtype=np.float64)
+        """Raw embedding logit per category of the first window of ``text`` (at most
+        :data:`~classifiers.text.embed.WINDOW_CHARS` characters).
+
+        One window, as in calibration (``train.embed_cached``): a maximum over several windows
+        would score higher than the stacker was fitted for, and every window costs another
+        20-60 ms. For a long prompt ``text`` is the window the fast heads found most suspicious.
+        """
+        vec = self.embedder.embed(text)
+        z = vec @ self.weights.emb_w + self.weights.emb_b
+        return np.asarray(z, dtype=np.float64)
 
     def score(self, prompt: PromptText) -> Scores:
         """Calibrated scores for one prompt (both the normalised and the original text)."""
@@ -314,7 +331,9 @@ class LearnedTextClassifier:
         z_norm, win_norm, m_norm = self._fast_logits(parts_norm, prompt.normalized)
         z_orig, win_orig, m_orig = self._fast_logits(parts_orig, prompt.original.casefold())
         z_fast = np.maximum(z_norm, z_orig)
-        window = win_norm if m_norm >= m_orig else win_orig
+        window, source = (
+            (win_norm, prompt.normalized) if m_norm >= m_orig else (win_orig, prompt.original)
+        )
         p_fast = _sigmoid(w.platt_fast[:, 0] * z_fast + w.platt_fast[:, 1])
         level = w.escalate_at
         if np.any(p_fast >= w.escalate_minor_at) and find_minor_mentions(prompt):
@@ -323,8 +342,10 @@ class LearnedTextClassifier:
         if escalated:
             self.escalations += 1
             if len(prompt.normalized) > FAST_WINDOW:
-                # A long prompt: the embedder reads the window the fast heads found suspicious.
-                emb_text = window
+                # A long prompt: the embedder reads the window the fast heads found suspicious,
+                # with its context (a lone sentence such as "medium shot, half-body composition."
+                # reads as something else than the prompt it belongs to).
+                emb_text = context_window(source, window)
             else:
                 # The embedder reads the normalised text when the normaliser changed more than
                 # case (it was trained on ordinary cased text).

@@ -42,11 +42,13 @@ import numpy.typing as npt
 from classifiers.text.augment import obfuscate, synthetic_rows
 from classifiers.text.embed import E5Embedder, sha256_file
 from classifiers.text.learned import (
+    FAST_WINDOW,
     HEAD_CATEGORIES,
     HEADS_FILE,
     MANIFEST_FILE,
     N_FEATURES,
     NgramFeaturizer,
+    fast_windows,
     prompt_pieces,
 )
 from classifiers.text.lexicon import find_minor_mentions
@@ -97,6 +99,8 @@ BUDGETS: dict[str, Budget] = {
 """Hate gets a larger all-benign budget at review (a human looks at it): its benign rows are
 tweets, counter-speech and reclaimed words, far from video prompts, and at 5 % its recall
 stayed near 75 % (model card). Harassment (noisy "offensive" labels) keeps 5 %."""
+PIECE_WEIGHT = 2.0
+"""Weight of each sentence/window of a long benign video-style training prompt."""
 VIDEO_BENIGN_WEIGHT = 8.0
 """Extra weight of benign video-style training rows: the heads' false positives on ordinary
 video prompts are what the thresholds are anchored to and what escalates to the slow
@@ -396,6 +400,45 @@ def runtime_fast_logits(
     return out
 
 
+def training_set(
+    train: list[Row], seed: int, log: Any
+) -> tuple[list[str], list[frozenset[str]], list[float], int]:
+    """Texts, labels and weights the fast heads train on, and how many of them come first as
+    kit rows plus templated rows (the embedding heads' candidates; the rest are obfuscated
+    copies and pieces of long prompts)."""
+    rng = random.Random(seed)
+    texts = [r.text for r in train]
+    labels = [r.labels for r in train]
+    weights = list(_train_weights(train))
+    for s in synthetic_rows(seed):
+        texts.append(s.text)
+        labels.append(frozenset(s.labels))
+        weights.append(1.0)
+    # Obfuscated copies of every harmful training row (and as many benign ones) teach the fast
+    # heads what survives normalisation.
+    n_base = len(texts)
+    for i in range(n_base):
+        harmful = bool(labels[i] & set(KIT_LABEL.values()))
+        if harmful or rng.random() < 0.1:
+            texts.append(obfuscate(texts[i], rng))
+            labels.append(labels[i])
+            weights.append(weights[i] * 0.5)
+    # The pieces (sentences, windows) of long benign video-style prompts, which the fast heads
+    # score one by one at run time: a lone "medium shot, half-body composition." must read as
+    # benign too, not only the whole prompt.
+    n_pieces = 0
+    for r, wt in zip(train, _weights(train), strict=True):
+        if r.labels or r.source not in VIDEO_SOURCES or len(r.text) <= FAST_WINDOW:
+            continue
+        for piece in fast_windows(r.text):
+            texts.append(piece)
+            labels.append(frozenset())
+            weights.append(float(wt) * PIECE_WEIGHT)
+            n_pieces += 1
+    log(f"{n_pieces} pieces of long benign video-style prompts")
+    return texts, labels, weights, n_base
+
+
 @click.command("train-text")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
@@ -423,23 +466,7 @@ def main(data: Path, out: Path, seed: int, cache: Path) -> None:
         f"{len(rows) - len(train) - len(calib)} dev"
     )
 
-    rng = random.Random(seed)
-    texts = [r.text for r in train]
-    labels = [r.labels for r in train]
-    weights = list(_train_weights(train))
-    for s in synthetic_rows(seed):
-        texts.append(s.text)
-        labels.append(frozenset(s.labels))
-        weights.append(1.0)
-    # Obfuscated copies of every harmful training row (and as many benign ones) teach the fast
-    # heads what survives normalisation.
-    n_base = len(texts)
-    for i in range(n_base):
-        harmful = bool(labels[i] & set(KIT_LABEL.values()))
-        if harmful or rng.random() < 0.1:
-            texts.append(obfuscate(texts[i], rng))
-            labels.append(labels[i])
-            weights.append(weights[i] * 0.5)
+    texts, labels, weights, n_base = training_set(train, seed, log)
     y = label_matrix(labels)
     w = np.asarray(weights)
     log(f"{len(texts)} training texts with templated rows and obfuscated copies")
