@@ -16,10 +16,11 @@ Two stages, both plain numpy at run time (no sklearn, no torch):
    embedding would not change the decision (``escalate_hi``). e5 costs 20-100 ms a prompt on
    one core, the fast heads well under 1 ms, so escalation is kept rare.
 
-Scores are calibrated on a held-out calibration split and anchored to the default policy
-thresholds: in every category 0.35 flags at most 1 % of benign video-style prompts (and 5 % of
-all benign rows), 0.5 at most 0.3 % (and 2 %). The model card
-(``classifiers/text/MODEL_CARD.md``) lists the data, the dev metrics and the blind spots.
+Scores are calibrated on a held-out calibration split, scored with this same windowing, and
+anchored to the default policy thresholds: 0.35 and 0.5 each flag a fixed small share of benign
+video-style prompts per category (the shares add up to 1 % at 0.35; ``train.BUDGETS``). The
+model card (``classifiers/text/MODEL_CARD.md``) lists the data, the dev metrics and the blind
+spots.
 """
 
 from __future__ import annotations
