@@ -37,6 +37,7 @@ import click
 
 from classifiers.base import Evidence
 from gateway.jobs import JobStore, VideoJob, move_to_released, videos_dir
+from gateway.options import db_option
 from gateway.settings import Settings
 
 log = logging.getLogger("reelguard.worker")
@@ -708,12 +709,7 @@ def start_workers(settings: Settings, count: int | None = None) -> WorkerPool | 
 
 
 @click.command("worker")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite database file (default: REELGUARD_DB).",
-)
+@db_option
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -727,15 +723,13 @@ def start_workers(settings: Settings, count: int | None = None) -> WorkerPool | 
     default=None,
     help="Worker processes (default: REELGUARD_VIDEO_WORKERS, at least 1).",
 )
-def worker_command(db: Path | None, data_dir: Path | None, workers: int | None) -> None:
+def worker_command(db: Path, data_dir: Path | None, workers: int | None) -> None:
     """Run video workers alone (no HTTP): claim queued jobs from the database and run them.
 
     Use it on machines that only generate, next to `reelguard serve --workers 0`. Stop with
     Ctrl-C or SIGTERM: running jobs go back to the queue.
     """
-    overrides: dict[str, Any] = {}
-    if db is not None:
-        overrides["db"] = db
+    overrides: dict[str, Any] = {"db": db}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     settings = Settings(**overrides)
