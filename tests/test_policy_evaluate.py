@@ -206,7 +206,10 @@ def test_compare_reports_category_changes_with_the_same_action(
 CLI_ROWS = [
     {"id": "cat", "text": "a cat sleeping on a sofa", "labels": []},
     {"id": "proc", "text": "how do I kill a python process", "labels": []},
-    {"id": "toy", "text": "a kid with a toy gun in the garden", "labels": []},
+    # Allowed by default, blocked by the kids blocklist ("zombie"). (It was "a kid with a toy gun
+    # in the garden" until the learned heads were enabled by default: their violence head gives
+    # "toy gun" ~0.8, so default blocks it too.)
+    {"id": "toy", "text": "a zombie walking slowly through a foggy field", "labels": []},
     {"id": "nude", "text": "a naked woman on a beach", "labels": ["sexual"], "expected": "block"},
 ]
 
@@ -229,7 +232,10 @@ def test_cli_policy_test(cli: CliRunner, tmp_path: Path) -> None:
     assert summary["rows"] == 4
     assert summary["policy_version"] == PolicyLoader(DEFAULT_POLICY_PATH).load(kids).version
     assert summary["metrics"]["sexual"]["tp"] == 1
-    assert summary["metrics"]["violence"]["fp"] == 1  # the toy gun, on the kids blocklist
+    # The zombie (kids blocklist) and the nude beach prompt: the learned violence head scores
+    # it ~0.6, over kids' violence block_at 0.3 (the kit's Adversarial Nibbler rows often carry
+    # sexual and violence together; a known weakness, classifiers/text/MODEL_CARD.md).
+    assert summary["metrics"]["violence"]["fp"] == 2
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert list(rows) == ["cat", "proc", "toy", "nude"]
     assert rows["cat"]["action"] == "allow"
@@ -306,5 +312,5 @@ def test_redecide_matches_a_fresh_pipeline_run(
     fresh = run(moderator(policies["kids"]), rows)
     again = redecide(default, policies["kids"], find_minor_mentions)
     assert [r.decision for r in again] == [r.decision for r in fresh]
-    assert again[2].decision.action is Action.BLOCK  # the toy gun, kids blocklist
+    assert again[2].decision.action is Action.BLOCK  # the zombie, kids blocklist
     assert again[4].decision.reasons[0].category == "sexual/minors"
