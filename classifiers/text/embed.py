@@ -147,8 +147,8 @@ class E5Embedder:
             vecs = [np.asarray(self._model.query(p), dtype=np.float32) for p in parts]
         return np.stack(vecs)
 
-    def embed(self, text: str) -> npt.NDArray[np.float32]:
-        """One embedding for a short text (the first window only): shape (dim,)."""
-        part = windows(clean_for_engine(text))[0]
+    def embed(self, text: str, size: int = WINDOW_CHARS) -> npt.NDArray[np.float32]:
+        """One embedding of the first window (at most ``size`` characters) of ``text``: (dim,)."""
+        part = windows(clean_for_engine(text), size)[0]
         with self._lock:
             return np.asarray(self._model.query(part), dtype=np.float32)

@@ -74,6 +74,10 @@ MAX_FAST_WINDOWS: Final = 400
 """Pieces scored per text variant: enough for every window and sentence of a 10,000-char prompt
 (the server's limit) written in short sentences."""
 
+EMBED_CHARS: Final = 128
+"""Characters of an escalated prompt the embedding reads (e5 costs ~2 ms a token on one core;
+the model card compares this with the 240-character windows the embedding heads train on)."""
+
 _WORD = re.compile(r"[^\W_]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?;\n\u3002\uff01\uff1f\uff1b])\s*")
 
@@ -315,13 +319,13 @@ class LearnedTextClassifier:
 
     def emb_logits(self, text: str) -> npt.NDArray[np.float64]:
         """Raw embedding logit per category of the first window of ``text`` (at most
-        :data:`~classifiers.text.embed.WINDOW_CHARS` characters).
+        :data:`EMBED_CHARS` characters).
 
         One window, as in calibration (``train.embed_cached``): a maximum over several windows
         would score higher than the stacker was fitted for, and every window costs another
         20-60 ms. For a long prompt ``text`` is the window the fast heads found most suspicious.
         """
-        vec = self.embedder.embed(text)
+        vec = self.embedder.embed(text, EMBED_CHARS)
         z = vec @ self.weights.emb_w + self.weights.emb_b
         return np.asarray(z, dtype=np.float64)
 
@@ -346,7 +350,7 @@ class LearnedTextClassifier:
                 # A long prompt: the embedder reads the window the fast heads found suspicious,
                 # with its context (a lone sentence such as "medium shot, half-body composition."
                 # reads as something else than the prompt it belongs to).
-                emb_text = context_window(source, window)
+                emb_text = context_window(source, window, EMBED_CHARS)
             else:
                 # The embedder reads the normalised text when the normaliser changed more than
                 # case (it was trained on ordinary cased text).

@@ -40,8 +40,9 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers.text.augment import obfuscate, synthetic_rows
-from classifiers.text.embed import E5Embedder, sha256_file
+from classifiers.text.embed import WINDOW_CHARS, E5Embedder, sha256_file
 from classifiers.text.learned import (
+    EMBED_CHARS,
     FAST_WINDOW,
     HEAD_CATEGORIES,
     HEADS_FILE,
@@ -249,22 +250,25 @@ def featurize(texts: list[str]) -> Any:
     )
 
 
-def embed_cached(texts: list[str], cache: Path, log: Any) -> npt.NDArray[np.float32]:
-    """e5 embeddings of ``texts`` (first window), cached per text sha1 in ``cache``."""
+def embed_cached(
+    texts: list[str], cache: Path, log: Any, size: int = WINDOW_CHARS
+) -> npt.NDArray[np.float32]:
+    """e5 embeddings of ``texts`` (first window of at most ``size`` characters), cached per text
+    sha1 (and window size) in ``cache``."""
     cache.mkdir(parents=True, exist_ok=True)
     store = cache / "store.npz"
     known: dict[str, npt.NDArray[np.float32]] = {}
     if store.exists():
         with np.load(store) as npz:
             known = dict(zip(npz["keys"].tolist(), npz["vecs"], strict=True))
-    keys = [_h(t) for t in texts]
+    keys = [_h(t) if size == WINDOW_CHARS else _h(f"{size}\x00{t}") for t in texts]
     missing = [i for i, k in enumerate(keys) if k not in known]
     if missing:
         log(f"embedding {len(missing)} texts not in {store} (one core, ~25 ms each)")
         emb = E5Embedder()
         t0 = time.time()
         for n, i in enumerate(missing, 1):
-            known[keys[i]] = emb.embed(texts[i]).astype(np.float16)
+            known[keys[i]] = emb.embed(texts[i], size).astype(np.float16)
             if n % 2000 == 0 or n == len(missing):
                 log(f"  {n}/{len(missing)} embedded, {time.time() - t0:.0f}s")
                 ks = list(known)
@@ -499,7 +503,7 @@ def main(data: Path, out: Path, seed: int, cache: Path) -> None:
     zf = runtime_fast_logits([r.text for r in calib], fast_w, fast_b)
     # The stacker is fitted on every calibration row (one scale for escalated and fast-only
     # prompts); only escalated prompts are embedded at run time.
-    ze = embed_cached([r.text for r in calib], cache, log) @ emb_w + emb_b
+    ze = embed_cached([r.text for r in calib], cache, log, EMBED_CHARS) @ emb_w + emb_b
     video = np.array([r.source in VIDEO_SOURCES and not r.labels for r in calib])
     n_cat = len(HEAD_CATEGORIES)
     platt = np.zeros((n_cat, 2))
