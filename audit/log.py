@@ -513,7 +513,9 @@ class AuditLog:
                 "prompt_retention = excluded.prompt_retention, updated_at = excluded.updated_at",
                 (tenant, mode, time.time()),
             )
-            return self._append(conn, [("settings", _setting(tenant, mode, found, actor))])
+            return self._append(
+                conn, [("settings", _setting(tenant, mode, found[0] if found else "keep", actor))]
+            )
 
     def prompt_retentions(self) -> dict[str, PromptRetention]:
         """Every tenant with a non-default setting (the default is ``keep``)."""
@@ -888,7 +890,7 @@ class AuditLog:
             # The settings rows that justified each tenant's current retention may be gone:
             # re-state them in the chain, so verify can still check audit_tenants against it.
             carried = [
-                ("settings", _setting(tenant, mode, (mode,), actor))
+                ("settings", _setting(tenant, mode, mode, actor))
                 for tenant, mode in conn.execute(
                     "SELECT tenant, prompt_retention FROM audit_tenants ORDER BY tenant"
                 )
@@ -1215,7 +1217,7 @@ def _ranges(base_seq: int, head_seq: int, workers: int | None) -> list[tuple[int
 def _migrate_1_to_2(log: AuditLog, conn: sqlite3.Connection) -> None:
     """Version 2 chains retention settings: state the ones an older database already holds."""
     rows = [
-        ("settings", _setting(tenant, mode, (mode,), "schema migration 1->2"))
+        ("settings", _setting(tenant, mode, mode, "schema migration 1->2"))
         for tenant, mode in conn.execute(
             "SELECT tenant, prompt_retention FROM audit_tenants ORDER BY tenant"
         )
@@ -1228,12 +1230,12 @@ MIGRATIONS: dict[int, Callable[[AuditLog, sqlite3.Connection], None]] = {1: _mig
 """Schema version -> the step that upgrades a database from it to the next version."""
 
 
-def _setting(tenant: str, mode: str, previous: Any, actor: str) -> Row:
+def _setting(tenant: str, mode: str, previous: str, actor: str) -> Row:
     return {
         "tenant": tenant,
         "name": "prompt_retention",
         "value": mode,
-        "previous": previous[0] if previous else "keep",
+        "previous": previous,
         "actor": actor,
     }
 
