@@ -72,6 +72,8 @@ BLOCKS = [
     ("Mickey Mouse waving", "ip", "Mickey Mouse", "curated character"),
     ("Darth Vader walking down a corridor", "ip", "Darth Vader", "curated character"),
     ("米老鼠在跳舞", "ip", "Mickey Mouse", "curated Chinese alias"),
+    ("宝可梦里的伊布在草地上奔跑", "ip", "Eevee", "2-char Chinese name, context in its own run"),
+    ("宝可梦九尾在雪地里", "ip", "Ninetales", "a Chinese word that is a name with context"),
 ]
 
 
@@ -104,6 +106,8 @@ BENIGN = [
     ("a cat sitting on a mat", "nothing to find"),
     ("A cinematic shot of a neon-lit Tokyo street at night, 4k, 60fps", "video prompt"),
     ("一只猫在沙发上睡觉", "Chinese prompt with no names"),
+    ("一只九尾狐在森林里", "九尾 (Ninetales) without context: the nine-tailed fox"),
+    ("东西蒙上灰尘", "西蒙 (SIMOUN) only across the words 东西|蒙上"),
 ]
 
 

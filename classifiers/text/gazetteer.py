@@ -367,14 +367,22 @@ class Gazetteer:
         """A name that is also an ordinary word: ("context", 1.0) with supporting context,
         ("capitalised", CAPITALISED_SCORE) for a capitalised well-known name, else ``None``."""
         o_start, o_end = prompt.original_span(start, end)
-        if end - start <= 3 and not prompt.original[o_start:o_end].isupper():
-            return None  # "its", "on", "v": only as written in capitals ("BTS", "KFC")
+        # "its", "on", "v": only as written in capitals ("BTS", "KFC"). Not for CJK, where two
+        # characters are a whole name (宝可梦里的九尾 has its context).
+        short = end - start <= 3 and not CJK_RE.match(prompt.normalized[start])
+        if short and not prompt.original[o_start:o_end].isupper():
+            return None
         first = bisect.bisect_right(spans, (start, len(prompt.normalized) + 1)) - 1
         last = bisect.bisect_left(spans, (end, -1)) - 1
         lo, hi = max(0, first - CONTEXT_WINDOW), last + 1 + CONTEXT_WINDOW
         others = strong.get(entity.franchise, ()) if entity.franchise else ()
+        near = words[lo:first] + words[last + 1 : hi]
+        if CJK_RE.match(prompt.normalized[start]):
+            # Chinese runs are one "word" however long: the rest of the run is context too.
+            text = prompt.normalized
+            near += [text[spans[first][0] : start], text[end : spans[last][1]]]
         if any(b <= start or a >= end for a, b in others) or self._has_context(
-            entity, _Context(words[lo:first] + words[last + 1 : hi])
+            entity, _Context(near)
         ):
             return "context", 1.0
         if (
