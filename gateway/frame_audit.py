@@ -4,7 +4,8 @@
 
     frames (T, H, W, 3) uint8 RGB, fps
       -> sample_frames            uniform + scene cuts + first/last, exact timestamps
-      -> every frame classifier   concurrently (frames split across cores), within the budget
+      -> every frame classifier   on one thread per core (small pieces of frames, the
+                                  costliest first), within the budget
       -> decide_release           per category k-of-n consecutive frames, review band
       -> FrameAuditResult         sampled frames, verdicts, decision, model versions, timings
 
@@ -22,15 +23,16 @@ classifier once per set of policy concepts); see :func:`load_frame_classifiers`.
 
 from __future__ import annotations
 
+import collections
 import functools
-import itertools
 import math
 import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,7 +116,7 @@ def _check_output(
 
 
 def default_audit_threads() -> int:
-    """Chunks each classifier's frames are split into: one per CPU core this process may use."""
+    """Threads an audit runs its model calls on: one per CPU core this process may use."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -122,11 +124,15 @@ def default_audit_threads() -> int:
     return max(1, min(8, cores))
 
 
-def _split(frames: Sequence[SampledFrame], parts: int) -> list[Sequence[SampledFrame]]:
-    """``frames`` in at most ``parts`` contiguous, near-equal, non-empty slices."""
-    parts = max(1, min(parts, len(frames)))
-    bounds = [round(i * len(frames) / parts) for i in range(parts + 1)]
-    return [frames[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+MAX_PIECE = 4
+"""Most frames in one classifier call of an audit (the models batch up to this well)."""
+
+
+def _pieces(frames: Sequence[SampledFrame], threads: int) -> list[Sequence[SampledFrame]]:
+    """``frames`` in consecutive slices of 1..:data:`MAX_PIECE` frames, about two per thread:
+    small enough that the threads finish together, big enough for the models' batches."""
+    size = max(1, min(MAX_PIECE, math.ceil(len(frames) / (2 * max(1, threads)))))
+    return [frames[i : i + size] for i in range(0, len(frames), size)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +208,14 @@ def _collect(
             return verdicts, 0.0
         return verdicts, (max(r.end for r in runs) - min(r.start for r in runs)) * 1000.0
     except FutureTimeout:
+        if any(f.running() or f.done() for f in futures):
+            message = f"{clf.name} timed out: no answer within the {budget_s:g}s frame-audit budget"
+        else:
+            message = (
+                f"{clf.name} did not start within the {budget_s:g}s frame-audit budget: "
+                "every audit thread was busy with another classifier"
+            )
         _ABANDONED.add(clf, futures)
-        message = f"{clf.name} timed out: no answer within the {budget_s:g}s frame-audit budget"
     except Exception as exc:  # any failure withholds the video; the message says which and why
         message = f"{clf.name} failed: {type(exc).__name__}: {exc}"
     waited_ms = (time.perf_counter() - started) * 1000.0
@@ -223,6 +235,138 @@ def _stuck_verdicts(clf: FrameClassifier, policy: ResolvedPolicy) -> list[Verdic
     return error_verdicts(clf.name, clf.model_id, clf.model_version, categories, message)
 
 
+class _FrameCosts:
+    """Per classifier name, a running estimate of the wall seconds one frame takes."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float, frames: int) -> None:
+        """Fold in one call of ``frames`` frames that took ``seconds``."""
+        if frames <= 0:
+            return
+        per_frame = seconds / frames
+        with self._lock:
+            old = self._seconds.get(name)
+            self._seconds[name] = per_frame if old is None else 0.8 * old + 0.2 * per_frame
+
+    def get(self, name: str) -> float | None:
+        """The estimate, or None before the first call."""
+        with self._lock:
+            return self._seconds.get(name)
+
+
+_COSTS = _FrameCosts()
+
+
+STARVED_S = 0.25
+"""A classifier with pieces waiting and no call running this long while every audit thread is
+busy (a hung call elsewhere) gets one more thread."""
+
+
+class _Scheduler:
+    """Runs every ``(classifier, pieces)`` call on ``threads`` daemon threads, started here.
+
+    A free thread takes the first piece of a classifier that has not started yet, else the
+    costliest waiting piece (frames x the model's cost per frame from earlier calls), so every
+    model starts at once, the small pieces come last and the cores finish together. A hung
+    call cannot starve the other classifiers: :meth:`wait` starts one more thread when a
+    classifier has waited :data:`STARVED_S` with no call running and no thread free.
+    :attr:`futures` holds, per classifier in the order given, one future per piece.
+    """
+
+    def __init__(
+        self, work: Sequence[tuple[FrameClassifier, Sequence[Sequence[SampledFrame]]]], threads: int
+    ) -> None:
+        self._lock = threading.Lock()
+        self._queues = [
+            (clf, collections.deque((piece, Future[_Run]()) for piece in pieces))
+            for clf, pieces in work
+        ]
+        self.futures: list[list[Future[_Run]]] = [[f for _, f in q] for _, q in self._queues]
+        self._running = [0] * len(work)
+        self._started = [0] * len(work)
+        self._idle_since = [time.perf_counter()] * len(work)
+        self._workers = 0
+        self._in_call = 0
+        total = sum(len(q) for _, q in self._queues)
+        with self._lock:
+            for _ in range(min(total, max(1, threads))):
+                self._spawn()
+
+    def _spawn(self) -> None:
+        """Start one more worker thread (call with the lock held)."""
+        self._workers += 1
+        name = f"frame-audit-{self._workers}"
+        threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def _next(self) -> tuple[int, Sequence[SampledFrame], Future[_Run]] | None:
+        with self._lock:
+            ready = [i for i, (_, queue) in enumerate(self._queues) if queue]
+            if not ready:
+                self._workers -= 1
+                return None
+            fresh = [i for i in ready if self._started[i] == 0]
+            known = [c for c in (_COSTS.get(clf.name) for clf, _ in self._queues) if c]
+            default = max(known, default=1.0)
+
+            def cost(k: int) -> float:
+                clf, queue = self._queues[k]
+                return len(queue[0][0]) * (_COSTS.get(clf.name) or default)
+
+            i = max(fresh or ready, key=lambda k: (cost(k), -k))
+            piece, future = self._queues[i][1].popleft()
+            self._running[i] += 1
+            self._started[i] += 1
+            self._in_call += 1
+            return i, piece, future
+
+    def _work(self) -> None:
+        while (item := self._next()) is not None:
+            i, piece, future = item
+            clf = self._queues[i][0]
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        run = _timed(clf, piece)
+                    except BaseException as exc:  # handed to the audit through the future
+                        future.set_exception(exc)
+                    else:
+                        _COSTS.add(clf.name, run.end - run.start, len(piece))
+                        future.set_result(run)
+            finally:
+                with self._lock:
+                    self._running[i] -= 1
+                    self._in_call -= 1
+                    if self._running[i] == 0:
+                        self._idle_since[i] = time.perf_counter()
+
+    def wait(self, deadline: float) -> None:
+        """Return when every call is done or at ``deadline`` (``time.perf_counter``), starting
+        a thread for a starved classifier meanwhile (see the class docstring)."""
+        pending: set[Future[_Run]] = {f for futures in self.futures for f in futures}
+        while pending:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            _, pending = futures_wait(pending, timeout=min(remaining, STARVED_S / 2))
+            with self._lock:
+                now = time.perf_counter()
+                starved = any(
+                    queue and self._running[i] == 0 and now - self._idle_since[i] > STARVED_S
+                    for i, (_, queue) in enumerate(self._queues)
+                )
+                if starved and self._in_call >= self._workers:
+                    self._spawn()
+
+    def cancel_pending(self) -> None:
+        """Cancel every call that has not started (running ones finish on their own)."""
+        for futures in self.futures:
+            for future in futures:
+                future.cancel()
+
+
 def audit_frames(
     frames: npt.NDArray[np.uint8],
     fps: float,
@@ -237,11 +381,15 @@ def audit_frames(
 
     ``frames`` is ``(T, H, W, 3)`` uint8 RGB at ``fps``. The time budget is the smaller of
     ``timeout_s`` and the policy's ``frame_audit.timeout_s``, counted from the call; a
-    classifier that has not answered by then is a fail-closed error. Each classifier's frames
-    are split into ``threads`` chunks (default: one per CPU core), every chunk in its own
-    thread, so a fast model's idle core takes on a slow model's work and a hung classifier only
-    holds its own threads. ``minor_mentions`` (the prompt's evidence that it mentions a child)
-    turns on the sexual-with-a-minor rule (see :func:`policies.release.decide_release`).
+    classifier that has not answered by then is a fail-closed error. The model calls run on
+    ``threads`` threads (default: one per CPU core, so the audit does not oversubscribe the
+    cores; the MP4 encoder runs beside it): every classifier's frames are cut into small pieces
+    (:func:`_pieces`) and a free thread takes the next one (see :class:`_Scheduler`), so the
+    cores finish together whatever the models cost. A classifier starved by a hung one gets a
+    thread of its own after :data:`STARVED_S`; one still starved at the deadline fails closed
+    with a message saying it never started. ``minor_mentions`` (the prompt's evidence that it
+    mentions a child) turns on the sexual-with-a-minor rule (see
+    :func:`policies.release.decide_release`).
     Raises ``ValueError`` for malformed frames or fps (the caller withholds, see
     :func:`failed_audit`).
     """
@@ -260,17 +408,15 @@ def audit_frames(
             [c for c in CATEGORIES if policy.stage(c, "frame").enabled],
             "no frame classifiers configured; list some under the policy's classifiers.frame",
         )
-    chunks = _split(sampled, threads if threads is not None else default_audit_threads())
-    pool = ThreadPoolExecutor(
-        max_workers=max(1, len(classifiers) * len(chunks)), thread_name_prefix="frame-audit"
-    )
+    n_threads = max(1, threads if threads is not None else default_audit_threads())
+    pieces = _pieces(sampled, n_threads)
+    stuck = [_stuck(clf) for clf in classifiers]
+    work = [(clf, [] if dead else pieces) for clf, dead in zip(classifiers, stuck, strict=True)]
+    scheduler = _Scheduler(work, n_threads)
     try:
-        futures = [
-            (clf, [] if _stuck(clf) else [pool.submit(_timed, clf, c) for c in chunks])
-            for clf in classifiers
-        ]
-        for clf, parts in futures:
-            if parts:
+        scheduler.wait(deadline)
+        for clf, parts, dead in zip(classifiers, scheduler.futures, stuck, strict=True):
+            if not dead:
                 got, elapsed_ms = _collect(clf, parts, sampled, policy, deadline, budget_s)
             else:
                 got, elapsed_ms = _stuck_verdicts(clf, policy), 0.0
@@ -278,8 +424,8 @@ def audit_frames(
             timings[f"classify:{clf.name}"] = elapsed_ms
             model_versions[clf.name] = f"{clf.model_id}@{clf.model_version}"
     finally:
-        # A hung classifier keeps its threads; don't wait for them.
-        pool.shutdown(wait=False, cancel_futures=True)
+        # A hung classifier keeps its threads; don't wait for them, start nothing more.
+        scheduler.cancel_pending()
     t_decide = time.perf_counter()
     decision = decide_release(policy, verdicts, sampled, minor_mentions=minor_mentions)
     now = time.perf_counter()

@@ -283,3 +283,90 @@ def test_a_classifier_stuck_in_old_calls_gets_no_new_threads(
         time.sleep(0.01)
     result = audit_frames(clip(), FPS, policy, [hung], timeout_s=5, threads=4)
     assert result.decision.action is Action.ALLOW
+
+
+class Counting(Scripted):
+    """Records how many calls (of any Counting classifier) run at once."""
+
+    lock = threading.Lock()
+    running = 0
+    most = 0
+
+    def classify(self, frames: Sequence[SampledFrame]) -> list[Verdict]:
+        with Counting.lock:
+            Counting.running += 1
+            Counting.most = max(Counting.most, Counting.running)
+        try:
+            time.sleep(0.01)
+            return super().classify(frames)
+        finally:
+            with Counting.lock:
+                Counting.running -= 1
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_model_calls_never_outnumber_the_audit_threads(threads: int) -> None:
+    Counting.most = 0
+    policy = policy_with(["a", "b"])
+    result = audit_frames(
+        clip(),
+        FPS,
+        policy,
+        [Counting("a", 0.1), Counting("b", 0.1)],
+        timeout_s=10,
+        threads=threads,
+    )
+    assert result.released
+    # One thread per core, so the audit does not oversubscribe them (the encoder also runs).
+    assert 1 <= Counting.most <= threads
+
+
+def test_a_classifier_starved_by_a_hung_one_gets_a_thread_of_its_own(
+    release_hung: threading.Event,
+) -> None:
+    policy = policy_with(["hung", "fast"])
+    hung = Scripted("hung", 0.0, wait=release_hung)
+    # One thread, taken by the hung classifier: after STARVED_S (0.25 s) "fast" gets another.
+    result = audit_frames(
+        clip(), FPS, policy, [hung, Scripted("fast", 0.1)], timeout_s=3.0, threads=1
+    )
+    assert result.decision.action is Action.BLOCK
+    assert {r.classifier for r in result.decision.reasons} == {"hung"}
+    fast = [v for v in result.verdicts if v.classifier == "fast"]
+    assert len(fast) == len(result.sampled) and not any(map(is_error_verdict, fast))
+
+
+def test_a_classifier_starved_by_hung_ones_fails_closed_and_says_it_never_started(
+    release_hung: threading.Event,
+) -> None:
+    policy = policy_with(["hung1", "hung2", "fast"])
+    hung = [Scripted(name, 0.0, wait=release_hung) for name in ("hung1", "hung2")]
+    # Both threads hung, and the budget ends before STARVED_S could start a third.
+    result = audit_frames(
+        clip(), FPS, policy, [*hung, Scripted("fast", 0.1)], timeout_s=0.1, threads=2
+    )
+    assert result.decision.action is Action.BLOCK
+    by_classifier = {r.classifier: r.message for r in result.decision.reasons}
+    assert set(by_classifier) == {"hung1", "hung2", "fast"}
+    assert "timed out" in by_classifier["hung1"] and "timed out" in by_classifier["hung2"]
+    assert "did not start" in by_classifier["fast"]
+
+
+@pytest.mark.parametrize(
+    ("frames", "threads", "sizes", "why"),
+    [
+        (5, 2, [2, 2, 1], "a 2 s clip: about two pieces per thread"),
+        (16, 2, [4, 4, 4, 4], "batches of 4 suit both models"),
+        (40, 2, [4] * 10, "never more than MAX_PIECE frames a call"),
+        (5, 8, [1] * 5, "more threads than frames: one frame a piece"),
+        (1, 2, [1], "a single frame"),
+        (0, 2, [], "nothing sampled, nothing to run"),
+    ],
+)
+def test_pieces(frames: int, threads: int, sizes: list[int], why: str) -> None:
+    from gateway.frame_audit import _pieces
+
+    sampled = [SampledFrame(i, i / FPS, clip(1)[0]) for i in range(frames)]
+    pieces = _pieces(sampled, threads)
+    assert [len(p) for p in pieces] == sizes, why
+    assert [f.index for p in pieces for f in p] == list(range(frames))  # every frame, in order
