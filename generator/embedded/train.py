@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/dit"), help="checkpoint folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--ae-steps", type=int, default=500)
-    p.add_argument("--steps", type=int, default=9262, help="transformer steps (shipped: 9262)")
+    p.add_argument("--steps", type=int, default=18195, help="transformer steps (shipped: 18195)")
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--width", type=int, default=128)
