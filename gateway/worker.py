@@ -656,6 +656,9 @@ def wait_for_work(
     deadline = time.monotonic() + timeout_s
     conn = connect(store.db_path)
     try:
+        # Forget the writes made so far (mostly this worker's own, from its last job): the
+        # first peek below sees their commits, so waiting out a gap for them only adds latency.
+        doorbell.wait(0.0)
         follow_up = False
         while not stop.is_set():
             peeked = time.monotonic()
