@@ -238,6 +238,10 @@ class Components:
         # Build the base policy's frame models now, not inside the first job's audit budget
         # (a model that fails to build is retried, and fails closed, at audit time).
         classifiers(policies.base)
+        # Likewise the lexicon behind the minor-mention check (~60 ms on first use); if it
+        # cannot load, every audit withholds and says why (JobRunner._audit).
+        with contextlib.suppress(Exception):
+            prompt_minor_mentions("a warm-up prompt")
         return cls(
             settings=settings,
             backends={},
