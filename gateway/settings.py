@@ -101,7 +101,8 @@ class Settings(BaseSettings):
         1.0,
         gt=0,
         description="How often an idle worker retries claiming (recovering jobs of dead "
-        "workers); new jobs wake it within ~20 ms.",
+        "workers); a new job wakes it within milliseconds (inotify on the database, else "
+        "20 ms peeks).",
     )
     webhook_url: str | None = Field(
         None, description="POST video.completed / video.failed events here (none: no webhooks)."
