@@ -200,6 +200,10 @@ class Lease:
     cancel_requested: bool
 
 
+PEEK_QUEUED = "SELECT 1 FROM video_jobs WHERE status = 'queued' LIMIT 1"
+"""The indexed read an idle worker peeks at the queue with (microseconds)."""
+
+
 def connect(db_path: Path) -> sqlite3.Connection:
     """Open the shared database (WAL, a busy timeout so processes wait rather than fail)."""
     conn = connect_wal(db_path, synchronous="NORMAL", timeout_s=30.0)
@@ -474,9 +478,7 @@ class JobStore:
         deadline = time.monotonic() + timeout_s
         with self._conn() as conn:
             while time.monotonic() < deadline:
-                if conn.execute(
-                    "SELECT 1 FROM video_jobs WHERE status = 'queued' LIMIT 1"
-                ).fetchone():
+                if conn.execute(PEEK_QUEUED).fetchone():
                     return
                 if stop.wait(peek_s):
                     return

@@ -37,7 +37,14 @@ import click
 
 from classifiers.base import Evidence
 from gateway.doorbell import DatabaseDoorbell
-from gateway.jobs import JobStore, VideoJob, move_to_released, videos_dir
+from gateway.jobs import (
+    PEEK_QUEUED,
+    JobStore,
+    VideoJob,
+    connect,
+    move_to_released,
+    videos_dir,
+)
 from gateway.options import db_option
 from gateway.settings import Settings
 
@@ -626,10 +633,6 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
     log.info("worker %s stopped", worker_id)
 
 
-_PEEK = "SELECT 1 FROM video_jobs WHERE status = 'queued' LIMIT 1"
-"""The indexed read :meth:`gateway.jobs.JobStore.wait_for_work` peeks with."""
-
-
 def wait_for_work(
     store: JobStore,
     doorbell: DatabaseDoorbell,
@@ -655,7 +658,6 @@ def wait_for_work(
     if not doorbell.available:
         store.wait_for_work(timeout_s, stop)
         return
-    from gateway.jobs import connect
 
     deadline = time.monotonic() + timeout_s
     conn = connect(store.db_path)
@@ -666,7 +668,7 @@ def wait_for_work(
         follow_up = False
         while not stop.is_set():
             peeked = time.monotonic()
-            if conn.execute(_PEEK).fetchone():
+            if conn.execute(PEEK_QUEUED).fetchone():
                 return
             remaining = deadline - peeked
             if remaining <= 0:
