@@ -13,6 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 from test_audit_support import fill, frame_audit, moderation
+from test_videos_support import new_job
 
 from audit.cli import audit as audit_group
 from audit.cli import parse_duration, parse_time
@@ -132,18 +133,13 @@ def test_queue_and_review_of_a_prompt(db: Path) -> None:
 
 def _withheld_job(db: Path, data_dir: Path) -> str:
     """A real job in the job store, failed by the frame audit, its MP4 in quarantine."""
-    from gateway.jobs import JobStore, NewJob, videos_dir
+    from gateway.jobs import JobStore, videos_dir
 
     store = JobStore(db)
     job, _ = store.create(
-        NewJob(
-            tenant="acme",
+        new_job(
             model="reelguard-tiny",
             prompt="a knight slays the dragon",
-            seconds="2",
-            size="64x64",
-            width=64,
-            height=64,
             prompt_moderation={"action": "allow"},
             policy_version="pv-1",
         ),

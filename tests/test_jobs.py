@@ -7,32 +7,16 @@ import time
 from pathlib import Path
 
 import pytest
+from test_videos_support import new_job
 
 from gateway.jobs import (
     IdempotencyConflict,
     JobNotFound,
     JobStore,
-    NewJob,
     QueueFull,
     move_to_released,
     videos_dir,
 )
-
-
-def new_job(tenant: str = "acme", prompt: str = "a red kite over the sea", **kw: object) -> NewJob:
-    fields: dict[str, object] = {
-        "tenant": tenant,
-        "model": "embedded",
-        "prompt": prompt,
-        "seconds": "2",
-        "size": "64x64",
-        "width": 64,
-        "height": 64,
-        "prompt_moderation": {"action": "allow", "reasons": [], "policy_version": "v1"},
-        "policy_version": "v1",
-    }
-    fields.update(kw)
-    return NewJob(**fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture

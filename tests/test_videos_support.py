@@ -16,9 +16,29 @@ from pathlib import Path
 import numpy as np
 
 from classifiers.base import SampledFrame, Verdict
+from gateway.jobs import NewJob
 from gateway.settings import PACKAGE_POLICY, Settings
 from gateway.worker import Components, JobRunner
 from generator.base import BackendError, VideoOutput, VideoRequest, check_common, resolve_seed
+
+
+def new_job(tenant: str = "acme", prompt: str = "a red kite over the sea", **kw: object) -> NewJob:
+    """A small valid job request (2 s at 64x64 on the embedded model, prompt allowed); keyword
+    arguments override any field."""
+    fields: dict[str, object] = {
+        "tenant": tenant,
+        "model": "embedded",
+        "prompt": prompt,
+        "seconds": "2",
+        "size": "64x64",
+        "width": 64,
+        "height": 64,
+        "prompt_moderation": {"action": "allow", "reasons": [], "policy_version": "v1"},
+        "policy_version": "v1",
+    }
+    fields.update(kw)
+    return NewJob(**fields)  # type: ignore[arg-type]
+
 
 BLOCKED_TERM = "purple kraken massacre"
 TENANT_POLICY = f"""\

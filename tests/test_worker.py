@@ -19,13 +19,14 @@ from test_videos_support import (
     ExplodingClassifier,
     PatternBackend,
     make_settings,
+    new_job,
     run_all,
     runner,
 )
 
 from audit.log import AuditLog
 from classifiers.base import Evidence, SampledFrame, Verdict
-from gateway.jobs import JobStore, NewJob, VideoJob, videos_dir
+from gateway.jobs import JobStore, VideoJob, videos_dir
 from gateway.settings import Settings
 from gateway.webhooks import WebhookConfigError, check_config, deliver_due, deliveries
 from gateway.worker import EXIT_STAGE_OVERRUN
@@ -41,14 +42,10 @@ def enqueue(
     settings: Settings, prompt: str = "a blue bicycle", action: str = "allow", tenant: str = "acme"
 ) -> VideoJob:
     job, _ = JobStore(settings.db).create(
-        NewJob(
-            tenant=tenant,
-            model="embedded",
-            prompt=prompt,
+        new_job(
+            tenant,
+            prompt,
             seconds="1",
-            size="64x64",
-            width=64,
-            height=64,
             prompt_moderation={"action": action, "reasons": [], "policy_version": "test"},
             policy_version="test",
         ),

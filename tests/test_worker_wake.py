@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_videos_support import new_job
 
 import gateway.jobs
 from gateway.doorbell import DatabaseDoorbell
-from gateway.jobs import JobStore, NewJob
+from gateway.jobs import JobStore
 from gateway.worker import wait_for_work
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux")
@@ -21,14 +22,9 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="in
 
 def enqueue(store: JobStore) -> None:
     store.create(
-        NewJob(
-            tenant="acme",
-            model="embedded",
+        new_job(
             prompt="a red kite",
             seconds="1",
-            size="64x64",
-            width=64,
-            height=64,
             prompt_moderation={"action": "allow", "reasons": [], "policy_version": "t"},
             policy_version="t",
         ),
