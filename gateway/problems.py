@@ -4,6 +4,13 @@ Every error response has content type ``application/problem+json`` and the membe
 ``title``, ``status`` and ``detail``; validation errors add ``errors``, a list of
 ``{"pointer": "#/input/1", "detail": "..."}`` (JSON pointers into the request body).
 
+Every error body also carries OpenAI's envelope, ``error: {message, type, param, code}``, so the
+official ``openai`` SDK shows what to fix: its exceptions read ``error.message`` into ``str(e)``
+(``Error code: 422 - The video request is not valid: #/size: must be WIDTHxHEIGHT ...``) and
+expose ``e.code``/``e.param``. ``message`` is ``detail`` followed by each field error,
+``code`` is the problem type with ``_`` for ``-`` (``validation_error``; ``invalid_api_key`` for a
+401), ``param`` the first bad field (``size``, ``input.1``) or null.
+
 Problem types (``type``, all prefixed ``urn:reelguard:problem:``), so clients can branch on
 them without parsing prose:
 
@@ -74,15 +81,45 @@ class Problem(HTTPException):
         self.errors = errors or []
 
 
+class OpenAIError(msgspec.Struct):
+    """OpenAI's error object (what the ``openai`` SDK reads into its exceptions)."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
 class ProblemBody(msgspec.Struct, omit_defaults=True):
-    """The JSON body of every error response (RFC 9457)."""
+    """The JSON body of every error response (RFC 9457), with OpenAI's ``error`` envelope."""
 
     type: str
     title: str
     status: int
     detail: str
+    error: OpenAIError
     instance: str | None = None
     errors: list[FieldError] = msgspec.field(default_factory=list)
+
+
+def openai_error(problem: Problem) -> OpenAIError:
+    """The OpenAI-shaped ``error`` member for ``problem`` (see the module docstring)."""
+    status = problem.status_code
+    message = problem.detail.rstrip()
+    if problem.errors:
+        fields = "; ".join(f"{e.pointer}: {e.detail}" for e in problem.errors)
+        message = f"{message.rstrip('.')}: {fields}"
+    if status == 401:
+        kind, code = "authentication_error", "invalid_api_key"
+    elif status == 429:
+        kind, code = "rate_limit_error", problem.kind.replace("-", "_")
+    elif status >= 500:
+        kind, code = "server_error", problem.kind.replace("-", "_")
+    else:
+        kind, code = "invalid_request_error", problem.kind.replace("-", "_")
+    pointer = problem.errors[0].pointer if problem.errors else "#"
+    param = pointer.removeprefix("#").strip("/").replace("/", ".") or None
+    return OpenAIError(message=message, type=kind, param=param, code=code)
 
 
 def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[ProblemBody]:
@@ -93,6 +130,7 @@ def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Respo
         title=HTTPStatus(status).phrase,
         status=status,
         detail=problem.detail,
+        error=openai_error(problem),
         instance=request.url.path,
         errors=problem.errors,
     )

@@ -126,7 +126,17 @@ def test_every_error_is_problem_details(
     assert body["status"] == status
     assert isinstance(body["title"], str) and body["title"]
     assert isinstance(body["detail"], str) and body["detail"]
-    assert set(body) <= {"type", "title", "status", "detail", "instance", "errors"}
+    assert set(body) <= {"type", "title", "status", "detail", "instance", "errors", "error"}
+    # OpenAI's envelope beside the problem details: what the openai SDK shows in str(e).
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"].startswith(body["detail"].rstrip(".")), error
+    assert error["code"] == ("invalid_api_key" if status == 401 else kind.replace("-", "_"))
+    assert error["type"] == {401: "authentication_error", 500: "server_error"}.get(
+        status, "invalid_request_error"
+    )
+    if pointer is not None and pointer != "#":
+        assert pointer in error["message"], error
     for err in body.get("errors", []):
         assert set(err) == {"pointer", "detail"}
         assert err["pointer"].startswith("#")
