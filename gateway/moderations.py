@@ -6,6 +6,10 @@ policy decides which classifiers run, and the response's ``model`` names ReelGua
 
 Each result carries OpenAI's fields (``flagged``, ``categories``, ``category_scores``,
 ``category_applied_input_types``) and ours (``action``, ``reasons``, ``policy_version``).
+``category_scores`` are the scores the decision used: a hit a policy allowlist excused ("shoot a
+video" for violence) does not count there, and ``reasons`` lists it with action ``allow``,
+source ``allowlist`` and its raw score, so a client applying its own thresholds to the scores
+agrees with ``action``.
 OpenAI sub-categories that ReelGuard does not score separately (``harassment/threatening``,
 ``hate/threatening``, ``illicit``, ``illicit/violent``, ``self-harm/instructions``,
 ``self-harm/intent``) are always ``false`` with score 0 and an empty
@@ -94,10 +98,11 @@ class EvidenceOut(msgspec.Struct, omit_defaults=True):
 
 
 class ReasonOut(msgspec.Struct):
-    """Why a prompt was reviewed or blocked."""
+    """Why a prompt was reviewed or blocked; or (action ``allow``, source ``allowlist``) a hit
+    an allowlist excused, with its raw score."""
 
     category: str
-    action: Literal["review", "block"]
+    action: Literal["allow", "review", "block"]
     source: str
     classifier: str
     score: float
@@ -161,7 +166,7 @@ def to_result(outcome: ModerationOutcome) -> ModerationResult:
         category_scores=category_scores,
         category_applied_input_types=applied,
         action=decision.action.value,
-        reasons=[_reason(r) for r in decision.reasons],
+        reasons=[_reason(r) for r in (*decision.reasons, *decision.allowlisted)],
         policy_version=decision.policy_version,
     )
 

@@ -74,7 +74,7 @@ def decision_json(decision: Any) -> dict[str, Any]:
     return {
         "action": str(decision.action),
         "policy_version": decision.policy_version,
-        "reasons": [_drop_none(asdict(r)) for r in decision.reasons],
+        "reasons": [_drop_none(asdict(r)) for r in (*decision.reasons, *decision.allowlisted)],
         "category_scores": dict(decision.category_scores),
     }
 

@@ -52,6 +52,8 @@ class Decision:
     reasons: tuple[Reason, ...]
     policy_version: str
     category_scores: dict[Category, float] = field(default_factory=dict)
+    """Per category, the highest score the decision used: a hit an allowlist excused does not
+    count (its raw score is in :attr:`allowlisted`); a failed classifier counts as 1.0."""
     allowlisted: tuple[Reason, ...] = ()
     """Hits a policy allowlist ignored (action ``allow``, source ``"allowlist"``), for the audit
     log; they never affect :attr:`action`, :attr:`flagged` or :attr:`categories`."""

@@ -15,7 +15,9 @@ The rules, in the order they are applied (each review/block becomes a :class:`Re
    whole-prompt model score) is ignored when the prompt contains an allowlisted match for the
    category and no other classifier located a hit for it outside the allowlisted matches
    (so prefixing "kill a python process" does not excuse "...then stab him"). Ignored hits
-   that would have reviewed or blocked are kept in :attr:`Decision.allowlisted`.
+   that would have reviewed or blocked are kept in :attr:`Decision.allowlisted`, and
+   :attr:`Decision.category_scores` reports the highest score the allowlist left standing (the
+   score the decision used), not the raw one.
 5. **Blocklists** (prompt stage): a match in the original or the normalised text blocks with
    source ``"blocklist"``, unless the match lies inside an allowlisted match of the same
    category (the longer, more specific phrase wins).
@@ -90,8 +92,16 @@ def decide(
     if stage == "frame":
         reasons += _frame_stage(policy, by_category)
     else:
-        found, allowlisted = _prompt_stage(policy, by_category, scores, prompt)
+        found, allowlisted, excused = _prompt_stage(policy, by_category, scores, prompt)
         reasons += found
+        # Report the score the decision used: hits an allowlist excused no longer count (their
+        # raw scores stay in ``allowlisted``), so a client applying its own thresholds to
+        # category_scores agrees with the action. A failed classifier's 1.0 always counts.
+        for category, ignored in excused.items():
+            if any(r.category == category and r.source == "error" for r in reasons):
+                continue
+            kept = [v.score for v in by_category[category] if v not in ignored]
+            scores[category] = max(kept, default=0.0)
 
     # Most severe first; among equals the built-in rule, then explicit lists, then scores, so
     # the first reason is the most telling one to show a user or reviewer.
@@ -143,10 +153,12 @@ def _prompt_stage(
     by_category: dict[Category, list[Verdict]],
     scores: dict[Category, float],
     prompt: PromptText | None,
-) -> tuple[list[Reason], list[Reason]]:
-    """Lists and thresholds per enabled category: (reasons, allowlisted notes)."""
+) -> tuple[list[Reason], list[Reason], dict[Category, list[Verdict]]]:
+    """Lists and thresholds per enabled category: (reasons, allowlisted notes, the verdicts
+    each category's allowlist excused)."""
     reasons: list[Reason] = []
     allowlisted: list[Reason] = []
+    excused: dict[Category, list[Verdict]] = {}
     for category in CATEGORIES:
         thresholds = policy.stage(category, "prompt")
         if not thresholds.enabled:
@@ -158,8 +170,10 @@ def _prompt_stage(
         allowlisted += _allowlisted_reasons(
             category, "prompt", thresholds, lists.verdicts, lists.matches
         )
+        if lists.verdicts:
+            excused[category] = lists.verdicts
         reasons += _threshold_reasons(category, "prompt", thresholds, found)
-    return reasons, allowlisted
+    return reasons, allowlisted, excused
 
 
 def _error_reason(verdict: Verdict, stage: Stage, error: str) -> Reason:

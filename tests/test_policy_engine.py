@@ -421,6 +421,33 @@ def test_allowlisted_hits_are_kept_for_the_audit(policies: dict[str, ResolvedPol
     assert d.categories["violence"] is False
 
 
+def test_category_scores_report_the_score_the_decision_used(
+    policies: dict[str, ResolvedPolicy],
+) -> None:
+    # The allowlist excuses both hits, so the decision used no violence score: a client that
+    # applies its own thresholds to category_scores must not block what the policy allowed.
+    d = decide(
+        policies["default"],
+        "prompt",
+        [span_verdict(KILL_PROC, "kill", "violence", 0.9), model_verdict("violence", 0.6)],
+        prompt=prompt(KILL_PROC),
+    )
+    assert d.action is Action.ALLOW
+    assert d.category_scores["violence"] == 0.0
+    assert sorted(r.score for r in d.allowlisted) == [0.6, 0.9]  # the raw scores stay here
+    # A hit outside the allowlisted phrase still counts, with its own score.
+    d = decide(
+        policies["default"],
+        "prompt",
+        [
+            span_verdict(KILL_STAB, "kill", "violence", 0.9),
+            span_verdict(KILL_STAB, "stab", "violence", 0.7),
+        ],
+        prompt=prompt(KILL_STAB),
+    )
+    assert d.category_scores["violence"] == 0.7 and d.action is Action.BLOCK
+
+
 def test_category_scores_cover_every_category(policies: dict[str, ResolvedPolicy]) -> None:
     d = decide(policies["default"], "prompt", [model_verdict("hate", 0.2)], prompt=prompt("x"))
     assert list(d.category_scores) == list(CATEGORIES)
