@@ -1,8 +1,10 @@
 """Batch moderation of a JSONL file (``reelguard moderate``), for trust & safety and evaluation.
 
-Input rows are ``{"id": ..., "text": "..."}``; output rows are
-``{"id", "flagged", "action", "categories", "category_scores", "reasons", "policy_version"}``,
-one per input row, in the same order. The whole input is validated before anything is
+Input rows are ``{"id": ..., "text": "..."}``, plus any other fields a trust team keeps with them
+(``label``, ``note``, ...); output rows are ``{"id", <the row's other fields>, "flagged",
+"action", "categories", "category_scores", "reasons", "policy_version"}``, one per input row, in
+the same order. The extra fields pass through unchanged (the input text is not repeated); a
+field named like an output field is an error, since it would be overwritten. The whole input is validated before anything is
 checked, and the output is written to a temporary file renamed into place at the end, so a bad
 row or a crash never leaves a half-written output behind.
 """
@@ -14,7 +16,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +29,30 @@ from policies.jsonl import read_jsonl
 
 
 class BadRow(Exception):
-    """An input row that is not ``{"id": str | int, "text": str}``; names file and line."""
+    """An input row that is not ``{"id": str | int, "text": str, ...}``; names file and line."""
+
+
+OUTPUT_FIELDS = (
+    "id",
+    "flagged",
+    "action",
+    "categories",
+    "category_scores",
+    "reasons",
+    "policy_version",
+)
+"""What each output row carries besides the input row's extra fields."""
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One input row: its id (string or integer, echoed back as given) and its text."""
+    """One input row: its id (string or integer, echoed back as given), its text, and any other
+    fields it had (passed through to its output row)."""
 
     line: int
     id: str | int
     text: str
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_rows(path: Path, *, max_chars: int) -> list[Row]:
@@ -59,12 +75,20 @@ def _row(obj: Any, line_no: int, where: str, max_chars: int) -> Row:
             f'{where}: expected a JSON object like {{"id": "1", "text": "..."}}, got '
             f"{type(obj).__name__}"
         )
-    extra = sorted(set(obj) - {"id", "text"})
-    if extra:
-        raise BadRow(f"{where}: unknown field(s) {', '.join(extra)}; rows have only id and text")
+    clash = sorted(set(obj) & set(OUTPUT_FIELDS) - {"id"})
+    if clash:
+        raise BadRow(
+            f"{where}: field(s) {', '.join(clash)} would be overwritten by the result of the same "
+            f"name; rename them (e.g. expected_{clash[0].replace('/', '_')})"
+        )
     rid, text = obj.get("id"), obj.get("text")
     if isinstance(rid, bool) or not isinstance(rid, str | int):
         raise BadRow(f"{where}: 'id' must be a string or an integer (got {rid!r})")
+    if "text" not in obj:
+        raise BadRow(
+            f"{where}: 'text' must be a string, and the row has none (its fields: "
+            f"{', '.join(sorted(obj))}); put the prompt under 'text'"
+        )
     if not isinstance(text, str):
         raise BadRow(f"{where}: 'text' must be a string (got {type(text).__name__})")
     if len(text) > max_chars:
@@ -72,7 +96,8 @@ def _row(obj: Any, line_no: int, where: str, max_chars: int) -> Row:
             f"{where}: 'text' has {len(text)} characters; the limit is {max_chars} "
             "(raise REELGUARD_MAX_INPUT_CHARS or shorten the row)"
         )
-    return Row(line=line_no, id=rid, text=text)
+    extra = {k: v for k, v in obj.items() if k not in ("id", "text")}
+    return Row(line=line_no, id=rid, text=text, extra=extra)
 
 
 def _chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
@@ -124,6 +149,7 @@ def moderate_rows(
                         _encoder.encode(
                             {
                                 "id": row.id,
+                                **row.extra,
                                 "flagged": result.flagged,
                                 "action": result.action,
                                 "categories": result.categories,

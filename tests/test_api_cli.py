@@ -61,6 +61,26 @@ def test_moderate_writes_one_row_per_input_in_order(tmp_path: Path) -> None:
     ]
 
 
+def test_moderate_passes_extra_fields_through(tmp_path: Path) -> None:
+    # A trust team's labelled file: its own fields come back on each output row, in place.
+    rows = [
+        {"id": "a", "text": "a cat on a sofa", "label": "safe", "note": {"by": "kim"}},
+        {"id": "b", "text": "a hardcore p0rn scene", "label": "sexual"},
+    ]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    args = ["moderate", "--input", str(src), "--output", str(out), "--db", str(tmp_path / "a.db")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(g["id"], g["label"], g["action"]) for g in got] == [
+        ("a", "safe", "allow"),
+        ("b", "sexual", "block"),
+    ]
+    assert got[0]["note"] == {"by": "kim"} and "note" not in got[1]
+    assert list(got[0])[:4] == ["id", "label", "note", "flagged"] and "text" not in got[0]
+
+
 def test_moderate_applies_the_tenant_overlay(tmp_path: Path) -> None:
     tenants = tmp_path / "tenants"
     tenants.mkdir()
@@ -83,7 +103,11 @@ def test_moderate_applies_the_tenant_overlay(tmp_path: Path) -> None:
         (['{"text": "x"}'], "in.jsonl:1: 'id' must be a string or an integer"),
         (['{"id": true, "text": "x"}'], "'id' must be a string or an integer"),
         (['["x"]'], "in.jsonl:1: expected a JSON object"),
-        (['{"id": 1, "text": "x", "lang": "en"}'], "unknown field(s) lang"),
+        (['{"id": 1, "txt": "x"}'], "in.jsonl:1: 'text' must be a string, and the row has none"),
+        (
+            ['{"id": 1, "text": "x", "action": "block"}'],
+            "field(s) action would be overwritten by the result of the same name",
+        ),
         (['{"id": 1, "text": "x"}', "", '{"id": 1, "text": "y"}'], "in.jsonl:3: id 1 already used"),
         (['{"id": 1, "text": "' + "a" * 10_001 + '"}'], "the limit is 10000"),
     ],
