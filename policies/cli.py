@@ -15,12 +15,14 @@ from classifiers.base import CATEGORIES, TextClassifier
 from policies.decision import Action
 from policies.evaluate import (
     CheckMany,
+    Miss,
     PromptFileError,
     PromptRow,
     Report,
     RowResult,
     StaticPolicies,
     compare,
+    misses,
     read_prompts,
     redecide,
     result_json,
@@ -282,6 +284,35 @@ def _print_report(report: Report, policy_path: Path) -> None:
                 click.echo(f"  expected {expected}, got {got}: {n}")
 
 
+def _print_misses(found: Sequence[Miss], limit: int) -> None:
+    if not found or limit == 0:
+        return
+    shown = found[:limit]
+    click.echo(f"\nmisses: {len(found)} prompt(s) decided against their labels or expected action")
+    for miss in shown:
+        row = miss.result.row
+        click.echo(f"\n{row.id}: {_short(row.text)}")
+        for line in miss.why():
+            click.echo(f"  {line}")
+    if len(shown) < len(found):
+        click.echo(
+            f"\n... {len(found) - len(shown)} more; --misses 0 hides them, --output lists every "
+            "decision"
+        )
+
+
+def _miss_json(miss: Miss) -> dict[str, Any]:
+    return {
+        "id": miss.result.row.id,
+        "text": miss.result.row.text,
+        "action": miss.result.decision.action.value,
+        "expected": miss.result.row.expected.value if miss.result.row.expected else None,
+        "missed": list(miss.missed),
+        "flagged_clean": list(miss.extra),
+        "why": miss.why(),
+    }
+
+
 @policy.command("test")
 @click.argument("policy_file", metavar="POLICY", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -305,6 +336,15 @@ def _print_report(report: Report, policy_path: Path) -> None:
     help="What counts as flagging a category for precision/recall.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--misses",
+    "show_misses",
+    type=click.IntRange(0),
+    default=20,
+    show_default=True,
+    help="Wrongly decided prompts (against their labels or expected action) to print after the "
+    "counts, with the reasons (0: none).",
+)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
 def test_policy(
     policy_file: Path,
@@ -313,12 +353,15 @@ def test_policy(
     output: Path | None,
     positive: str,
     as_json: bool,
+    show_misses: int,
     batch_size: int,
 ) -> None:
     """Run POLICY over a prompts file: decisions, and precision/recall per labelled category.
 
     Each prompt goes through the real text pipeline (normaliser and classifiers) under POLICY,
-    so the numbers are what the gateway would do. Nothing is written to the audit log.
+    so the numbers are what the gateway would do. After the counts it lists the first --misses
+    prompts decided against their labels or expected action, with the reasons. Nothing is
+    written to the audit log.
     """
     resolved = _load_or_explain(PolicyLoader(base or _default_policy()), policy_file)
     rows = _read_prompts_or_explain(prompts)
@@ -328,10 +371,17 @@ def test_policy(
         with output.open("w", encoding="utf-8") as fh:
             for res in results:
                 fh.write(json.dumps(result_json(res), ensure_ascii=False) + "\n")
+    found = misses(results, Action(positive))
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        summary = report.to_json()
+        summary["misses"] = {
+            "count": len(found),
+            "shown": [_miss_json(m) for m in found[:show_misses]],
+        }
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         _print_report(report, policy_file)
+        _print_misses(found, show_misses)
 
 
 def _short(text: str, width: int = 60) -> str:

@@ -336,6 +336,51 @@ def score(
     return report
 
 
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """A prompt the policy decided wrongly by its own labels or expected action."""
+
+    result: RowResult
+    missed: tuple[Category, ...]
+    """Labelled categories the decision did not flag (false negatives)."""
+    extra: tuple[Category, ...]
+    """Categories the decision flagged that the row labels as clean (false positives)."""
+    wrong_action: bool
+    """The row's ``expected`` action differs from the decision's."""
+
+    def why(self) -> list[str]:
+        """One line per cause: what was expected, what happened, and the deciding reasons."""
+        d, row = self.result.decision, self.result.row
+        lines = []
+        if self.wrong_action and row.expected is not None:
+            lines.append(f"expected {row.expected.value}, got {d.action.value}")
+        for c in self.missed:
+            excused = [r.message for r in d.allowlisted if r.category == c]
+            detail = excused[0] if excused else f"score {d.category_scores.get(c, 0.0):.2f}"
+            lines.append(f"missed {c}: {detail}")
+        for c in self.extra:
+            reason = next(r for r in d.reasons if r.category == c)
+            lines.append(f"flagged {c}, labelled clean: {reason.message}")
+        if self.wrong_action and not self.missed and not self.extra and d.reasons:
+            lines.append(f"because: {d.reasons[0].message}")
+        return lines
+
+
+def misses(results: Iterable[RowResult], positive: Action = Action.REVIEW) -> list[Miss]:
+    """Rows whose decision disagrees with their labels or expected action, in input order."""
+    out = []
+    for res in results:
+        flagged = flagged_categories(res.decision, positive)
+        labels = res.row.labels or {}
+        missed = tuple(c for c in CATEGORIES if labels.get(c) is True and c not in flagged)
+        extra = tuple(c for c in CATEGORIES if labels.get(c) is False and c in flagged)
+        expected = res.row.expected
+        wrong = expected is not None and expected is not res.decision.action
+        if missed or extra or wrong:
+            out.append(Miss(res, missed, extra, wrong))
+    return out
+
+
 def result_json(res: RowResult) -> dict[str, Any]:
     """One output row of ``policy test --output``."""
     d = res.decision

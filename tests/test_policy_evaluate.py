@@ -314,3 +314,32 @@ def test_redecide_matches_a_fresh_pipeline_run(
     assert [r.decision for r in again] == [r.decision for r in fresh]
     assert again[2].decision.action is Action.BLOCK  # the zombie, kids blocklist
     assert again[4].decision.reasons[0].category == "sexual/minors"
+
+
+@pytest.mark.slow
+def test_cli_policy_test_prints_its_misses_next_to_the_counts(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    rows = [
+        *CLI_ROWS,
+        {"id": "mislabel", "text": "a cat sleeping on a sofa", "labels": ["violence"]},
+        {"id": "strict", "text": "a quiet lake at dawn", "expected": "block"},
+    ]
+    prompts = write_rows(tmp_path, rows)
+    args = ["policy", "test", str(FIXTURES / "kids.yaml"), "--prompts", str(prompts)]
+    table = cli.invoke(main, args)  # no --output: the misses still show
+    assert table.exit_code == 0, table.output
+    out = table.stdout
+    assert "misses: 4 prompt(s) decided against their labels or expected action" in out
+    assert "\nmislabel: a cat sleeping on a sofa\n  missed violence: score 0." in out
+    assert "\nstrict: a quiet lake at dawn\n  expected block, got allow\n" in out
+    assert "\ntoy: a zombie walking slowly through a foggy field\n  flagged violence, " in out
+    assert "labelled clean: violence blocklist matched 'zombie'" in out
+    assert out.index("expected action:") < out.index("misses:")  # after the counts
+    assert "cat:" not in out and "proc:" not in out  # rightly decided rows are not listed
+    limited = cli.invoke(main, [*args, "--misses", "1"]).stdout
+    assert "\n... 3 more; --misses 0 hides them" in limited and "strict:" not in limited
+    assert "misses:" not in cli.invoke(main, [*args, "--misses", "0"]).stdout
+    summary = json.loads(cli.invoke(main, [*args, "--json", "--misses", "2"]).stdout)
+    assert summary["misses"]["count"] == 4
+    assert [m["id"] for m in summary["misses"]["shown"]] == ["toy", "nude"]
