@@ -4,9 +4,9 @@ Input rows are ``{"id": ..., "text": "..."}``, plus any other fields a trust tea
 (``label``, ``note``, ...); output rows are ``{"id", <the row's other fields>, "flagged",
 "action", "categories", "category_scores", "reasons", "policy_version"}``, one per input row, in
 the same order. The extra fields pass through unchanged (the input text is not repeated); a
-field named like an output field is an error, since it would be overwritten. The whole input is validated before anything is
-checked, and the output is written to a temporary file renamed into place at the end, so a bad
-row or a crash never leaves a half-written output behind.
+field named like an output field is an error, since it would be overwritten. The whole input
+is validated before anything is checked, and the output is written to a temporary file renamed
+into place at the end, so a bad row or a crash never leaves a half-written output behind.
 """
 
 from __future__ import annotations
