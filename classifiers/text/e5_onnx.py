@@ -24,9 +24,12 @@ matter; the tests check that both embed alike (cosine > 0.97).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import struct
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -304,6 +307,38 @@ def _encoder_graph(model: E5ModelFile) -> bytes:
     return bytes(proto.SerializeToString())
 
 
+_PREPROCESS_HINT = "Please consider to run pre-processing before quantization"
+
+
+class _DropPreprocessHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_PREPROCESS_HINT)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Drop onnxruntime's "consider pre-processing" hint while quantising our own graph.
+
+    It is not actionable for a user (the graph is built here, with known shapes), yet it printed
+    on every model load. ``quantize_dynamic`` logs it through ``logging.warning`` on the root
+    logger, which also runs ``basicConfig()`` when the root has no handler; lending the root
+    ``logging.lastResort`` (what an unconfigured root writes to anyway) for the call keeps the
+    process's logging configuration as it was. Other records pass unchanged.
+    """
+    root = logging.getLogger()
+    lent = logging.lastResort if not root.handlers and logging.lastResort else None
+    hint = _DropPreprocessHint()
+    if lent is not None:
+        root.addHandler(lent)
+    root.addFilter(hint)
+    try:
+        yield
+    finally:
+        root.removeFilter(hint)
+        if lent is not None:
+            root.removeHandler(lent)
+
+
 def build_encoder(model: E5ModelFile, *, int8: bool = True) -> bytes:
     """The encoder as ONNX bytes; with ``int8`` its matmul weights quantised per column to int8
     (activations quantised per call by ONNX Runtime)."""
@@ -316,17 +351,18 @@ def build_encoder(model: E5ModelFile, *, int8: bool = True) -> bytes:
     with tempfile.TemporaryDirectory(prefix="reelguard-e5-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
-        quantize_dynamic(
-            src,
-            dst,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            # 7-bit weights: no int16 saturation in AVX2's u8 x s8 multiply-add, so results do
-            # not depend on whether the CPU has VNNI (and fidelity measured slightly higher).
-            reduce_range=True,
-            op_types_to_quantize=["MatMul"],
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        with _quiet_quantizer():
+            quantize_dynamic(
+                src,
+                dst,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                # 7-bit weights: no int16 saturation in AVX2's u8 x s8 multiply-add, so results do
+                # not depend on whether the CPU has VNNI (and fidelity measured slightly higher).
+                reduce_range=True,
+                op_types_to_quantize=["MatMul"],
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
         return dst.read_bytes()
 
 
