@@ -116,13 +116,35 @@ def keys() -> None:
     """Create, list and revoke API keys (stored hashed in --db)."""
 
 
+def tenant_dir_option(func: F) -> F:
+    """``--tenant-dir DIR`` alone (default: ``REELGUARD_TENANT_POLICY_DIR``, as for ``serve``)."""
+    return click.option(
+        "--tenant-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Folder of tenant overlays, <tenant>.yaml each, to check the tenant against "
+        "[default: REELGUARD_TENANT_POLICY_DIR].",
+    )(func)
+
+
 @keys.command("create")
 @click.option("--tenant", required=True, help="Tenant the key belongs to (names its policy).")
 @db_option
-def keys_create(tenant: str, db: Path) -> None:
-    """Create a key and print it once (stdout); only its hash is stored."""
-    from gateway.keys import KeyStore, KeyStoreError
+@tenant_dir_option
+def keys_create(tenant: str, db: Path, tenant_dir: Path | None) -> None:
+    """Create a key and print it once (stdout); only its hash is stored.
 
+    Warns when the tenant has no overlay in the tenant folder (it then gets the base policy).
+    """
+    from gateway.keys import KeyStore, KeyStoreError, validate_tenant
+    from policies.cli import tenant_overlay_note
+
+    try:
+        validate_tenant(tenant)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    folder = _settings(tenant_policy_dir=tenant_dir).tenant_policy_dir
+    note = tenant_overlay_note(tenant, folder, strict=False)
     store = KeyStore(db)
     try:
         created = store.create(tenant)
@@ -136,14 +158,8 @@ def keys_create(tenant: str, db: Path) -> None:
         "now; store it safely.",
         err=True,
     )
-    tenant_dir = _settings().tenant_policy_dir
-    if tenant != "default" and (tenant_dir is None or not (tenant_dir / f"{tenant}.yaml").exists()):
-        where = tenant_dir or "REELGUARD_TENANT_POLICY_DIR (not set)"
-        click.echo(
-            f"Note: no {tenant}.yaml in {where}, so this tenant gets the base policy until "
-            "you add one.",
-            err=True,
-        )
+    if note is not None:
+        click.echo(note, err=True)
 
 
 @keys.command("list")
@@ -229,8 +245,10 @@ def moderate(
 ) -> None:
     """Moderate a JSONL file of prompts; every decision is also written to the audit log (--db).
 
-    Output rows: id, flagged, action, categories, category_scores, reasons, policy_version.
-    A progress bar shows on a terminal.
+    Output rows: id, the input row's other fields, flagged, action, categories, category_scores,
+    reasons, policy_version. --tenant needs the tenant folder the server uses (--tenant-dir or
+    REELGUARD_TENANT_POLICY_DIR); a tenant without an overlay there gets the base policy, with a
+    warning. A progress bar shows on a terminal.
     """
     from rich.console import Console
     from rich.progress import Progress
@@ -238,6 +256,7 @@ def moderate(
     from gateway.batch import BadRow, moderate_rows, read_rows
     from gateway.keys import KeyStoreError, validate_tenant
     from gateway.serve import build_moderator_or_explain
+    from policies.cli import tenant_overlay_note
 
     settings = _settings(db=db, policy=policy, tenant_policy_dir=tenant_dir)
     try:
@@ -245,6 +264,9 @@ def moderate(
         rows = read_rows(input_path, max_chars=settings.max_input_chars)
     except (BadRow, KeyStoreError) as exc:
         raise click.ClickException(str(exc)) from None
+    note = tenant_overlay_note(tenant, settings.tenant_policy_dir, strict=True)
+    if note is not None:
+        click.echo(note, err=True)
     moderator, audit = build_moderator_or_explain(settings)
     try:
         console = Console(stderr=True)

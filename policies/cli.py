@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -73,10 +74,57 @@ def tenant_dir_option(func: F) -> F:
     )(func)
 
 
+NO_TENANT_DIR = (
+    "no tenant policy folder is configured here (--tenant-dir, or REELGUARD_TENANT_POLICY_DIR "
+    "as `reelguard serve` reads it)"
+)
+
+
+def tenant_overlay_note(tenant: str, tenant_dir: Path | None, *, strict: bool) -> str | None:
+    """What to tell a user who names ``tenant`` on the command line, or ``None`` if it has an
+    overlay in ``tenant_dir`` (or is the base tenant).
+
+    With ``strict`` (the command's result depends on the tenant's policy: ``moderate``,
+    ``policy show``), naming a tenant when no folder is configured at all is surely a mistake and
+    raises :class:`click.ClickException`; so does a folder that does not exist. A tenant with no
+    overlay in an existing folder is a warning (it gets the base policy), with the overlays there.
+    """
+    if tenant == BASE_TENANT:
+        return None
+    if tenant_dir is None:
+        if strict:
+            raise click.ClickException(
+                f"--tenant {tenant}: {NO_TENANT_DIR}, so every tenant gets the base policy and "
+                "naming one changes nothing; give the folder the server uses, or leave out "
+                "--tenant"
+            )
+        return (
+            f"Warning: {NO_TENANT_DIR}, so it cannot be checked whether tenant {tenant!r} has an "
+            "overlay; the server's folder decides which policy this key gets."
+        )
+    if not tenant_dir.is_dir():
+        raise click.ClickException(
+            f"tenant policy folder {display_path(tenant_dir)} not found; fix --tenant-dir or "
+            "REELGUARD_TENANT_POLICY_DIR"
+        )
+    if (tenant_dir / f"{tenant}.yaml").is_file():
+        return None
+    known = sorted(p.stem for p in tenant_dir.glob("*.yaml") if TENANT_FILE_RE.match(p.stem))
+    close = difflib.get_close_matches(tenant, known, n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(known) if known else "none"
+    return (
+        f"Warning: no {tenant}.yaml in {display_path(tenant_dir)}, so tenant {tenant!r} gets the "
+        f"base policy (tenants with an overlay there: {listed}){hint}"
+    )
+
+
 def resolve_tenant(base: Path | None, tenant_dir: Path | None, tenant: str) -> ResolvedPolicy:
     """The policy ``tenant`` gets: its overlay in ``tenant_dir``, else the base policy.
 
-    Raises :class:`click.ClickException` with the located errors for an invalid file.
+    Raises :class:`click.ClickException` with the located errors for an invalid file, and for a
+    tenant named when no tenant folder is configured (see :func:`tenant_overlay_note`); prints a
+    warning for a tenant without an overlay.
     """
     base = base if base is not None else _default_policy()
     tenant_dir = tenant_dir if tenant_dir is not None else _default_tenant_dir()
@@ -84,13 +132,12 @@ def resolve_tenant(base: Path | None, tenant_dir: Path | None, tenant: str) -> R
         raise click.ClickException(
             f"invalid tenant name {tenant!r}: use lower-case letters, digits, '-' or '_'"
         )
+    note = tenant_overlay_note(tenant, tenant_dir, strict=True)
+    if note is not None:
+        click.echo(note, err=True)
     loader = PolicyLoader(base)
     path = base
     if tenant != BASE_TENANT and tenant_dir is not None:
-        if not tenant_dir.is_dir():
-            raise click.ClickException(
-                f"tenant policy folder {display_path(tenant_dir)} not found; fix --tenant-dir"
-            )
         candidate = tenant_dir / f"{tenant}.yaml"
         if candidate.is_file():
             path = candidate
@@ -142,8 +189,6 @@ def show(tenant: str, base: Path | None, tenant_dir: Path | None, as_json: bool)
     """Print the policy a tenant actually gets (overlays merged) and its version."""
     resolved = resolve_tenant(base, tenant_dir, tenant)
     sources = [display_path(p) for p in resolved.sources]
-    if tenant != BASE_TENANT and len(resolved.sources) == 1:
-        click.echo(f"tenant {tenant!r} has no overlay; it gets the base policy", err=True)
     if as_json:
         doc = {
             "tenant": tenant,

@@ -81,6 +81,35 @@ def test_moderate_passes_extra_fields_through(tmp_path: Path) -> None:
     assert list(got[0])[:4] == ["id", "label", "note", "flagged"] and "text" not in got[0]
 
 
+def test_moderate_honours_the_tenant_folder_setting_and_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    (tenants / "kids.yaml").write_text(
+        "extends: default\ncategories:\n  violence:\n    blocklist:\n      terms: [water pistol]\n"
+    )
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": "a water pistol fight"}])
+    out = tmp_path / "out.jsonl"
+    args = ["moderate", "--input", str(src), "--output", str(out), "--db", str(tmp_path / "a.db")]
+    monkeypatch.delenv("REELGUARD_TENANT_POLICY_DIR", raising=False)
+    # No folder at all: naming a tenant would quietly use the base policy.
+    result = CliRunner().invoke(main, [*args, "--tenant", "kids"])
+    assert result.exit_code == 1 and not out.exists()
+    assert "--tenant kids: no tenant policy folder is configured here" in result.output
+    # The folder from the environment, as `reelguard serve` reads it.
+    monkeypatch.setenv("REELGUARD_TENANT_POLICY_DIR", str(tenants))
+    result = CliRunner().invoke(main, [*args, "--tenant", "kids"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["action"] == "block"
+    assert "Warning" not in result.stderr
+    # A tenant with no overlay there gets the base policy, and the user is told.
+    result = CliRunner().invoke(main, [*args, "--tenant", "kid"])
+    assert result.exit_code == 0, result.output
+    assert "Warning: no kid.yaml in" in result.stderr and "did you mean 'kids'?" in result.stderr
+    assert json.loads(out.read_text())["action"] == "allow"
+
+
 def test_moderate_applies_the_tenant_overlay(tmp_path: Path) -> None:
     tenants = tmp_path / "tenants"
     tenants.mkdir()

@@ -94,14 +94,19 @@ def test_keys_survive_reopening_the_database(tmp_path: Path) -> None:
 # -- CLI -----------------------------------------------------------------------------------
 
 
-def test_cli_create_prints_the_key_once_on_stdout(tmp_path: Path) -> None:
+def test_cli_create_prints_the_key_once_on_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REELGUARD_TENANT_POLICY_DIR", raising=False)
     db = tmp_path / "cli.db"
     result = CliRunner().invoke(main, ["keys", "create", "--tenant", "acme", "--db", str(db)])
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
     assert token.startswith("rg_")
     assert "shown only now" in result.stderr
-    assert "gets the base policy" in result.stderr  # no acme.yaml anywhere
+    # No tenant folder here: the CLI cannot know the server's, so it does not claim a policy.
+    assert "it cannot be checked whether tenant 'acme' has an overlay" in result.stderr
+    assert "gets the base policy" not in result.stderr
     store = KeyStore(db)
     key = store.authenticate(token)
     store.close()
@@ -155,3 +160,29 @@ def test_cli_create_is_quiet_about_policy_when_the_overlay_exists(
     )
     assert result.exit_code == 0
     assert "base policy" not in result.stderr
+
+
+def test_cli_create_warns_about_a_tenant_without_an_overlay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    (tenants / "kids.yaml").write_text("extends: default\n")
+    monkeypatch.setenv("REELGUARD_TENANT_POLICY_DIR", str(tenants))
+    db = str(tmp_path / "x.db")
+    result = CliRunner().invoke(main, ["keys", "create", "--tenant", "kid", "--db", db])
+    assert result.exit_code == 0, result.output  # a warning: the tenant may be meant so
+    assert "Warning: no kid.yaml in" in result.stderr
+    assert "tenant 'kid' gets the base policy (tenants with an overlay there: kids)" in (
+        result.stderr
+    )
+    assert "did you mean 'kids'?" in result.stderr
+    # --tenant-dir overrides the environment, like `serve`.
+    result = CliRunner().invoke(
+        main, ["keys", "create", "--tenant", "kids", "--db", db, "--tenant-dir", str(tmp_path)]
+    )
+    assert "Warning: no kids.yaml" in result.stderr
+    missing = CliRunner().invoke(
+        main, ["keys", "create", "--tenant", "kids", "--db", db, "--tenant-dir", "nope"]
+    )
+    assert missing.exit_code == 1 and "tenant policy folder nope not found" in missing.output

@@ -87,7 +87,23 @@ def test_show_unknown_tenant_gets_the_base(runner: CliRunner) -> None:
     )
     assert result.exit_code == 0
     assert json.loads(result.stdout)["version"] == load_policy(DEFAULT_POLICY_PATH).version
-    assert "tenant 'acme' has no overlay" in result.stderr
+    assert "Warning: no acme.yaml in" in result.stderr
+    assert "tenant 'acme' gets the base policy (tenants with an overlay there: kids" in (
+        result.stderr
+    )
+
+
+def test_show_names_a_tenant_without_a_folder_as_a_mistake(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a tenant folder every tenant gets the base policy: showing "kids" would quietly
+    # show the wrong policy, so the command says what is missing instead.
+    monkeypatch.delenv("REELGUARD_TENANT_POLICY_DIR", raising=False)
+    result = runner.invoke(main, ["policy", "show", "--tenant", "kids"])
+    assert result.exit_code == 1
+    assert "--tenant kids: no tenant policy folder is configured here" in result.stderr
+    assert "REELGUARD_TENANT_POLICY_DIR" in result.stderr
+    assert runner.invoke(main, ["policy", "show"]).exit_code == 0  # the base needs no folder
 
 
 def test_show_reads_settings_from_the_environment(
