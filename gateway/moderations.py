@@ -138,7 +138,7 @@ def _evidence(e: Evidence) -> EvidenceOut:
 def _reason(r: Reason) -> ReasonOut:
     return ReasonOut(
         category=r.category,
-        action=r.action.value,  # type: ignore[arg-type]
+        action=r.action.value,
         source=r.source,
         classifier=r.classifier,
         score=r.score,
