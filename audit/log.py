@@ -185,6 +185,18 @@ class AuditLog:
             yield self
 
     @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction of this database that other statements can share with appends.
+
+        ``with log.transaction() as conn:`` runs ``conn`` statements on other tables of the same
+        SQLite file (the job store's) and ``log.record_*`` appends atomically: an exception rolls
+        all of it back. The job system uses it so that a release or a cancellation and the job
+        row that reflects it commit together, or not at all.
+        """
+        with self._write() as conn:
+            yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self.db.conn
@@ -446,9 +458,12 @@ class AuditLog:
     def record_release(
         self, job_id: str, tenant: str, action: str, path: str | None, reason: str, actor: str
     ) -> int:
-        """Record that a job's video was ``released`` or ``withheld`` (where, why, by whom)."""
+        """Record what became of a job's video: ``released`` or ``withheld`` (where, why, by
+        whom), or ``cancelled``/``deleted`` by its owner (who, and why; ``path`` may be None)."""
         if action not in RELEASE_ACTIONS:
-            raise InvalidRecord(f"release action {action!r} is not one of released, withheld")
+            raise InvalidRecord(
+                f"release action {action!r} is not one of {', '.join(RELEASE_ACTIONS)}"
+            )
         _need(job_id, "job_id")
         _need(actor, "actor")
         with self._write() as conn:

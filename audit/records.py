@@ -19,8 +19,10 @@ from policies.decision import Decision
 Endpoint = Literal["moderations", "videos"]
 ENDPOINTS: tuple[Endpoint, ...] = ("moderations", "videos")
 
-ReleaseAction = Literal["released", "withheld"]
-RELEASE_ACTIONS: tuple[ReleaseAction, ...] = ("released", "withheld")
+ReleaseAction = Literal["released", "withheld", "cancelled", "deleted"]
+RELEASE_ACTIONS: tuple[ReleaseAction, ...] = ("released", "withheld", "cancelled", "deleted")
+"""What became of a job's video: the worker ``released`` or ``withheld`` it; its owner
+``cancelled`` it before it finished or ``deleted`` it after (the record names who, and when)."""
 
 ReviewVerdict = Literal["approve", "reject"]
 REVIEW_VERDICTS: tuple[ReviewVerdict, ...] = ("approve", "reject")

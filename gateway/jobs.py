@@ -6,6 +6,7 @@ A job's life, and who moves it::
        │                 │        └─▶ failed      (generation error, timeout, cancelled, or
        │                 │                          withheld by the frame audit: output_moderation)
        └─cancel─▶ failed └─lease expired─▶ re-run once more, or failed (worker_lost)
+                         └─cancel─▶ failed (cancelled; see gateway.cancel: the release re-checks)
 
 Inside ``in_progress`` the ``stage`` column says how far the worker got: ``generating``,
 ``auditing``, ``encoding``, ``recording`` and ``decided``. ``decided`` means the frame-audit
@@ -507,6 +508,21 @@ class JobStore:
                 """UPDATE video_jobs SET lease_expires_at = ?, updated_at = ?
                    WHERE id = ? AND worker_id = ? AND status = 'in_progress'""",
                 (now + lease_s, now, job_id, worker_id),
+            )
+            row = conn.execute(
+                "SELECT cancel_requested FROM video_jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        return Lease(owned=cur.rowcount == 1, cancel_requested=bool(row and row[0]))
+
+    def set_progress(self, job_id: str, worker_id: str, progress: int) -> Lease:
+        """Record a running job's progress; says, from the same write, whether this worker
+        still owns the job and whether its owner cancelled it (so it stops at this step)."""
+        now = time.time()
+        with self._write() as conn:
+            cur = conn.execute(
+                """UPDATE video_jobs SET progress = ?, updated_at = ?
+                   WHERE id = ? AND worker_id = ? AND status = 'in_progress'""",
+                (progress, now, job_id, worker_id),
             )
             row = conn.execute(
                 "SELECT cancel_requested FROM video_jobs WHERE id = ?", (job_id,)

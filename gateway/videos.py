@@ -543,11 +543,17 @@ class VideoController(Controller):
     ) -> VideoDeleted:
         """Cancel a queued or running video, or delete a finished one's released files.
 
+        A cancellation wins every race with the worker (:mod:`gateway.cancel`): a running video
+        is never released after this answers, and the audit log records who cancelled and when.
         A withheld video's files stay in quarantine (they are review and audit evidence).
         """
+        from gateway.auth import authenticate
+        from gateway.cancel import cancel
+
         state = request.app.state
+        actor = f"tenant:{tenant} key:{authenticate(request).key_id}"
         try:
-            job = _store(state).delete(video_id, tenant)
+            job = cancel(state.audit, video_id, tenant, actor)
         except JobNotFound:
             raise Problem(404, "not-found", f"No video {video_id!r}.") from None
         if job.release == "released":

@@ -40,9 +40,9 @@ from gateway.doorbell import DatabaseDoorbell
 from gateway.jobs import (
     PEEK_QUEUED,
     JobStore,
+    Lease,
     VideoJob,
     connect,
-    move_to_released,
     videos_dir,
 )
 from gateway.options import db_option
@@ -123,8 +123,13 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
     def stage(self, name: str, timeout_s: float, progress: int | None = None) -> None:
-        """Enter a stage with its own timeout; record it (and the progress) on the job row."""
+        """Enter a stage with its own timeout; record it (and the progress) on the job row.
+
+        Reads the job row first, so a cancellation stops the job at the next stage even when
+        the heartbeat thread has not seen it yet.
+        """
         self.check()
+        self._stop_if(self.store.heartbeat(self.job.id, self.worker_id, lease_s=self.lease_s))
         self._stage, self._timeout_s = name, timeout_s
         self._deadline = time.monotonic() + timeout_s
         fields: dict[str, Any] = {"stage": name}
@@ -132,6 +137,13 @@ class Heartbeat:
             fields["progress"] = progress
         if not self.store.update(self.job.id, self.worker_id, **fields):
             raise LeaseLost("lease_lost", "another worker took over this job")
+
+    def _stop_if(self, lease: Lease) -> None:
+        if not lease.owned:
+            self._stopped_reason = LeaseLost("lease_lost", "another worker took this job")
+        elif lease.cancel_requested:
+            self._stopped_reason = StopJob("cancelled", "deleted while running")
+        self.check()
 
     def check(self) -> None:
         """Raise :class:`StopJob` if this job must stop now."""
@@ -153,7 +165,8 @@ class Heartbeat:
             pct = lo + round((hi - lo) * min(1.0, max(0.0, fraction)))
             if pct != last[0]:
                 last[0] = pct
-                self.store.update(self.job.id, self.worker_id, progress=pct)
+                # The same write reads the cancel flag: a DELETE stops the job at this step.
+                self._stop_if(self.store.set_progress(self.job.id, self.worker_id, pct))
 
         return callback
 
@@ -388,8 +401,8 @@ class JobRunner:
             timings=timings,
         ):
             raise LeaseLost("lease_lost", "another worker took over this job")
-        # Decided: apply the decision even if the job was deleted meanwhile (it stays hidden),
-        # so the audit trail always ends with a release or a withholding.
+        # Decided: apply the decision; a cancellation that commits before the release wins
+        # there (gateway.cancel), so the trail ends with the release, withholding or cancel.
         self._finalize(self.store.get(job.id), t_record=t)
 
     def _audit(self, job: VideoJob, output: Any, policy: Any) -> Any:
@@ -485,49 +498,71 @@ class JobRunner:
         return thumbnails
 
     def _finalize(self, job: VideoJob, t_record: float | None = None) -> None:
-        """Apply a recorded decision: release the file, or keep it quarantined (withheld)."""
+        """Apply a recorded decision: release the file, or keep it quarantined (withheld).
+
+        The release (or withholding) is recorded and the job ended in one transaction that
+        first checks the job was not cancelled (:mod:`gateway.cancel`): a DELETE that came
+        first wins, and the job ends ``cancelled`` with nothing released.
+        """
+        from gateway.cancel import JobCancelled, JobLost, release, withhold
         from gateway.webhooks import enqueue_event
 
         assert job.frame_moderation is not None, "only decided jobs are finalized"
         t = t_record if t_record is not None else time.perf_counter()
         actor = f"worker:{self.worker_id}"
         timings = dict(job.timings)
-        if job.frame_moderation.get("final_action") == "allow":
-            path = move_to_released(self.settings.data_dir, job)
-            self.c.audit_log.record_release(
-                job_id=job.id,
-                tenant=job.tenant,
-                action="released",
-                path=str(path),
-                reason="the frame audit allowed every sampled frame",
-                actor=actor,
-            )
-            timings["record_s"] = time.perf_counter() - t
-            done = self.store.finish(
-                job.id, self.worker_id, status="completed", release="released", timings=timings
-            )
+        allowed = job.frame_moderation.get("final_action") == "allow"
+        data_dir = self.settings.data_dir
+        try:
+            if allowed:
+                timings["record_s"] = time.perf_counter() - t
+                release(
+                    self.c.audit_log,
+                    data_dir,
+                    job,
+                    self.worker_id,
+                    reason="the frame audit allowed every sampled frame",
+                    actor=actor,
+                    timings=timings,
+                )
+            else:
+                timings["record_s"] = time.perf_counter() - t
+                withhold(
+                    self.c.audit_log,
+                    data_dir,
+                    job,
+                    self.worker_id,
+                    code="output_moderation",
+                    reason=_withhold_reason(job),
+                    actor=actor,
+                    timings=timings,
+                )
+        except JobCancelled:
+            self._cancelled(job, allowed)
+            return
+        except JobLost:
+            log.warning("job %s: another worker owns it now; leaving it", job.id)
+            return
+        enqueue_event(self.settings, self.store.get(job.id))
+
+    def _cancelled(self, job: VideoJob, allowed: bool) -> None:
+        """End a decided job its owner cancelled before the release: nothing is released; an
+        allowed video's files are removed, a withheld one's stay in quarantine as evidence."""
+        from gateway.cancel import remove_files
+        from gateway.webhooks import enqueue_event
+
+        if allowed:
+            remove_files(self.settings.data_dir, job)
+            message = "deleted while running; the video was not released and its files are gone"
         else:
-            path = videos_dir(self.settings.data_dir, "quarantine") / job.file_name
-            reason = _withhold_reason(job)
-            self.c.audit_log.record_release(
-                job_id=job.id,
-                tenant=job.tenant,
-                action="withheld",
-                path=str(path),
-                reason=reason,
-                actor=actor,
+            message = (
+                "deleted while running; not released (withheld by the output moderation), its "
+                "files stay in quarantine as evidence"
             )
-            timings["record_s"] = time.perf_counter() - t
-            done = self.store.finish(
-                job.id,
-                self.worker_id,
-                status="failed",
-                error_code="output_moderation",
-                error_message=reason,
-                release="withheld",
-                timings=timings,
-            )
-        if done:
+        log.info("job %s: cancelled by its owner before release", job.id)
+        if self.store.finish(
+            job.id, self.worker_id, status="failed", error_code="cancelled", error_message=message
+        ):
             enqueue_event(self.settings, self.store.get(job.id))
 
     def _fail(self, job: VideoJob, code: str, message: str) -> None:

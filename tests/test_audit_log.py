@@ -187,8 +187,8 @@ def test_invalid_records_are_refused_with_a_reason(log: AuditLog) -> None:
         log.record_moderation(moderation("req-allow"))
     with pytest.raises(InvalidRecord, match="endpoint 'chat'"):
         log.record_moderation(moderation("x", endpoint="chat"))  # type: ignore[arg-type]
-    with pytest.raises(InvalidRecord, match="release action 'deleted'"):
-        log.record_release("video_ok", "acme", "deleted", None, "", "ops")
+    with pytest.raises(InvalidRecord, match="release action 'purged'"):
+        log.record_release("video_ok", "acme", "purged", None, "", "ops")
     with pytest.raises(InvalidRecord, match="review verdict 'maybe'"):
         log.record_review("video_ok", "alice", "maybe", "")
     with pytest.raises(InvalidRecord, match="tenant must be a non-empty string"):

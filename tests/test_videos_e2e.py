@@ -238,6 +238,37 @@ def assert_ended_with_audit(server: Server, video_id: str) -> VideoJob:
     return job
 
 
+def test_sdk_delete_of_a_running_video_cancels_it(server: Server) -> None:
+    """The first-time user's trial: delete an in_progress video; a worker process must not
+    release it afterwards, and the audit log must say who cancelled it."""
+    client = server.client()
+    video = client.videos.create(prompt="a purple circle bouncing", seconds="4", size="128x128")  # type: ignore[arg-type]
+    wait_running(server, video.id)
+    assert client.videos.delete(video.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve(video.id)
+    deadline = time.monotonic() + 120
+    while (job := server.job(video.id)).status not in ("completed", "failed"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    time.sleep(0.5)  # a worker that ignored the cancellation would release about now
+    job = server.job(video.id)
+    story = AuditLog(server.settings.db).story(video.id)
+    actions = [r["action"] for r in story.releases]
+    by_owner = [r for r in story.releases if r["actor"].startswith("tenant:acme key:")]
+    assert len(by_owner) == 1, story.releases  # who cancelled, and when (recorded_at)
+    if actions == ["released", "deleted"]:
+        # The worker's release committed before the DELETE did: it had finished, and the
+        # DELETE removed it. (A loaded machine can be that slow; the invariants still hold.)
+        assert job.status == "completed"
+    else:
+        assert actions == ["cancelled"], actions  # never released after the cancellation
+        assert (job.status, job.error_code, job.release) == ("failed", "cancelled", None), job
+    data = server.settings.data_dir
+    assert not list((data / "released").glob(f"{video.id}.*"))
+    assert not list((data / "quarantine").glob(f"{video.id}.*"))
+
+
 def test_kill_9_worker_mid_job_then_the_job_still_ends(server: Server) -> None:
     client = server.client()
     video = client.videos.create(prompt="waves breaking on rocks", seconds="4", size="128x128")  # type: ignore[arg-type]
