@@ -483,6 +483,16 @@ def review(
         folder = data_dir if data_dir is not None else get_settings().data_dir
         _guard(lambda: release_withheld(db, folder, job_id, reviewer, note))
         released = job_id
+    elif verdict == "reject" and withheld and job_id is not None:
+        from audit.errors import AuditError, UnknownRecord
+        from audit.release import reject_withheld
+
+        try:
+            reject_withheld(db, job_id, reviewer, note)
+        except UnknownRecord:
+            pass  # a database without the job (an audit-only copy): the review alone is recorded
+        except AuditError as exc:
+            raise click.ClickException(str(exc)) from None
     _guard(lambda: log.record_review(ref, reviewer, verdict, note))
     done = f"Recorded {verdict} of {ref} by {reviewer}."
     if released:

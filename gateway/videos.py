@@ -9,7 +9,9 @@ download_content/delete``). ReelGuard adds a ``moderation`` member to the video 
         "prompt": {"action", "policy_version", "reasons": [...], "model_versions"},
         "frames": {"action", "reasons": [{..., "evidence": [{"frame_index", "timestamp_s"}]}],
                    "sampled_frames", "model_versions"} | null,          # null until audited
-        "release": "released" | "withheld" | null
+        "release": "released" | "withheld" | null,
+        "review": "pending" | "approved" | "rejected" | null,   # null: not withheld
+        "reviewer": ..., "reviewed_at": ..., "review_note": ...   # null until reviewed
     }
 
 Responses and errors (problem details, ``application/problem+json``):
@@ -134,12 +136,15 @@ def moderation_view(job: VideoJob) -> dict[str, Any]:
         }
         if "reviewed" in frames:
             frame_view["reviewed"] = frames["reviewed"]
+    from gateway.review import review_view
+
     return {
         "action": action,
         "policy_version": job.policy_version,
         "prompt": job.prompt_moderation,
         "frames": frame_view,
         "release": job.release,
+        **review_view(job),
     }
 
 
@@ -571,8 +576,7 @@ def _check_servable(job: VideoJob) -> None:
         raise Problem(
             403,
             "content-withheld",
-            f"Video {job.id} was withheld by the output moderation and is not served: "
-            f"{job.error_message or 'not allowed'}",
+            f"Video {job.id} is withheld and not served: {job.error_message or 'not allowed'}",
         )
     if job.status == "failed":
         raise Problem(

@@ -6,7 +6,8 @@ One job, in one readable place (:meth:`JobRunner.run`)::
         quarantine/ (the same read-only frames; nothing leaves quarantine before the decision)
         -> record the frame audit (audit log) -> mark the job "decided"
         -> allow: move to released/, record the release, completed
-           review/block: stay in quarantine, record the withholding, failed (output_moderation)
+           review/block: stay in quarantine, record the withholding, failed (output_moderation,
+           or prompt_review when only the prompt was sent to review)
 
 The web process never runs this: ``reelguard serve`` starts a :class:`WorkerPool` of separate
 processes (``spawn``), and ``reelguard worker`` runs a pool alone. The pool restarts a worker
@@ -527,13 +528,14 @@ class JobRunner:
                 )
             else:
                 timings["record_s"] = time.perf_counter() - t
+                code, reason = withhold_cause(job)
                 withhold(
                     self.c.audit_log,
                     data_dir,
                     job,
                     self.worker_id,
-                    code="output_moderation",
-                    reason=_withhold_reason(job),
+                    code=code,
+                    reason=reason,
                     actor=actor,
                     timings=timings,
                 )
@@ -607,16 +609,36 @@ def _error_code(exc: Exception) -> str:
     return "internal_error"
 
 
-def _withhold_reason(job: VideoJob) -> str:
+def withhold_cause(job: VideoJob) -> tuple[str, str]:
+    """Why a decided video is withheld: ``(error code, message)``.
+
+    ``output_moderation`` when the frame audit reviewed or blocked it (whatever the prompt);
+    ``prompt_review`` when the frames passed but the prompt itself was sent to review.
+    """
     frame = job.frame_moderation or {}
     parts = []
-    if job.prompt_moderation.get("action") == "review":
-        parts.append("the prompt needs human review")
     for r in frame.get("reasons", [])[:5]:
+        if r.get("action") not in ("review", "block"):
+            continue
         ev = next((e for e in r.get("evidence", []) if "timestamp_s" in e), None)
         where = f" at {ev['timestamp_s']:.2f} s" if ev else ""
         parts.append(f"{r.get('category')} ({r.get('source')}, {r.get('action')}){where}")
-    return "withheld by the output moderation: " + ("; ".join(parts) or "not allowed")
+    if frame.get("action", "block") != "allow" or parts:
+        if job.prompt_moderation.get("action") == "review":
+            parts.append("the prompt also needs human review")
+        return "output_moderation", "withheld by the output moderation: " + (
+            "; ".join(parts) or "not allowed"
+        )
+    prompt = [
+        f"{r.get('category')} ({r.get('source')})"
+        for r in job.prompt_moderation.get("reasons", [])
+        if r.get("action") == "review"
+    ][:5]
+    return "prompt_review", (
+        "withheld until a reviewer approves it: the prompt needs human review ("
+        + ("; ".join(prompt) or "policy")
+        + "); the frame audit found nothing"
+    )
 
 
 # -- processes ---------------------------------------------------------------------------------

@@ -279,6 +279,43 @@ def test_classifier_error_withholds_video_until_a_reviewer_releases_it(env: Env)
     assert env.get(f"/v1/videos/{video_id}/content").status_code == 200
 
 
+def test_review_state_pending_rejected_approved_in_the_video_object(env: Env) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    video_id = env.post(json={"prompt": "a purple square shrinking"}).json()["id"]
+    env.run_jobs(frame_classifiers=lambda policy: [ExplodingClassifier()])
+    video = env.get(f"/v1/videos/{video_id}").json()
+    mod = video["moderation"]
+    assert video["status"] == "failed" and video["error"]["code"] == "output_moderation"
+    assert (mod["review"], mod["reviewer"], mod["reviewed_at"]) == ("pending", None, None)
+    review = ["audit", "review", video_id, "--db", str(env.settings.db)]
+    review += ["--data-dir", str(env.settings.data_dir), "--reviewer", "bob"]
+    cli = CliRunner()
+    done = cli.invoke(main, [*review, "--reject", "--note", "a shape it should not be"])
+    assert done.exit_code == 0, done.output
+    video = env.get(f"/v1/videos/{video_id}").json()
+    mod = video["moderation"]
+    assert video["status"] == "failed" and mod["release"] == "withheld"
+    assert (mod["review"], mod["reviewer"]) == ("rejected", "bob")
+    assert mod["review_note"] == "a shape it should not be"
+    assert (
+        isinstance(mod["reviewed_at"], int)
+        and "rejected on review by bob" in (video["error"]["message"])
+    )
+    done = cli.invoke(main, [*review, "--approve", "--note", "on second look it is fine"])
+    assert done.exit_code == 0, done.output
+    video = env.get(f"/v1/videos/{video_id}").json()
+    mod = video["moderation"]
+    assert video["status"] == "completed" and video["error"] is None
+    assert (mod["review"], mod["reviewer"], mod["release"]) == ("approved", "bob", "released")
+    # A video that was never withheld has no review.
+    other = env.post(json={"prompt": "a black circle moving up"}).json()["id"]
+    env.run_jobs()
+    assert env.get(f"/v1/videos/{other}").json()["moderation"]["review"] is None
+
+
 def test_delete_completed_video_removes_released_files(env: Env) -> None:
     video_id = env.post(json={"prompt": "an orange balloon"}).json()["id"]
     env.run_jobs()

@@ -110,11 +110,28 @@ def test_frame_policy_withhold_keeps_evidence_thumbnails(tmp_path: Path) -> None
 
 
 def test_prompt_in_review_is_generated_but_withheld(settings: Settings) -> None:
+    # The frames pass; only the prompt needs review: the code says so, not "output_moderation".
     job = enqueue(settings, action="review")
     run_all(runner(settings, backend=PatternBackend()))
     done = JobStore(settings.db).get(job.id)
+    assert done.error_code == "prompt_review" and done.release == "withheld"
+    assert "the prompt needs human review" in (done.error_message or "")
+    assert "output moderation" not in (done.error_message or "")
+    assert [r["action"] for r in story(settings, job.id)["releases"]] == ["withheld"]
+
+
+def test_flagged_frames_of_a_prompt_in_review_say_output_moderation(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    strict = (
+        "extends: default\ncategories:\n  sexual:\n    frame: {review_at: 0.0, block_at: 0.0}\n"
+    )
+    (settings.tenant_policy_dir / "strict.yaml").write_text(strict)  # type: ignore[operator]
+    job = enqueue(settings, action="review", tenant="strict")
+    run_all(runner(settings, backend=PatternBackend()))
+    done = JobStore(settings.db).get(job.id)
     assert done.error_code == "output_moderation" and done.release == "withheld"
-    assert "review" in (done.error_message or "")
+    message = done.error_message or ""
+    assert "sexual" in message and "the prompt also needs human review" in message
 
 
 def test_audit_that_cannot_run_withholds(settings: Settings) -> None:
@@ -540,6 +557,32 @@ def test_reviewer_cli_releases_a_withheld_video(tmp_path: Path) -> None:
     assert [(r["action"], r["actor"]) for r in releases][-1] == ("released", "bob")
     again = cli.invoke(main, ["audit", "review", job.id, "--approve", *common])
     assert "Traceback" not in again.output
+
+
+def test_review_outcomes_send_webhooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client waiting on a withheld video hears the review's outcome: video.failed again on
+    a rejection, video.completed on an approval (the reviewer CLI runs with the server's env)."""
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    monkeypatch.setenv("REELGUARD_WEBHOOK_URL", "http://127.0.0.1:9/hooks")
+    monkeypatch.setenv("REELGUARD_WEBHOOK_SECRET", SECRET)
+    settings = make_settings(tmp_path)
+    job = enqueue(settings)
+    run_all(
+        runner(
+            settings, backend=PatternBackend(), frame_classifiers=lambda p: [ExplodingClassifier()]
+        )
+    )
+    common = ["--note", "n", "--reviewer", "bob", "--db", str(settings.db)]
+    common += ["--data-dir", str(settings.data_dir)]
+    for verdict in ("--reject", "--approve"):
+        done = CliRunner().invoke(main, ["audit", "review", job.id, verdict, *common])
+        assert done.exit_code == 0, done.output
+    events = [d["type"] for d in deliveries(settings, job.id)]
+    # withheld (the worker), rejected, approved
+    assert events == ["video.failed", "video.failed", "video.completed"]
 
 
 def test_worker_command_refuses_a_bad_policy_or_webhook_config(tmp_path: Path) -> None:
