@@ -16,6 +16,7 @@ them without parsing prose:
 
 - ``invalid-json`` (400): the body is not JSON
 - ``bad-request`` (400): any other malformed request (e.g. an empty body)
+- ``prompt-not-understood`` (400): the video generator understands no word of the prompt
 - ``unauthorized`` (401): missing, malformed, unknown or revoked API key
 - ``not-found`` (404): no such route or resource
 - ``method-not-allowed`` (405): the route exists, the method does not

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         None, description="Embedded DiT weights file (default: the one shipped in the package)."
     )
     embedded_steps: int = Field(20, ge=1, le=200, description="Embedded sampler steps.")
+    embedded_refuse_not_understood: bool = Field(
+        True,
+        description="Refuse (400 before a job exists) a prompt of which the embedded model "
+        "understands no word, instead of rendering a shape the prompt never asked for.",
+    )
     diffusers_model: str | None = Field(
         None,
         description="Local directory of a diffusers text-to-video pipeline (Wan, LTX, CogVideoX).",

@@ -97,6 +97,7 @@ class VideoObject(msgspec.Struct):
     error: VideoError | None
     remixed_from_video_id: FromPath[str] | None
     moderation: dict[str, Any]
+    generation: dict[str, Any] | None
     object: Literal["video"] = "video"
 
 
@@ -167,7 +168,28 @@ def video_object(job: VideoJob) -> VideoObject:
         error=error,
         remixed_from_video_id=None,
         moderation=moderation_view(job),
+        generation=generation_view(job),
     )
+
+
+def generation_view(job: VideoJob) -> dict[str, Any] | None:
+    """The ``generation`` member: what the generator made of the prompt (null until generated).
+
+    ``understood``/``ignored`` are the prompt words the model used and those it could not (both
+    empty when the backend cannot tell, e.g. a large text encoder or a remote upstream).
+    """
+    made = (job.frame_moderation or {}).get("generator")
+    if not made:
+        return None
+    return {
+        "backend": made.get("backend"),
+        "model_id": made.get("model_id"),
+        "seed": made.get("seed"),
+        "fps": made.get("fps"),
+        "frames": made.get("frames"),
+        "understood": made.get("understood", []),
+        "ignored": made.get("ignored", []),
+    }
 
 
 def prompt_moderation_json(outcome: Any) -> dict[str, Any]:
@@ -203,7 +225,12 @@ def check_with_backend(state: State, spec: CreateVideo) -> None:
     Backends are built lazily and cached on ``app.state``; building one does not load its
     weights, and the web process never calls ``generate``.
     """
-    from generator.base import BackendUnavailable, InvalidVideoRequest, VideoRequest
+    from generator.base import (
+        BackendUnavailable,
+        InvalidVideoRequest,
+        PromptNotUnderstood,
+        VideoRequest,
+    )
     from generator.registry import get_backend
 
     backends: dict[str, Any] = state.setdefault("video_backends", {})
@@ -219,6 +246,13 @@ def check_with_backend(state: State, spec: CreateVideo) -> None:
                 seed=spec.seed,
             )
         )
+    except PromptNotUnderstood as exc:
+        raise Problem(
+            400,
+            "prompt-not-understood",
+            f"The {spec.model} generator cannot make this video: {exc}. No video was created.",
+            errors=[FieldError("#/prompt", f"no known word (ignored: {', '.join(exc.ignored)})")],
+        ) from None
     except InvalidVideoRequest as exc:
         pointer = "#/size" if exc.field in ("width", "height") else f"#/{exc.field}"
         raise Problem(

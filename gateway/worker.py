@@ -473,6 +473,8 @@ class JobRunner:
                 "seed": output.seed,
                 "fps": output.fps,
                 "frames": int(output.frames.shape[0]),
+                "understood": list(output.understood),
+                "ignored": list(output.ignored),
             },
         }
 

@@ -8,6 +8,7 @@ Errors::
 
     ValueError
      └── InvalidVideoRequest      the request cannot be served by this backend (size, length...)
+          └── PromptNotUnderstood the backend understands no word of the prompt (and refuses)
     RuntimeError
      └── BackendError             the backend failed while generating (model, upstream, decode)
           └── BackendUnavailable  the backend cannot start (weights or packages missing)
@@ -32,6 +33,14 @@ class InvalidVideoRequest(ValueError):
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(f"{field_name}: {message}")
         self.field = field_name
+
+
+class PromptNotUnderstood(InvalidVideoRequest):
+    """The backend would ignore every word of the prompt; ``ignored`` lists them."""
+
+    def __init__(self, message: str, ignored: tuple[str, ...]) -> None:
+        super().__init__("prompt", message)
+        self.ignored = ignored
 
 
 class BackendError(RuntimeError):

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.base import BackendUnavailable, VideoBackend, VideoRequest, resize_frames
+from generator.base import (
+    BackendUnavailable,
+    PromptNotUnderstood,
+    VideoBackend,
+    VideoRequest,
+    resize_frames,
+)
 from generator.embedded import backend as embedded
 from generator.embedded import check, data
 from generator.embedded.vocab import MOTIONS, SHAPES, canonical_prompt, parse_prompt
@@ -166,9 +172,19 @@ def test_generate_is_seeded_and_sized(shipped: embedded.EmbeddedBackend) -> None
     assert not np.array_equal(out.frames, other.frames)
 
 
+def test_a_prompt_it_understands_nothing_of_is_refused_by_default() -> None:
+    request = VideoRequest("a majestic dragon over Paris", 2.0, 64, 64, fps=12)
+    with pytest.raises(PromptNotUnderstood, match="understands none of its words") as info:
+        embedded.EmbeddedBackend(steps=10).check_inputs(request)
+    assert info.value.field == "prompt"
+    assert info.value.ignored == ("majestic", "dragon", "paris")
+    embedded.EmbeddedBackend(steps=10).check_inputs(replace(request, prompt="a red dragon"))
+
+
 @pytest.mark.slow
-def test_out_of_vocabulary_prompt_still_makes_a_video(shipped: embedded.EmbeddedBackend) -> None:
-    out = shipped.generate(VideoRequest("a majestic dragon over Paris", 2.0, 64, 64, fps=12),
+def test_out_of_vocabulary_prompt_still_makes_a_video_when_allowed() -> None:
+    backend = embedded.EmbeddedBackend(steps=10, refuse_not_understood=False)
+    out = backend.generate(VideoRequest("a majestic dragon over Paris", 2.0, 64, 64, fps=12),
                            lambda _: None)  # fmt: skip
     assert out.frames.shape == (24, 64, 64, 3)
     assert out.understood == () and out.ignored == ("majestic", "dragon", "paris")

@@ -89,7 +89,7 @@ def test_create_multipart_like_the_sdk(env: Env) -> None:
         "/v1/videos",
         headers={**env.headers["acme"], "content-type": "multipart/form-data; boundary=xyz"},
         content=(
-            b'--xyz\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na paper boat on a pond'
+            b'--xyz\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na white paper boat'
             b'\r\n--xyz\r\nContent-Disposition: form-data; name="seconds"\r\n\r\n1'
             b'\r\n--xyz\r\nContent-Disposition: form-data; name="size"\r\n\r\n64x48\r\n--xyz--\r\n'
         ),
@@ -140,6 +140,43 @@ def test_request_the_generator_cannot_serve_is_422_before_queueing(
     assert len(JobStore(env.settings.db).list("acme", limit=100).jobs) == before
 
 
+def test_a_prompt_the_generator_understands_nothing_of_is_refused_before_a_job(
+    env: Env,
+) -> None:
+    before = len(JobStore(env.settings.db).list("acme", limit=100).jobs)
+    r = env.post(json={"prompt": "a cat playing piano"})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["type"] == "urn:reelguard:problem:prompt-not-understood"
+    assert body["errors"] == [
+        {"pointer": "#/prompt", "detail": "no known word (ignored: cat, playing, piano)"}
+    ]
+    assert "e.g. 'a red circle bouncing on a blue background'" in body["detail"]
+    assert body["error"]["code"] == "prompt_not_understood" and body["error"]["param"] == "prompt"
+    assert len(JobStore(env.settings.db).list("acme", limit=100).jobs) == before
+
+
+def test_the_refusal_is_a_setting(tmp_path: Path, text_classifiers: Mapping[str, Any]) -> None:
+    settings = make_settings(tmp_path, embedded_refuse_not_understood=False)
+    with TestClient(create_app(settings, classifiers=text_classifiers)) as client:
+        env = Env(settings, client)
+        r = env.post(json={"prompt": "a cat playing piano"})
+        assert r.status_code == 202, r.text
+        assert r.json()["generation"] is None  # nothing generated yet
+
+
+def test_the_video_says_which_words_the_generator_used(env: Env) -> None:
+    video_id = env.post(json={"prompt": "a crimson cat bouncing on a piano"}).json()["id"]
+    env.run_jobs(backend=None)  # the real embedded model
+    video = env.get(f"/v1/videos/{video_id}").json()
+    assert video["status"] == "completed", video
+    generation = video["generation"]
+    assert generation["backend"] == "embedded" and generation["model_id"].startswith("reelguard/")
+    assert generation["understood"] == ["crimson", "bouncing"]
+    assert generation["ignored"] == ["cat", "piano"]
+    assert isinstance(generation["seed"], int) and generation["frames"] >= 1
+
+
 def test_bad_json_and_empty_body_are_400(env: Env) -> None:
     h = {**env.headers["acme"], "content-type": "application/json"}
     assert env.client.post("/v1/videos", content=b"{nope", headers=h).status_code == 400
@@ -181,7 +218,9 @@ def test_other_tenants_videos_are_404_everywhere(env: Env) -> None:
 
 
 def test_list_pages_with_after_and_limit(env: Env) -> None:
-    ids = [env.post(json={"prompt": f"a lighthouse, shot {i}"}).json()["id"] for i in range(3)]
+    ids = [
+        env.post(json={"prompt": f"a white lighthouse, shot {i}"}).json()["id"] for i in range(3)
+    ]
     page = env.get("/v1/videos", params={"limit": 2}).json()
     assert page["object"] == "list" and [v["id"] for v in page["data"]] == ids[::-1][:2]
     assert page["has_more"] is True and page["last_id"] == ids[1]
@@ -194,13 +233,13 @@ def test_list_pages_with_after_and_limit(env: Env) -> None:
 
 def test_idempotency_key_returns_the_same_video(env: Env) -> None:
     h = {"Idempotency-Key": "order-42"}
-    first = env.post(headers=h, json={"prompt": "a windmill at dusk"})
-    again = env.post(headers=h, json={"prompt": "a windmill at dusk"})
+    first = env.post(headers=h, json={"prompt": "a white windmill at dusk"})
+    again = env.post(headers=h, json={"prompt": "a white windmill at dusk"})
     assert first.status_code == 202 and again.status_code == 200
     assert first.json()["id"] == again.json()["id"]
-    other_tenant = env.post("globex", headers=h, json={"prompt": "a windmill at dusk"})
+    other_tenant = env.post("globex", headers=h, json={"prompt": "a white windmill at dusk"})
     assert other_tenant.status_code == 202 and other_tenant.json()["id"] != first.json()["id"]
-    conflict = env.post(headers=h, json={"prompt": "a different video"})
+    conflict = env.post(headers=h, json={"prompt": "a different red video"})
     assert conflict.status_code == 409 and conflict.json()["type"].endswith("idempotency-conflict")
 
 
@@ -211,7 +250,7 @@ def test_full_queue_is_429_with_retry_after(
     with TestClient(create_app(settings, classifiers=text_classifiers)) as client:
         env = Env(settings, client)
         assert env.post().status_code == 202
-        r = env.post(json={"prompt": "another one"})
+        r = env.post(json={"prompt": "another red one"})
         assert r.status_code == 429
         assert int(r.headers["retry-after"]) >= 1 and r.json()["type"].endswith("queue-full")
 

@@ -151,7 +151,9 @@ def wait_done(client: openai.OpenAI, video_id: str, timeout_s: float = 300) -> o
 
 def test_sdk_create_retrieve_download(server: Server) -> None:
     client = server.client()
-    video = client.videos.create(prompt="a sailing boat on a calm lake", seconds="2", size="64x64")  # type: ignore[arg-type]
+    video = client.videos.create(
+        prompt="a white triangle sailing on a blue lake", seconds="2", size="64x64"
+    )  # type: ignore[arg-type]
     assert video.status == "queued" and video.id.startswith("video_")
     done = wait_done(client, video.id)
     assert done.status == "completed", done.error
@@ -185,8 +187,12 @@ def test_sdk_blocked_prompt_is_a_bad_request_with_reasons(server: Server) -> Non
 def test_sdk_tenant_isolation_and_idempotency(server: Server) -> None:
     acme, globex = server.client("acme"), server.client("globex")
     headers = {"Idempotency-Key": "retry-me"}
-    first = acme.videos.create(prompt="a quiet forest path", extra_headers=headers)
-    again = acme.videos.create(prompt="a quiet forest path", extra_headers=headers)
+    first = acme.videos.create(
+        prompt="a green circle on a quiet forest path", extra_headers=headers
+    )
+    again = acme.videos.create(
+        prompt="a green circle on a quiet forest path", extra_headers=headers
+    )
     assert first.id == again.id
     with pytest.raises(openai.NotFoundError):
         globex.videos.retrieve(first.id)
@@ -204,7 +210,7 @@ def test_sdk_tenant_isolation_and_idempotency(server: Server) -> None:
 
 def test_withheld_video_is_never_served(server: Server) -> None:
     client = server.client("strict")
-    video = client.videos.create(prompt="a bowl of fruit on a table", seconds="1")  # type: ignore[arg-type]
+    video = client.videos.create(prompt="a bowl of orange fruit on a table", seconds="1")  # type: ignore[arg-type]
     done = wait_done(client, video.id)
     assert done.status == "failed" and done.error is not None
     assert done.error.code == "output_moderation"
@@ -271,7 +277,9 @@ def test_sdk_delete_of_a_running_video_cancels_it(server: Server) -> None:
 
 def test_kill_9_worker_mid_job_then_the_job_still_ends(server: Server) -> None:
     client = server.client()
-    video = client.videos.create(prompt="waves breaking on rocks", seconds="4", size="128x128")  # type: ignore[arg-type]
+    video = client.videos.create(
+        prompt="blue waves breaking on black rocks", seconds="4", size="128x128"
+    )  # type: ignore[arg-type]
     job = wait_running(server, video.id)
     worker_pid = int((job.worker_id or "").split(":")[1])
     os.kill(worker_pid, signal.SIGKILL)
@@ -297,7 +305,7 @@ def test_kill_9_server_mid_job_then_a_worker_finishes_it(tmp_path: Path) -> None
     server = Server(settings, f"http://127.0.0.1:{settings.port}", {"acme": token}, proc, log)
     try:
         video = server.client().videos.create(
-            prompt="a train crossing a bridge",
+            prompt="a red train crossing a bridge",
             seconds="4",
             size="128x128",  # type: ignore[arg-type]
         )

@@ -23,6 +23,7 @@ from generator.base import (
     BackendUnavailable,
     InvalidVideoRequest,
     ProgressCallback,
+    PromptNotUnderstood,
     VideoOutput,
     VideoRequest,
     check_common,
@@ -128,10 +129,18 @@ class EmbeddedBackend:
 
     name = "embedded"
 
-    def __init__(self, weights: Path = WEIGHTS, *, steps: int = 20, threads: int = 1) -> None:
+    def __init__(
+        self,
+        weights: Path = WEIGHTS,
+        *,
+        steps: int = 20,
+        threads: int = 1,
+        refuse_not_understood: bool = True,
+    ) -> None:
         self.weights = weights
         self.steps = steps
         self.threads = threads
+        self.refuse_not_understood = refuse_not_understood
         self._model: TinyDiT | None = None
         self._lock = threading.Lock()
         self.model_id = f"reelguard/tiny-dit@{_short_hash(weights)}"
@@ -143,6 +152,7 @@ class EmbeddedBackend:
             settings.embedded_weights or WEIGHTS,
             steps=settings.embedded_steps,
             threads=settings.torch_threads,
+            refuse_not_understood=settings.embedded_refuse_not_understood,
         )
 
     def model(self) -> TinyDiT:
@@ -165,8 +175,21 @@ class EmbeddedBackend:
         return self._model
 
     def check_inputs(self, request: VideoRequest) -> None:
-        """Shared checks: 0 < seconds <= 10, even sides 16..1024, fps 1..60."""
+        """Shared checks: 0 < seconds <= 10, even sides 16..1024, fps 1..60; and, unless
+        ``refuse_not_understood`` is off, a prompt with at least one word the model knows
+        (:class:`~generator.base.PromptNotUnderstood` otherwise)."""
         check_common(request, max_seconds=MAX_SECONDS, max_side=MAX_SIDE)
+        if self.refuse_not_understood:
+            parsed = parse_prompt(request.prompt)
+            if not parsed.understood:
+                raise PromptNotUnderstood(
+                    f"the embedded model understands none of its words "
+                    f"({', '.join(parsed.ignored) or 'none'}), so it would draw a shape the "
+                    "prompt never asked for; it draws one coloured circle, square or triangle "
+                    "moving left, right, up or down, bouncing, growing or shrinking over a "
+                    "coloured background, e.g. 'a red circle bouncing on a blue background'",
+                    parsed.ignored,
+                )
 
     def generate(self, request: VideoRequest, progress: ProgressCallback) -> VideoOutput:
         """Render the prompt; the 2-second native clip is stretched to ``request.seconds``."""
