@@ -68,6 +68,9 @@ from audit.sqlite_open import connect_wal
 from classifiers.base import CATEGORIES, STAGES, Evidence, Verdict
 from policies.decision import Action, Decision, Reason
 
+POLICY_SETTING = "policy."
+"""Prefix of the ``settings`` rows that chain policy changes (``policy.edited``...)."""
+
 BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for another process's append before giving up."""
 
@@ -531,6 +534,55 @@ class AuditLog:
             return self._append(
                 conn, [("settings", _setting(tenant, mode, found[0] if found else "keep", actor))]
             )
+
+    # -- policy changes -------------------------------------------------------------------------
+
+    def record_policy_change(
+        self, tenant: str, change: str, version: str, previous: str | None, actor: str
+    ) -> int:
+        """Chain a change of the policy ``tenant`` is served: a ``settings`` row named
+        ``policy.<change>`` (``load``, ``added``, ``edited``, ``removed``, or ``ack`` for an
+        operator's acknowledgement of a removal) with the new and previous version and who
+        (which process or person) made it. Returns the row's seq."""
+        _need(tenant, "tenant")
+        _need(actor, "actor")
+        _need(change, "change")
+        row = {
+            "tenant": tenant,
+            "name": f"{POLICY_SETTING}{change}",
+            "value": version,
+            "previous": previous or "",
+            "actor": actor,
+        }
+        with self._write() as conn:
+            return self._append(conn, [("settings", row)])
+
+    def policy_changes(self, tenant: str | None = None, after_seq: int = 0) -> list[Row]:
+        """The chained policy changes (oldest first), of one tenant or all, after ``after_seq``:
+        dicts with ``seq``, ``recorded_at``, ``tenant``, ``change``, ``version``, ``previous``,
+        ``actor``."""
+        where, args = "name LIKE ? AND seq > ?", [f"{POLICY_SETTING}%", after_seq]
+        if tenant is not None:
+            where += " AND tenant = ?"
+            args.append(tenant)
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT seq, recorded_at, tenant, name, value, previous, actor FROM settings "
+                f"WHERE {where} ORDER BY seq",
+                args,
+            ).fetchall()
+        return [
+            {
+                "seq": seq,
+                "recorded_at": at,
+                "tenant": who,
+                "change": name[len(POLICY_SETTING) :],
+                "version": value,
+                "previous": previous or None,
+                "actor": actor,
+            }
+            for seq, at, who, name, value, previous, actor in rows
+        ]
 
     def prompt_retentions(self) -> dict[str, PromptRetention]:
         """Every tenant with a non-default setting (the default is ``keep``)."""

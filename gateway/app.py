@@ -21,6 +21,7 @@ from audit.log import AuditLog
 from gateway.keys import KeyStore
 from gateway.moderations import ModerationController
 from gateway.pipeline import ClassifierFactory, TextModerator
+from gateway.policy_audit import PolicyAudit
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.schema_ui import assets_router, openapi_config
 from gateway.settings import Settings
@@ -30,19 +31,33 @@ from policies.store import BASE_TENANT, PolicyStore, PolicyWatcher
 log = logging.getLogger("reelguard.gateway")
 
 
+class RemovedOverlayHealth(msgspec.Struct):
+    """A tenant overlay removed while serving, not yet acknowledged: the tenant now gets the
+    base policy. Acknowledge with ``reelguard policy ack TENANT --actor NAME``."""
+
+    tenant: str
+    file: str
+    previous_version: str | None
+    version: str
+    removed_at: int
+
+
 class PolicyHealth(msgspec.Struct):
-    """The policies now serving (version per tenant, base as ``default``), and the last reload
-    failure while the newest edit of a policy file is refused."""
+    """The policies now serving (version per tenant, base as ``default``), the last reload
+    failure while the newest edit of a policy file is refused, and removed tenant overlays
+    awaiting acknowledgement."""
 
     versions: dict[str, str]
     base_sources: list[str]
     last_reload_error: str | None
+    removed_overlays: list[RemovedOverlayHealth]
 
 
 class Health(msgspec.Struct):
     """``GET /healthz``. ``status``: ``ok``; ``degraded`` (a policy edit was refused, the
-    previous policy still serves); ``failing`` (a classifier failed to load, so every prompt it
-    should check is blocked)."""
+    previous policy still serves; or a tenant overlay was removed and nobody acknowledged it
+    yet); ``failing`` (a classifier failed to load, so every prompt it should check is
+    blocked)."""
 
     status: str
     policy: PolicyHealth
@@ -59,14 +74,25 @@ def healthz(request: Request[Any, Any, State]) -> Response[Health]:
     store: PolicyStore = state.policies
     models = state.moderator.models()
     error = store.last_error
+    removed = [
+        RemovedOverlayHealth(
+            tenant=r.tenant,
+            file=r.source,
+            previous_version=r.previous_version,
+            version=r.version,
+            removed_at=int(r.removed_at),
+        )
+        for r in state.policy_audit.removed_overlays()
+    ]
     failing = any(v.startswith("error:") for v in models.values())
-    status = "failing" if failing else "degraded" if error else "ok"
+    status = "failing" if failing else "degraded" if error or removed else "ok"
     body = Health(
         status=status,
         policy=PolicyHealth(
             versions=store.versions(),
             base_sources=[str(p) for p in store.base.sources],
             last_reload_error=error,
+            removed_overlays=removed,
         ),
         models=models,
     )
@@ -117,13 +143,15 @@ def create_app(
         time_budget_ms=settings.classifier_timeout_ms,
         warm_tenants=(BASE_TENANT,),
     )
+    audit = AuditLog(settings.db)
     state = State(
         {
             "settings": settings,
             "policies": policies,
             "moderator": moderator,
             "key_store": KeyStore(settings.db),
-            "audit": AuditLog(settings.db),
+            "audit": audit,
+            "policy_audit": PolicyAudit(audit, policies).attach(),
         }
     )
     return Litestar(

@@ -287,6 +287,69 @@ def moderate(
     click.echo(f"Wrote {len(rows)} results to {output_path} ({summary}).", err=True)
 
 
+# -- policy changes in the audit chain (the policy group's commands that need the database) --
+
+
+@click.command("ack")
+@click.argument("tenant")
+@click.option("--actor", required=True, help="Who acknowledges (kept in the chained record).")
+@db_option
+def policy_ack(tenant: str, actor: str, db: Path) -> None:
+    """Acknowledge that TENANT's overlay was removed on purpose (it now gets the base policy).
+
+    A running server shows an overlay removed while it ran in /healthz (status degraded) until
+    this is recorded; the acknowledgement is a chained audit record naming --actor.
+    """
+    from gateway.policy_audit import acknowledge
+    from gateway.serve import open_audit_or_explain
+
+    if not actor.strip():
+        raise click.UsageError("--actor must name who acknowledges")
+    log = open_audit_or_explain(_settings(db=db))
+    try:
+        removal = acknowledge(log, tenant, actor)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        log.close()
+    click.echo(
+        f"Acknowledged: tenant {tenant!r} gets the base policy (version {removal['version']}, "
+        f"was {removal['previous']}); recorded for {actor}."
+    )
+
+
+@click.command("history")
+@click.option("--tenant", default=None, help="Only this tenant's changes.")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def policy_history(tenant: str | None, db: Path, as_json: bool) -> None:
+    """Policy changes the servers recorded in the audit chain (loads, edits, removals, acks)."""
+    import json
+    from datetime import UTC, datetime
+
+    from gateway.serve import open_audit_or_explain
+
+    log = open_audit_or_explain(_settings(db=db))
+    try:
+        rows = log.policy_changes(tenant)
+    finally:
+        log.close()
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r))
+            continue
+        when = datetime.fromtimestamp(r["recorded_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(
+            f"{when}  {r['tenant']:<16} {r['change']:<8} {r['previous'] or '-':>12} -> "
+            f"{r['version']:<12}  {r['actor']}"
+        )
+    if not rows and not as_json:
+        click.echo("No policy changes recorded (a server records them when it starts).", err=True)
+
+
+policy_group.add_command(policy_ack)
+policy_group.add_command(policy_history)
+
 # Explicit registry: every top-level command, in one place.
 COMMANDS: dict[str, click.Command] = {
     "policy": policy_group,

@@ -7,6 +7,10 @@ not tenants; any other file must be named like a tenant (lower case, digits, ``-
 :meth:`PolicyStore.reload_if_changed` re-reads them when any file changed; an invalid edit is
 refused and logged, the previous policy keeps serving, and :attr:`PolicyStore.last_error` says
 why until the file is fixed. :class:`PolicyWatcher` calls it on a timer in a background thread.
+Each reload that changes what a tenant is served is reported to the callables registered with
+:meth:`PolicyStore.on_change` as :class:`PolicyChange` values (the gateway chains them into the
+audit log); a removed tenant overlay is also logged as a WARNING, since that tenant silently
+falls back to the base policy.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from policies.loader import PolicyError, PolicyIssue, PolicyLoader, display_path
 from policies.resolved import ResolvedPolicy
@@ -29,6 +35,26 @@ BASE_TENANT = "default"
 TENANT_FILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 """A tenant overlay's file stem: the tenant name as API keys spell it (``gateway.keys``)."""
 _Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """What one reload changed for one tenant (the base policy under :data:`BASE_TENANT`).
+
+    ``kind``: ``added`` (a new overlay), ``edited`` (a new version: its file or the base
+    changed), ``removed`` (its overlay is gone: the tenant now gets the base policy).
+    ``previous``/``version``: the version served before and after (``previous`` is ``None`` for
+    an added tenant). ``source``: the overlay file (or the base policy file), for messages.
+    """
+
+    tenant: str
+    kind: Literal["added", "edited", "removed"]
+    previous: str | None
+    version: str
+    source: str
+
+
+ChangeListener = Callable[[list[PolicyChange]], None]
 
 
 class PolicyStore:
@@ -45,6 +71,7 @@ class PolicyStore:
         self._lock = threading.Lock()
         self.last_error: str | None = None
         self.reloads = 0
+        self._listeners: list[ChangeListener] = []
         base, tenants, errors = self._load_all({})
         if base is None or errors:
             raise PolicyError([i for e in errors.values() for i in e.issues])
@@ -77,12 +104,42 @@ class PolicyStore:
 
     # -- reloading --------------------------------------------------------------------------
 
+    def on_change(self, listener: ChangeListener) -> None:
+        """Call ``listener`` with the :class:`PolicyChange` list of every reload that changes
+        what some tenant is served (from the reloading thread; its exceptions are logged)."""
+        self._listeners.append(listener)
+
     def reload_if_changed(self) -> bool:
         """Re-read the files if any changed; True when a served policy changed.
 
         Every tenant whose files are valid gets the new version; a tenant whose overlay is
         invalid keeps its previous policy; an invalid base keeps *everything* as it was.
+        Listeners (:meth:`on_change`) hear of each change after the new policies are served.
         """
+        before = (self._base, dict(self._tenants))
+        changed = self._reload()
+        if changed:
+            self._report(_changes(*before, self._base, self._tenants, self.base_path))
+        return changed
+
+    def _report(self, changes: list[PolicyChange]) -> None:
+        for change in changes:
+            if change.kind == "removed":
+                log.warning(
+                    "tenant %s: its policy overlay %s is gone; it now gets the base policy "
+                    "(version %s, was %s)",
+                    change.tenant,
+                    change.source,
+                    change.version,
+                    change.previous,
+                )
+        for listener in list(self._listeners):
+            try:
+                listener(changes)
+            except Exception:  # a listener must not stop the reload (the new policy serves)
+                log.exception("policy change listener failed")
+
+    def _reload(self) -> bool:
         with self._lock:
             fingerprint = self._scan()
             if fingerprint == self._fingerprint:
@@ -181,6 +238,37 @@ class PolicyStore:
             except OSError:
                 out[name] = "missing"
         return out
+
+
+def _changes(
+    old_base: ResolvedPolicy,
+    old: Mapping[str, ResolvedPolicy],
+    new_base: ResolvedPolicy,
+    new: Mapping[str, ResolvedPolicy],
+    base_path: Path,
+) -> list[PolicyChange]:
+    """Per tenant, how the served policy changed between two snapshots."""
+    out = []
+    if new_base.version != old_base.version:
+        out.append(
+            PolicyChange(
+                BASE_TENANT, "edited", old_base.version, new_base.version, display_path(base_path)
+            )
+        )
+    for tenant in sorted(set(old) | set(new)):
+        before, after = old.get(tenant), new.get(tenant)
+        if after is None and before is not None:
+            source = display_path(before.sources[-1]) if before.sources else tenant
+            out.append(PolicyChange(tenant, "removed", before.version, new_base.version, source))
+        elif after is not None and (before is None or before.version != after.version):
+            source = display_path(after.sources[-1]) if after.sources else tenant
+            kind: Literal["added", "edited"] = "added" if before is None else "edited"
+            out.append(
+                PolicyChange(
+                    tenant, kind, before.version if before else None, after.version, source
+                )
+            )
+    return out
 
 
 def _check_tenant_file(tenant: str, path: Path) -> None:
