@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from classifiers.base import Category, PromptText, Stage
+from policies.patterns import CompiledPattern, compile_pattern
 from policies.schema import CategoryPolicy, Policy, StagePolicy, TermList
 
 VERSION_LENGTH = 12
@@ -38,6 +39,11 @@ def _term_regex(term: str) -> str:
 
     The first word comes first, *then* the look-behind that checks the character before it:
     a pattern that starts with a literal lets the regex engine skip ahead quickly.
+
+    These stay on Python's ``re`` (RE2 has no look-behind, and its ``\\w`` is ASCII only): they
+    are escaped literals whose only repeat is ``\\s+`` before a literal word, so a scan is
+    linear in the prompt times the term's length; :data:`policies.limits.MAX_TERMS` and
+    :data:`~policies.limits.MAX_TERM_CHARS` bound how many such scans a prompt costs.
     """
     words = term.split()
     body = r"\s+".join(re.escape(w) for w in words)
@@ -49,16 +55,20 @@ def _term_regex(term: str) -> str:
     )
 
 
+_Finder = re.Pattern[str] | CompiledPattern
+
+
 @dataclass(frozen=True, slots=True)
 class TermMatcher:
     """A compiled :class:`~policies.schema.TermList`, scanning original and normalised text."""
 
-    entries: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...]
+    entries: tuple[tuple[str, _Finder, _Finder], ...]
 
     @classmethod
     def compile(cls, terms: TermList) -> TermMatcher:
-        """Compile every term (whole-word) and pattern (anywhere), both case-insensitive."""
-        entries = []
+        """Compile every term (whole-word, ``re``) and pattern (anywhere, RE2), both
+        case-insensitive."""
+        entries: list[tuple[str, _Finder, _Finder]] = []
         for term in terms.terms:
             entries.append(
                 (
@@ -70,7 +80,7 @@ class TermMatcher:
                 )
             )
         for pattern in terms.patterns:
-            compiled = re.compile(pattern, re.IGNORECASE)
+            compiled = compile_pattern(pattern)
             entries.append((pattern, compiled, compiled))
         return cls(tuple(entries))
 

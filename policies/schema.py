@@ -29,6 +29,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from classifiers.base import CATEGORIES, Category, Stage
+from policies.limits import MAX_TERM_CHARS
+from policies.patterns import PatternError, compile_pattern
 
 MINORS_CATEGORY: Category = "sexual/minors"
 MINORS_MAX_THRESHOLD = 0.5
@@ -87,18 +89,21 @@ def _check_term(term: str) -> str:
             "term {term} is too short to match safely; use at least 2 characters",
             {"term": repr(term)},
         )
+    if len(term) > MAX_TERM_CHARS:
+        raise PydanticCustomError(
+            "term_too_long",
+            "term is {got} characters long, over the limit of {limit}; list a shorter phrase",
+            {"got": len(term), "limit": MAX_TERM_CHARS},
+        )
     return " ".join(term.split())
 
 
 def _check_pattern(pattern: str) -> str:
     try:
-        compiled = re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
+        compiled = compile_pattern(pattern)
+    except PatternError as exc:
         raise PydanticCustomError(
-            "bad_regex",
-            "pattern {pattern} is not a valid regular expression ({error}); fix it, or put a "
-            "literal phrase under terms:",
-            {"pattern": repr(pattern), "error": str(exc)},
+            "bad_regex", "pattern {pattern} {error}", {"pattern": repr(pattern), "error": str(exc)}
         ) from None
     if compiled.search("") is not None:
         raise PydanticCustomError(
@@ -123,7 +128,9 @@ class TermList(_Strict):
         "of whitespace.",
     )
     patterns: tuple[RegexPattern, ...] = Field(
-        (), description="Python regular expressions, matched case-insensitively anywhere."
+        (),
+        description="Regular expressions in RE2 syntax (Python's without look-arounds or "
+        "back-references), matched case-insensitively anywhere.",
     )
     replace: bool = Field(
         False,

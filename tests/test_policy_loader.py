@@ -188,7 +188,7 @@ def test_bad_regex_is_named_with_its_index(tmp_path: Path) -> None:
           hate:
             blocklist:
               patterns:
-                - '(?<!\\w)fine(?!\\w)'
+                - '\\bfine\\b'
                 - '(unclosed'
         """,
     )
