@@ -43,9 +43,10 @@ class RemovedOverlayHealth(msgspec.Struct):
 
 
 class PolicyHealth(msgspec.Struct):
-    """The policies now serving (version per tenant, base as ``default``), the last reload
-    failure while the newest edit of a policy file is refused, and removed tenant overlays
-    awaiting acknowledgement."""
+    """The policies now serving (version per tenant, base as ``default``), while the newest edit
+    of a policy file is refused which files and lines (never their content: this is
+    unauthenticated; the reasons are in the log and ``reelguard policy validate``), and removed
+    tenant overlays awaiting acknowledgement."""
 
     versions: dict[str, str]
     base_sources: list[str]
@@ -73,7 +74,7 @@ def healthz(request: Request[Any, Any, State]) -> Response[Health]:
     state = request.app.state
     store: PolicyStore = state.policies
     models = state.moderator.models()
-    error = store.last_error
+    error = store.last_error_summary
     removed = [
         RemovedOverlayHealth(
             tenant=r.tenant,
@@ -136,7 +137,9 @@ def create_app(
 ) -> Litestar:
     """Build the gateway. ``classifiers`` replaces the text classifier registry (tests)."""
     settings = settings or Settings()
-    policies = PolicyStore(settings.policy, settings.tenant_policy_dir)
+    policies = PolicyStore(
+        settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
+    )
     moderator = TextModerator(
         policies,
         classifiers=classifiers,

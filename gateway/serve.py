@@ -47,7 +47,9 @@ def open_audit_or_explain(settings: Settings) -> AuditLog:
 def build_moderator_or_explain(settings: Settings) -> tuple[TextModerator, AuditLog]:
     """The text moderator and audit log for batch mode, or a message naming the policy fix."""
     try:
-        policies = PolicyStore(settings.policy, settings.tenant_policy_dir)
+        policies = PolicyStore(
+            settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
+        )
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load:\n{exc}") from None
     moderator = TextModerator(policies, time_budget_ms=settings.classifier_timeout_ms)

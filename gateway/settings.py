@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     policy_reload_interval_s: float = Field(
         2.0, gt=0, description="How often to check policy files."
     )
+    policy_max_bytes: int = Field(
+        1024 * 1024,  # policies.limits.MAX_FILE_BYTES (settings import nothing of ours)
+        ge=1024,
+        description="Largest policy file read (bytes); a larger one is refused.",
+    )
     torch_threads: int = Field(1, ge=1, description="Intra-op threads for torch/onnx models.")
     # gateway (gateway/): text check budget and first-run key
     classifier_timeout_ms: float = Field(

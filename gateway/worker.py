@@ -254,7 +254,9 @@ class Components:
         from gateway.frame_audit import load_frame_classifiers
         from policies.store import PolicyStore
 
-        policies = PolicyStore(settings.policy, settings.tenant_policy_dir)
+        policies = PolicyStore(
+            settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
+        )
         classifiers = load_frame_classifiers(settings)
         # Build the base policy's frame models now, not inside the first job's audit budget
         # (a model that fails to build is retried, and fails closed, at audit time).
@@ -870,7 +872,9 @@ def worker_command(db: Path, data_dir: Path | None, workers: int | None) -> None
     from policies.store import PolicyStore
 
     try:  # the same check `serve` makes: a bad policy stops here, not in a restart loop
-        PolicyStore(settings.policy, settings.tenant_policy_dir)
+        PolicyStore(
+            settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
+        )
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load, so no job can run:\n{exc}") from None
     pool = start_workers(settings, count)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,6 +49,16 @@ def _default_tenant_dir() -> Path | None:
     from gateway.settings import get_settings
 
     return get_settings().tenant_policy_dir
+
+
+def _loader(base: Path | None) -> PolicyLoader:
+    """A loader for ``base`` (default: the configured base) with the configured file cap."""
+    from gateway.settings import get_settings
+
+    settings = get_settings()
+    return PolicyLoader(
+        base if base is not None else settings.policy, max_file_bytes=settings.policy_max_bytes
+    )
 
 
 def base_option(func: F) -> F:
@@ -135,11 +146,11 @@ def resolve_tenant(base: Path | None, tenant_dir: Path | None, tenant: str) -> R
     note = tenant_overlay_note(tenant, tenant_dir, strict=True)
     if note is not None:
         click.echo(note, err=True)
-    loader = PolicyLoader(base)
+    loader = _loader(base)
     path = base
     if tenant != BASE_TENANT and tenant_dir is not None:
         candidate = tenant_dir / f"{tenant}.yaml"
-        if candidate.is_file():
+        if os.path.lexists(candidate):  # a FIFO or a bad link is refused by the loader, not skipped
             path = candidate
     try:
         return loader.load(path)
@@ -161,7 +172,7 @@ def validate(files: tuple[Path, ...], base: Path | None) -> None:
     Prints "OK FILE version V" per valid file, and every problem in an invalid one as
     FILE:LINE: FIELD: MESSAGE; FIX. Exits with status 1 if any file is invalid.
     """
-    loader = PolicyLoader(base if base is not None else _default_policy())
+    loader = _loader(base)
     bad = 0
     for path in files:
         try:
@@ -408,7 +419,7 @@ def test_policy(
     prompts decided against their labels or expected action, with the reasons. Nothing is
     written to the audit log.
     """
-    resolved = _load_or_explain(PolicyLoader(base or _default_policy()), policy_file)
+    resolved = _load_or_explain(_loader(base), policy_file)
     rows = _read_prompts_or_explain(prompts)
     (results,) = _run_with_progress(_moderators(resolved), rows, batch_size)
     report = score(results, resolved.version, Action(positive))
@@ -467,7 +478,7 @@ def diff(
     Run it before a policy change goes live. When both policies run the same classifiers, the
     prompts are classified once and both policies decide on the same scores.
     """
-    loader = PolicyLoader(base or _default_policy())
+    loader = _loader(base)
     before, after = _load_or_explain(loader, old), _load_or_explain(loader, new)
     rows = _read_prompts_or_explain(prompts)
     if before.version == after.version:

@@ -10,9 +10,15 @@ what it changes; it is deep-merged onto its parent and the result is validated a
   stricter frame concepts. Classifiers may be added but not removed (removing one could switch
   off the checks that find sexual content with minors).
 
+Every file, base or overlay, must also hold the child-safety floor (:mod:`policies.floor`) and
+the limits of :mod:`policies.limits`.
+
 ``extends: default`` means the base policy this process was given (``--policy``, or the packaged
-``policies/default.yaml``); another bare name means ``<name>.yaml`` next to the overlay; anything
-else is a path relative to the overlay.
+``policies/default.yaml``); another name means ``<name>.yaml`` in the overlay's own folder.
+Nothing else: no paths, no ``..``, and a file (or a symlink) that resolves outside its folder is
+refused, so a tenant folder can never pull in a file from elsewhere. Files are read only when
+they are regular files under the size cap (:mod:`policies.files`); YAML anchors and aliases are
+refused before anything is expanded (a few hundred bytes of aliases can expand to gigabytes).
 
 Every problem becomes a :class:`PolicyIssue` (file, line, field path, message ending with the
 fix); :class:`PolicyError` carries them all, e.g.::
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -38,6 +45,16 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from classifiers.base import CATEGORIES, STAGES
+from policies.files import UnsafeFileError, read_policy_bytes, resolves_inside
+from policies.floor import floor_breaches
+from policies.limits import (
+    MAX_FILE_BYTES,
+    MAX_PATTERN_PROGRAM,
+    MAX_PATTERNS,
+    MAX_TERMS,
+    MAX_YAML_DEPTH,
+)
+from policies.patterns import compile_pattern
 from policies.resolved import ResolvedPolicy
 from policies.schema import MINORS_CATEGORY, Policy
 
@@ -104,17 +121,79 @@ class _Doc:
     lines: dict[Loc, tuple[str, int]] = field(default_factory=dict)
 
 
-def _read_yaml(path: Path) -> _Doc:
-    name = display_path(path)
+class _PolicyYamlLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases and deep nesting while composing, i.e. before
+    anything is expanded or constructed."""
+
+    def __init__(self, text: str, name: str) -> None:
+        super().__init__(text)
+        self._name = name
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise PolicyError(
+                [
+                    PolicyIssue(
+                        self._name,
+                        line,
+                        "",
+                        "YAML anchors and aliases (&name, *name) are not allowed in policy "
+                        "files; write the values out",
+                    )
+                ]
+            )
+        if self._depth >= MAX_YAML_DEPTH:
+            raise PolicyError(
+                [
+                    PolicyIssue(
+                        self._name,
+                        line,
+                        "",
+                        f"nested more than {MAX_YAML_DEPTH} levels deep; a policy needs 6, "
+                        "check the indentation and brackets",
+                    )
+                ]
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _read_text(path: Path, name: str, max_bytes: int) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_policy_bytes(path, max_bytes)
     except FileNotFoundError:
         raise PolicyError([PolicyIssue(name, None, "", "file not found; check the path")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnsafeFileError as exc:
+        raise PolicyError([PolicyIssue(name, None, "", str(exc))]) from None
+    except OSError as exc:
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    name,
+                    None,
+                    "",
+                    f"cannot read the file ({exc.strerror or exc}); check that it is readable",
+                )
+            ]
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise PolicyError(
             [PolicyIssue(name, None, "", f"cannot read the file ({exc}); save it as UTF-8 text")]
         ) from None
-    loader = yaml.SafeLoader(text)
+
+
+def _read_yaml(path: Path, max_bytes: int = MAX_FILE_BYTES) -> _Doc:
+    name = display_path(path)
+    text = _read_text(path, name, max_bytes)
+    loader = _PolicyYamlLoader(text, name)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -136,6 +215,10 @@ def _read_yaml(path: Path) -> _Doc:
                     f"invalid YAML ({problem}); check indentation, colons and quotes near here",
                 )
             ]
+        ) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise PolicyError(
+            [PolicyIssue(name, None, "", f"invalid YAML ({exc}); write plain values")]
         ) from None
     finally:
         loader.dispose()
@@ -191,7 +274,20 @@ def _convert(
             lines[(*loc, i)] = (name, item.start_mark.line + 1)
             items.append(_convert(loader, item, (*loc, i), name, lines))
         return items
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        reason = str(exc).split(";")[0]
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    name,
+                    node.start_mark.line + 1,
+                    format_loc(loc),
+                    f"cannot read this value ({reason}); quote it to make it text, or shorten it",
+                )
+            ]
+        ) from None
 
 
 # --- overlays ---------------------------------------------------------------------------------
@@ -416,14 +512,22 @@ class _Loaded:
     doc: _Doc
 
 
+_PARENT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
+"""What ``extends:`` may name besides ``default``: a file stem in the overlay's own folder."""
+
+
 class PolicyLoader:
     """Loads policy files against one base; parents are read once per loader.
 
-    ``base`` is what ``extends: default`` means (the packaged default when ``None``).
+    ``base`` is what ``extends: default`` means (the packaged default when ``None``);
+    ``max_file_bytes`` is the largest file read (``REELGUARD_POLICY_MAX_BYTES``).
     """
 
-    def __init__(self, base: Path | str | None = None) -> None:
+    def __init__(
+        self, base: Path | str | None = None, *, max_file_bytes: int = MAX_FILE_BYTES
+    ) -> None:
         self.base = Path(base) if base is not None else DEFAULT_POLICY_PATH
+        self.max_file_bytes = max_file_bytes
         self._cache: dict[Path, _Loaded] = {}
 
     def load(self, path: Path | str) -> ResolvedPolicy:
@@ -431,12 +535,13 @@ class PolicyLoader:
         return self._load(Path(path), ()).resolved
 
     def _parent_path(self, value: Any, path: Path, doc: _Doc, name: str) -> Path:
+        line = _line_for(("extends",), doc, name)[1]
         if not isinstance(value, str) or not value.strip():
             raise PolicyError(
                 [
                     PolicyIssue(
                         name,
-                        _line_for(("extends",), doc, name)[1],
+                        line,
                         "extends",
                         f"must name a policy (got {_got(value)}); write 'extends: default'",
                     )
@@ -444,9 +549,25 @@ class PolicyLoader:
             )
         if value == "default":
             return self.base
-        if "/" in value or value.endswith((".yaml", ".yml")):
-            parent = Path(value)
-            return parent if parent.is_absolute() else path.parent / parent
+        if not _PARENT_NAME_RE.match(value):
+            stem = Path(value).stem if value.endswith((".yaml", ".yml")) else ""
+            hint = (
+                f"write 'extends: {stem}'"
+                if stem and _PARENT_NAME_RE.match(stem) and "/" not in value
+                else "copy the parent into this folder and write 'extends: NAME'"
+            )
+            raise PolicyError(
+                [
+                    PolicyIssue(
+                        name,
+                        line,
+                        "extends",
+                        "must be 'default' (the base policy) or the name of a policy file in "
+                        f"this file's folder without '.yaml' (got {_got(value)}); paths, '..' "
+                        f"and files elsewhere are not allowed: {hint}",
+                    )
+                ]
+            )
         return path.parent / f"{value}.yaml"
 
     def _load(self, path: Path, chain: tuple[Path, ...]) -> _Loaded:
@@ -459,7 +580,19 @@ class PolicyLoader:
             raise PolicyError(
                 [PolicyIssue(name, None, "extends", f"circular extends ({cycle}); break the loop")]
             )
-        doc = _read_yaml(path)
+        if key != self.base.resolve() and not resolves_inside(path, path.parent):
+            raise PolicyError(
+                [
+                    PolicyIssue(
+                        name,
+                        None,
+                        "",
+                        "is a symbolic link to a file outside its folder; policy files must "
+                        "lie in their folder: copy the file here instead of linking to it",
+                    )
+                ]
+            )
+        doc = _read_yaml(path, self.max_file_bytes)
         parent: _Loaded | None = None
         data: dict[str, Any] = doc.data
         if "extends" in doc.data:
@@ -487,15 +620,61 @@ class PolicyLoader:
             found = [_issue_from_error(e, doc, name) for e in exc.errors()]
             found.sort(key=lambda i: (i.file != name, i.file, i.line or 0))
             raise PolicyError(found) from None
-        if parent is not None:
-            issues = _minors_issues(parent.resolved.policy, policy, doc, name)
-            if issues:
-                raise PolicyError(issues)
+        issues = _minors_issues(parent.resolved.policy, policy, doc, name) if parent else []
+        if not issues:  # the parent held the floor, so only a file without one can break it
+            issues = [
+                PolicyIssue(name, _line_for(b.loc, doc, name)[1], format_loc(b.loc), b.message)
+                for b in floor_breaches(policy)
+            ]
+        issues += _limit_issues(policy, doc, name)
+        if issues:
+            raise PolicyError(issues)
         policy = policy.model_copy(update={"extends": None})
         sources = (*(parent.resolved.sources if parent else ()), key)
         loaded = _Loaded(ResolvedPolicy.build(policy, sources), doc)
         self._cache[key] = loaded
         return loaded
+
+
+def _limit_issues(policy: Policy, doc: _Doc, name: str) -> list[PolicyIssue]:
+    """Terms and patterns over :mod:`policies.limits` (each costs a scan of every prompt)."""
+    terms: list[Loc] = []
+    patterns: list[tuple[Loc, str]] = []
+    for category, cat in policy.categories.items():
+        for kind in _LIST_KEYS:
+            block = getattr(cat, kind)
+            loc: Loc = ("categories", category, kind)
+            terms += [(*loc, "terms", i) for i in range(len(block.terms))]
+            patterns += [((*loc, "patterns", i), p) for i, p in enumerate(block.patterns)]
+    issues: list[PolicyIssue] = []
+
+    def over(at: Loc, message: str) -> None:
+        issues.append(PolicyIssue(name, _line_for(at, doc, name)[1], format_loc(at), message))
+
+    if len(terms) > MAX_TERMS:
+        over(
+            terms[MAX_TERMS],
+            f"the policy has {len(terms)} terms (all blocklists and allowlists, with its "
+            f"parents'), over the limit of {MAX_TERMS}; remove some, or cover them with patterns",
+        )
+    if len(patterns) > MAX_PATTERNS:
+        over(
+            patterns[MAX_PATTERNS][0],
+            f"the policy has {len(patterns)} patterns (all lists, with its parents'), over the "
+            f"limit of {MAX_PATTERNS}; merge some into one pattern with (a|b)",
+        )
+    total = 0
+    for at, pattern in patterns:
+        total += compile_pattern(pattern).programsize
+        if total > MAX_PATTERN_PROGRAM:
+            over(
+                at,
+                f"the policy's patterns compile to {total} RE2 instructions up to here, over the "
+                f"limit of {MAX_PATTERN_PROGRAM}; use fewer or simpler patterns (smaller repeat "
+                "counts such as {n})",
+            )
+            break
+    return issues
 
 
 def load_policy(path: Path | str, *, base: Path | str | None = None) -> ResolvedPolicy:

@@ -9,7 +9,7 @@ Every validation error raised here carries a message that ends with the fix (aft
 
 ``sexual/minors`` is special: it is always enabled, never allowlisted, and its thresholds can
 never exceed :data:`MINORS_MAX_THRESHOLD`. Overlays may only tighten it (checked by the loader
-against the parent policy).
+against the parent policy), and no policy may be looser than :mod:`policies.floor`.
 """
 
 from __future__ import annotations
@@ -349,8 +349,9 @@ class Policy(_Strict):
 
     extends: str | None = Field(
         None,
-        description="Overlays only: 'default' (the base policy), a sibling tenant name, or a "
-        "path relative to this file. Only the keys an overlay names replace the parent's.",
+        description="Overlays only: 'default' (the base policy) or the name of another policy "
+        "file in this file's folder, without '.yaml' (no paths). Only the keys an overlay names "
+        "replace the parent's.",
     )
     description: str = Field("", description="Free text for readers: who this policy is for.")
     categories: Categories

@@ -11,6 +11,12 @@ Each reload that changes what a tenant is served is reported to the callables re
 :meth:`PolicyStore.on_change` as :class:`PolicyChange` values (the gateway chains them into the
 audit log); a removed tenant overlay is also logged as a WARNING, since that tenant silently
 falls back to the base policy.
+
+Only regular files under the size cap are read, without ever blocking (:mod:`policies.files`):
+a FIFO or a link to a device in the folder is refused like any invalid file, and the other
+tenants keep reloading. The full reasons (:attr:`PolicyStore.last_error`) may quote the files,
+so they go to the log and the CLI; :attr:`PolicyStore.last_error_summary` names only the files
+and lines, for unauthenticated ``/healthz``.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from policies.files import UnsafeFileError, read_policy_bytes
+from policies.limits import MAX_FILE_BYTES
 from policies.loader import PolicyError, PolicyIssue, PolicyLoader, display_path
 from policies.resolved import ResolvedPolicy
 
@@ -35,6 +43,7 @@ BASE_TENANT = "default"
 TENANT_FILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 """A tenant overlay's file stem: the tenant name as API keys spell it (``gateway.keys``)."""
 _Fingerprint = tuple[tuple[str, int, int], ...]
+_SUMMARY_PLACES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +70,26 @@ class PolicyStore:
     """Thread-safe map from tenant to :class:`ResolvedPolicy`, with hot reload.
 
     ``base_path`` is the base policy (what ``extends: default`` means); ``tenant_dir`` holds
-    tenant overlays named ``<tenant>.yaml``. Raises :class:`PolicyError` if any file is invalid
-    at construction.
+    tenant overlays named ``<tenant>.yaml``; ``max_file_bytes`` is the largest file read
+    (``REELGUARD_POLICY_MAX_BYTES``). Raises :class:`PolicyError` if any file is invalid at
+    construction.
     """
 
-    def __init__(self, base_path: Path | str, tenant_dir: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        base_path: Path | str,
+        tenant_dir: Path | str | None = None,
+        *,
+        max_file_bytes: int = MAX_FILE_BYTES,
+    ) -> None:
         self.base_path = Path(base_path)
         self.tenant_dir = Path(tenant_dir) if tenant_dir is not None else None
+        self.max_file_bytes = max_file_bytes
         self._lock = threading.Lock()
         self.last_error: str | None = None
+        """Why the newest edit is refused, in full (may quote the files): for logs and the CLI."""
+        self.last_error_summary: str | None = None
+        """The same without any content: only the files and lines (for ``/healthz``)."""
         self.reloads = 0
         self._listeners: list[ChangeListener] = []
         base, tenants, errors = self._load_all({})
@@ -160,11 +180,12 @@ class PolicyStore:
                 self._base, self._tenants = base, tenants
             if errors:
                 self.last_error = "\n".join(str(e) for e in errors.values())
+                self.last_error_summary = _summary(errors.values())
                 log.error(
                     "policy reload refused; still serving the previous policy:\n%s", self.last_error
                 )
             else:
-                self.last_error = None
+                self.last_error = self.last_error_summary = None
             if changed:
                 log.info("policy reloaded: %s", self.versions())
             return changed
@@ -172,7 +193,7 @@ class PolicyStore:
     def _load_all(
         self, previous: Mapping[str, ResolvedPolicy]
     ) -> tuple[ResolvedPolicy | None, dict[str, ResolvedPolicy], dict[str, PolicyError]]:
-        loader = PolicyLoader(self.base_path)
+        loader = PolicyLoader(self.base_path, max_file_bytes=self.max_file_bytes)
         errors: dict[str, PolicyError] = {}
         try:
             base = loader.load(self.base_path)
@@ -229,12 +250,14 @@ class PolicyStore:
                 out.append((str(path), -1, -1))
         return tuple(out)
 
-    @staticmethod
-    def _hash_files(fingerprint: _Fingerprint) -> dict[str, str]:
+    def _hash_files(self, fingerprint: _Fingerprint) -> dict[str, str]:
         out = {}
         for name, _, _ in fingerprint:
             try:
-                out[name] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
+                data = read_policy_bytes(Path(name), self.max_file_bytes)
+                out[name] = hashlib.sha256(data).hexdigest()
+            except UnsafeFileError as exc:  # a FIFO, device or oversized file: never read it
+                out[name] = f"refused: {exc}"
             except OSError:
                 out[name] = "missing"
         return out
@@ -269,6 +292,21 @@ def _changes(
                 )
             )
     return out
+
+
+def _summary(errors: Iterable[PolicyError]) -> str:
+    """Where each refused edit is wrong (file name and line), without quoting any file."""
+    places: dict[str, None] = {}
+    for error in errors:
+        for issue in error.issues:
+            where = Path(issue.file).name or issue.file
+            places[f"{where}:{issue.line}" if issue.line is not None else where] = None
+    shown = list(places)[:_SUMMARY_PLACES]
+    more = f" and {len(places) - len(shown)} more" if len(places) > len(shown) else ""
+    return (
+        f"a policy edit was refused ({', '.join(shown)}{more}); the previous policy still "
+        "serves. The reasons are in the server log and `reelguard policy validate FILE`."
+    )
 
 
 def _check_tenant_file(tenant: str, path: Path) -> None:

@@ -327,16 +327,17 @@ def test_overlay_chain_and_sibling_names(tmp_path: Path) -> None:
     assert [p.name for p in policy.sources] == ["default.yaml", "school.yaml", "class-7b.yaml"]
 
 
-def test_extends_a_relative_path_and_a_custom_base(tmp_path: Path) -> None:
+def test_extends_default_means_the_base_given_and_paths_are_refused(tmp_path: Path) -> None:
     base = tmp_path / "base.yaml"
     base.write_text(DEFAULT_TEXT.replace("timeout_s: 60", "timeout_s: 30"))
     sub = tmp_path / "sub"
     sub.mkdir()
     write(sub, "a.yaml", "extends: ../base.yaml\n")
     write(sub, "b.yaml", "extends: default\n")
-    assert load_policy(sub / "a.yaml").policy.frame_audit.timeout_s == 30
     assert load_policy(sub / "b.yaml", base=base).policy.frame_audit.timeout_s == 30
     assert load_policy(sub / "b.yaml").policy.frame_audit.timeout_s == 60
+    (error,) = errors_of(sub / "a.yaml")
+    assert error.startswith(f"{sub / 'a.yaml'}:1: extends: must be 'default' (the base policy)")
 
 
 def test_circular_extends(tmp_path: Path) -> None:
