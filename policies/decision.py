@@ -55,8 +55,10 @@ class Decision:
     """Per category, the highest score the decision used: a hit an allowlist excused does not
     count (its raw score is in :attr:`allowlisted`); a failed classifier counts as 1.0."""
     allowlisted: tuple[Reason, ...] = ()
-    """Hits a policy allowlist ignored (action ``allow``, source ``"allowlist"``), for the audit
-    log; they never affect :attr:`action`, :attr:`flagged` or :attr:`categories`."""
+    """Hits the policy let through, for the audit log: ignored by an allowlist (action
+    ``allow``, source ``"allowlist"``) or depicted violence under ``violence.depicted: allow``
+    (source ``"depicted"``); they never affect :attr:`action`, :attr:`flagged` or
+    :attr:`categories`."""
 
     @property
     def flagged(self) -> bool:

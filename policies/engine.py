@@ -18,6 +18,9 @@ The rules, in the order they are applied (each review/block becomes a :class:`Re
    that would have reviewed or blocked are kept in :attr:`Decision.allowlisted`, and
    :attr:`Decision.category_scores` reports the highest score the allowlist left standing (the
    score the decision used), not the raw one.
+   ``violence.depicted`` then applies to the ``violence`` threshold reasons of the prompt
+   stage (step 6): ``allow`` turns them into notes in :attr:`Decision.allowlisted` (source
+   ``"depicted"``), ``review`` caps them at review; blocklists are not affected.
 5. **Blocklists** (prompt stage): a match in the original or the normalised text blocks with
    source ``"blocklist"``, unless the match lies inside an allowlisted match of the same
    category (the longer, more specific phrase wins).
@@ -172,8 +175,38 @@ def _prompt_stage(
         )
         if lists.verdicts:
             excused[category] = lists.verdicts
-        reasons += _threshold_reasons(category, "prompt", thresholds, found)
+        found_reasons = _threshold_reasons(category, "prompt", thresholds, found)
+        if category == "violence":
+            found_reasons, noted = _depicted(policy, found_reasons)
+            allowlisted += noted
+        reasons += found_reasons
     return reasons, allowlisted, excused
+
+
+def _depicted(policy: ResolvedPolicy, found: list[Reason]) -> tuple[list[Reason], list[Reason]]:
+    """Apply ``violence.depicted`` to the violence classifier reasons of the prompt stage:
+    (reasons that stand, notes of the ones the policy let through for the audit log)."""
+    depicted = policy.policy.categories.violence.depicted
+    if depicted == "block" or not found:
+        return found, []
+    if depicted == "review":
+        return [
+            replace(r, action=Action.REVIEW, message=f"{r.message} (violence.depicted: review)")
+            if r.action is Action.BLOCK
+            else r
+            for r in found
+        ], []
+    notes = [
+        replace(
+            r,
+            action=Action.ALLOW,
+            source="depicted",
+            message=f"{r.message}; allowed: depicted violence (violence.depicted: allow; graphic "
+            "violence is violence/graphic)",
+        )
+        for r in found
+    ]
+    return [], notes
 
 
 def _error_reason(verdict: Verdict, stage: Stage, error: str) -> Reason:

@@ -15,7 +15,7 @@ against the parent policy), and no policy may be looser than :mod:`policies.floo
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -213,12 +213,34 @@ class MinorsCategoryPolicy(CategoryPolicy):
         return value
 
 
+DepictedAction = Literal["allow", "review", "block"]
+
+
+class ViolenceCategoryPolicy(CategoryPolicy):
+    """``violence``: depicted violence, with what the prompt stage does about it.
+
+    Video users ask for action scenes, fantasy battles, sport, war films and history all day;
+    graphic violence (gore, torture, real-world attacks, violence against children) is scored as
+    ``violence/graphic``. ``depicted`` says what a ``violence`` score does at the prompt stage:
+    ``allow`` (never review or block on it; the default policy, as Sora does), ``review`` (a
+    score at ``review_at`` or above goes to review, never straight to a block), or ``block`` (the
+    thresholds as written; a kids' app). Blocklists still block, and frames are audited as usual.
+    """
+
+    depicted: DepictedAction = Field(
+        "block",
+        description="What a violence score does at the prompt stage: allow (depicted violence "
+        "such as action scenes, battles, sport and war films goes through; graphic violence is "
+        "violence/graphic), review (at most a review) or block (the thresholds as written).",
+    )
+
+
 class Categories(_Strict):
     """One entry per category; every category must be present in a base policy."""
 
     sexual: CategoryPolicy
     sexual_minors: MinorsCategoryPolicy = Field(alias="sexual/minors")
-    violence: CategoryPolicy
+    violence: ViolenceCategoryPolicy
     violence_graphic: CategoryPolicy = Field(alias="violence/graphic")
     hate: CategoryPolicy
     harassment: CategoryPolicy

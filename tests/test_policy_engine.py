@@ -28,6 +28,7 @@ def policies() -> dict[str, ResolvedPolicy]:
         "default": loader.load(DEFAULT_POLICY_PATH),
         "kids": loader.load(FIXTURES / "kids.yaml"),
         "studio": loader.load(FIXTURES / "studio.yaml"),
+        "default-violence-list": loader.load(FIXTURES / "newsroom.yaml"),
     }
 
 
@@ -91,18 +92,18 @@ PROMPT_CASES = [
         "score at review_at (inclusive): review",
         "default",
         "a tense standoff",
-        (model_verdict("violence", 0.35),),
+        (model_verdict("violence/graphic", 0.35),),
         Action.REVIEW,
-        "violence",
+        "violence/graphic",
         "classifier",
     ),
     Case(
         "score at block_at (inclusive): block",
         "default",
         "a brutal fight",
-        (model_verdict("violence", 0.5),),
+        (model_verdict("violence/graphic", 0.5),),
         Action.BLOCK,
-        "violence",
+        "violence/graphic",
         "classifier",
     ),
     Case(
@@ -125,7 +126,7 @@ PROMPT_CASES = [
     ),
     Case(
         "allowlist: 'kill' inside 'kill a python process' is ignored",
-        "default",
+        "kids",
         KILL_PROC,
         (span_verdict(KILL_PROC, "kill", "violence", 0.9),),
         Action.ALLOW,
@@ -133,7 +134,7 @@ PROMPT_CASES = [
     ),
     Case(
         "allowlist: a whole-prompt model score is ignored when an allowlisted phrase is present",
-        "default",
+        "kids",
         KILL_PROC,
         (model_verdict("violence", 0.6),),
         Action.ALLOW,
@@ -141,7 +142,7 @@ PROMPT_CASES = [
     ),
     Case(
         "a whole-prompt score is not excused when another classifier located a hit outside",
-        "default",
+        "kids",
         KILL_STAB,
         (model_verdict("violence", 0.9), span_verdict(KILL_STAB, "stab", "violence", 0.2)),
         Action.BLOCK,
@@ -150,7 +151,7 @@ PROMPT_CASES = [
     ),
     Case(
         "allowlist only covers its span: the second 'kill' still blocks",
-        "default",
+        "kids",
         KILL_BOTH,
         (
             Verdict(
@@ -177,7 +178,7 @@ PROMPT_CASES = [
     ),
     Case(
         "allowlist term 'killer whale'",
-        "default",
+        "kids",
         ORCA,
         (span_verdict(ORCA, "killer", "violence", 0.7),),
         Action.ALLOW,
@@ -199,6 +200,32 @@ PROMPT_CASES = [
         (),
         Action.ALLOW,
         None,
+    ),
+    Case(
+        "default: depicted violence is allowed (violence.depicted: allow)...",
+        "default",
+        "two knights in a sword fight",
+        (model_verdict("violence", 0.99),),
+        Action.ALLOW,
+        None,
+    ),
+    Case(
+        "...graphic violence is not",
+        "default",
+        "a man beheaded on camera",
+        (model_verdict("violence", 0.99), model_verdict("violence/graphic", 0.6)),
+        Action.BLOCK,
+        "violence/graphic",
+        "classifier",
+    ),
+    Case(
+        "a violence blocklist still blocks under depicted: allow",
+        "default-violence-list",
+        "a gun on the table",
+        (model_verdict("violence", 0.9),),
+        Action.BLOCK,
+        "violence",
+        "blocklist",
     ),
     Case(
         "kids thresholds are lower: violence 0.3 blocks for kids...",
@@ -437,7 +464,7 @@ def test_category_scores_report_the_score_the_decision_used(
     assert sorted(r.score for r in d.allowlisted) == [0.6, 0.9]  # the raw scores stay here
     # A hit outside the allowlisted phrase still counts, with its own score.
     d = decide(
-        policies["default"],
+        policies["kids"],  # blocks depicted violence, with the default's allowlist
         "prompt",
         [
             span_verdict(KILL_STAB, "kill", "violence", 0.9),
@@ -617,3 +644,21 @@ def test_blocklist_sees_through_evasions(
     assert d.action is action, why
     if quoted is not None:
         assert d.reasons[0].evidence[0].text == quoted  # quoted from the original text
+
+
+def test_depicted_violence_is_a_note_in_the_audit_trail(policies: dict[str, ResolvedPolicy]) -> None:
+    d = decide(
+        policies["default"], "prompt", [model_verdict("violence", 0.9)], prompt=prompt("a duel")
+    )
+    assert d.action is Action.ALLOW and not d.categories["violence"]
+    (note,) = d.allowlisted
+    assert (note.action, note.source, note.category) == (Action.ALLOW, "depicted", "violence")
+    assert "violence.depicted: allow" in note.message
+
+
+def test_depicted_review_never_blocks(policies: dict[str, ResolvedPolicy]) -> None:
+    d = decide(
+        policies["studio"], "prompt", [model_verdict("violence", 1.0)], prompt=prompt("a shootout")
+    )
+    assert d.action is Action.REVIEW
+    assert "violence.depicted: review" in d.reasons[0].message

@@ -483,3 +483,20 @@ def test_json_schema_lists_categories_and_overlay_schema_is_partial() -> None:
     overlay = policy_json_schema(overlay=True)
     assert overlay["required"] == ["extends"]
     assert "required" not in overlay["$defs"]["Categories"]
+
+
+def test_depicted_violence_is_validated_and_only_on_violence(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "t.yaml", "extends: default\ncategories:\n  violence:\n    depicted: maybe\n"
+    )
+    (error,) = errors_of(path)
+    assert error == (
+        f"{path}:4: categories.violence.depicted: must be one of 'allow', 'review' or 'block' "
+        "(got 'maybe')"
+    )
+    path = write(tmp_path, "u.yaml", "extends: default\ncategories:\n  hate:\n    depicted: allow\n")
+    (error,) = errors_of(path)
+    assert "unknown field 'depicted'" in error and "categories.hate" in error
+    ok = write(tmp_path, "v.yaml", "extends: default\ncategories:\n  violence:\n    depicted: block\n")
+    assert load_policy(ok).policy.categories.violence.depicted == "block"
+    assert load_policy(DEFAULT_POLICY_PATH).policy.categories.violence.depicted == "allow"
