@@ -122,11 +122,14 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
 
 
 def body_limit(settings: Settings) -> int:
-    """Largest request body accepted (bytes): the biggest valid request, JSON-escaped, plus room.
+    """Largest request body accepted (bytes): ``REELGUARD_MAX_BODY_BYTES``, by default the
+    biggest valid request, JSON-escaped, plus room.
 
     A character can take up to 6 bytes as a JSON ``\\uXXXX`` escape; the per-field limits are
     checked after parsing, so this only stops absurd bodies early (413).
     """
+    if settings.max_body_bytes is not None:
+        return settings.max_body_bytes
     return settings.max_input_chars * settings.max_input_items * 6 + 64 * 1024
 
 
@@ -144,6 +147,8 @@ def create_app(
         policies,
         classifiers=classifiers,
         time_budget_ms=settings.classifier_timeout_ms,
+        deadline_ms=settings.check_timeout_ms,
+        max_pending=settings.max_pending_checks,
         warm_tenants=(BASE_TENANT,),
     )
     audit = AuditLog(settings.db)

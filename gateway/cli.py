@@ -88,6 +88,7 @@ def serve(
     """
     import uvicorn
 
+    from gateway.limits import uvicorn_config
     from gateway.serve import build_app_or_explain, first_run_key
 
     settings = _settings(
@@ -105,7 +106,7 @@ def serve(
 
     pool = start_workers(settings)  # separate processes: the web process never generates
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        uvicorn.Server(uvicorn_config(app, settings, log_level="info")).run()
     finally:
         if pool is not None:
             pool.stop()
