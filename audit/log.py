@@ -194,7 +194,8 @@ class AuditLog:
         ``with log.transaction() as conn:`` runs ``conn`` statements on other tables of the same
         SQLite file (the job store's) and ``log.record_*`` appends atomically: an exception rolls
         all of it back. The job system uses it so that a release or a cancellation and the job
-        row that reflects it commit together, or not at all.
+        row that reflects it commit together, or not at all, and so that a video job is
+        enqueued with its prompt record (:meth:`gateway.jobs.JobStore.create`).
         """
         with self._write() as conn:
             yield conn
@@ -389,6 +390,18 @@ class AuditLog:
         for r in d.reasons:
             rows.append(("reasons", _reason_row(r, common, retention)))
         return rows
+
+    def prompt_decision(self, job_id: str) -> str | None:
+        """The action of the prompt decision recorded for video job ``job_id`` (``allow``,
+        ``review`` or ``block``), or ``None`` when the log holds none (a worker refuses such a
+        job: nothing may be generated without its prompt decision on record)."""
+        with self._read() as conn:
+            found = conn.execute(
+                "SELECT action FROM requests WHERE job_id = ? AND endpoint = 'videos' "
+                "ORDER BY seq DESC LIMIT 1",
+                (job_id,),
+            ).fetchone()
+        return None if found is None else str(found[0])
 
     def record_frame_audit(self, rec: FrameAuditRecord) -> int:
         """Record one video job's frame stage: decision, reasons, every frame score, evidence.

@@ -18,6 +18,7 @@ import pytest
 from test_videos_support import (
     ExplodingClassifier,
     PatternBackend,
+    enqueue_job,
     make_settings,
     new_job,
     run_all,
@@ -41,7 +42,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def enqueue(
     settings: Settings, prompt: str = "a blue bicycle", action: str = "allow", tenant: str = "acme"
 ) -> VideoJob:
-    job, _ = JobStore(settings.db).create(
+    return enqueue_job(
+        settings.db,
         new_job(
             tenant,
             prompt,
@@ -49,9 +51,7 @@ def enqueue(
             prompt_moderation={"action": action, "reasons": [], "policy_version": "test"},
             policy_version="test",
         ),
-        queue_max=100,
     )
-    return job
 
 
 def story(settings: Settings, job_id: str) -> dict[str, Any]:
