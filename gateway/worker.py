@@ -493,6 +493,7 @@ class JobRunner:
                 },
                 latency_ms=latency,
                 thumbnails=thumbnails,
+                data_dir=self.settings.data_dir,
             )
         )
         return {

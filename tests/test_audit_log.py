@@ -244,8 +244,8 @@ def test_purge_deletes_evidence_files(tmp_path: Path) -> None:
     path = write_thumbnail(tmp_path / "videos", "video_x", 16, np.zeros((32, 32, 3), np.uint8))
     log.record_moderation(moderation("r", endpoint="videos", job_id="video_x"))
     log.record_frame_audit(frame_audit("video_x", thumbnails={16: path}))
-    report = log.purge(0, actor="ops", now=time.time() + 1)
-    assert report.files == 1 and not path.exists()
+    report = log.purge(0, actor="ops", now=time.time() + 1, data_dir=tmp_path / "videos")
+    assert report.files == 1 and not path.exists() and report.kept == ()
     assert log.verify(check_files=True).ok
 
 

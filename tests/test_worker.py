@@ -25,6 +25,7 @@ from test_videos_support import (
     runner,
 )
 
+from audit.evidence import resolve_evidence_path
 from audit.log import AuditLog
 from classifiers.base import Evidence, SampledFrame, Verdict
 from gateway.jobs import JobStore, VideoJob, videos_dir
@@ -106,7 +107,9 @@ def test_frame_policy_withhold_keeps_evidence_thumbnails(tmp_path: Path) -> None
     stamps = [e["timestamp_s"] for r in reasons for e in r["evidence"] if "timestamp_s" in e]
     assert stamps and "at " in (done.error_message or "")
     evidence = AuditLog(settings.db).story(job.id).evidence
-    assert evidence and all(Path(e["path"]).is_file() and e["sha256"] for e in evidence)
+    assert evidence and all(e["path"].startswith(f"evidence/{job.id}/") for e in evidence)
+    assert all(resolve_evidence_path(e["path"], settings.data_dir).is_file() for e in evidence)
+    assert all(e["sha256"] for e in evidence)
 
 
 def test_prompt_in_review_is_generated_but_withheld(settings: Settings) -> None:
