@@ -19,8 +19,9 @@ from litestar.types import ControllerRouterHandler
 
 from audit.log import AuditLog
 from gateway.keys import KeyStore
+from gateway.limits import admission_middleware
 from gateway.moderations import ModerationController
-from gateway.pipeline import ClassifierFactory, TextModerator
+from gateway.pipeline import Admission, ClassifierFactory, TextModerator
 from gateway.policy_audit import PolicyAudit
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.schema_ui import assets_router, openapi_config
@@ -143,12 +144,13 @@ def create_app(
     policies = PolicyStore(
         settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
     )
+    admission = Admission(settings.max_pending_checks)
     moderator = TextModerator(
         policies,
         classifiers=classifiers,
         time_budget_ms=settings.classifier_timeout_ms,
         deadline_ms=settings.check_timeout_ms,
-        max_pending=settings.max_pending_checks,
+        admission=admission,
         warm_tenants=(BASE_TENANT,),
     )
     audit = AuditLog(settings.db)
@@ -160,6 +162,7 @@ def create_app(
             "key_store": KeyStore(settings.db),
             "audit": audit,
             "policy_audit": PolicyAudit(audit, policies).attach(),
+            "admission": admission,
         }
     )
     return Litestar(
@@ -167,6 +170,7 @@ def create_app(
         state=state,
         lifespan=[_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[admission_middleware(admission)],
         request_max_body_size=body_limit(settings),
         openapi_config=openapi_config(
             "ReelGuard",

@@ -17,15 +17,19 @@ runs with.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import Any
 
 import h11
+import msgspec
 import uvicorn
+from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from classifiers.text.normalize import normalized_length_bound
-from gateway.problems import FieldError, Problem
+from gateway.pipeline import Admission, ChecksOverloaded
+from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem, ProblemBody
 from gateway.settings import Settings
 
 
@@ -61,6 +65,65 @@ def check_normalized_size(
             f"{limit} per request (REELGUARD_MAX_REQUEST_NORMALIZED_CHARS). Split the request.",
             errors=[FieldError("#", f"at most {limit} normalised characters in all")],
         )
+
+
+# -- admission control ------------------------------------------------------------------------
+
+MODERATED = frozenset({"/v1/moderations", "/v1/videos"})
+"""The routes whose POST runs a text check and an audit write: the work admission bounds."""
+
+
+def admission_middleware(admission: Admission) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware that admits at most ``admission.limit`` moderation requests (a POST to
+    :data:`MODERATED`) at once, from their first byte to the end of their answer: the body
+    read, the text check and the audit write. One more gets 503 ``overloaded`` with
+    ``Retry-After`` at once, before its body is read, so work waiting anywhere (the thread
+    pool, the audit log's write lock) never grows without bound. Other routes pass through.
+    """
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def admit(scope: Scope, receive: Receive, send: Send) -> None:
+            path = scope.get("path", "").rstrip("/")
+            if scope["type"] != "http" or scope.get("method") != "POST" or path not in MODERATED:
+                await app(scope, receive, send)
+                return
+            try:
+                admission.enter()
+            except ChecksOverloaded as exc:
+                await _overloaded(send, path, exc)
+                return
+            try:
+                await app(scope, receive, send)
+            finally:
+                admission.leave()
+
+        return admit
+
+    return middleware
+
+
+async def _overloaded(send: Send, path: str, exc: ChecksOverloaded) -> None:
+    body = msgspec.json.encode(
+        ProblemBody(
+            type=TYPE_PREFIX + "overloaded",
+            title=HTTPStatus.SERVICE_UNAVAILABLE.phrase,
+            status=503,
+            detail=f"The gateway is busy: {exc}. Nothing was checked or stored.",
+            instance=path,
+        )
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(exc.retry_after_s).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 # -- the HTTP server: header size, body read time, idle connections ---------------------------

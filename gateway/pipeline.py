@@ -27,11 +27,12 @@ offline tools leave it unset and get the sum of the classifiers' budgets per pro
 anything expensive again (no blocklist scan, no normaliser); the abandoned thread stops at its
 next step (between prompts and classifiers), so it cannot keep burning CPU for long.
 
-Admission control (``max_pending``, ``REELGUARD_MAX_PENDING_CHECKS``): at most that many checks
-run or wait in one process, counted until their thread really finishes (an abandoned check
-still holds its place). One more raises :class:`ChecksOverloaded` at once, which the gateway
-answers with 503 and ``Retry-After``: under overload the gateway sheds load instead of queueing
-it without bound, and never allows anything it did not check.
+Admission control (:class:`Admission`, ``REELGUARD_MAX_PENDING_CHECKS``): the gateway admits at
+most that many moderation requests per process at once (``gateway.limits.admission_middleware``,
+from the first byte of the request to the last of the answer) and answers one more with 503 and
+``Retry-After`` at once; a check abandoned at its deadline keeps a place until its thread
+really ends. Under overload the gateway sheds load instead of queueing it without bound, and
+never allows anything it did not check.
 """
 
 from __future__ import annotations
@@ -170,27 +171,33 @@ class _DeadlinePassed(Exception):
 
 
 class Admission:
-    """A bounded count of checks in flight (running or queued); thread-safe.
+    """A bounded count of moderation work in flight in one process; thread-safe.
 
-    ``limit=None`` admits everything (offline tools). A place is held from :meth:`enter` until
-    :meth:`leave`, which the pool thread calls when the check's work really ends.
+    :meth:`enter` takes a place or raises :class:`ChecksOverloaded`; :meth:`leave` gives it
+    back. :meth:`hold` takes one regardless of the limit: for a check abandoned at its
+    deadline whose thread still runs (its request has left), so hung work still counts.
     """
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self._pending = 0
         self._lock = threading.Lock()
 
     @property
     def pending(self) -> int:
-        """Checks holding a place now."""
+        """Places taken now."""
         return self._pending
 
     def enter(self) -> None:
         """Take a place, or raise :class:`ChecksOverloaded` when all are taken."""
         with self._lock:
-            if self.limit is not None and self._pending >= self.limit:
+            if self._pending >= self.limit:
                 raise ChecksOverloaded(self._pending, self.limit)
+            self._pending += 1
+
+    def hold(self) -> None:
+        """Take a place even past the limit (abandoned work that still runs)."""
+        with self._lock:
             self._pending += 1
 
     def leave(self) -> None:
@@ -230,9 +237,10 @@ class TextModerator:
     ``classifiers`` defaults to :data:`classifiers.registry.TEXT_CLASSIFIERS`; each is built on
     first use and kept. ``time_budget_ms`` is per classifier per prompt. ``deadline_ms`` is the
     hard deadline of one :meth:`check_many` call whatever its size (``None``: the classifiers'
-    budgets per prompt plus :data:`DEADLINE_SLACK_S`, for offline tools); ``max_pending`` bounds
-    the checks in flight (``None``: unbounded). Callers write each outcome to the audit log
-    (:func:`moderation_record`), since only they know the request.
+    budgets per prompt plus :data:`DEADLINE_SLACK_S`, for offline tools). ``admission`` (the
+    gateway's) is given a place for every check abandoned at its deadline until its thread
+    ends. Callers write each outcome to the audit log (:func:`moderation_record`), since only
+    they know the request.
     """
 
     def __init__(
@@ -242,14 +250,14 @@ class TextModerator:
         classifiers: Mapping[str, ClassifierFactory] | None = None,
         time_budget_ms: float = 1000.0,
         deadline_ms: float | None = None,
-        max_pending: int | None = None,
+        admission: Admission | None = None,
         warm_tenants: Sequence[str] = ("default",),
     ) -> None:
         self._policies = policies
         self._factories = dict(TEXT_CLASSIFIERS if classifiers is None else classifiers)
         self._budget_s = time_budget_ms / 1000.0
         self._deadline_s = None if deadline_ms is None else deadline_ms / 1000.0
-        self.admission = Admission(max_pending)
+        self.admission = admission
         self._built: dict[str, TextClassifier | BaseException] = {}
         self._build_lock = threading.Lock()
         for tenant in warm_tenants:
@@ -267,7 +275,6 @@ class TextModerator:
 
         Classifiers that define ``classify_many`` score the whole batch in one call. A check
         that misses its hard deadline blocks every prompt in it (see the module docstring).
-        Raises :class:`ChecksOverloaded` when ``max_pending`` checks are already in flight.
         """
         if not texts:
             return []
@@ -276,30 +283,20 @@ class TextModerator:
         deadline = self._deadline_s
         if deadline is None:
             deadline = self._budget_s * len(names) * len(texts) + DEADLINE_SLACK_S
-        self.admission.enter()
         stop_at = time.monotonic() + deadline
-        try:
-            future = _pool().submit(self._check_and_leave, list(texts), tenant, policy, stop_at)
-        except BaseException:
-            self.admission.leave()
-            raise
+        future = _pool().submit(self._check_many, list(texts), tenant, policy, stop_at)
         try:
             return future.result(timeout=deadline)
         except (concurrent.futures.TimeoutError, _DeadlinePassed):
-            if future.cancel():  # never started: its place is given back here, not by the pool
-                self.admission.leave()
+            admission = self.admission
+            if admission is not None:  # the thread may run on: it keeps a place till it ends
+                admission.hold()
+                future.add_done_callback(lambda _: admission.leave())
+            future.cancel()
             log.error(
                 "text check for tenant %s missed its %.1f s deadline; blocking", tenant, deadline
             )
             return self._abandoned(list(texts), tenant, policy, names, deadline)
-
-    def _check_and_leave(
-        self, texts: list[str], tenant: str, policy: ResolvedPolicy, stop_at: float
-    ) -> list[ModerationOutcome]:
-        try:
-            return self._check_many(texts, tenant, policy, stop_at)
-        finally:
-            self.admission.leave()
 
     def _abandoned(
         self,

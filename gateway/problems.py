@@ -24,7 +24,8 @@ them without parsing prose:
 - ``validation-error`` (422): wrong types, unknown fields (see ``errors``)
 - ``internal-error`` (500): a bug, logged with its traceback; never expected
 - ``audit-unavailable`` (503): the audit log cannot be written, so no decision is returned
-- ``overloaded`` (503, ``Retry-After``): too many text checks in flight in this process
+- ``overloaded`` (503, ``Retry-After``): too many moderation requests in flight in this
+  process (``gateway.limits.admission_middleware``)
 - ``unavailable`` (503): a dependency is down; retry
 
 Raise :class:`Problem` from handlers; :data:`EXCEPTION_HANDLERS` turns Litestar's own HTTP
@@ -51,8 +52,6 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.openapi import ResponseSpec
-
-from gateway.pipeline import ChecksOverloaded
 
 log = logging.getLogger("reelguard.gateway")
 
@@ -187,13 +186,6 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> Problem:
     """Map any exception to a :class:`Problem` (unknown exceptions become a logged 500)."""
     if isinstance(exc, Problem):
         return exc
-    if isinstance(exc, ChecksOverloaded):
-        return Problem(
-            503,
-            "overloaded",
-            f"The gateway is busy: {exc}. Nothing was checked or stored.",
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
     if isinstance(exc, ValidationException):
         return _validation_problem(request, exc)
     if isinstance(exc, NotAuthorizedException):

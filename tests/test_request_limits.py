@@ -23,7 +23,7 @@ from classifiers.base import Category, PromptText, TextClassifier, Verdict
 from classifiers.text.normalize import normalize, normalized_length_bound
 from gateway.app import create_app
 from gateway.keys import KeyStore
-from gateway.pipeline import ChecksOverloaded, ClassifierFactory, TextModerator
+from gateway.pipeline import Admission, ChecksOverloaded, ClassifierFactory, TextModerator
 from gateway.settings import PACKAGE_POLICY, Settings
 from policies.decision import Action
 from policies.evaluate import StaticPolicies
@@ -156,35 +156,38 @@ def test_one_deadline_for_the_whole_request_whatever_its_item_count(
     # The abandoned check stops at its next step instead of running all 32 prompts.
     time.sleep(0.5)
     assert slow.calls < 16, slow.calls
-    assert mod.admission.pending == 0
 
 
 # -- admission control ------------------------------------------------------------------------
 
 
-def test_admission_refuses_beyond_the_limit_and_counts_abandoned_checks(
+def test_a_check_abandoned_at_its_deadline_keeps_its_place_until_its_thread_ends(
     text_classifiers: Mapping[str, ClassifierFactory],
 ) -> None:
+    """Hung work counts: a request whose check hung has been answered (block), but the
+    thread still runs, so the place stays taken and the next request is refused."""
     hung = Slow()  # hangs until released
+    admission = Admission(1)
     mod = TextModerator(
         PolicyStore(PACKAGE_POLICY),
         classifiers=_with(text_classifiers, hung),
         deadline_ms=100,
-        max_pending=1,
+        admission=admission,
     )
     try:
+        admission.enter()  # the request (the gateway's middleware does this)
         first = mod.check("a cat on a sofa", "default")
-        assert first.decision.action is Action.BLOCK  # missed its deadline: blocked at once
-        # Its thread is still stuck in the classifier, so it still holds the only place.
-        assert mod.admission.pending == 1
+        admission.leave()  # the request is answered...
+        assert first.decision.action is Action.BLOCK  # ...with a block, at the deadline
+        assert admission.pending == 1  # but its check still runs
         with pytest.raises(ChecksOverloaded, match="REELGUARD_MAX_PENDING_CHECKS"):
-            mod.check("a dog on a sofa", "default")
+            admission.enter()
     finally:
         hung.release.set()
     deadline = time.monotonic() + 5
-    while mod.admission.pending and time.monotonic() < deadline:
+    while admission.pending and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert mod.admission.pending == 0
+    assert admission.pending == 0
     hung.hang = False
     assert mod.check("a dog on a sofa", "default").decision.action is Action.ALLOW
 
@@ -192,10 +195,10 @@ def test_admission_refuses_beyond_the_limit_and_counts_abandoned_checks(
 def test_overload_is_503_problem_details_with_retry_after(
     client: TestClient[Litestar], headers: dict[str, str], settings: Settings
 ) -> None:
-    admission = client.app.state.moderator.admission
+    admission = client.app.state.admission
     held = 0
     try:
-        while admission.pending < admission.limit:  # every place taken by checks in flight
+        while admission.pending < admission.limit:  # every place taken by requests in flight
             admission.enter()
             held += 1
         for path, body in (
@@ -207,6 +210,8 @@ def test_overload_is_503_problem_details_with_retry_after(
             assert r.headers["content-type"] == "application/problem+json"
             assert r.headers["retry-after"] == "1"
             assert r.json()["type"] == "urn:reelguard:problem:overloaded"
+        assert client.get("/healthz").status_code == 200  # only moderation work is shed
+        assert client.get("/v1/videos", headers=headers).status_code == 200
     finally:
         for _ in range(held):
             admission.leave()
