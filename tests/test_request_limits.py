@@ -133,6 +133,13 @@ def test_the_request_total_is_bounded_too(
     assert ok.status_code == 200
 
 
+def test_a_video_prompt_that_normalises_too_long_is_413(
+    client: TestClient[Litestar], headers: dict[str, str]
+) -> None:
+    r = client.post("/v1/videos", json={"prompt": FDFA * 2000}, headers=headers)
+    assert r.status_code == 413 and r.json()["errors"][0]["pointer"] == "#/prompt"
+
+
 # -- one deadline per request -----------------------------------------------------------------
 
 
