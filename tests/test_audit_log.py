@@ -106,9 +106,11 @@ def test_unknown_id(log: AuditLog) -> None:
         (ListFilter(policy_version="pv-1", tenant="globex"), {"req-block"}, "policy + tenant"),
         (ListFilter(policy_version="pv-2"), set(), "unknown policy version"),
         (ListFilter(needs_review=True), {"req-review", "req-vid-bad"}, "queue"),
-        (ListFilter(since=time.time() + 60), set(), "nothing in the future"),
+        # A day, not a minute: the times are taken when tests are collected, and a long suite
+        # can reach this test more than a minute later.
+        (ListFilter(since=time.time() + 86_400), set(), "nothing in the future"),
         (
-            ListFilter(until=time.time() + 60, since=time.time() - 60),
+            ListFilter(until=time.time() + 86_400, since=time.time() - 86_400),
             {"req-allow", "req-review", "req-block", "req-vid-ok", "req-vid-bad"},
             "window",
         ),
