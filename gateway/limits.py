@@ -29,7 +29,14 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from classifiers.text.normalize import normalized_length_bound
 from gateway.pipeline import Admission, ChecksOverloaded
-from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem, ProblemBody
+from gateway.problems import (
+    MEDIA_TYPE,
+    TYPE_PREFIX,
+    FieldError,
+    Problem,
+    ProblemBody,
+    openai_error,
+)
 from gateway.settings import Settings
 
 
@@ -103,12 +110,16 @@ def admission_middleware(admission: Admission) -> Callable[[ASGIApp], ASGIApp]:
 
 
 async def _overloaded(send: Send, path: str, exc: ChecksOverloaded) -> None:
+    problem = Problem(
+        503, "overloaded", f"The gateway is busy: {exc}. Nothing was checked or stored."
+    )
     body = msgspec.json.encode(
         ProblemBody(
-            type=TYPE_PREFIX + "overloaded",
+            type=TYPE_PREFIX + problem.kind,
             title=HTTPStatus.SERVICE_UNAVAILABLE.phrase,
             status=503,
-            detail=f"The gateway is busy: {exc}. Nothing was checked or stored.",
+            detail=problem.detail,
+            error=openai_error(problem),
             instance=path,
         )
     )

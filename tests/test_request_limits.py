@@ -217,6 +217,7 @@ def test_overload_is_503_problem_details_with_retry_after(
             assert r.headers["content-type"] == "application/problem+json"
             assert r.headers["retry-after"] == "1"
             assert r.json()["type"] == "urn:reelguard:problem:overloaded"
+            assert r.json()["error"]["code"] == "overloaded"  # OpenAI's envelope, like all errors
         assert client.get("/healthz").status_code == 200  # only moderation work is shed
         assert client.get("/v1/videos", headers=headers).status_code == 200
     finally:
