@@ -227,7 +227,10 @@ class AuditLog:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # A signal's exception (Ctrl-C, SIGTERM in `reelguard moderate`) can arrive
+                # just after COMMIT returned: then there is nothing left to roll back.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             finally:
                 self._depth = 0
