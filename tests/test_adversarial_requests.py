@@ -251,12 +251,14 @@ def test_a_read_only_database_is_503_everywhere_and_healthz_says_so(
     app = create_app(settings, classifiers=text_classifiers)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/healthz").json()["database"] == {"writable": True, "error": None}
-        assert client.post("/v1/videos", json={"prompt": "a cat"}, headers=headers).is_success
+        assert client.post(
+            "/v1/videos", json={"prompt": "a red circle bouncing"}, headers=headers
+        ).is_success
         app.state.audit.close()  # its next write reopens the file, read-only from now on
         app.state.write_probe.ttl_s = 0
         writable_again = read_only_database(monkeypatch)
 
-        video = client.post("/v1/videos", json={"prompt": "a dog"}, headers=headers)
+        video = client.post("/v1/videos", json={"prompt": "a blue square growing"}, headers=headers)
         assert video.status_code == 503, video.text  # was a 500
         assert video.json()["type"] == "urn:reelguard:problem:audit-unavailable"
         assert video.headers["retry-after"] == "1"
@@ -271,4 +273,4 @@ def test_a_read_only_database_is_503_everywhere_and_healthz_says_so(
         app.state.audit.close()
         assert client.get("/healthz").json()["status"] == "ok"
     jobs = JobStore(settings.db).list("default").jobs
-    assert [j.prompt for j in jobs] == ["a cat"]  # nothing half-created meanwhile
+    assert [j.prompt for j in jobs] == ["a red circle bouncing"]  # nothing half-created since
