@@ -112,6 +112,23 @@ def json_option(func: F) -> F:
     )
 
 
+def data_dir_option(func: F) -> F:
+    """``--data-dir``: the video folder (released/, quarantine/, evidence/)."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Video folder (released/, quarantine/, evidence/); default REELGUARD_DATA_DIR "
+        "or var/videos.",
+    )(func)
+
+
+def _data_dir(given: Path | None) -> Path:
+    from gateway.settings import get_settings
+
+    return given if given is not None else get_settings().data_dir
+
+
 def filter_options(func: F) -> F:
     """The request filters shared by ``list`` and ``export``."""
     from classifiers.base import CATEGORIES
@@ -450,12 +467,7 @@ def queue(limit: int, tenant: str | None, as_json: bool, db: Path) -> None:
 )
 @click.option("--note", required=True, help="Why: kept in the audit log with the review.")
 @click.option("--reviewer", required=True, help="Who reviews (your name or id).")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Video folder (released/, quarantine/); default REELGUARD_DATA_DIR or var/videos.",
-)
+@data_dir_option
 @db_option
 def review(
     ref: str, verdict: str | None, note: str, reviewer: str, data_dir: Path | None, db: Path
@@ -478,9 +490,8 @@ def review(
     released = None
     if verdict == "approve" and withheld and job_id is not None:
         from audit.release import release_withheld
-        from gateway.settings import get_settings
 
-        folder = data_dir if data_dir is not None else get_settings().data_dir
+        folder = _data_dir(data_dir)
         _guard(lambda: release_withheld(db, folder, job_id, reviewer, note))
         released = job_id
     elif verdict == "reject" and withheld and job_id is not None:
@@ -637,7 +648,11 @@ def append_anchor(path: Path, seq: int, head_hash: str) -> None:
 
 
 @audit.command()
-@click.option("--check-files", is_flag=True, help="Also re-hash evidence thumbnails on disk.")
+@click.option(
+    "--check-files",
+    is_flag=True,
+    help="Also re-hash evidence thumbnails on disk (under --data-dir/evidence).",
+)
 @click.option(
     "--anchor",
     "anchor_path",
@@ -652,6 +667,7 @@ def append_anchor(path: Path, seq: int, head_hash: str) -> None:
     default=None,
     help="Processes checking ranges of the chain (default: one per CPU for large logs).",
 )
+@data_dir_option
 @json_option
 @db_option
 @click.pass_context
@@ -660,6 +676,7 @@ def verify(
     check_files: bool,
     anchor_path: Path | None,
     workers: int | None,
+    data_dir: Path | None,
     as_json: bool,
     db: Path,
 ) -> None:
@@ -672,7 +689,12 @@ def verify(
     """
     log = _log(db)
     anchors = read_anchors(anchor_path) if anchor_path is not None else []
-    report = _guard(lambda: log.verify(check_files=check_files, workers=workers, anchors=anchors))
+    folder = _data_dir(data_dir) if check_files else None
+    report = _guard(
+        lambda: log.verify(
+            check_files=check_files, workers=workers, anchors=anchors, data_dir=folder
+        )
+    )
     if anchor_path is not None and report.ok:
         last = anchors[-1] if anchors else None
         if last is None or (last.seq, last.hash) != (report.head_seq, report.head_hash):
@@ -707,20 +729,28 @@ def verify(
 )
 @click.option("--actor", required=True, help="Who purges (kept in the chained purge record).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@data_dir_option
 @json_option
 @db_option
-def purge(older_than: float, actor: str, yes: bool, as_json: bool, db: Path) -> None:
+def purge(
+    older_than: float, actor: str, yes: bool, data_dir: Path | None, as_json: bool, db: Path
+) -> None:
     """Delete every audit row older than a duration; the chain stays verifiable.
 
     The oldest rows are removed and a chained purge record commits to the last removed row's
-    hash, which becomes the verified start of the chain. Their evidence thumbnails are deleted.
+    hash, which becomes the verified start of the chain. If any of those rows fails
+    verification, nothing is purged. Their evidence thumbnails are deleted only inside
+    --data-dir/evidence/; a stored path that leads elsewhere is left alone and listed.
     """
     log = _log(db)
+    folder = _data_dir(data_dir)
     if not yes and sys.stdin.isatty():
         click.confirm(
-            f"Delete audit rows older than {older_than / 86400:g} days from {db}?", abort=True
+            f"Delete audit rows older than {older_than / 86400:g} days from {db} (and their "
+            f"evidence files in {folder / 'evidence'})?",
+            abort=True,
         )
-    report = _guard(lambda: log.purge(older_than, actor=actor))
+    report = _guard(lambda: log.purge(older_than, actor=actor, data_dir=folder))
     if as_json:
         _echo_json(report.as_dict())
         return
@@ -728,6 +758,8 @@ def purge(older_than: float, actor: str, yes: bool, as_json: bool, db: Path) -> 
         f"Purged {report.rows} rows (through seq {report.through_seq}) and {report.files} "
         f"evidence file(s) recorded before {_when(report.cutoff)} UTC."
     )
+    for line in report.kept:
+        click.echo(f"Kept {line}", err=True)
 
 
 @audit.command()

@@ -6,6 +6,7 @@
     ├── UnknownRecord   no request, job or row with that id
     ├── BadFilter       a filter value that cannot be understood (e.g. ``--since yesterdayish``)
     ├── InvalidRecord   a record that cannot be stored as given (bad endpoint, action, tenant...)
+    │   └── UnsafePath  a stored file path that leads outside the data folder
     ├── ReleaseFailed   the job system refused to release a withheld video
     └── SchemaTooNew    the database was written by a newer ReelGuard
 """
@@ -27,6 +28,10 @@ class BadFilter(AuditError):
 
 class InvalidRecord(AuditError):
     """A record with a value the audit log refuses to store."""
+
+
+class UnsafePath(InvalidRecord):
+    """A file path read from the database that does not resolve inside the data folder."""
 
 
 class ReleaseFailed(AuditError):

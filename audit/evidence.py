@@ -2,8 +2,16 @@
 
 A thumbnail is a small JPEG of the frame a reviewer needs to see. It lives under
 ``<data_dir>/evidence/<job id>/`` (owner-only permissions), never under ``released/``, so a
-withheld frame is never reachable through a public path. The audit record stores its path and
-SHA-256 (:meth:`audit.log.AuditLog.record_frame_audit`).
+withheld frame is never reachable through a public path. The audit record stores its path,
+relative to the data folder (``evidence/<job id>/frame_000016.jpg``), and its SHA-256
+(:meth:`audit.log.AuditLog.record_frame_audit`).
+
+A path read back from the database is input like any other (a row can be edited, a database
+restored next to another deployment's files): :func:`resolve_evidence_path` is the only way
+from a stored path to a file, and it refuses anything that does not resolve inside
+``<data_dir>/evidence/``. Records written before paths were stored relative hold absolute
+paths; those are accepted on the same condition (the path is covered by the row's hash, so
+rows are never rewritten to migrate them).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from audit.errors import InvalidRecord
+from audit.errors import InvalidRecord, UnsafePath
 from classifiers.base import SampledFrame
 from policies.decision import Decision
 
@@ -32,6 +40,38 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 def evidence_dir(data_dir: Path) -> Path:
     """The private evidence folder under the video data folder."""
     return Path(data_dir) / EVIDENCE_DIR
+
+
+def stored_evidence_path(path: Path, data_dir: Path) -> str:
+    """How the audit log stores the thumbnail at ``path``: relative to ``data_dir`` (POSIX
+    separators), or as given when it does not lie under ``data_dir``."""
+    try:
+        return Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def resolve_evidence_path(stored: str, data_dir: Path) -> Path:
+    """The file a stored evidence path names, checked to lie inside ``<data_dir>/evidence/``.
+
+    A relative path is taken from ``data_dir`` and may not contain ``..``; an absolute one
+    (records from before relative paths) must resolve inside the same folder. Symbolic links
+    are resolved first, so a link that leads out is refused too. Raises :class:`UnsafePath`
+    naming the path and why.
+    """
+    root = evidence_dir(data_dir).resolve()
+    raw = Path(stored)
+    if not stored or "\x00" in stored:
+        raise UnsafePath(f"evidence path {stored!r} is empty or not a path")
+    if not raw.is_absolute() and ".." in raw.parts:
+        raise UnsafePath(f"evidence path {stored!r} climbs out of the data folder ('..')")
+    target = (raw if raw.is_absolute() else Path(data_dir) / raw).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise UnsafePath(
+            f"evidence path {stored!r} resolves to {target}, outside {root}; it was edited, or "
+            "the database belongs with another data folder (--data-dir)"
+        )
+    return target
 
 
 def write_thumbnail(

@@ -43,7 +43,8 @@ from typing import Any
 import sqlite_utils
 
 from audit import chain
-from audit.errors import BadFilter, InvalidRecord, SchemaTooNew, UnknownRecord
+from audit.errors import BadFilter, InvalidRecord, SchemaTooNew, UnknownRecord, UnsafePath
+from audit.evidence import resolve_evidence_path, stored_evidence_path
 from audit.records import (
     ENDPOINTS,
     PROMPT_RETENTIONS,
@@ -194,7 +195,8 @@ class AuditLog:
         ``with log.transaction() as conn:`` runs ``conn`` statements on other tables of the same
         SQLite file (the job store's) and ``log.record_*`` appends atomically: an exception rolls
         all of it back. The job system uses it so that a release or a cancellation and the job
-        row that reflects it commit together, or not at all.
+        row that reflects it commit together, or not at all, and so that a video job is
+        enqueued with its prompt record (:meth:`gateway.jobs.JobStore.create`).
         """
         with self._write() as conn:
             yield conn
@@ -225,7 +227,10 @@ class AuditLog:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # A signal's exception (Ctrl-C, SIGTERM in `reelguard moderate`) can arrive
+                # just after COMMIT returned: then there is nothing left to roll back.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             finally:
                 self._depth = 0
@@ -390,6 +395,18 @@ class AuditLog:
             rows.append(("reasons", _reason_row(r, common, retention)))
         return rows
 
+    def prompt_decision(self, job_id: str) -> str | None:
+        """The action of the prompt decision recorded for video job ``job_id`` (``allow``,
+        ``review`` or ``block``), or ``None`` when the log holds none (a worker refuses such a
+        job: nothing may be generated without its prompt decision on record)."""
+        with self._read() as conn:
+            found = conn.execute(
+                "SELECT action FROM requests WHERE job_id = ? AND endpoint = 'videos' "
+                "ORDER BY seq DESC LIMIT 1",
+                (job_id,),
+            ).fetchone()
+        return None if found is None else str(found[0])
+
     def record_frame_audit(self, rec: FrameAuditRecord) -> int:
         """Record one video job's frame stage: decision, reasons, every frame score, evidence.
 
@@ -442,6 +459,11 @@ class AuditLog:
             stamps = {f.index: f.timestamp_s for f in rec.frames}
             for index, path in sorted(rec.thumbnails.items()):
                 digest, size = _file_sha256(Path(path))
+                stored = (
+                    str(path)
+                    if rec.data_dir is None
+                    else stored_evidence_path(Path(path), rec.data_dir)
+                )
                 rows.append(
                     (
                         "evidence",
@@ -450,7 +472,7 @@ class AuditLog:
                             "tenant": rec.tenant,
                             "frame_index": index,
                             "timestamp_s": stamps.get(index),
-                            "path": str(path),
+                            "path": stored,
                             "sha256": digest,
                             "bytes": size,
                         },
@@ -789,12 +811,15 @@ class AuditLog:
         max_problems: int = 100,
         workers: int | None = None,
         anchors: Sequence[Anchor] = (),
+        data_dir: Path | None = None,
     ) -> VerifyReport:
         """Recompute the whole chain; name the first row that does not match, and the rest.
 
         Catches an edited, deleted, inserted or reordered row in any audited table, prompt text
         edited in place, text removed without a chained redaction, a cut-off tail (against the
-        head in ``audit_chain``) and, with ``check_files``, evidence thumbnails changed on disk.
+        head in ``audit_chain``) and, with ``check_files``, evidence thumbnails changed on disk
+        (their stored paths are resolved inside ``<data_dir>/evidence/``; a path that leads
+        elsewhere is a problem; without ``data_dir`` only absolute paths can be read).
 
         Every row stores its hash, so row ``n`` can be checked against the stored hash of row
         ``n - 1`` alone: large logs are split into ranges checked by ``workers`` processes
@@ -809,6 +834,7 @@ class AuditLog:
         caught. Anchors before the purge base are skipped (their rows are gone by design).
         """
         started = time.perf_counter()
+        folder = None if data_dir is None else str(data_dir)
         with self._read() as conn:
             _, base_seq, base_hash, head_seq, head_hash = conn.execute(
                 "SELECT schema_version, base_seq, base_hash, head_seq, head_hash "
@@ -841,10 +867,12 @@ class AuditLog:
             starts = [base_hash] + [_stored_hash(conn, lo - 1) for lo, _ in ranges[1:]]
             if len(ranges) == 1:  # in this snapshot, so a concurrent purge cannot interfere
                 results = [
-                    _check_range(conn, *ranges[0], base_hash, covered, check_files, max_problems)
+                    _check_range(
+                        conn, *ranges[0], base_hash, covered, check_files, max_problems, folder
+                    )
                 ]
         jobs = [
-            (str(self.path), lo, hi, prev, covered, check_files, max_problems)
+            (str(self.path), lo, hi, prev, covered, check_files, max_problems, folder)
             for (lo, hi), prev in zip(ranges, starts, strict=True)
         ]
         if len(jobs) > 1:
@@ -909,12 +937,26 @@ class AuditLog:
 
     # -- retention ------------------------------------------------------------------------------
 
-    def purge(self, older_than_s: float, *, actor: str, now: float | None = None) -> PurgeReport:
+    def purge(
+        self,
+        older_than_s: float,
+        *,
+        actor: str,
+        now: float | None = None,
+        data_dir: Path | None = None,
+    ) -> PurgeReport:
         """Delete every row recorded more than ``older_than_s`` seconds ago, keeping the chain.
 
         Removes the oldest prefix of the chain (up to the first row that is still young), then
         appends a chained purge record committing to the hash of the last removed row, which
-        becomes the chain's verified start. Evidence thumbnails of removed rows are deleted.
+        becomes the chain's verified start.
+
+        The rows to remove (and the link to the next one) are verified first; if any was
+        edited, nothing is purged (:class:`InvalidRecord`): a purge must neither act on a
+        tampered row nor erase the proof of tampering. Evidence thumbnails of removed rows are
+        deleted only where their stored path resolves inside ``<data_dir>/evidence/``
+        (:func:`audit.evidence.resolve_evidence_path`); the others, and all of them when
+        ``data_dir`` is ``None``, are left alone and listed in :attr:`PurgeReport.kept`.
         """
         if older_than_s < 0:
             raise BadFilter("--older-than must not be negative")
@@ -944,6 +986,7 @@ class AuditLog:
                     f"row {through} is missing, so the purge cannot anchor the chain; run "
                     "`reelguard audit verify` and resolve the break first"
                 )
+            self._verify_before_purge(conn, base_seq, through, head_seq)
             removed_files = [
                 p for (p,) in conn.execute("SELECT path FROM evidence WHERE seq <= ?", (through,))
             ]
@@ -970,14 +1013,27 @@ class AuditLog:
                 "actor": actor,
             }
             self._append(conn, [*carried, ("purges", record)])
-        files = 0
-        for p in removed_files:
-            try:
-                Path(p).unlink()
-                files += 1
-            except OSError:
-                pass
-        return PurgeReport(cutoff, through, rows, files)
+        files, kept = _delete_evidence(removed_files, data_dir)
+        return PurgeReport(cutoff, through, rows, files, tuple(kept))
+
+    def _verify_before_purge(
+        self, conn: sqlite3.Connection, base_seq: int, through: int, head_seq: int
+    ) -> None:
+        """Raise :class:`InvalidRecord` if rows ``base_seq + 1 .. through`` (and the row
+        after, which commits to ``through``'s hash) do not verify."""
+        (base_hash,) = conn.execute("SELECT base_hash FROM audit_chain WHERE id = 1").fetchone()
+        covered = dict(
+            conn.execute("SELECT tenant, max(through_seq) FROM redactions GROUP BY tenant")
+        )
+        hi = min(head_seq, through + 1)
+        _, _, _, problems = _check_range(conn, base_seq + 1, hi, base_hash, covered, False, 5)
+        if problems:
+            seq, table, _, message = problems[0]
+            raise InvalidRecord(
+                f"{table} seq {seq} does not verify ({message}), so nothing was purged: a purge "
+                "would act on edited rows and erase the proof; run `reelguard audit verify` "
+                "and restore the database from a backup"
+            )
 
     def redact(
         self,
@@ -1033,6 +1089,29 @@ class AuditLog:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+def _delete_evidence(stored: Sequence[str], data_dir: Path | None) -> tuple[int, list[str]]:
+    """Delete the evidence files of purged rows that lie inside ``<data_dir>/evidence/``;
+    return (files deleted, ``"<path>: <why>"`` for each one left alone)."""
+    deleted, kept = 0, []
+    for path in stored:
+        if data_dir is None:
+            kept.append(f"{path}: no data folder given, so no file is deleted")
+            continue
+        try:
+            target = resolve_evidence_path(path, data_dir)
+        except UnsafePath as exc:
+            kept.append(f"{path}: {exc}")
+            continue
+        if not target.is_file():
+            continue  # already gone (or not a file): nothing to delete
+        try:
+            target.unlink()
+            deleted += 1
+        except OSError as exc:
+            kept.append(f"{path}: {exc}")
+    return deleted, kept
 
 
 def _decided_under(
@@ -1379,12 +1458,13 @@ def _verify_range(
     covered: Mapping[str, int],
     check_files: bool,
     max_problems: int,
+    data_dir: str | None = None,
 ) -> tuple[int, int, str, list[tuple[int, str, str, str]]]:
     """Check rows ``lo..hi`` (in a worker process, or in-process for small logs)."""
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
         conn.execute("BEGIN")
-        result = _check_range(conn, lo, hi, prev_hash, covered, check_files, max_problems)
+        result = _check_range(conn, lo, hi, prev_hash, covered, check_files, max_problems, data_dir)
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -1399,6 +1479,7 @@ def _check_range(
     covered: Mapping[str, int],
     check_files: bool,
     max_problems: int,
+    data_dir: str | None = None,
 ) -> tuple[int, int, str, list[tuple[int, str, str, str]]]:
     problems: list[tuple[int, str, str, str]] = []
 
@@ -1406,7 +1487,8 @@ def _check_range(
         if len(problems) < max_problems:
             problems.append((seq, table, kind, message))
 
-    rows, last_seq, last_hash = _walk_chain(conn, lo, hi, prev_hash, covered, problem, check_files)
+    files = _FileCheck(data_dir) if check_files else None
+    rows, last_seq, last_hash = _walk_chain(conn, lo, hi, prev_hash, covered, problem, files)
     return rows, last_seq, last_hash, problems
 
 
@@ -1417,7 +1499,7 @@ def _walk_chain(
     prev_hash: str,
     covered: Mapping[str, int],
     problem: Any,
-    check_files: bool,
+    files: _FileCheck | None,
 ) -> tuple[int, int, str]:
     """The verifier's hot loop over rows ``lo..hi`` of every table in seq order.
 
@@ -1453,8 +1535,8 @@ def _walk_chain(
             why = _check_text(plan, row, covered)
             if why is not None:
                 problem(seq, table, "text", f"{table} seq {seq}: {why}")
-        if check_files and plan.sha256_at >= 0:
-            _check_file(plan, row, problem)
+        if files is not None and plan.sha256_at >= 0:
+            _check_file(plan, row, problem, files)
         expect = seq + 1
     return rows, expect - 1, prev.hex()
 
@@ -1467,9 +1549,33 @@ def _gap(seq: int, expect: int, table: str, problem: Any) -> None:
         problem(expect, table, "deleted", f"{gap} missing: rows were deleted")
 
 
-def _check_file(plan: _Plan, row: Sequence[Any], problem: Any) -> None:
+@dataclass(frozen=True, slots=True)
+class _FileCheck:
+    """``verify --check-files``: where stored evidence paths are resolved (a string, so it
+    pickles to the verifier processes)."""
+
+    data_dir: str | None
+
+
+def _check_file(plan: _Plan, row: Sequence[Any], problem: Any, files: _FileCheck) -> None:
     path, digest = row[-1], row[plan.sha256_at]
-    actual, _ = _file_sha256(Path(path))
+    if files.data_dir is not None:
+        try:
+            target = resolve_evidence_path(path, Path(files.data_dir))
+        except UnsafePath as exc:
+            problem(row[0], plan.name, "file", str(exc))
+            return
+    elif Path(path).is_absolute():
+        target = Path(path)
+    else:
+        problem(
+            row[0],
+            plan.name,
+            "file",
+            f"evidence path {path} is relative to the data folder; give it (--data-dir)",
+        )
+        return
+    actual, _ = _file_sha256(target)
     if actual is None:
         problem(row[0], plan.name, "file", f"evidence file {path} is missing")
     elif actual != digest:

@@ -87,6 +87,9 @@ class FrameAuditRecord:
     latency_ms: Mapping[str, float] = field(default_factory=dict)
     created_at: float | None = None
     """When the frame audit finished (epoch seconds); ``None`` means now."""
+    data_dir: Path | None = None
+    """The data folder the thumbnails lie in: their paths are stored relative to it (the
+    files are hashed where they are). ``None`` stores the paths as given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +301,9 @@ class PurgeReport:
     through_seq: int
     rows: int
     files: int
+    kept: tuple[str, ...] = ()
+    """Evidence files of removed rows that were *not* deleted, each with the reason (a path
+    outside the data folder, no data folder given)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--json``)."""
@@ -306,6 +312,7 @@ class PurgeReport:
             "through_seq": self.through_seq,
             "rows": self.rows,
             "files": self.files,
+            "kept": list(self.kept),
         }
 
 

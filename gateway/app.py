@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -19,8 +24,9 @@ from litestar.types import ControllerRouterHandler
 
 from audit.log import AuditLog
 from gateway.keys import KeyStore
+from gateway.limits import admission_middleware
 from gateway.moderations import ModerationController
-from gateway.pipeline import ClassifierFactory, TextModerator
+from gateway.pipeline import Admission, ClassifierFactory, TextModerator
 from gateway.policy_audit import PolicyAudit
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.schema_ui import assets_router, openapi_config
@@ -54,22 +60,69 @@ class PolicyHealth(msgspec.Struct):
     removed_overlays: list[RemovedOverlayHealth]
 
 
+class DatabaseHealth(msgspec.Struct):
+    """Whether the database (keys, jobs, audit log) can be written now; without it every
+    decision is refused with 503, since an unrecorded decision is never returned."""
+
+    writable: bool
+    error: str | None
+
+
 class Health(msgspec.Struct):
     """``GET /healthz``. ``status``: ``ok``; ``degraded`` (a policy edit was refused, the
     previous policy still serves; or a tenant overlay was removed and nobody acknowledged it
     yet); ``failing`` (a classifier failed to load, so every prompt it should check is
-    blocked)."""
+    blocked, or the database cannot be written, so every request is refused)."""
 
     status: str
     policy: PolicyHealth
     models: dict[str, str]
+    database: DatabaseHealth
+
+
+class WriteProbe:
+    """Can the database file be written now? ``BEGIN IMMEDIATE`` then ``ROLLBACK`` on a fresh
+    connection (a read-only file or disk refuses it; nothing is written), at most once per
+    ``ttl_s``, so an unauthenticated health check cannot keep the write lock busy."""
+
+    def __init__(self, path: Path, ttl_s: float = 1.0) -> None:
+        self.path, self.ttl_s = Path(path), ttl_s
+        self._lock = threading.Lock()
+        self._checked_at = -math.inf
+        self._error: str | None = None
+
+    def error(self) -> str | None:
+        """Why the database cannot be written, or ``None`` when it can."""
+        with self._lock:
+            if time.monotonic() - self._checked_at >= self.ttl_s:
+                self._error = self._probe()
+                self._checked_at = time.monotonic()
+            return self._error
+
+    def _probe(self) -> str | None:
+        try:
+            uri = f"{self.path.resolve().as_uri()}?mode=rw"  # never creates the file
+            conn = sqlite3.connect(uri, uri=True, timeout=0.2, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None  # another process is writing: writable
+            return f"{type(exc).__name__}: {exc}"
+        except (OSError, sqlite3.Error) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
 
 @get("/healthz", sync_to_thread=False, tags=["operations"], summary="Health and versions")
 def healthz(request: Request[Any, Any, State]) -> Response[Health]:
     """Liveness plus what is serving: policy version, model ids/versions, last reload error.
 
-    Returns 503 when a classifier failed to load (every prompt would be blocked).
+    Returns 503 when a classifier failed to load (every prompt would be blocked) or the
+    database cannot be written (every request would be refused).
     """
     state = request.app.state
     store: PolicyStore = state.policies
@@ -85,7 +138,8 @@ def healthz(request: Request[Any, Any, State]) -> Response[Health]:
         )
         for r in state.policy_audit.removed_overlays()
     ]
-    failing = any(v.startswith("error:") for v in models.values())
+    db_error = state.write_probe.error()
+    failing = any(v.startswith("error:") for v in models.values()) or db_error is not None
     status = "failing" if failing else "degraded" if error or removed else "ok"
     body = Health(
         status=status,
@@ -96,6 +150,7 @@ def healthz(request: Request[Any, Any, State]) -> Response[Health]:
             removed_overlays=removed,
         ),
         models=models,
+        database=DatabaseHealth(writable=db_error is None, error=db_error),
     )
     return Response(body, status_code=503 if failing else 200)
 
@@ -122,11 +177,14 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
 
 
 def body_limit(settings: Settings) -> int:
-    """Largest request body accepted (bytes): the biggest valid request, JSON-escaped, plus room.
+    """Largest request body accepted (bytes): ``REELGUARD_MAX_BODY_BYTES``, by default the
+    biggest valid request, JSON-escaped, plus room.
 
     A character can take up to 6 bytes as a JSON ``\\uXXXX`` escape; the per-field limits are
     checked after parsing, so this only stops absurd bodies early (413).
     """
+    if settings.max_body_bytes is not None:
+        return settings.max_body_bytes
     return settings.max_input_chars * settings.max_input_items * 6 + 64 * 1024
 
 
@@ -140,10 +198,13 @@ def create_app(
     policies = PolicyStore(
         settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
     )
+    admission = Admission(settings.max_pending_checks)
     moderator = TextModerator(
         policies,
         classifiers=classifiers,
         time_budget_ms=settings.classifier_timeout_ms,
+        deadline_ms=settings.check_timeout_ms,
+        admission=admission,
         warm_tenants=(BASE_TENANT,),
     )
     audit = AuditLog(settings.db)
@@ -155,6 +216,8 @@ def create_app(
             "key_store": KeyStore(settings.db),
             "audit": audit,
             "policy_audit": PolicyAudit(audit, policies).attach(),
+            "admission": admission,
+            "write_probe": WriteProbe(settings.db),
         }
     )
     return Litestar(
@@ -162,6 +225,7 @@ def create_app(
         state=state,
         lifespan=[_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[admission_middleware(admission)],
         request_max_body_size=body_limit(settings),
         openapi_config=openapi_config(
             "ReelGuard",

@@ -6,12 +6,17 @@ Input rows are ``{"id": ..., "text": "..."}``, plus any other fields a trust tea
 the same order. The extra fields pass through unchanged (the input text is not repeated); a
 field named like an output field is an error, since it would be overwritten. The whole input
 is validated before anything is checked, and the output is written to a temporary file renamed
-into place at the end, so a bad row or a crash never leaves a half-written output behind.
+into place at the end, so a bad row or a crash never leaves a half-written output behind. The
+temporary file (``.<output name>.<pid>.<random>.tmp`` next to the output) is removed when the
+run fails or is stopped (Ctrl-C; ``reelguard moderate`` turns SIGTERM into the same exit); one
+left by a run that was killed outright (``kill -9``) is removed by the next run for the same
+output.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -126,7 +131,10 @@ def moderate_rows(
     counts = {"allow": 0, "review": 0, "block": 0}
     batch_id = f"batch-{uuid.uuid4().hex}"
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    remove_stale_temp_files(output)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{output.name}.{os.getpid()}.", suffix=".tmp", dir=output.parent
+    )
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in _chunks(rows, batch_size):
@@ -166,3 +174,36 @@ def moderate_rows(
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return counts
+
+
+def remove_stale_temp_files(output: Path) -> list[Path]:
+    """Delete temporary files that runs writing ``output`` left behind when they were killed
+    (their process is gone); returns what was deleted.
+
+    Matches ``.<name>.<pid>.<random>.tmp`` whose process no longer runs, and the older
+    ``.<name>.<random>`` form (8 characters, from before the pid was in the name).
+    """
+    own = re.compile(rf"\.{re.escape(output.name)}\.(\d+)\.[A-Za-z0-9_]+\.tmp")
+    legacy = re.compile(rf"\.{re.escape(output.name)}\.[a-z0-9_]{{8}}")
+    removed = []
+    for candidate in output.parent.glob(f".{output.name}.*"):
+        match = own.fullmatch(candidate.name)
+        stale = legacy.fullmatch(candidate.name) is not None or (
+            match is not None and not _running(int(match.group(1)))
+        )
+        if stale and candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -88,6 +89,7 @@ def serve(
     """
     import uvicorn
 
+    from gateway.limits import uvicorn_config
     from gateway.serve import build_app_or_explain, first_run_key
 
     settings = _settings(
@@ -105,7 +107,7 @@ def serve(
 
     pool = start_workers(settings)  # separate processes: the web process never generates
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        uvicorn.Server(uvicorn_config(app, settings, log_level="info")).run()
     finally:
         if pool is not None:
             pool.stop()
@@ -268,6 +270,9 @@ def moderate(
     if note is not None:
         click.echo(note, err=True)
     moderator, audit = build_moderator_or_explain(settings)
+    # SIGTERM ends the run the way Ctrl-C does (an exception), so the temporary output file
+    # is removed and the audit batch in progress rolls back.
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         console = Console(stderr=True)
         with Progress(console=console, disable=not console.is_terminal, transient=True) as progress:
@@ -285,6 +290,10 @@ def moderate(
         audit.close()
     summary = ", ".join(f"{n} {action}" for action, n in counts.items())
     click.echo(f"Wrote {len(rows)} results to {output_path} ({summary}).", err=True)
+
+
+def _raise_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 # -- policy changes in the audit chain (the policy group's commands that need the database) --

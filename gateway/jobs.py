@@ -37,11 +37,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from audit.sqlite_open import connect_wal
+
+if TYPE_CHECKING:
+    from audit.log import AuditLog
+    from audit.records import ModerationRecord
 
 JobStatus = Literal["queued", "in_progress", "completed", "failed"]
 Stage = Literal["queued", "generating", "auditing", "encoding", "recording", "decided", "done"]
@@ -278,58 +282,89 @@ class JobStore:
 
     # -- web process ---------------------------------------------------------------------------
 
-    def create(self, new: NewJob, *, queue_max: int, workers: int = 1) -> tuple[VideoJob, bool]:
+    def create(
+        self,
+        new: NewJob,
+        *,
+        queue_max: int,
+        workers: int = 1,
+        audit: AuditLog | None = None,
+        prompt_record: ModerationRecord | None = None,
+    ) -> tuple[VideoJob, bool]:
         """Enqueue a job; returns ``(job, created)``.
+
+        With ``audit`` and ``prompt_record``, the job row and its prompt record (``job_id``
+        set to the new job) commit in one transaction on the audit log's connection (same
+        database file), so no crash can leave a queued job without its prompt decision on
+        record; if the record cannot be written, no job exists. Workers refuse a job whose
+        prompt decision is not in the log (:meth:`gateway.worker.JobRunner.run`), so a job
+        created without them (tests of the queue alone) is never generated.
 
         With an idempotency key already used by this tenant, returns the existing job and
         ``created=False`` (or raises :class:`IdempotencyConflict` if the request differs).
         Raises :class:`QueueFull` when ``queue_max`` jobs are already waiting.
         """
+        if (audit is None) != (prompt_record is None):
+            raise ValueError("create() takes audit and prompt_record together, or neither")
+        if audit is None or prompt_record is None:
+            with self._write() as conn:
+                return self._insert(conn, new, queue_max, workers)
+        with audit.transaction() as conn:
+            job, created = self._insert(conn, new, queue_max, workers)
+            if created:
+                audit.record_moderation(replace(prompt_record, job_id=job.id))
+            return job, created
+
+    def _insert(
+        self, conn: sqlite3.Connection, new: NewJob, queue_max: int, workers: int
+    ) -> tuple[VideoJob, bool]:
+        """The body of :meth:`create`, inside the caller's write transaction on ``conn``."""
         now = time.time()
-        with self._write() as conn:
-            if new.idempotency_key is not None:
-                row = conn.execute(
-                    "SELECT * FROM video_jobs WHERE tenant = ? AND idempotency_key = ?",
-                    (new.tenant, new.idempotency_key),
-                ).fetchone()
-                if row is not None:
-                    if row["request_hash"] != new.request_hash:
-                        raise IdempotencyConflict(
-                            f"Idempotency-Key {new.idempotency_key!r} was used for a different "
-                            "request; send a new key for a new video"
-                        )
-                    return _row_to_job(row), False
-            queued = conn.execute(
-                "SELECT count(*) FROM video_jobs WHERE status = 'queued'"
-            ).fetchone()[0]
-            if queued >= queue_max:
-                raise QueueFull(queued, queue_max, self._retry_after(conn, queued, workers))
-            job_id = "video_" + secrets.token_hex(16)
-            conn.execute(
-                """INSERT INTO video_jobs (id, tenant, model, prompt, seconds, size, width, height,
-                   seed, status, stage, progress, created_at, updated_at, prompt_moderation,
-                   policy_version, idempotency_key, request_hash)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', 0, ?, ?, ?, ?, ?, ?)""",
-                (
-                    job_id,
-                    new.tenant,
-                    new.model,
-                    new.prompt,
-                    new.seconds,
-                    new.size,
-                    new.width,
-                    new.height,
-                    new.seed,
-                    now,
-                    now,
-                    json.dumps(new.prompt_moderation),
-                    new.policy_version,
-                    new.idempotency_key,
-                    new.request_hash,
-                ),
-            )
-            row = conn.execute("SELECT * FROM video_jobs WHERE id = ?", (job_id,)).fetchone()
-            return _row_to_job(row), True
+        cur = conn.cursor()
+        cur.row_factory = sqlite3.Row  # ``conn`` may be the audit log's plain connection
+        if new.idempotency_key is not None:
+            row = cur.execute(
+                "SELECT * FROM video_jobs WHERE tenant = ? AND idempotency_key = ?",
+                (new.tenant, new.idempotency_key),
+            ).fetchone()
+            if row is not None:
+                if row["request_hash"] != new.request_hash:
+                    raise IdempotencyConflict(
+                        f"Idempotency-Key {new.idempotency_key!r} was used for a different "
+                        "request; send a new key for a new video"
+                    )
+                return _row_to_job(row), False
+        queued = cur.execute("SELECT count(*) FROM video_jobs WHERE status = 'queued'").fetchone()[
+            0
+        ]
+        if queued >= queue_max:
+            raise QueueFull(queued, queue_max, self._retry_after(conn, queued, workers))
+        job_id = "video_" + secrets.token_hex(16)
+        cur.execute(
+            """INSERT INTO video_jobs (id, tenant, model, prompt, seconds, size, width, height,
+               seed, status, stage, progress, created_at, updated_at, prompt_moderation,
+               policy_version, idempotency_key, request_hash)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', 0, ?, ?, ?, ?, ?, ?)""",
+            (
+                job_id,
+                new.tenant,
+                new.model,
+                new.prompt,
+                new.seconds,
+                new.size,
+                new.width,
+                new.height,
+                new.seed,
+                now,
+                now,
+                json.dumps(new.prompt_moderation),
+                new.policy_version,
+                new.idempotency_key,
+                new.request_hash,
+            ),
+        )
+        row = cur.execute("SELECT * FROM video_jobs WHERE id = ?", (job_id,)).fetchone()
+        return _row_to_job(row), True
 
     @staticmethod
     def _retry_after(conn: sqlite3.Connection, queued: int, workers: int) -> int:

@@ -35,6 +35,7 @@ from audit.errors import AuditError
 from audit.log import AuditLog
 from classifiers.base import CATEGORIES, Category, Evidence
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
+from gateway.limits import check_normalized_size
 from gateway.pipeline import ModerationOutcome, TextModerator, moderation_record
 from gateway.problems import FieldError, Problem, problem_responses
 from gateway.settings import Settings
@@ -175,7 +176,11 @@ def to_result(outcome: ModerationOutcome) -> ModerationResult:
 
 
 def input_texts(data: ModerationRequest, settings: Settings) -> list[str]:
-    """The prompts in ``data.input``, or a 413/422 :class:`Problem` naming each bad item."""
+    """The prompts in ``data.input``, or a 413/422 :class:`Problem` naming each bad item.
+
+    413 for too many items, too many characters, or too many once normalised
+    (:func:`gateway.limits.check_normalized_size`).
+    """
     items: list[str | InputPart] = [data.input] if isinstance(data.input, str) else data.input
     listed = not isinstance(data.input, str)
 
@@ -223,6 +228,7 @@ def input_texts(data: ModerationRequest, settings: Settings) -> list[str]:
             "(REELGUARD_MAX_INPUT_CHARS).",
             errors=too_long,
         )
+    check_normalized_size(texts, [pointer(i) for i in range(len(texts))], settings)
     return texts
 
 

@@ -20,10 +20,19 @@ block with source ``"error"``.
 
 Python threads cannot be killed, so budgets are enforced twice: a classifier that returns late
 has its result discarded (error verdicts); and each check runs on a daemon worker thread with a
-hard deadline (the sum of its classifiers' budgets plus :data:`DEADLINE_SLACK_S`), so a
-classifier that hangs still yields a block on time. The hung thread is abandoned; if every
-worker is stuck, checks queue, miss their deadline and block: the gateway degrades to refusing,
-never to allowing.
+hard deadline, so a classifier that hangs still yields a block on time. The gateway gives a
+request one deadline whatever its item count (``deadline_ms``, ``REELGUARD_CHECK_TIMEOUT_MS``);
+offline tools leave it unset and get the sum of the classifiers' budgets per prompt plus
+:data:`DEADLINE_SLACK_S`. A check that misses its deadline blocks at once, without running
+anything expensive again (no blocklist scan, no normaliser); the abandoned thread stops at its
+next step (between prompts and classifiers), so it cannot keep burning CPU for long.
+
+Admission control (:class:`Admission`, ``REELGUARD_MAX_PENDING_CHECKS``): the gateway admits at
+most that many moderation requests per process at once (``gateway.limits.admission_middleware``,
+from the first byte of the request to the last of the answer) and answers one more with 503 and
+``Retry-After`` at once; a check abandoned at its deadline keeps a place until its thread
+really ends. Under overload the gateway sheds load instead of queueing it without bound, and
+never allows anything it did not check.
 """
 
 from __future__ import annotations
@@ -143,6 +152,60 @@ class ClassifierTimeout(Exception):
     """A classifier finished, but later than its time budget allows."""
 
 
+class ChecksOverloaded(Exception):
+    """Too many text checks are running or waiting in this process; retry after a moment.
+
+    ``pending`` checks hold the ``limit`` places; ``retry_after_s`` is a hint for clients.
+    """
+
+    def __init__(self, pending: int, limit: int, retry_after_s: int = 1) -> None:
+        super().__init__(
+            f"{pending} text checks are running or waiting (the limit is {limit}, "
+            f"REELGUARD_MAX_PENDING_CHECKS); retry after {retry_after_s} s"
+        )
+        self.pending, self.limit, self.retry_after_s = pending, limit, retry_after_s
+
+
+class _DeadlinePassed(Exception):
+    """Raised inside an abandoned check to stop it at its next step (nobody waits for it)."""
+
+
+class Admission:
+    """A bounded count of moderation work in flight in one process; thread-safe.
+
+    :meth:`enter` takes a place or raises :class:`ChecksOverloaded`; :meth:`leave` gives it
+    back. :meth:`hold` takes one regardless of the limit: for a check abandoned at its
+    deadline whose thread still runs (its request has left), so hung work still counts.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        """Places taken now."""
+        return self._pending
+
+    def enter(self) -> None:
+        """Take a place, or raise :class:`ChecksOverloaded` when all are taken."""
+        with self._lock:
+            if self._pending >= self.limit:
+                raise ChecksOverloaded(self._pending, self.limit)
+            self._pending += 1
+
+    def hold(self) -> None:
+        """Take a place even past the limit (abandoned work that still runs)."""
+        with self._lock:
+            self._pending += 1
+
+    def leave(self) -> None:
+        """Give a place back."""
+        with self._lock:
+            self._pending -= 1
+
+
 class InvalidVerdict(Exception):
     """A classifier returned something that is not a valid :class:`Verdict`."""
 
@@ -172,8 +235,12 @@ class TextModerator:
 
     ``policies`` is a :class:`policies.store.PolicyStore`.
     ``classifiers`` defaults to :data:`classifiers.registry.TEXT_CLASSIFIERS`; each is built on
-    first use and kept. ``time_budget_ms`` is per classifier per prompt. Callers write each
-    outcome to the audit log (:func:`moderation_record`), since only they know the request.
+    first use and kept. ``time_budget_ms`` is per classifier per prompt. ``deadline_ms`` is the
+    hard deadline of one :meth:`check_many` call whatever its size (``None``: the classifiers'
+    budgets per prompt plus :data:`DEADLINE_SLACK_S`, for offline tools). ``admission`` (the
+    gateway's) is given a place for every check abandoned at its deadline until its thread
+    ends. Callers write each outcome to the audit log (:func:`moderation_record`), since only
+    they know the request.
     """
 
     def __init__(
@@ -182,11 +249,15 @@ class TextModerator:
         *,
         classifiers: Mapping[str, ClassifierFactory] | None = None,
         time_budget_ms: float = 1000.0,
+        deadline_ms: float | None = None,
+        admission: Admission | None = None,
         warm_tenants: Sequence[str] = ("default",),
     ) -> None:
         self._policies = policies
         self._factories = dict(TEXT_CLASSIFIERS if classifiers is None else classifiers)
         self._budget_s = time_budget_ms / 1000.0
+        self._deadline_s = None if deadline_ms is None else deadline_ms / 1000.0
+        self.admission = admission
         self._built: dict[str, TextClassifier | BaseException] = {}
         self._build_lock = threading.Lock()
         for tenant in warm_tenants:
@@ -209,11 +280,18 @@ class TextModerator:
             return []
         policy = self._policies.get(tenant)
         names = _prompt_classifiers(policy)
-        deadline = self._budget_s * len(names) * len(texts) + DEADLINE_SLACK_S
-        future = _pool().submit(self._check_many, list(texts), tenant, policy)
+        deadline = self._deadline_s
+        if deadline is None:
+            deadline = self._budget_s * len(names) * len(texts) + DEADLINE_SLACK_S
+        stop_at = time.monotonic() + deadline
+        future = _pool().submit(self._check_many, list(texts), tenant, policy, stop_at)
         try:
             return future.result(timeout=deadline)
-        except concurrent.futures.TimeoutError:
+        except (concurrent.futures.TimeoutError, _DeadlinePassed):
+            admission = self.admission
+            if admission is not None:  # the thread may run on: it keeps a place till it ends
+                admission.hold()
+                future.add_done_callback(lambda _: admission.leave())
             future.cancel()
             log.error(
                 "text check for tenant %s missed its %.1f s deadline; blocking", tenant, deadline
@@ -228,18 +306,24 @@ class TextModerator:
         names: tuple[str, ...],
         deadline: float,
     ) -> list[ModerationOutcome]:
-        """Outcomes for a check that did not finish: every classifier counts as failed."""
+        """Outcomes for a check that did not finish: every classifier counts as failed.
+
+        Nothing here may cost more than a few microseconds per prompt: the work that missed the
+        deadline (normaliser, classifiers, the policy's list scans) is not run again, so the
+        decision is taken from the error verdicts alone (without the prompt, ``decide`` scans
+        no blocklist). Every category blocks, whatever the lists would have said.
+        """
         reason = f"TimeoutError: the text check missed its deadline of {deadline * 1000:.0f} ms"
-        verdicts = [v for name in names for v in error_verdicts(name, reason)]
+        verdicts = [v for name in names or ("pipeline",) for v in error_verdicts(name, reason)]
+        decision = decide(policy, "prompt", verdicts)
         outcomes = []
         for text in texts:
-            prompt = _identity(text)  # the normaliser may be what hangs
             outcomes.append(
                 ModerationOutcome(
                     tenant=tenant,
-                    prompt=prompt,
+                    prompt=_identity(text),  # the normaliser may be what hangs
                     verdicts=tuple(verdicts),
-                    decision=_decide(policy, verdicts, prompt, ()),
+                    decision=decision,
                     model_versions={name: f"{name}@{ERROR_MODEL_VERSION}" for name in names},
                     latency_ms=deadline * 1000.0,
                 )
@@ -247,13 +331,25 @@ class TextModerator:
         return outcomes
 
     def _check_many(
-        self, texts: list[str], tenant: str, policy: ResolvedPolicy
+        self,
+        texts: list[str],
+        tenant: str,
+        policy: ResolvedPolicy,
+        stop_at: float = math.inf,
     ) -> list[ModerationOutcome]:
+        """The check itself; past ``stop_at`` it stops at the next step (the caller has
+        already answered with a block)."""
+
+        def on_time() -> None:
+            if time.monotonic() > stop_at:
+                raise _DeadlinePassed
+
         n = len(texts)
         spent = [0.0] * n
         prompts: list[PromptText] = []
         verdicts: list[list[Verdict]] = [[] for _ in range(n)]
         for i, text in enumerate(texts):
+            on_time()
             t0 = time.perf_counter()
             prompt, errors = _normalize(text)
             prompts.append(prompt)
@@ -262,6 +358,7 @@ class TextModerator:
 
         model_versions: dict[str, str] = {}
         for name in _prompt_classifiers(policy):
+            on_time()
             clf = self._classifier(name)
             if isinstance(clf, BaseException):
                 model_versions[name] = f"{name}@{ERROR_MODEL_VERSION}"
@@ -269,12 +366,13 @@ class TextModerator:
                     verdicts[i].extend(error_verdicts(name, clf))
                 continue
             model_versions[name] = f"{clf.model_id}@{clf.model_version}"
-            for i, (found, took) in enumerate(self._run(name, clf, prompts)):
+            for i, (found, took) in enumerate(self._run(name, clf, prompts, on_time)):
                 verdicts[i].extend(found)
                 spent[i] += took
 
         outcomes = []
         for i, prompt in enumerate(prompts):
+            on_time()
             t0 = time.perf_counter()
             mentions, errors = _minor_mentions(prompt)
             verdicts[i].extend(errors)
@@ -332,7 +430,11 @@ class TextModerator:
             return built
 
     def _run(
-        self, name: str, clf: TextClassifier, prompts: list[PromptText]
+        self,
+        name: str,
+        clf: TextClassifier,
+        prompts: list[PromptText],
+        on_time: Callable[[], None] = lambda: None,
     ) -> list[tuple[list[Verdict], float]]:
         """``(verdicts, seconds)`` per prompt; errors and overruns become error verdicts."""
         covered = _covered(clf)
@@ -353,7 +455,11 @@ class TextModerator:
                 results = [error_verdicts(name, exc, covered) for _ in prompts]
             share = took / len(prompts)
             return [(r, share) for r in results]
-        return [self._run_one(name, clf, p, covered) for p in prompts]
+        each = []
+        for p in prompts:
+            on_time()
+            each.append(self._run_one(name, clf, p, covered))
+        return each
 
     def _run_one(
         self, name: str, clf: TextClassifier, prompt: PromptText, covered: tuple[Category, ...]

@@ -24,6 +24,8 @@ them without parsing prose:
 - ``validation-error`` (422): wrong types, unknown fields (see ``errors``)
 - ``internal-error`` (500): a bug, logged with its traceback; never expected
 - ``audit-unavailable`` (503): the audit log cannot be written, so no decision is returned
+- ``overloaded`` (503, ``Retry-After``): too many moderation requests in flight in this
+  process (``gateway.limits.admission_middleware``)
 - ``unavailable`` (503): a dependency is down; retry
 
 Raise :class:`Problem` from handlers; :data:`EXCEPTION_HANDLERS` turns Litestar's own HTTP
@@ -43,6 +45,7 @@ from litestar import Request, Response
 from litestar.exceptions import (
     ClientException,
     HTTPException,
+    InternalServerException,
     MethodNotAllowedException,
     NotAuthorizedException,
     NotFoundException,
@@ -55,6 +58,8 @@ log = logging.getLogger("reelguard.gateway")
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:reelguard:problem:"
+CLIENT_DISCONNECTED = "client disconnected prematurely"
+"""Litestar's detail when the client closes the connection before the body is complete."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +204,18 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> Problem:
         return Problem(405, "method-not-allowed", exc.detail, headers=exc.headers)
     if isinstance(exc, ClientException):
         return _client_problem(exc)
+    if isinstance(exc, RecursionError) and "deserializ" in str(exc):
+        # msgspec decoding a JSON body nested deeper than Python's recursion limit.
+        return Problem(
+            400, "invalid-json", "The request body is not valid JSON: it is nested too deeply."
+        )
+    if isinstance(exc, InternalServerException) and exc.detail == CLIENT_DISCONNECTED:
+        # Not a bug: the client went away mid-body. One line, no traceback; nobody reads
+        # the answer.
+        log.info("client disconnected before sending the whole body: %s", request.url.path)
+        return Problem(
+            400, "bad-request", "The client disconnected before the request body was complete."
+        )
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         return Problem(exc.status_code, "bad-request", exc.detail, headers=exc.headers)
     if isinstance(exc, HTTPException) and exc.status_code == 503:

@@ -33,6 +33,47 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     max_input_chars: int = Field(10_000, ge=1, description="Longest prompt accepted (characters).")
     max_input_items: int = Field(32, ge=1, description="Most prompts in one moderation request.")
+    # request limits (gateway/limits.py): what one request may cost, and how much may wait
+    max_normalized_chars: int = Field(
+        20_000,
+        ge=1,
+        description="Longest prompt after normalisation (NFKC can expand a character 18x); "
+        "longer is 413.",
+    )
+    max_request_normalized_chars: int = Field(
+        100_000,
+        ge=1,
+        description="Most normalised characters in one request, all items together; more is 413.",
+    )
+    check_timeout_ms: float = Field(
+        5_000.0,
+        gt=0,
+        description="One deadline for a request's whole text check, whatever its item count; "
+        "a check that misses it blocks (fail closed).",
+    )
+    max_pending_checks: int = Field(
+        32,
+        ge=1,
+        description="Text checks running or waiting in one process; beyond it 503 + Retry-After.",
+    )
+    max_header_bytes: int = Field(
+        32_768, ge=1024, description="Largest request line + headers (bytes); larger is 400."
+    )
+    max_body_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Largest request body (bytes); larger is 413. Default: the biggest valid "
+        "moderation request (max_input_items x max_input_chars, 6 bytes each) + 64 KiB.",
+    )
+    request_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Time a client has to send one request (headers and body); slower "
+        "connections are closed.",
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, description="An idle keep-alive connection is closed after this many seconds."
+    )
     policy_reload_interval_s: float = Field(
         2.0, gt=0, description="How often to check policy files."
     )

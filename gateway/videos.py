@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import re
+import sqlite3
 import time
 import uuid
 from functools import partial
@@ -51,6 +52,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import File
 
+from audit.errors import AuditError
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
 from gateway.jobs import (
     IdempotencyConflict,
@@ -61,14 +63,20 @@ from gateway.jobs import (
     VideoJob,
     videos_dir,
 )
+from gateway.limits import check_normalized_size
+from gateway.pipeline import moderation_record
 from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem
 from gateway.settings import Settings
 
 log = logging.getLogger("reelguard.videos")
 
-SIZE_PATTERN = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+SIZE_PATTERN = re.compile(r"([0-9]{1,5})x([0-9]{1,5})", re.ASCII)
+"""``WIDTHxHEIGHT`` in ASCII digits, matched with ``fullmatch`` (no full-width digits, no
+trailing newline); the job stores the canonical ``f"{width}x{height}"``."""
 FIELDS = ("prompt", "model", "seconds", "size", "seed", "input_reference")
 POLL_AFTER_MS = "1000"
+STORAGE_ERRORS = (OSError, sqlite3.Error, AuditError)
+"""What a database that cannot be written raises (read-only file or disk, disk full, lock)."""
 
 
 # -- response shapes -------------------------------------------------------------------------
@@ -284,7 +292,9 @@ def parse_create(raw: dict[str, Any], settings: Settings) -> CreateVideo:
     if raw.get("input_reference") is not None:
         errors.append(FieldError("#/input_reference", "reference images are not supported"))
     prompt = raw.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
+    if isinstance(prompt, UploadFile):
+        errors.append(FieldError("#/prompt", "sent as a file; send the prompt as a text field"))
+    elif not isinstance(prompt, str) or not prompt.strip():
         errors.append(FieldError("#/prompt", "required: a non-empty string"))
     elif len(prompt) > settings.max_input_chars:
         raise Problem(
@@ -294,6 +304,13 @@ def parse_create(raw: dict[str, Any], settings: Settings) -> CreateVideo:
             "(REELGUARD_MAX_INPUT_CHARS).",
             errors=[FieldError("#/prompt", f"at most {settings.max_input_chars} characters")],
         )
+    else:
+        check_normalized_size([prompt], ["#/prompt"], settings)
+    errors += [
+        FieldError(f"#/{k}", "sent as a file; send it as a text field")
+        for k, v in raw.items()
+        if isinstance(v, UploadFile) and k not in ("prompt", "input_reference")
+    ]
     model = raw.get("model") or settings.generator_backend
     if not isinstance(model, str) or model not in _known_models():
         errors.append(
@@ -301,7 +318,7 @@ def parse_create(raw: dict[str, Any], settings: Settings) -> CreateVideo:
         )
     seconds = _seconds(raw.get("seconds", settings.video_default_seconds), errors)
     size = raw.get("size") or settings.video_default_size
-    match = SIZE_PATTERN.match(size) if isinstance(size, str) else None
+    match = SIZE_PATTERN.fullmatch(size) if isinstance(size, str) else None
     if match is None:
         errors.append(FieldError("#/size", f"must be WIDTHxHEIGHT, e.g. '256x256'; got {size!r}"))
     seed = _seed(raw.get("seed"), errors)
@@ -312,7 +329,7 @@ def parse_create(raw: dict[str, Any], settings: Settings) -> CreateVideo:
         prompt=prompt,
         model=model,
         seconds=seconds,
-        size=str(size),
+        size=f"{int(match.group(1))}x{int(match.group(2))}",
         width=int(match.group(1)),
         height=int(match.group(2)),
         seed=seed,
@@ -349,18 +366,32 @@ async def read_body(request: Request[Any, Any, State]) -> dict[str, Any]:
     """The create body as a dict, from JSON or from multipart/urlencoded form fields."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form()
-        raw: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            raw[key] = "<file>" if isinstance(value, UploadFile) else value
-        return raw
+        try:
+            form = await request.form()
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise Problem(
+                400, "bad-request", f"A form field is not text in its declared charset: {exc}."
+            ) from None
+        # File parts stay UploadFile objects: parse_create refuses them by name.
+        return dict(form.multi_items())
     body = await request.body()
     if not body:
         raise Problem(400, "bad-request", "The request body is empty; send JSON or a form.")
     try:
-        raw = json.loads(body)
-    except ValueError as exc:
-        raise Problem(400, "invalid-json", f"The request body is not valid JSON: {exc}.") from exc
+        # msgspec, as for /v1/moderations: it refuses lone UTF-16 surrogates ("\ud800"),
+        # which no database or encoder downstream could store.
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise Problem(
+            400,
+            "invalid-json",
+            f"The request body is not valid JSON: {exc}. Strings must be valid Unicode "
+            "(no lone \\ud800-\\udfff escapes).",
+        ) from None
+    except RecursionError:
+        raise Problem(
+            400, "invalid-json", "The request body is not valid JSON: it is nested too deeply."
+        ) from None
     if not isinstance(raw, dict):
         raise Problem(422, "validation-error", "The request body must be a JSON object.")
     return raw
@@ -448,16 +479,18 @@ class VideoController(Controller):
         settings: Settings = state.settings
         spec = parse_create(raw, settings)
         check_with_backend(state, spec)
-        store = _store(state)
         if key is not None and len(key) > 255:
             raise Problem(422, "validation-error", "Idempotency-Key is longer than 255 characters.")
-        if key is not None:
-            replay = store.find_idempotent(tenant, key)
-            if replay is not None:
-                return self._replay(replay, spec)
+        request_id = f"vidr-{uuid.uuid4().hex}"
+        try:
+            store = _store(state)
+            replay = store.find_idempotent(tenant, key) if key is not None else None
+        except STORAGE_ERRORS as exc:
+            raise _unavailable(request_id, exc) from exc
+        if replay is not None:
+            return self._replay(replay, spec)
         created_at = time.time()
         outcome = state.moderator.check(spec.prompt, tenant)
-        request_id = f"vidr-{uuid.uuid4().hex}"
         if outcome.decision.action == "block":
             _record_prompt(state, outcome, request_id, created_at, job_id=None)
             return blocked_response(request, outcome)
@@ -475,9 +508,15 @@ class VideoController(Controller):
             idempotency_key=key,
             request_hash=spec.request_hash(),
         )
-        try:
+        try:  # the job and its prompt record commit together, or neither does
             job, created = store.create(
-                new, queue_max=settings.video_queue_max, workers=max(1, settings.video_workers)
+                new,
+                queue_max=settings.video_queue_max,
+                workers=max(1, settings.video_workers),
+                audit=state.audit,
+                prompt_record=moderation_record(
+                    outcome, request_id=request_id, created_at=created_at, endpoint="videos"
+                ),
             )
         except QueueFull as full:
             _record_prompt(state, outcome, request_id, created_at, job_id=None)
@@ -486,9 +525,10 @@ class VideoController(Controller):
             ) from None
         except IdempotencyConflict as conflict:
             raise Problem(409, "idempotency-conflict", str(conflict)) from None
+        except STORAGE_ERRORS as exc:
+            raise _unavailable(request_id, exc) from exc
         if not created:
             return self._replay(job, spec)
-        _record_prompt(state, outcome, request_id, created_at, job_id=job.id)
         return Response(
             video_object(job),
             status_code=202,
@@ -627,13 +667,8 @@ def _check_servable(job: VideoJob) -> None:
 def _record_prompt(
     state: State, outcome: Any, request_id: str, created_at: float, *, job_id: str | None
 ) -> None:
-    """Write the prompt decision to the audit log, or raise a 503 problem: a decision that is
-    not recorded is not acted on (the caller cancels the job it just created)."""
-    import sqlite3
-
-    from audit.errors import AuditError
-    from gateway.pipeline import moderation_record
-
+    """Write a prompt decision that creates no job (blocked, or the queue was full) to the
+    audit log, or raise a 503 problem: a decision that is not recorded is not returned."""
     try:
         state.audit.record_moderation(
             moderation_record(
@@ -644,14 +679,18 @@ def _record_prompt(
                 job_id=job_id,
             )
         )
-    except (OSError, sqlite3.Error, AuditError) as exc:
-        log.error("audit write failed for %s", request_id, exc_info=exc)
-        if job_id is not None:
-            _store(state).delete(job_id, outcome.tenant)
-        raise Problem(
-            503,
-            "audit-unavailable",
-            "The prompt decision could not be written to the audit log, so no video was "
-            "started; retry shortly.",
-            headers={"Retry-After": "1"},
-        ) from exc
+    except STORAGE_ERRORS as exc:
+        raise _unavailable(request_id, exc) from exc
+
+
+def _unavailable(request_id: str, exc: BaseException) -> Problem:
+    """The 503 for a database that cannot be written (read-only, full, gone): nothing was
+    started and nothing is lost; the client retries."""
+    log.error("database write failed for %s: %s", request_id, exc)
+    return Problem(
+        503,
+        "audit-unavailable",
+        "The database cannot be written (the prompt decision could not be recorded), so no "
+        "video was started; retry shortly.",
+        headers={"Retry-After": "1"},
+    )

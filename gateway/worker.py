@@ -52,6 +52,8 @@ from gateway.settings import Settings
 log = logging.getLogger("reelguard.worker")
 
 EXIT_STAGE_OVERRUN = 70
+PROMPT_AUDIT_MISSING = "prompt_audit_missing"
+"""Error code of a job a worker refused: no prompt decision allowing it in the audit log."""
 
 
 class StopJob(Exception):
@@ -320,6 +322,10 @@ class JobRunner:
                 log.exception("job %s: applying the recorded decision failed", job.id)
                 self._fail(job, "release_failed", f"{type(exc).__name__}: {exc}")
             return
+        why = self._unaudited(job)
+        if why is not None:
+            self._refuse(job, why)
+            return
         s = self.settings
         with Heartbeat(
             self.store, job, self.worker_id, s.video_lease_s, self.shutdown, s.video_stage_grace_s
@@ -335,6 +341,31 @@ class JobRunner:
             except Exception as exc:
                 log.exception("job %s failed", job.id)
                 self._fail(job, _error_code(exc), f"{type(exc).__name__}: {exc}")
+
+    def _unaudited(self, job: VideoJob) -> str | None:
+        """Why ``job`` must not be generated, judged by the audit log (not by the job row): its
+        prompt decision is missing (e.g. a row written outside ``POST /v1/videos``), or it
+        is a block. ``None`` when the recorded decision allows generating."""
+        action = self.c.audit_log.prompt_decision(job.id)
+        if action is None:
+            return "its prompt decision is not in the audit log"
+        if action == "block":
+            return "its prompt decision in the audit log is block"
+        return None
+
+    def _refuse(self, job: VideoJob, why: str) -> None:
+        """Fail closed before generating: record the refusal in the audit log, fail the job."""
+        message = f"refused before generation: {why}; nothing was generated"
+        log.error("job %s: %s", job.id, message)
+        self.c.audit_log.record_release(
+            job_id=job.id,
+            tenant=job.tenant,
+            action="withheld",
+            path=None,
+            reason=message,
+            actor=f"worker:{self.worker_id}",
+        )
+        self._fail(job, PROMPT_AUDIT_MISSING, message)
 
     def _pipeline(self, job: VideoJob, hb: Heartbeat) -> None:
         from generator.base import VideoRequest
@@ -462,6 +493,7 @@ class JobRunner:
                 },
                 latency_ms=latency,
                 thumbnails=thumbnails,
+                data_dir=self.settings.data_dir,
             )
         )
         return {

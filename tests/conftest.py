@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,15 +121,26 @@ def live_server(
     tmp_path_factory: pytest.TempPathFactory, text_classifiers: Mapping[str, ClassifierFactory]
 ) -> Iterator[LiveServer]:
     """Start uvicorn on a free port, wait until it answers, stop it after the module."""
-    from gateway.app import create_app
-
     root = tmp_path_factory.mktemp("live")
     settings = Settings(db=root / "reelguard.db", data_dir=root / "videos", host="127.0.0.1")
+    with serve_in_thread(settings, text_classifiers) as server:
+        yield server
+
+
+@contextmanager
+def serve_in_thread(
+    settings: Settings, classifiers: Mapping[str, ClassifierFactory]
+) -> Iterator[LiveServer]:
+    """The gateway on ``settings`` under uvicorn on a free port of 127.0.0.1, configured as
+    ``reelguard serve`` configures it (:func:`gateway.limits.uvicorn_config`); stopped on exit."""
+    from gateway.app import create_app
+    from gateway.limits import uvicorn_config
+
     key = _make_key(settings)
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, classifiers=text_classifiers),
-        host="127.0.0.1",
+    config = uvicorn_config(
+        create_app(settings, classifiers=classifiers),
+        settings,
         port=port,
         log_level="warning",
         lifespan="on",

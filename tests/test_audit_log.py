@@ -106,9 +106,11 @@ def test_unknown_id(log: AuditLog) -> None:
         (ListFilter(policy_version="pv-1", tenant="globex"), {"req-block"}, "policy + tenant"),
         (ListFilter(policy_version="pv-2"), set(), "unknown policy version"),
         (ListFilter(needs_review=True), {"req-review", "req-vid-bad"}, "queue"),
-        (ListFilter(since=time.time() + 60), set(), "nothing in the future"),
+        # A day, not a minute: the times are taken when tests are collected, and a long suite
+        # can reach this test more than a minute later.
+        (ListFilter(since=time.time() + 86_400), set(), "nothing in the future"),
         (
-            ListFilter(until=time.time() + 60, since=time.time() - 60),
+            ListFilter(until=time.time() + 86_400, since=time.time() - 86_400),
             {"req-allow", "req-review", "req-block", "req-vid-ok", "req-vid-bad"},
             "window",
         ),
@@ -244,8 +246,8 @@ def test_purge_deletes_evidence_files(tmp_path: Path) -> None:
     path = write_thumbnail(tmp_path / "videos", "video_x", 16, np.zeros((32, 32, 3), np.uint8))
     log.record_moderation(moderation("r", endpoint="videos", job_id="video_x"))
     log.record_frame_audit(frame_audit("video_x", thumbnails={16: path}))
-    report = log.purge(0, actor="ops", now=time.time() + 1)
-    assert report.files == 1 and not path.exists()
+    report = log.purge(0, actor="ops", now=time.time() + 1, data_dir=tmp_path / "videos")
+    assert report.files == 1 and not path.exists() and report.kept == ()
     assert log.verify(check_files=True).ok
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from classifiers.base import SampledFrame, Verdict
-from gateway.jobs import NewJob
+from gateway.jobs import JobStore, NewJob, VideoJob
 from gateway.settings import PACKAGE_POLICY, Settings
 from gateway.worker import Components, JobRunner
 from generator.base import BackendError, VideoOutput, VideoRequest, check_common, resolve_seed
@@ -38,6 +39,34 @@ def new_job(tenant: str = "acme", prompt: str = "a red kite over the sea", **kw:
     }
     fields.update(kw)
     return NewJob(**fields)  # type: ignore[arg-type]
+
+
+def enqueue_job(db: Path, new: NewJob, *, queue_max: int = 100) -> VideoJob:
+    """Create ``new`` the way ``POST /v1/videos`` does: the job row and its prompt record
+    (action from ``new.prompt_moderation``) in one transaction, so a worker will run it."""
+    from test_audit_support import moderation
+
+    from audit.log import AuditLog
+    from policies.decision import Action
+
+    audit = AuditLog(db)
+    try:
+        job, _ = JobStore(db).create(
+            new,
+            queue_max=queue_max,
+            audit=audit,
+            prompt_record=moderation(
+                f"vidr-{uuid.uuid4().hex}",
+                tenant=new.tenant,
+                action=Action(new.prompt_moderation.get("action", "allow")),
+                prompt=new.prompt,
+                endpoint="videos",
+                policy_version=new.policy_version,
+            ),
+        )
+    finally:
+        audit.close()
+    return job
 
 
 BLOCKED_TERM = "purple kraken massacre"
@@ -194,6 +223,7 @@ __all__ = [
     "BackendError",
     "ExplodingClassifier",
     "PatternBackend",
+    "enqueue_job",
     "make_settings",
     "run_all",
     "runner",

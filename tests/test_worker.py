@@ -18,12 +18,14 @@ import pytest
 from test_videos_support import (
     ExplodingClassifier,
     PatternBackend,
+    enqueue_job,
     make_settings,
     new_job,
     run_all,
     runner,
 )
 
+from audit.evidence import resolve_evidence_path
 from audit.log import AuditLog
 from classifiers.base import Evidence, SampledFrame, Verdict
 from gateway.jobs import JobStore, VideoJob, videos_dir
@@ -41,7 +43,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def enqueue(
     settings: Settings, prompt: str = "a blue bicycle", action: str = "allow", tenant: str = "acme"
 ) -> VideoJob:
-    job, _ = JobStore(settings.db).create(
+    return enqueue_job(
+        settings.db,
         new_job(
             tenant,
             prompt,
@@ -49,9 +52,7 @@ def enqueue(
             prompt_moderation={"action": action, "reasons": [], "policy_version": "test"},
             policy_version="test",
         ),
-        queue_max=100,
     )
-    return job
 
 
 def story(settings: Settings, job_id: str) -> dict[str, Any]:
@@ -106,7 +107,9 @@ def test_frame_policy_withhold_keeps_evidence_thumbnails(tmp_path: Path) -> None
     stamps = [e["timestamp_s"] for r in reasons for e in r["evidence"] if "timestamp_s" in e]
     assert stamps and "at " in (done.error_message or "")
     evidence = AuditLog(settings.db).story(job.id).evidence
-    assert evidence and all(Path(e["path"]).is_file() and e["sha256"] for e in evidence)
+    assert evidence and all(e["path"].startswith(f"evidence/{job.id}/") for e in evidence)
+    assert all(resolve_evidence_path(e["path"], settings.data_dir).is_file() for e in evidence)
+    assert all(e["sha256"] for e in evidence)
 
 
 def test_prompt_in_review_is_generated_but_withheld(settings: Settings) -> None:

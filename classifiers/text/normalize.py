@@ -28,7 +28,7 @@ from functools import lru_cache
 
 from classifiers.base import PromptText
 
-__all__ = ["WORD_RE", "normalize", "normalize_key", "word_spans"]
+__all__ = ["WORD_RE", "normalize", "normalize_key", "normalized_length_bound", "word_spans"]
 
 WORD_RE = re.compile(r"[^\W_]+")
 """A word of normalised text: a run of letters/digits (CJK runs count as one word)."""
@@ -325,6 +325,20 @@ def normalize(text: str) -> PromptText:
         final_offs = out_offs
     final_offs.append(len(text))
     return PromptText(original=text, normalized=normalized, offsets=tuple(final_offs))
+
+
+def normalized_length_bound(text: str) -> int:
+    """An upper bound of ``len(normalize(text).normalized)``, far cheaper than normalising.
+
+    Only step 2 lengthens text (NFKC turns U+FDFA into 18 characters, casefolding "ß" into
+    two), and it works character by character, so summing each character's folded length
+    bounds the output; every other step keeps or drops characters. About 0.1 µs per
+    character (the per-character fold is cached), so callers can refuse input whose
+    normalised form would be too large before paying for normalising and classifying it.
+    """
+    if text.isascii():
+        return len(text)
+    return sum(1 if ch < "\x80" else len(_fold_one(ch, False)) for ch in text)
 
 
 def normalize_key(text: str) -> str:
