@@ -39,6 +39,8 @@ from classifiers.text.detoxify import (
 from classifiers.text.normalize import normalize
 from gateway.app import create_app
 from gateway.settings import Settings
+from policies.loader import PolicyError, PolicyLoader
+from policies.schema import policy_json_schema
 
 ClassifierFactory = Callable[[], TextClassifier]
 
@@ -523,3 +525,16 @@ def test_with_weights_its_scores_decide_like_any_classifier(
         models = client.get("/healthz").json()["models"]
         assert models["detoxify"].startswith("unitary/detoxify:xlm-roberta-base@sha256:")
 
+
+def test_policy_validation_and_schema_know_the_name(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(OVERLAY)
+    loaded = PolicyLoader(Path("policies/default.yaml")).load(good)
+    assert "detoxify" in loaded.policy.classifiers.prompt
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(OVERLAY.replace("detoxify", "detoxfy"))
+    with pytest.raises(PolicyError, match="did you mean 'detoxify'"):
+        PolicyLoader(Path("policies/default.yaml")).load(typo)
+    prompt = policy_json_schema()["$defs"]["ClassifierSelection"]["properties"]["prompt"]
+    assert prompt["items"]["enum"] == list(TEXT_CLASSIFIERS)
+    assert "detoxify" in prompt["items"]["enum"]
