@@ -18,6 +18,8 @@ from audit.log import AuditLog
 from audit.records import ListFilter
 from policies.decision import Action
 
+DAY = 86_400.0
+
 
 @pytest.fixture
 def log(tmp_path: Path) -> AuditLog:
@@ -106,9 +108,11 @@ def test_unknown_id(log: AuditLog) -> None:
         (ListFilter(policy_version="pv-1", tenant="globex"), {"req-block"}, "policy + tenant"),
         (ListFilter(policy_version="pv-2"), set(), "unknown policy version"),
         (ListFilter(needs_review=True), {"req-review", "req-vid-bad"}, "queue"),
-        (ListFilter(since=time.time() + 60), set(), "nothing in the future"),
+        # A day either side: these are evaluated at collection, and a loaded box can take more
+        # than a minute to reach this test.
+        (ListFilter(since=time.time() + DAY), set(), "nothing in the future"),
         (
-            ListFilter(until=time.time() + 60, since=time.time() - 60),
+            ListFilter(until=time.time() + DAY, since=time.time() - DAY),
             {"req-allow", "req-review", "req-block", "req-vid-ok", "req-vid-bad"},
             "window",
         ),
