@@ -9,6 +9,9 @@ over the mixed sample), the share of prompts that escalated, the normaliser+matc
 path alone as the in-process baseline, and the peak RSS with all text models loaded. Targets
 (issue 3): p50 <= 5 ms, p99 <= 15 ms, >= 500 prompts/s, RSS <= 1.5 GB. Figures only; nothing is
 asserted.
+
+``--detoxify`` also loads the optional Detoxify classifier from ``REELGUARD_DETOXIFY_*`` (README,
+"Detoxify") and times it alone and added to the stage; without weights it says so and skips it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -107,7 +111,13 @@ class _FastOnly:
     help="Kit train.jsonl for a realistic dev-split sample (built-in prompts if missing).",
 )
 @click.option("-n", "n", type=int, default=1500, show_default=True, help="Prompts per run.")
-def main(data: Path | None, n: int) -> None:
+@click.option(
+    "--detoxify",
+    "with_detoxify",
+    is_flag=True,
+    help="Also time the Detoxify classifier (needs REELGUARD_DETOXIFY_CHECKPOINT/_MODEL_DIR).",
+)
+def main(data: Path | None, n: int, with_detoxify: bool) -> None:
     """Print prompt-stage latency, throughput and peak RSS."""
     t0 = time.perf_counter()
     learned = LearnedTextClassifier()
@@ -160,6 +170,38 @@ def main(data: Path | None, n: int) -> None:
     )
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     click.echo(f"peak RSS with the text models loaded: {rss_mb:.0f} MB")
+    if with_detoxify:
+        _time_detoxify(full, video, mixed, show)
+
+
+def _time_detoxify(
+    full: list[TextClassifier],
+    video: list[str],
+    mixed: list[str],
+    show: Callable[[str, np.ndarray], None],
+) -> None:
+    """Detoxify alone and added to the stage (the optional classifier; local weights only)."""
+    from classifiers.text.detoxify import detoxify_available, load_detoxify
+
+    if not detoxify_available():
+        click.echo("detoxify: no weights configured (REELGUARD_DETOXIFY_*); not timed")
+        return
+    t0 = time.perf_counter()
+    detoxify = load_detoxify()
+    loaded_s = time.perf_counter() - t0
+    click.echo(f"detoxify {detoxify.model_id}@{detoxify.model_version} loaded in {loaded_s:.1f}s")
+    _timed([detoxify], video[:20])  # warm-up
+    show("detoxify alone, benign video-style prompts", _timed([detoxify], video))
+    show("detoxify alone, mixed dev sample", _timed([detoxify], mixed))
+    show("full stage + detoxify, mixed dev sample", _timed([*full, detoxify], mixed))
+    prompts = [normalize(t) for t in mixed]
+    start = time.perf_counter()
+    for i in range(0, len(prompts), 32):
+        detoxify.classify_many(prompts[i : i + 32])
+    wall = time.perf_counter() - start
+    click.echo(f"detoxify batches of 32 (mixed sample): {len(prompts) / wall:.0f} prompts/s")
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    click.echo(f"peak RSS with detoxify loaded too: {rss_mb:.0f} MB")
 
 
 if __name__ == "__main__":

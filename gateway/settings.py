@@ -83,6 +83,22 @@ class Settings(BaseSettings):
         description="Largest policy file read (bytes); a larger one is refused.",
     )
     torch_threads: int = Field(1, ge=1, description="Intra-op threads for torch/onnx models.")
+    # optional text classifiers (classifiers/text/): local weights, never downloaded
+    detoxify_checkpoint: Path | None = Field(
+        None,
+        description="Detoxify .ckpt (unitaryai/detoxify releases) for the `detoxify` text "
+        "classifier; a policy that lists it without weights blocks every prompt.",
+    )
+    detoxify_model_dir: Path | None = Field(
+        None,
+        description="Local Hugging Face folder (config.json, tokenizer.json) of the "
+        "checkpoint's base model: bert-base-uncased, roberta-base or xlm-roberta-base.",
+    )
+    detoxify_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="Pin: the detoxify checkpoint must have this sha256 (else it fails closed).",
+    )
     # gateway (gateway/): text check budget and first-run key
     classifier_timeout_ms: float = Field(
         1000.0, gt=0, description="Per text classifier per prompt; slower fails closed (block)."

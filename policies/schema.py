@@ -14,6 +14,7 @@ against the parent policy), and no policy may be looser than :mod:`policies.floo
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -269,11 +270,24 @@ if tuple(_FIELD_FOR) != CATEGORIES:  # pragma: no cover - guards edits to either
 ClassifierName = Annotated[str, Field(pattern=_NAME_RE.pattern, min_length=1, max_length=64)]
 
 
+def text_classifier_names() -> tuple[str, ...]:
+    """The names a policy may list under ``classifiers.prompt`` (``TEXT_CLASSIFIERS``' keys)."""
+    # Imported here: the registry pulls in every text classifier module.
+    from classifiers.registry import TEXT_CLASSIFIERS
+
+    return tuple(TEXT_CLASSIFIERS)
+
+
+def _list_text_classifiers(schema: dict[str, Any]) -> None:
+    schema.setdefault("items", {})["enum"] = list(text_classifier_names())
+
+
 class ClassifierSelection(_Strict):
     """Which registered classifiers run at each stage (names from ``classifiers.registry``)."""
 
     prompt: tuple[ClassifierName, ...] = Field(
-        description="Text classifiers, by registry name, run on every prompt."
+        description="Text classifiers, by registry name, run on every prompt.",
+        json_schema_extra=_list_text_classifiers,
     )
     frame: tuple[ClassifierName, ...] = Field(
         description="Frame classifiers, by registry name, run on sampled frames."
@@ -293,6 +307,24 @@ class ClassifierSelection(_Strict):
                 "{names} listed twice; list each classifier once",
                 {"names": ", ".join(dupes)},
             )
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _registered(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = text_classifier_names()
+        for name in value:
+            if name not in known:
+                near = difflib.get_close_matches(name, known, n=1)
+                raise PydanticCustomError(
+                    "unknown_classifier",
+                    "no text classifier named '{name}'; {hint}use one of: {known}",
+                    {
+                        "name": name,
+                        "hint": f"did you mean {near[0]!r}? " if near else "",
+                        "known": ", ".join(known),
+                    },
+                )
         return value
 
 
