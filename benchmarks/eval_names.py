@@ -90,10 +90,13 @@ class NameCheck:
             GazetteerClassifier(categories=("ip",), name="ip"),
         ]
 
-    def flagged(self, text: str) -> set[str]:
-        """The name categories the policy reviews or blocks ``text`` for."""
+    def flagged(self, text: str, *, brands: bool = True) -> set[str]:
+        """The name categories the policy reviews or blocks ``text`` for (``brands=False``:
+        as if brand mentions were allowed, ``names.brands: allow``)."""
         prompt = normalize(text)
         verdicts = [v for c in self.classifiers for v in c.classify(prompt)]
+        if not brands:
+            verdicts = [v for v in verdicts if v.mention != "brand"]
         decision = decide(self.policy, "prompt", verdicts, prompt=prompt)
         return {
             r.category
@@ -132,32 +135,46 @@ def ordinary_prompts(check: NameCheck, data: Path, half: str, show: int) -> list
     results = []
     latencies: list[float] = []
     examples: list[tuple[str, str]] = []
-    pooled = [0, 0]
+    pooled = [0, 0, 0]
     for source, texts in sources.items():
-        n_flagged = 0
+        n_flagged = n_names = 0
         for text in texts:
             t0 = time.perf_counter()
             got = check.flagged(text)
             latencies.append((time.perf_counter() - t0) * 1e6)
             if got:
                 n_flagged += 1
-                if half == "tune" and len(examples) < show:
+                n_names += bool(check.flagged(text, brands=False))
+                if half == "tune" and source in VIDEO_SOURCES and len(examples) < show:
                     examples.append((source, text))
-        results.append((n_flagged / len(texts), source, n_flagged, len(texts)))
+        results.append(
+            (n_flagged / len(texts), source, n_flagged, n_names, len(texts))
+        )
         if source in VIDEO_SOURCES:
             pooled[0] += n_flagged
-            pooled[1] += len(texts)
-    click.echo(f"   {'source':<24} {'rows':>6} {'flagged':>8} {'rate':>8}")
-    for rate, source, n_flagged, n in sorted(results, reverse=True):
+            pooled[1] += n_names
+            pooled[2] += len(texts)
+    click.echo(
+        f"   {'source':<24} {'rows':>6} {'flagged':>8} {'rate':>8}   "
+        f"{'without brand mentions':>22}"
+    )
+    for rate, source, n_flagged, n_names, n in sorted(results, reverse=True):
         mark = "" if source in VIDEO_SOURCES else "  (not video/caption)"
-        click.echo(f"   {source:<24} {n:>6} {n_flagged:>8} {100 * rate:>7.2f}%{mark}")
+        click.echo(
+            f"   {source:<24} {n:>6} {n_flagged:>8} {100 * rate:>7.2f}%   "
+            f"{n_names:>10} {100 * n_names / n:>7.2f}%{mark}"
+        )
     video = [r for r in results if r[1] in VIDEO_SOURCES]
     if video:
         worst = max(video)
+        worst_names = max(video, key=lambda r: r[3] / r[4])
+        total = max(pooled[2], 1)
         click.echo(
-            f"   video/caption sources pooled: {pooled[0]}/{pooled[1]} = "
-            f"{100 * pooled[0] / max(pooled[1], 1):.2f}%; worst: {worst[1]} "
-            f"{100 * worst[0]:.2f}% (target <= 0.2 % each)"
+            f"   video/caption sources pooled: {pooled[0]}/{pooled[2]} = "
+            f"{100 * pooled[0] / total:.2f}% (without brand mentions {pooled[1]} = "
+            f"{100 * pooled[1] / total:.2f}%); worst: {worst[1]} {100 * worst[0]:.2f}% "
+            f"(without brands: {worst_names[1]} {100 * worst_names[3] / worst_names[4]:.2f}%); "
+            "target <= 0.2 % each"
         )
     if show and half != "tune":
         click.echo("   (--show lists tune-half rows only: run with --half tune)")
@@ -224,7 +241,9 @@ def _pct(values: Sequence[float], q: float) -> float:
     show_default=True,
 )
 @click.option("--half", type=click.Choice(["report", "tune", "all"]), default="report")
-@click.option("--show", type=int, default=0, help="Print this many flagged tune-half rows.")
+@click.option(
+    "--show", type=int, default=0, help="Print this many flagged tune-half video/caption rows."
+)
 @click.option("--verbose", is_flag=True, help="List held-out misses and false positives.")
 @click.option("--skip-kit", is_flag=True, help="Skip section 3 (the kit dev split).")
 def main(data: Path, half: str, show: int, verbose: bool, skip_kit: bool) -> None:
