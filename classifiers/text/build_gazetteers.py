@@ -103,6 +103,7 @@ class Entry:
     common_forms: set[str] = field(default_factory=set)  # raw forms the kit flags as common
     keys: list[str] = field(default_factory=list)
     fixed_context: list[str] = field(default_factory=list)  # curated phrases, kept as written
+    lesser_forms: set[str] = field(default_factory=set)  # judged as if the entry were lesser
 
 
 @dataclass(frozen=True)
@@ -324,12 +325,15 @@ def ip_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
             ctx_class = "comic"
         elif kind == "game_character":
             tier, score, ctx_class = "pokemon", 0.9, "pokemon"
+            foreign = set(forms[1:])  # French, German... names: rare in English prompts
         else:
             tier, score, ctx_class = "anime_title", 0.75, "anime"
         context = [w for w in (row["franchise"], row["owner"]) if w]
         entry = Entry("ip", row["name"], detail, tier, score, ctx_class, forms, context)
         if "common_word" in notes:
             entry.common_forms.add(row["name"])
+        if kind == "game_character":
+            entry.lesser_forms = foreign
         yield entry
 
 
@@ -455,7 +459,7 @@ def context_mark(
             return "~"  # an everyday Chinese word or phrase (好朋友, 超人)
         return "~" if len(key) <= 2 else ""
     if len(tokens) == 1:
-        return _single_word_mark(entry, key, vocab, lex)
+        return _single_word_mark(entry, key, vocab, lex, lesser=form in entry.lesser_forms)
     return "~" if _ordinary_phrase(entry, tokens, vocab, lex) else ""
 
 
@@ -463,12 +467,14 @@ def _plain(word: str, lex: EnglishLexicon) -> bool:
     return lex.is_plain(word) or (word.endswith("s") and lex.is_plain(word[:-1]))
 
 
-def _single_word_mark(entry: Entry, key: str, vocab: BenignVocabulary, lex: EnglishLexicon) -> str:
+def _single_word_mark(
+    entry: Entry, key: str, vocab: BenignVocabulary, lex: EnglishLexicon, *, lesser: bool
+) -> str:
     if _plain(key, lex) or (key in lex.dictionary and lex.frequency(key) >= PROPER_ZIPF):
         return "~"  # "slash", "drake", "arcane", "lucky" (a German Pokémon name)
     if lex.is_proper(key):
         return "?"  # "Sandra", "Madonna", "Persian"
-    if entry.score < LESSER_SCORE:
+    if lesser or entry.score < LESSER_SCORE:
         # Brands and lesser characters named after any word or name, however rare in
         # Webster's ("gazelle", "thermos", "Hephaestus"), or frequent in today's text ("anthro").
         if key in lex.dictionary or lex.frequency(key) >= LESSER_ZIPF:
@@ -540,7 +546,7 @@ _GENERIC_CONTEXT = frozenset(
 )
 
 
-def context_keys(entry: Entry, vocab: BenignVocabulary) -> list[str]:
+def context_keys(entry: Entry, vocab: BenignVocabulary, lex: EnglishLexicon) -> list[str]:
     """Entry-specific context: group, franchise and owner names (whole, and their distinctive
     single words), never generic or everyday words ("game", "marvel" as in "marvel at") and
     never the entry's own names (an anime whose franchise is its own title)."""
@@ -548,7 +554,13 @@ def context_keys(entry: Entry, vocab: BenignVocabulary) -> list[str]:
     generic = _GENERIC_CONTEXT | own
 
     def everyday(word: str) -> bool:
-        return word in generic or vocab.is_word(word) or word in vocab.dictionary
+        return (
+            word in generic
+            or vocab.is_word(word)
+            or word in vocab.dictionary
+            or word in lex.plain
+            or word in lex.dictionary
+        )
 
     out: set[str] = set()
     for raw in entry.context:
@@ -557,7 +569,13 @@ def context_keys(entry: Entry, vocab: BenignVocabulary) -> list[str]:
             if not made or made[1] or made[0] in generic:
                 continue
             words = made[0].split()
-            if len(words) > 1 or not (made[0] in generic or vocab.is_word(made[0])):
+            whole = made[0]
+            if len(words) > 1 or not (
+                whole in generic
+                or vocab.is_word(whole)
+                or whole in lex.plain
+                or whole in lex.dictionary
+            ):
                 out.add(made[0])  # a whole group/franchise name ("blackpink", "x men")
             out.update(t for t in words if len(t) > 3 and not everyday(t))
     return sorted(out)
@@ -584,7 +602,7 @@ def build(source: Path, benign: Path | None) -> tuple[list[Entry], dict[str, lis
     out = []
     for e in entries:
         e.keys = entry_keys(e, vocab, lex)
-        e.context = context_keys(e, vocab)
+        e.context = context_keys(e, vocab, lex)
         for phrase in e.fixed_context:
             made = form_key(phrase)
             if made is not None and made[0] not in e.context:
@@ -592,7 +610,10 @@ def build(source: Path, benign: Path | None) -> tuple[list[Entry], dict[str, lis
         if e.keys:
             out.append(e)
     ordinary = {w for w, n in vocab.words.items() if n >= 2 and len(w) >= 4 and w.isalpha()}
-    ordinary |= {w for w in lex.plain | lex.frequent_names if len(w) >= 4}
+    ordinary |= {w for w in lex.everyday | lex.frequent_names if len(w) >= 4}
+    ordinary |= {
+        w for w in lex.dictionary if len(w) >= 4 and lex.frequency(w) >= LESSER_ZIPF
+    }  # "arcane", "paladin", "cyborg": words, so a capital is no sign of a name
     lists = {
         "ordinary": sorted(ordinary),
         "plain": sorted(

@@ -565,7 +565,7 @@ CURATED_CONTEXT: dict[str, tuple[str, ...]] = {
     ),
     "Anna": ("from frozen", "in frozen", "arendelle", "and elsa", "olaf", "冰雪奇缘"),
     "Olaf": ("snowman", "from frozen", "in frozen", "arendelle", "elsa", "冰雪奇缘"),
-    "Frozen": ("elsa", "anna", "olaf", "arendelle", "let it go", "disney"),
+    "Frozen": ("arendelle", "let it go", "disney's frozen", "frozen movie", "frozen film"),
     "Ariel": (
         "mermaid", "little mermaid", "under the sea", "flounder", "sebastian the crab",
         "ursula", "prince eric", "小美人鱼",
@@ -682,8 +682,8 @@ ROLE_WORDS["kpop_idol"] = ROLE_WORDS["musician"]
 CREDIT_KINDS = frozenset(
     {
         "artist", "photographer", "film_director", "comic_artist", "designer",
-        "fashion_designer", "game_designer", "writer", "critic", "producer", "celebrity",
-        "news_figure", "zh_famous_person_unverified",
+        "fashion_designer", "game_designer", "writer", "critic", "producer", "journalist",
+        "celebrity", "news_figure", "zh_famous_person_unverified",
     }
 )  # fmt: skip
 """People kinds whose name after "by ..." or before "... style" is an artist credit (policy

@@ -447,13 +447,16 @@ class Gazetteer:
         context = _Context(near)
         # Class words ("superhero", "logo") and a person's role words ("singer", "on stage")
         # are not tied to one entity: they count for well-known names only, and for a name
-        # that is an everyday word ("Drake", "Seal", "Green") only as typed with a capital.
+        # that is an everyday word only when the class words are specific ("Apple logo") or
+        # a person's name is typed with a capital ("Drake" on stage, not "green" stage light).
+        ordinary = prompt.normalized[start:end] in self.ordinary_words
         generic = (
             not short
             and entity.score >= CAPITALISED_MIN_SCORE
             and (
-                prompt.normalized[start:end] not in self.ordinary_words
-                or prompt.original[o_start : o_start + 1].isupper()
+                not ordinary
+                or entity.context_class in ("brand", "pokemon")  # "logo", "pokemon"
+                or (entity.context_class == "person" and prompt.original[o_start].isupper())
             )
         )
         if any(b <= start or a >= end for a, b in others) or self._has_context(
@@ -587,8 +590,8 @@ def _capitalised_name(prompt: PromptText, start: int, end: int) -> bool:
     if sum(w[0].isupper() for w in alpha) * 2 > len(alpha):
         return False  # Title Case: capitals say nothing
     words = typed.split()
-    if len(words) > 1 and all(w[:1].isupper() for w in words if w[:1].isalpha()):
-        return True
+    if len(words) > 1:  # every word capitalised, at any position ("The Rock", not "Black widow")
+        return all(w[:1].isupper() for w in words if w[:1].isalpha())
     before = prompt.original[:o_start]
     return bool(before.strip()) and not _SENTENCE_END.search(before)
 
