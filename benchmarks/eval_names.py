@@ -10,7 +10,8 @@ concern). It prints:
 
 1. **Ordinary prompts**: the flagged rate per benign source of ``train.jsonl`` (every source
    with benign rows, worst first) and pooled over the video/caption sources. The benign rows
-   are split by sha1 of their text into a *tune* half and a *report* half; the figures are on
+   are split by sha1 of their text into a *tune* half (the only half the gazetteer build reads,
+   :func:`classifiers.text.build_gazetteers.half_of`) and a *report* half; the figures are on
    the report half unless ``--half`` says otherwise, and ``--show`` (flagged examples, for
    finding failure classes) only shows tune-half rows.
 2. **Held-out sets** (``benchmarks/data/names_*.jsonl``, written by hand before the matcher was
@@ -28,7 +29,6 @@ flagged <= 1 %.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -40,13 +40,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import click
 
 from classifiers.base import Category
 from classifiers.text.augment import obfuscate
+from classifiers.text.build_gazetteers import half_of
 from classifiers.text.gazetteer import GazetteerClassifier, load_gazetteer
 from classifiers.text.normalize import normalize
 from policies.decision import Action
@@ -54,6 +54,7 @@ from policies.engine import decide
 from policies.loader import DEFAULT_POLICY_PATH, load_policy
 from policies.resolved import ResolvedPolicy
 
+ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
 NAME_CATEGORIES: tuple[Category, ...] = ("celebrity", "ip")
 VIDEO_SOURCES = frozenset(
@@ -73,11 +74,6 @@ HELD_OUT: tuple[tuple[str, str, str], ...] = (
     ("ip_description", "IP by description, no name", ">= 50 % flagged"),
     ("contrast", "contrastive everyday phrases with name-like words", "<= 1 % flagged"),
 )
-
-
-def half_of(text: str) -> str:
-    """``tune`` or ``report``: a fixed split of benign rows by sha1 of their text."""
-    return "tune" if hashlib.sha1(text.encode("utf-8")).digest()[0] % 2 == 0 else "report"
 
 
 class NameCheck:
@@ -147,16 +143,13 @@ def ordinary_prompts(check: NameCheck, data: Path, half: str, show: int) -> list
                 n_names += bool(check.flagged(text, brands=False))
                 if half == "tune" and source in VIDEO_SOURCES and len(examples) < show:
                     examples.append((source, text))
-        results.append(
-            (n_flagged / len(texts), source, n_flagged, n_names, len(texts))
-        )
+        results.append((n_flagged / len(texts), source, n_flagged, n_names, len(texts)))
         if source in VIDEO_SOURCES:
             pooled[0] += n_flagged
             pooled[1] += n_names
             pooled[2] += len(texts)
     click.echo(
-        f"   {'source':<24} {'rows':>6} {'flagged':>8} {'rate':>8}   "
-        f"{'without brand mentions':>22}"
+        f"   {'source':<24} {'rows':>6} {'flagged':>8} {'rate':>8}   {'without brand mentions':>22}"
     )
     for rate, source, n_flagged, n_names, n in sorted(results, reverse=True):
         mark = "" if source in VIDEO_SOURCES else "  (not video/caption)"
@@ -214,9 +207,7 @@ def kit_dev_split(check: NameCheck, data: Path) -> None:
     for category in NAME_CATEGORIES:
         for lang in ("en", "zh"):
             dev = [
-                r
-                for r in rows
-                if split[r.id] == "dev" and category in r.labels and r.lang == lang
+                r for r in rows if split[r.id] == "dev" and category in r.labels and r.lang == lang
             ]
             if len(dev) < 5:
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -283,6 +284,11 @@ PEOPLE = [
     "Newsy McNewsface\t\tnews_figure\tlfw\t\t\t",
     "孙子\t\tzh_famous_person_unverified\tthuocl\t\t\tdf=871;zh_only;common_word=1",
     "王大锤子\t\tzh_famous_person_unverified\tthuocl\t\t\tdf=300;zh_only",
+    "The Boulder\t\tmusician\tpantheon\t1961\tIE\t",
+    "Sandra\t\tmusician\tpantheon\t1962\tDE\t",
+    "Beach Towel\t\tmusician_or_group\tspotify_2023\t\t\tpopularity=spotify2023_rank_9",
+    "Will Smithers\t\tactor\tpantheon\t1968\tUS\t",
+    "Will Byersby\t\tactor\tpantheon\t1970\tUS\t",
 ]
 IP = [
     "name\taliases\tfranchise\towner\tsource\tkind\tpopularity\tnotes",
@@ -291,6 +297,7 @@ IP = [
     "Cloudy\t\tMarvel Comics\tMarvel\tfivethirtyeight_comics\tcomic_character\tappearances=300\t",
     "107\t\tMarvel Comics\tMarvel\tfivethirtyeight_comics\tcomic_character\tappearances=1\t"
     "common_word=1",
+    "Zappachu\tLucky|Zappachou\tPokémon\tGame Freak\tpokeapi\tgame_character\t\t",
 ]
 BRANDS = ["name\taliases\tcategory\tsource\tnotes", "Pebble\t\t\tlogodet3k\tcommon_word=1"]
 TRAIN = [
@@ -338,6 +345,29 @@ def test_build_marks_common_words_and_extra_forms(tiny_build: Gazetteer) -> None
     assert "~pebble" in rows["Pebble"][2].split("|")  # kit common_word flag
     assert "tony starkweather" in rows["Iron Fellow"][2].split("|")  # nickname form
     assert "zorblaxquintero" in rows["Zorblax Quintero"][2].split("|")  # joined form
+
+
+def test_build_marks_names_that_are_ordinary_english(tiny_build: Gazetteer) -> None:
+    """The English lexicon (wordfreq + Webster's list + the list's given names) at build time."""
+    rows = _rows(tiny_build)
+    assert rows["The Boulder"][2].split("|")[0] == "~the boulder"  # "the" + an everyday word
+    assert rows["Sandra"][2] == "?sandra"  # a given name: a capital is no evidence
+    assert rows["Beach Towel"][2].split("|")[0] == "~beach towel"  # two everyday words
+    assert rows["Will Smithers"][2].split("|")[0] == "will smithers"  # starts with a given name
+    keys = rows["Zappachu"][2].split("|")
+    assert "zappachu" in keys and "~lucky" in keys and "zappachou" in keys  # foreign names
+
+
+def test_build_without_the_lexicon_packages_says_how_to_install_them(
+    tiny_build: Gazetteer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "wordfreq", None)  # import fails as if not installed
+    src = tiny_build.path.parent.parent / "gazetteers"
+    result = CliRunner().invoke(
+        build_gazetteers_command, ["--source", str(src), "--out", str(tmp_path)]
+    )
+    assert result.exit_code != 0
+    assert "wordfreq" in result.output and "pip install" in result.output, result.output
 
 
 def test_built_file_is_deterministic(tiny_build: Gazetteer, tmp_path: Path) -> None:

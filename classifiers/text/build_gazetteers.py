@@ -108,7 +108,7 @@ class Entry:
 
 @dataclass(frozen=True)
 class BenignVocabulary:
-    """Word and phrase counts over benign captions/prompts (tune half), to spot names that are words.
+    """Word and phrase counts over benign prompts (tune half), to spot names that are words.
 
     ``dictionary`` adds English whole words from CLIP's BPE vocabulary (shipped inside the
     open_clip package); it is used only for lesser-known characters, titles and brands, since
@@ -187,9 +187,7 @@ def english_lexicon(people: list[dict[str, str]]) -> EnglishLexicon:
             "install them with: pip install -e '.[build]'"
         ) from None
     web2 = get_english_words_set(["web2"], lower=False, alpha=True)
-    plain = {
-        w for w in web2 if w.islower() and zipf_frequency(w, "en") >= ORDINARY_ZIPF
-    }
+    plain = {w for w in web2 if w.islower() and zipf_frequency(w, "en") >= ORDINARY_ZIPF}
     proper = {
         w.lower()
         for w in web2
@@ -500,6 +498,7 @@ def _ordinary_phrase(
     # Titles and brands made only of everyday words ("Golden Time", "Blue Lock").
     if entry.context_class in ("anime", "brand") and len(tokens) <= 3 and vocab.all_words(key):
         return True
+
     def word(t: str) -> bool:
         return len(t) >= 3 and _plain(t, lex)
 

@@ -407,9 +407,7 @@ def _tokens(phrase: str) -> tuple[str, ...]:
 class DescriptionMatcher:
     """The compiled table. Immutable and thread-safe after construction."""
 
-    def __init__(
-        self, table: Sequence[tuple[str, str, Sequence[Rule]]] = DESCRIPTIONS
-    ) -> None:
+    def __init__(self, table: Sequence[tuple[str, str, Sequence[Rule]]] = DESCRIPTIONS) -> None:
         self.rules: list[tuple[str, str, tuple[tuple[tuple[str, ...], ...], ...]]] = []
         self.anchors: dict[str, list[tuple[int, tuple[str, ...]]]] = defaultdict(list)
         for character, franchise, rules in table:

@@ -11,11 +11,23 @@ prompt is matched against all ~60k names in tens of microseconds:
   of 4+ letters may be one edit (Damerau/OSA) away, found through a deletion-neighbourhood
   index, at most two edited words per name, never a word that is itself an ordinary word
   ("Tom hands" is not Tom Hanks).
-* **Common words** ("Storm", "Apple", "Jennie", keys stored with ``~``) count only with
-  supporting context in the prompt: a franchise/owner/group word ("Storm from the X-Men",
-  "Jennie from BLACKPINK", "Apple logo") or another hit from the same franchise. Written with a
-  capital in mid-sentence (and the prompt not in Title Case) they score
-  :data:`CAPITALISED_SCORE` (review); otherwise they are ignored ("storm clouds over the sea").
+* **Ordinary text** (keys stored with ``~``: an everyday word or phrase, "storm", "the rock";
+  ``?``: an ordinary proper noun, "Persian", "Sandra", "Elsa"; marked at build time) counts
+  only with context tied to the entity within :data:`CONTEXT_WINDOW` words: its franchise,
+  group or curated phrases ("Storm from the X-Men", "Jennie from BLACKPINK", "Ariel the
+  mermaid"), another well-known hit from its franchise, and for well-known entries their
+  class's words ("Apple logo") or a person's role words ("Drake" + "on stage"). A ``~`` name
+  that is no everyday single word, written as a name (a capital in mid-sentence, or every word
+  capitalised: "The Rock") in a prompt not in Title Case, scores :data:`CAPITALISED_SCORE`
+  (review); otherwise it is ignored ("storm clouds over the sea", "a Persian cat").
+* **Someone else's name**: a one-word person or brand after a given name ("Raphael Lacoste"),
+  or a one-word person before a word that is no everyday word ("Sandra Chevrier"), is skipped.
+* **Mentions**: a brand hit is tagged ``brand``; a creator (:data:`CREDIT_KINDS`) named as a
+  credit ("by X, Y and Z", "in the style of X", "X-style") and a brand after "shot on" are
+  tagged ``credit``. They become separate verdicts whose ``mention`` the policy's ``names:``
+  settings act on (see :mod:`policies.engine`).
+* **Descriptions** of iconic characters without their name
+  (:mod:`classifiers.text.descriptions`) score at review level.
 
 Scores come from the entry's tier (see :mod:`classifiers.text.build_gazetteers`): well-known
 names 0.85-0.95, weak tiers below the review threshold. Evidence quotes the matched span of
@@ -549,9 +561,7 @@ class _CreditZones:
     def equipment(self, w0: int) -> bool:
         """A brand credited as the camera or film ("shot on Hasselblad", "Kodak Portra")."""
         before = self.words[max(0, w0 - 3) : w0]
-        return any(
-            before[-len(m.split()) :] == m.split() for m in _EQUIPMENT_BEFORE if before
-        )
+        return any(before[-len(m.split()) :] == m.split() for m in _EQUIPMENT_BEFORE if before)
 
     def covers(self, w0: int, w1: int) -> bool:
         if any(a <= w0 and w1 <= b for a, b in self.zones):
