@@ -451,7 +451,11 @@ def context_mark(
     if form.startswith("~") or form in entry.common_forms:
         return "?" if single_proper else "~"
     if entry.tier == "curated":
-        return ""  # curated forms mark their ordinary-word cases with "~" or "?" by hand
+        # Curated forms mark their ordinary-word cases with "~" or "?" by hand; for Chinese
+        # character names jieba's dictionary checks too (小米 "millet", 蝎子 "scorpion"). Not
+        # for people and brands: jieba lists 奥巴马 and 微软 as plain nouns.
+        character = entry.category == "ip" and entry.context_class != "brand"
+        return "~" if is_cjk and character and key in vocab.zh_words else ""
     if is_cjk:
         if entry.category == "ip" and vocab.is_zh_word(key):
             return "~"  # an everyday Chinese word or phrase (好朋友, 超人)
