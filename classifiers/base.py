@@ -29,6 +29,11 @@ Category = Literal[
 
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 
+Mention = Literal["depicted", "brand", "credit"]
+"""How a verdict's names are used: ``depicted`` (what the video would show; thresholds apply),
+``brand`` (a brand, logo or product) or ``credit`` (an artist credit: "by X", "in the style of
+X"). The policy's ``names:`` settings decide what ``brand`` and ``credit`` verdicts do."""
+
 Stage = Literal["prompt", "frame"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
 
@@ -65,6 +70,8 @@ class Verdict:
     model_version: str
     evidence: tuple[Evidence, ...] = ()
     threshold: float | None = None
+    mention: Mention = "depicted"
+    """For name verdicts: see :data:`Mention`. Other classifiers leave the default."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,10 @@ The rules, in the order they are applied (each review/block becomes a :class:`Re
    over a threshold that do not make k-of-n send the video to review (it is withheld). That
    rule lives in :func:`policies.release.decide_release` (what the video path calls with the
    full list of sampled frames); here the frames are the ones the verdicts name.
+7. **Name mentions** (prompt stage): a ``celebrity``/``ip`` verdict whose ``mention`` is
+   ``brand`` or ``credit`` (see :data:`classifiers.base.Mention`) skips the thresholds and
+   takes the action of ``names.brands`` / ``names.artist_credits``, when its score reaches
+   the category's ``review_at`` (weak list tiers never count). Allowlists apply first.
 
 The action is the most severe reason's (block > review > allow). Reasons come most severe
 first; among equals: rule, blocklist, classifier, error, then category order.
@@ -175,11 +179,13 @@ def _prompt_stage(
         )
         if lists.verdicts:
             excused[category] = lists.verdicts
-        found_reasons = _threshold_reasons(category, "prompt", thresholds, found)
+        depicted = [v for v in found if v.mention == "depicted"]
+        found_reasons = _threshold_reasons(category, "prompt", thresholds, depicted)
         if category == "violence":
             found_reasons, noted = _depicted(policy, found_reasons)
             allowlisted += noted
         reasons += found_reasons
+        reasons += _mention_reasons(policy, category, thresholds, found)
     return reasons, allowlisted, excused
 
 
@@ -207,6 +213,38 @@ def _depicted(policy: ResolvedPolicy, found: list[Reason]) -> tuple[list[Reason]
         for r in found
     ]
     return [], notes
+
+
+_MENTION_SETTING = {"brand": "brands", "credit": "artist_credits"}
+
+
+def _mention_reasons(
+    policy: ResolvedPolicy, category: Category, thresholds: StagePolicy, verdicts: list[Verdict]
+) -> list[Reason]:
+    """Brand and artist-credit name verdicts take the policy's ``names:`` action (rule 7)."""
+    out = []
+    for v in verdicts:
+        setting = _MENTION_SETTING.get(v.mention)
+        if setting is None or v.score < thresholds.review_at:
+            continue
+        action = Action(getattr(policy.policy.names, setting))
+        if action is Action.ALLOW:
+            continue
+        out.append(
+            Reason(
+                category=category,
+                action=action,
+                stage="prompt",
+                source="classifier",
+                classifier=v.classifier,
+                score=v.score,
+                threshold=None,
+                evidence=v.evidence,
+                message=f"{v.classifier} {category} {v.mention} mention {v.score:.2f}: "
+                f"names.{setting} is {action.value}",
+            )
+        )
+    return out
 
 
 def _error_reason(verdict: Verdict, stage: Stage, error: str) -> Reason:

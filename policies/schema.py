@@ -398,6 +398,31 @@ class FrameAudit(_Strict):
         return self
 
 
+NameAction = Literal["allow", "review", "block"]
+
+
+class NamesPolicy(_Strict):
+    """What celebrity/IP name hits that are not depictions do (prompt stage).
+
+    The gazetteer tags each hit: a brand, logo or product (``brands``), or a creator named as
+    a credit, "by X", "in the style of X", "X-style" (``artist_credits``). A tagged hit takes
+    the action set here instead of the category's thresholds; names under the category's
+    ``review_at`` (historical figures, weak list tiers) never count.
+    """
+
+    brands: NameAction = Field(
+        "review",
+        description="Brand and logo requests ('a can of Red Bull', 'the Dell logo'): allow, "
+        "review or block.",
+    )
+    artist_credits: NameAction = Field(
+        "allow",
+        description="A creator named as a credit ('by Ansel Adams', 'in the style of Wes "
+        "Anderson'): allow (style is not a likeness), review or block (e.g. living artists who "
+        "opted out). Performers named that way still count as depicted.",
+    )
+
+
 class Policy(_Strict):
     """A complete, validated policy (a base file, or an overlay merged onto its parent)."""
 
@@ -411,6 +436,10 @@ class Policy(_Strict):
     categories: Categories
     classifiers: ClassifierSelection
     frame_audit: FrameAudit
+    names: NamesPolicy = Field(
+        default_factory=NamesPolicy,
+        description="What brand mentions and artist credits found by the name matcher do.",
+    )
 
     def canonical(self) -> dict[str, Any]:
         """The resolved policy as plain JSON data (aliases as keys; ``extends`` dropped)."""

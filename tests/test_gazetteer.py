@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,20 @@ def classifier() -> GazetteerClassifier:
     return GazetteerClassifier()
 
 
-def scores(clf: GazetteerClassifier, text: str) -> dict[str, float]:
-    return {v.category: v.score for v in clf.classify(normalize(text))}
-
-
-def entity_names(clf: GazetteerClassifier, text: str, category: str) -> list[str]:
+def scores(clf: GazetteerClassifier, text: str, mention: str = "depicted") -> dict[str, float]:
+    """Per category, the score of the verdict for ``mention`` (0 when there is none)."""
+    out = dict.fromkeys(clf.categories, 0.0)
     for v in clf.classify(normalize(text)):
-        if v.category == category:
+        if v.mention == mention:
+            out[v.category] = v.score
+    return out
+
+
+def entity_names(
+    clf: GazetteerClassifier, text: str, category: str, mention: str = "depicted"
+) -> list[str]:
+    for v in clf.classify(normalize(text)):
+        if v.category == category and v.mention == mention:
             return [e.detail or "" for e in v.evidence]
     return []
 
@@ -61,8 +69,6 @@ BLOCKS = [
     ("成龙在打功夫", "celebrity", "Jackie Chan", "native Chinese name"),
     ("Storm from the X-Men fighting", "ip", "Storm", "common word with franchise context"),
     ("Storm and Wolverine fight in the rain", "ip", "Storm", "context from a franchise hit"),
-    ("a can of Coca-Cola with its logo", "ip", "Coca-Cola", "brand"),
-    ("Apple logo on a laptop", "ip", "Apple", "common-word brand with context"),
     ("Spider-Man swinging between buildings", "ip", "Spider-Man", "hyphenated name"),
     ("spiderman swinging", "ip", "Spider-Man", "joined form"),
     ("Peter Parker taking photos", "ip", "Spider-Man", "alias (real name)"),
@@ -74,7 +80,17 @@ BLOCKS = [
     ("米老鼠在跳舞", "ip", "Mickey Mouse", "curated Chinese alias"),
     ("宝可梦里的伊布在草地上奔跑", "ip", "Eevee", "2-char Chinese name, context in its own run"),
     ("宝可梦九尾在雪地里", "ip", "Ninetales", "a Chinese word that is a name with context"),
-]
+    ("Chun-Li doing a spinning kick", "ip", "Chun-Li", "game character, unambiguous alone"),
+    ("Cuphead running through a cartoon level", "ip", "Cuphead", "game character alone"),
+    ("Elsa from Frozen building an ice castle", "ip", "Elsa", "given name + her film"),
+    ("Ariel the mermaid singing on a rock", "ip", "Ariel", "given name + her role"),
+    ("Drake performing on stage", "celebrity", "Drake", "a word + role words, capitalised"),
+    ("will smith eating spaghetti", "celebrity", "Will Smith", "words, but a given name first"),
+    ("a portrait of Taylor Swift by Annie Leibovitz", "celebrity", "Taylor Swift",
+     "the depicted person still counts next to a credited photographer"),
+    ("a music video in the style of Taylor Swift", "celebrity", "Taylor Swift",
+     "a performer's style is their likeness: not an artist credit"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -108,7 +124,25 @@ BENIGN = [
     ("一只猫在沙发上睡觉", "Chinese prompt with no names"),
     ("一只九尾狐在森林里", "九尾 (Ninetales) without context: the nine-tailed fox"),
     ("东西蒙上灰尘", "西蒙 (SIMOUN) only across the words 东西|蒙上"),
-]
+    # Everyday phrases that read as names before the English lexicon marked them (issue 11).
+    ("a hiker at the edge of the cliff", "'the edge' (U2's The Edge) is a phrase"),
+    ("a climber resting on the rock", "'the rock' (Dwayne Johnson) is a phrase"),
+    ("burning slash piles in a logged forest", "'slash' (the guitarist) is a word"),
+    ("a beach house at sunset", "'beach house' (the band) is a phrase"),
+    ("a fluffy Persian cat on a sofa", "'Persian' (a Pokémon) is a nationality"),
+    ("a Renaissance painting titled Madonna with singing angels", "'Madonna' in art"),
+    ("stage light changes from blue to green", "K-pop stage names 'Blue'/'Green' + 'stage'"),
+    ("a man on stage speaks into the microphone", "stage name 'On' + role words"),
+    ("Elsa walking her dog on a frozen lake", "'Elsa' alone is a given name; 'frozen' a word"),
+    ("a woman named Ariel swimming in a pool", "'Ariel' without her franchise"),
+    ("portrait by james jean and sandra chevrier", "'james jean' is no misspelt James Dean; "
+     "'sandra' is part of another name"),
+    ("meadow at sunrise, raphael lacoste, eddie mendoza", "'lacoste' inside an artist's name"),
+    ("three zebras and a gazelle at a watering hole", "'gazelle' (a brand) is an animal"),
+    ("a dark elf casting a spell, Arcane magic", "'Arcane' capitalised is still a word"),
+    ("a mermaid with blonde hair near a coral reef", "no red hair: not Ariel's description"),
+    ("a hedgehog sniffing leaves in the garden", "not blue: not Sonic"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("prompt", "why"), BENIGN, ids=[b[0] for b in BENIGN])
@@ -117,12 +151,87 @@ def test_benign(classifier: GazetteerClassifier, prompt: str, why: str) -> None:
     assert s["celebrity"] < REVIEW_AT and s["ip"] < REVIEW_AT, (why, s)
 
 
-def test_capitalised_common_word_without_context_is_review_level(
+def test_capitalised_common_phrase_without_context_is_review_level(
     classifier: GazetteerClassifier,
 ) -> None:
-    s = scores(classifier, "A photo of Jennie smiling at the camera")
-    assert s["celebrity"] == CAPITALISED_SCORE
+    for text in ("a video of The Rock lifting weights", "The Rock lifting weights"):
+        s = scores(classifier, text)
+        assert s["celebrity"] == CAPITALISED_SCORE, text
     assert REVIEW_AT <= CAPITALISED_SCORE < BLOCK_AT
+
+
+def test_a_capital_is_no_evidence_for_a_given_name(classifier: GazetteerClassifier) -> None:
+    # "Jennie" is a given name ("?"): only her group counts, however it is written.
+    assert scores(classifier, "A photo of Jennie smiling at the camera")["celebrity"] == 0.0
+
+
+# (prompt, category, entity, why): names used as something other than a depiction.
+MENTIONS = [
+    ("a can of Coca-Cola with its logo", "ip", "brand", "Coca-Cola", "brand"),
+    ("Apple logo on a laptop", "ip", "brand", "Apple", "common-word brand with context"),
+    ("a laptop on a desk with the Dell logo visible", "ip", "brand", "Dell", "logo request"),
+    ("a can of Red Bull on a skateboard ramp", "ip", "brand", "Red Bull", "product"),
+    ("black and white mountain landscape by Ansel Adams", "celebrity", "credit", "Ansel Adams",
+     "a photographer credited"),
+    ("a hotel lobby in the style of Wes Anderson", "celebrity", "credit", "Wes Anderson",
+     "a director's style"),
+    ("a castle, digital art by Greg Rutkowski and Annie Leibovitz, artstation", "celebrity",
+     "credit", "Annie Leibovitz", "the second name of a credit list"),
+    ("a Wes Anderson style hotel", "celebrity", "credit", "Wes Anderson", "'X style'"),
+    ("a street portrait shot on a Canon camera", "ip", "credit", "Canon",
+     "a camera credit is no brand request"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("prompt", "category", "mention", "entity", "why"), MENTIONS, ids=[m[0] for m in MENTIONS]
+)
+def test_mentions_are_tagged_not_depicted(
+    classifier: GazetteerClassifier,
+    prompt: str,
+    category: str,
+    mention: str,
+    entity: str,
+    why: str,
+) -> None:
+    assert scores(classifier, prompt)[category] == 0.0, why  # nothing depicted
+    assert scores(classifier, prompt, mention)[category] >= REVIEW_AT, why
+    names = entity_names(classifier, prompt, category, mention)
+    assert any(d.startswith(entity + " (") and d.endswith(mention) for d in names), names
+
+
+def test_one_verdict_per_mention_kind(classifier: GazetteerClassifier) -> None:
+    text = "Taylor Swift drinking a can of Red Bull, photo by Annie Leibovitz"
+    got = {(v.category, v.mention): v.score for v in classifier.classify(normalize(text))}
+    assert got[("celebrity", "depicted")] >= BLOCK_AT
+    assert got[("celebrity", "credit")] >= REVIEW_AT
+    assert got[("ip", "brand")] >= REVIEW_AT
+    assert got[("ip", "depicted")] == 0.0
+    assert len(got) == 4  # one verdict each, and no empty brand/credit verdicts
+
+
+# (prompt, character): iconic characters described without their name go to review.
+DESCRIBED = [
+    ("a young mermaid with long red hair and a green tail", "Ariel"),
+    ("a yellow electric mouse creature with red cheeks", "Pikachu"),
+    ("a blue hedgehog running fast", "Sonic the Hedgehog"),
+    ("a green ogre living in a swamp", "Shrek"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "character"), DESCRIBED, ids=[d[0] for d in DESCRIBED])
+def test_descriptions_review(classifier: GazetteerClassifier, prompt: str, character: str) -> None:
+    s = scores(classifier, prompt)
+    assert REVIEW_AT <= s["ip"] < BLOCK_AT
+    (detail,) = entity_names(classifier, prompt, "ip")
+    assert detail.startswith(character + " (") and "description: " in detail
+
+
+def test_a_named_character_is_not_also_reported_as_described(
+    classifier: GazetteerClassifier,
+) -> None:
+    names = entity_names(classifier, "Sonic the Hedgehog, a blue hedgehog, running", "ip")
+    assert [n for n in names if "description" in n] == []
 
 
 def test_title_case_prompt_gives_no_capitalisation_signal(classifier: GazetteerClassifier) -> None:
@@ -175,6 +284,11 @@ PEOPLE = [
     "Newsy McNewsface\t\tnews_figure\tlfw\t\t\t",
     "孙子\t\tzh_famous_person_unverified\tthuocl\t\t\tdf=871;zh_only;common_word=1",
     "王大锤子\t\tzh_famous_person_unverified\tthuocl\t\t\tdf=300;zh_only",
+    "The Boulder\t\tmusician\tpantheon\t1961\tIE\t",
+    "Sandra\t\tmusician\tpantheon\t1962\tDE\t",
+    "Beach Towel\t\tmusician_or_group\tspotify_2023\t\t\tpopularity=spotify2023_rank_9",
+    "Will Smithers\t\tactor\tpantheon\t1968\tUS\t",
+    "Will Byersby\t\tactor\tpantheon\t1970\tUS\t",
 ]
 IP = [
     "name\taliases\tfranchise\towner\tsource\tkind\tpopularity\tnotes",
@@ -183,6 +297,7 @@ IP = [
     "Cloudy\t\tMarvel Comics\tMarvel\tfivethirtyeight_comics\tcomic_character\tappearances=300\t",
     "107\t\tMarvel Comics\tMarvel\tfivethirtyeight_comics\tcomic_character\tappearances=1\t"
     "common_word=1",
+    "Zappachu\tLucky|Zappachou\tPokémon\tGame Freak\tpokeapi\tgame_character\t\t",
 ]
 BRANDS = ["name\taliases\tcategory\tsource\tnotes", "Pebble\t\t\tlogodet3k\tcommon_word=1"]
 TRAIN = [
@@ -225,11 +340,34 @@ def test_build_tiers_and_drops(tiny_build: Gazetteer) -> None:
 
 def test_build_marks_common_words_and_extra_forms(tiny_build: Gazetteer) -> None:
     rows = _rows(tiny_build)
-    assert "~jennie" in rows["Kim Jennie"][2].split("|")  # stage name needs context
+    assert "?jennie" in rows["Kim Jennie"][2].split("|")  # stage name: only with its group
     assert "~cloudy" in rows["Cloudy"][2].split("|")  # an ordinary word in benign captions
     assert "~pebble" in rows["Pebble"][2].split("|")  # kit common_word flag
     assert "tony starkweather" in rows["Iron Fellow"][2].split("|")  # nickname form
     assert "zorblaxquintero" in rows["Zorblax Quintero"][2].split("|")  # joined form
+
+
+def test_build_marks_names_that_are_ordinary_english(tiny_build: Gazetteer) -> None:
+    """The English lexicon (wordfreq + Webster's list + the list's given names) at build time."""
+    rows = _rows(tiny_build)
+    assert rows["The Boulder"][2].split("|")[0] == "~the boulder"  # "the" + an everyday word
+    assert rows["Sandra"][2] == "?sandra"  # a given name: a capital is no evidence
+    assert rows["Beach Towel"][2].split("|")[0] == "~beach towel"  # two everyday words
+    assert rows["Will Smithers"][2].split("|")[0] == "will smithers"  # starts with a given name
+    keys = rows["Zappachu"][2].split("|")
+    assert "zappachu" in keys and "~lucky" in keys and "zappachou" in keys  # foreign names
+
+
+def test_build_without_the_lexicon_packages_says_how_to_install_them(
+    tiny_build: Gazetteer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "wordfreq", None)  # import fails as if not installed
+    src = tiny_build.path.parent.parent / "gazetteers"
+    result = CliRunner().invoke(
+        build_gazetteers_command, ["--source", str(src), "--out", str(tmp_path)]
+    )
+    assert result.exit_code != 0
+    assert "wordfreq" in result.output and "pip install" in result.output, result.output
 
 
 def test_built_file_is_deterministic(tiny_build: Gazetteer, tmp_path: Path) -> None:
@@ -256,7 +394,9 @@ def test_tiny_build_matches(tiny_build: Gazetteer) -> None:
     ] == 0.9
     assert all(v.score == 0 for v in clf.classify(normalize("a cloudy day")))
     (ip,) = [
-        v for v in clf.classify(normalize("Cloudy, a superhero from Marvel")) if v.category == "ip"
+        v
+        for v in clf.classify(normalize("Cloudy, a superhero from Marvel Comics"))
+        if v.category == "ip"
     ]
     assert any(
         e.text == "Cloudy" and "tier=character; context" in (e.detail or "") for e in ip.evidence

@@ -18,11 +18,19 @@ loads only that file. Decisions taken here (each one is a tier, so it shows in e
   born before 1900 (``historical``: Napoleon, Van Gogh are not deepfake targets).
   THUOCL's unverified Chinese names score 0.4 (review), and 2-character ones are dropped (they
   are mostly ordinary words: 孙子, 陆军, 星光). Six-CD artist styles are benign and not read.
-* **Common words.** A form that is also an ordinary word only fires with supporting context
-  (its key is stored with a ``~`` prefix): the kit's ``common_word``/``stage_name_single_token``
-  flags, forms of 4 letters or fewer, single words (and multi-word titles/brands made only of
-  words) that occur in the benign caption/prompt rows of ``train.jsonl``, and multi-word names
-  that occur there as a phrase ("black widow" the spider).
+* **Common words.** A form that is also ordinary text only fires with supporting context. Two
+  marks: ``~`` (an ordinary *word*: "slash", "the rock", "beach house"; written with a capital
+  in mid-sentence it may still mean the name) and ``?`` (an ordinary *proper noun*: a given name,
+  place or nationality such as "Sandra", "Madonna", "Persian", where a capital is no evidence).
+  Sources: the kit's ``common_word``/``stage_name_single_token`` flags; forms of 4 letters or
+  fewer; words and phrases of the benign caption/prompt rows of ``train.jsonl`` (the *tune* half
+  only, see :func:`half_of`, so the benchmark's report half stays unseen); and, since the kit
+  screened names out of those rows, an English lexicon (:class:`EnglishLexicon`: ``wordfreq``
+  frequencies, Webster's 1934 word list from ``english-words`` with its capitalisation, and the
+  people list's own given names): a single word that is a frequent lowercase word, a frequent
+  proper noun or a given name; "the" + a frequent word; several frequent words that do not
+  start with a given name ("beach house", but not "will smith"); and foreign Pokémon names that
+  are English words ("lucky", "spear"). Curated entries mark their forms by hand.
 * **Extra forms.** ``Anthony "Tony" Stark`` also yields ``Tony Stark``; well-known multi-word
   names also match written as one word ("taylorswift", "spiderman"). CJK forms (Chinese,
   Japanese, Korean) are stored as substrings without spaces or dots (``=`` prefix).
@@ -40,16 +48,21 @@ import json
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from classifiers.text.curated_names import CURATED_BRANDS, CURATED_IP, CURATED_PEOPLE
+from classifiers.text.curated_names import (
+    CURATED_BRANDS,
+    CURATED_CONTEXT,
+    CURATED_IP,
+    CURATED_PEOPLE,
+)
 from classifiers.text.normalize import WORD_RE, normalize
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 OUTPUT_NAME = "gazetteer.tsv.gz"
 BENIGN_SOURCES = frozenset(
     {"coco_captions_esd", "didemo", "parti", "t2i_compbench", "vbench_aug", "opensora"}
@@ -58,6 +71,19 @@ CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf90
 MIN_CJK_LEN = 2
 MAX_KEY_TOKENS = 12
 MAX_CJK_LEN = 24
+ORDINARY_ZIPF = 3.0
+"""wordfreq Zipf frequency (log10 of uses per billion words) from which a word is everyday text."""
+PROPER_ZIPF = 2.5
+"""...and from which a capitalised dictionary word (a name, place, nationality) is ordinary."""
+EVERYDAY_ZIPF = 3.3
+"""...and from which any word (in or out of the dictionary: "logo", "selfie") is everyday."""
+LESSER_SCORE = 0.9
+"""Entries scoring below this (brands, comic characters under 500 appearances, anime titles)
+need context for any dictionary word or name, however rare."""
+LESSER_ZIPF = 2.0
+"""...and for any word seen in today's text this often ("anthro")."""
+GIVEN_NAME_MIN = 2
+"""A first word shared by this many people in the kit's people list is a given name."""
 
 csv.field_size_limit(sys.maxsize)
 
@@ -76,11 +102,13 @@ class Entry:
     context: list[str] = field(default_factory=list)
     common_forms: set[str] = field(default_factory=set)  # raw forms the kit flags as common
     keys: list[str] = field(default_factory=list)
+    fixed_context: list[str] = field(default_factory=list)  # curated phrases, kept as written
+    lesser_forms: set[str] = field(default_factory=set)  # judged as if the entry were lesser
 
 
 @dataclass(frozen=True)
 class BenignVocabulary:
-    """Word and phrase counts over benign captions/prompts, to spot names that are words.
+    """Word and phrase counts over benign prompts (tune half), to spot names that are words.
 
     ``dictionary`` adds English whole words from CLIP's BPE vocabulary (shipped inside the
     open_clip package); it is used only for lesser-known characters, titles and brands, since
@@ -106,6 +134,88 @@ class BenignVocabulary:
 
     def is_phrase(self, key: str, min_count: int = 2) -> bool:
         return self.phrases[key] >= min_count
+
+
+def half_of(text: str) -> str:
+    """``tune`` or ``report``: a fixed split of benign rows by sha1 of their text.
+
+    The build reads only the tune half; ``benchmarks/eval_names.py`` reports on the other.
+    """
+    return "tune" if hashlib.sha1(text.encode("utf-8")).digest()[0] % 2 == 0 else "report"
+
+
+@dataclass(frozen=True)
+class EnglishLexicon:
+    """What ordinary English text looks like, for names that are also words (build time only).
+
+    ``plain``: lowercase dictionary words (Webster's 1934 list, so no modern stage name is in
+    it) that are frequent in today's text (``wordfreq`` Zipf >= :data:`ORDINARY_ZIPF`).
+    ``proper``: capitalised dictionary entries (given names, places, nationalities) that are
+    frequent (Zipf >= :data:`PROPER_ZIPF`), plus ``given``: first words shared by
+    :data:`GIVEN_NAME_MIN` or more people in the people list.
+    """
+
+    plain: frozenset[str]
+    proper: frozenset[str]
+    given: frozenset[str]
+    frequent_names: frozenset[str] = frozenset()
+    """Proper nouns and given names with Zipf >= 3.5 ("william", "jean"): never a misspelling."""
+    everyday: frozenset[str] = frozenset()
+    """``plain`` plus frequent words Webster's lacks ("logo", "selfie"), names left out."""
+    dictionary: frozenset[str] = frozenset()
+    """Every lowercase word of Webster's list, however rare ("gazelle", "thermos")."""
+    dictionary_proper: frozenset[str] = frozenset()
+    """Every capitalised entry of Webster's list, lowercased ("hephaestus", "lilia")."""
+    frequency: Callable[[str], float] = lambda word: 0.0
+    """``wordfreq`` Zipf frequency of a word in English."""
+
+    def is_plain(self, word: str) -> bool:
+        return word in self.plain
+
+    def is_proper(self, word: str) -> bool:
+        return word in self.proper or word in self.given
+
+
+def english_lexicon(people: list[dict[str, str]]) -> EnglishLexicon:
+    """Build the lexicon from ``wordfreq`` and ``english-words`` (build-time dependencies)."""
+    try:
+        from english_words import get_english_words_set
+        from wordfreq import iter_wordlist, zipf_frequency
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the gazetteer build needs wordfreq and english-words ({exc}); "
+            "install them with: pip install -e '.[build]'"
+        ) from None
+    web2 = get_english_words_set(["web2"], lower=False, alpha=True)
+    plain = {w for w in web2 if w.islower() and zipf_frequency(w, "en") >= ORDINARY_ZIPF}
+    proper = {
+        w.lower()
+        for w in web2
+        if w[:1].isupper() and w[1:].islower() and zipf_frequency(w, "en") >= PROPER_ZIPF
+    }
+    firsts: Counter[str] = Counter()
+    for row in people:
+        tokens = WORD_RE.findall(normalize(row["name"]).normalized)
+        if len(tokens) >= 2 and row["kind"] != "musician_or_group":
+            firsts[tokens[0]] += 1
+    given = {w for w, n in firsts.items() if n >= GIVEN_NAME_MIN and w.isalpha() and len(w) > 1}
+    frequent = {w for w in proper | given if zipf_frequency(w, "en") >= 3.5}
+    everyday = set(plain)
+    for word in iter_wordlist("en"):
+        if zipf_frequency(word, "en") < EVERYDAY_ZIPF:
+            break
+        if word.isascii() and word.isalpha() and word not in proper and word not in given:
+            everyday.add(word)
+    return EnglishLexicon(
+        frozenset(plain),
+        frozenset(proper - plain),
+        frozenset(given),
+        frozenset(frequent),
+        frozenset(everyday),
+        frozenset(w for w in web2 if w.islower()),
+        frozenset(w.lower() for w in web2 if w[:1].isupper()),
+        lambda word: float(zipf_frequency(word, "en")),
+    )
 
 
 def read_tsv(path: Path) -> Iterator[dict[str, str]]:
@@ -184,7 +294,8 @@ def people_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
         if "common_word" in notes:
             entry.common_forms.add(row["name"])
         if "stage_name_single_token" in notes:
-            entry.common_forms.update(f for f in forms if len(f.split()) == 1)
+            # Stage names count with their group only, as the kit advises ("?").
+            entry.forms = [f"?{f}" if len(f.split()) == 1 else f for f in forms]
         yield entry
 
 
@@ -212,12 +323,15 @@ def ip_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
             ctx_class = "comic"
         elif kind == "game_character":
             tier, score, ctx_class = "pokemon", 0.9, "pokemon"
+            foreign = set(forms[1:])  # French, German... names: rare in English prompts
         else:
             tier, score, ctx_class = "anime_title", 0.75, "anime"
         context = [w for w in (row["franchise"], row["owner"]) if w]
         entry = Entry("ip", row["name"], detail, tier, score, ctx_class, forms, context)
         if "common_word" in notes:
             entry.common_forms.add(row["name"])
+        if kind == "game_character":
+            entry.lesser_forms = foreign
         yield entry
 
 
@@ -237,15 +351,16 @@ def curated_entries() -> Iterator[Entry]:
     """The hand-curated additions (:mod:`classifiers.text.curated_names`)."""
     for name, aliases, detail in CURATED_PEOPLE:
         yield Entry(
-            "celebrity", name.lstrip("~"), detail, "curated", 0.95, "person", [name, *aliases]
+            "celebrity", name.lstrip("~?"), detail, "curated", 0.95, "person", [name, *aliases]
         )
     for name, aliases, detail in CURATED_IP:
-        ctx = "brand" if name.lstrip("~") in CURATED_BRANDS else "film"
+        bare = name.lstrip("~?")
+        ctx = "brand" if bare in CURATED_BRANDS else "film"
         if "Marvel" in detail or detail.startswith("DC"):
             ctx = "comic"
-        yield Entry(
-            "ip", name.lstrip("~"), detail, "curated", 0.95, ctx, [name, *aliases], [detail]
-        )
+        entry = Entry("ip", bare, detail, "curated", 0.95, ctx, [name, *aliases], [detail])
+        entry.fixed_context = list(CURATED_CONTEXT.get(bare, ()))
+        yield entry
 
 
 def benign_vocabulary(train_jsonl: Path | None) -> BenignVocabulary:
@@ -260,7 +375,7 @@ def benign_vocabulary(train_jsonl: Path | None) -> BenignVocabulary:
     with train_jsonl.open(encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
-            if row["labels"]:
+            if row["labels"] or half_of(row["text"]) != "tune":
                 continue
             if row["source"] == "cold":
                 zh.append("".join(WORD_RE.findall(normalize(row["text"]).normalized)))
@@ -306,7 +421,7 @@ def english_words() -> frozenset[str]:
 
 def form_key(form: str) -> tuple[str, bool] | None:
     """A raw form -> (key, is_cjk), or ``None`` when it cannot be matched usefully."""
-    norm = normalize(form.lstrip("~")).normalized
+    norm = normalize(form.lstrip("~?")).normalized
     tokens = WORD_RE.findall(norm)
     if not tokens or not any(c.isalpha() for t in tokens for c in t):
         return None  # digits only ("107", "88"): not a name
@@ -321,55 +436,112 @@ def form_key(form: str) -> tuple[str, bool] | None:
     return (key, False) if len(key) >= 2 else None
 
 
-def needs_context(entry: Entry, form: str, key: str, is_cjk: bool, vocab: BenignVocabulary) -> bool:
-    """Is this form also an ordinary word or phrase, so that it needs supporting context?"""
+ARTICLES = frozenset({"the", "a", "an"})
+
+
+def context_mark(
+    entry: Entry, form: str, key: str, is_cjk: bool, vocab: BenignVocabulary, lex: EnglishLexicon
+) -> str:
+    """How a form counts: ``""`` alone, ``"~"`` with context (an ordinary word; a capital in
+    mid-sentence is some evidence), ``"?"`` with context only (an ordinary proper noun)."""
+    tokens = key.split()
+    single_proper = not is_cjk and len(tokens) == 1 and lex.is_proper(key) and not lex.is_plain(key)
+    if form.startswith("?"):
+        return "?"
     if form.startswith("~") or form in entry.common_forms:
-        return True
+        return "?" if single_proper else "~"
     if entry.tier == "curated":
-        return False  # curated forms mark their ordinary-word cases with "~" explicitly
+        # Curated forms mark their ordinary-word cases with "~" or "?" by hand; for Chinese
+        # character names jieba's dictionary checks too (小米 "millet", 蝎子 "scorpion"). Not
+        # for people and brands: jieba lists 奥巴马 and 微软 as plain nouns.
+        character = entry.category == "ip" and entry.context_class != "brand"
+        return "~" if is_cjk and character and key in vocab.zh_words else ""
     if is_cjk:
         if entry.category == "ip" and vocab.is_zh_word(key):
-            return True  # an everyday Chinese word or phrase (好朋友, 超人)
-        return len(key) <= 2
-    tokens = key.split()
+            return "~"  # an everyday Chinese word or phrase (好朋友, 超人)
+        return "~" if len(key) <= 2 else ""
     if len(tokens) == 1:
-        if entry.category == "ip" and entry.score < 0.85 and key in vocab.dictionary:
-            return True  # "caretaker", "citizen", "battleship": words before they are names
-        if len(key) == 4 and key.isalpha():
-            return vocab.is_word(key) or key in vocab.dictionary  # "Snom" is a name, "Stag" a word
-        return len(key) <= 4 or vocab.is_word(key) or (not key.isalpha() and len(key) <= 6)
+        return _single_word_mark(entry, key, vocab, lex, lesser=form in entry.lesser_forms)
+    return "~" if _ordinary_phrase(entry, tokens, vocab, lex) else ""
+
+
+def _plain(word: str, lex: EnglishLexicon) -> bool:
+    return lex.is_plain(word) or (word.endswith("s") and lex.is_plain(word[:-1]))
+
+
+def _single_word_mark(
+    entry: Entry, key: str, vocab: BenignVocabulary, lex: EnglishLexicon, *, lesser: bool
+) -> str:
+    if _plain(key, lex) or (key in lex.dictionary and lex.frequency(key) >= PROPER_ZIPF):
+        return "~"  # "slash", "drake", "arcane", "lucky" (a German Pokémon name)
+    if lex.is_proper(key):
+        return "?"  # "Sandra", "Madonna", "Persian"
+    if lesser or entry.score < LESSER_SCORE:
+        # Brands and lesser characters named after any word or name, however rare in
+        # Webster's ("gazelle", "thermos", "Hephaestus"), or frequent in today's text ("anthro").
+        if key in lex.dictionary or lex.frequency(key) >= LESSER_ZIPF:
+            return "~"
+        if key in lex.dictionary_proper:
+            return "?"
+    if entry.category == "ip" and entry.score < 0.85 and key in vocab.dictionary:
+        return "~"  # "caretaker", "citizen", "battleship": words before they are names
+    if len(key) == 4 and key.isalpha():
+        return "~" if vocab.is_word(key) or key in vocab.dictionary else ""  # "Snom", "Stag"
+    ordinary = len(key) <= 4 or vocab.is_word(key) or (not key.isalpha() and len(key) <= 6)
+    return "~" if ordinary else ""
+
+
+def _ordinary_phrase(
+    entry: Entry, tokens: list[str], vocab: BenignVocabulary, lex: EnglishLexicon
+) -> bool:
+    key = " ".join(tokens)
     # People's names were screened out of the benign rows; a character, title or brand seen
     # there even once is an everyday phrase ("santa claus", "one piece").
     if vocab.is_phrase(key, 2 if entry.category == "celebrity" else 1):
         return True
     # Titles and brands made only of everyday words ("Golden Time", "Blue Lock").
-    return entry.context_class in ("anime", "brand") and len(tokens) <= 3 and vocab.all_words(key)
+    if entry.context_class in ("anime", "brand") and len(tokens) <= 3 and vocab.all_words(key):
+        return True
+
+    def word(t: str) -> bool:
+        return len(t) >= 3 and _plain(t, lex)
+
+    if tokens[0] in ARTICLES:
+        return all(word(t) for t in tokens[1:])  # "the edge", "the rock"
+    if entry.score < LESSER_SCORE and all(word(t) for t in tokens):
+        return True  # a lesser character named with everyday words: "Robin Hood"
+    # Everyday words that do not start with a given name: "beach house", not "will smith".
+    return not lex.is_proper(tokens[0]) and all(word(t) for t in tokens)
 
 
-def entry_keys(entry: Entry, vocab: BenignVocabulary) -> list[str]:
-    """All match keys of an entry, prefixed ``~`` (needs context) and/or ``=`` (CJK substring)."""
-    keys: dict[str, bool] = {}
+def entry_keys(entry: Entry, vocab: BenignVocabulary, lex: EnglishLexicon) -> list[str]:
+    """All match keys of an entry, prefixed ``~``/``?`` (needs context) and/or ``=`` (CJK)."""
+    keys: dict[str, str] = {}
     for form in entry.forms:
         made = form_key(form)
         if made is None:
             continue
         key, is_cjk = made
         stored = ("=" if is_cjk else "") + key
-        ctx = needs_context(entry, form, key, is_cjk, vocab)
-        keys[stored] = keys.get(stored, True) and ctx
+        mark = context_mark(entry, form, key, is_cjk, vocab, lex)
+        # The same key from several forms: the most permissive mark wins ("" < "~" < "?").
+        keys[stored] = min(keys.get(stored, "?"), mark, key=_MARK_ORDER.index)
         tokens = key.split()
         joined = "".join(tokens)
         if (
             not is_cjk
-            and not ctx
+            and not mark
             and len(tokens) > 1
             and entry.score >= 0.8
             and joined.isalpha()
             and len(joined) >= 8
             and not vocab.is_word(joined)
         ):
-            keys.setdefault(joined, False)
-    return [("~" if ctx else "") + k for k, ctx in keys.items()]
+            keys.setdefault(joined, "")
+    return [mark + k for k, mark in keys.items()]
+
+
+_MARK_ORDER = ("", "~", "?")
 
 
 _GENERIC_CONTEXT = frozenset(
@@ -377,15 +549,21 @@ _GENERIC_CONTEXT = frozenset(
 )
 
 
-def context_keys(entry: Entry, vocab: BenignVocabulary) -> list[str]:
+def context_keys(entry: Entry, vocab: BenignVocabulary, lex: EnglishLexicon) -> list[str]:
     """Entry-specific context: group, franchise and owner names (whole, and their distinctive
     single words), never generic or everyday words ("game", "marvel" as in "marvel at") and
     never the entry's own names (an anime whose franchise is its own title)."""
-    own = {k.lstrip("~=") for k in entry.keys}
+    own = {k.lstrip("~?=") for k in entry.keys}
     generic = _GENERIC_CONTEXT | own
 
     def everyday(word: str) -> bool:
-        return word in generic or vocab.is_word(word) or word in vocab.dictionary
+        return (
+            word in generic
+            or vocab.is_word(word)
+            or word in vocab.dictionary
+            or word in lex.plain
+            or word in lex.dictionary
+        )
 
     out: set[str] = set()
     for raw in entry.context:
@@ -394,39 +572,66 @@ def context_keys(entry: Entry, vocab: BenignVocabulary) -> list[str]:
             if not made or made[1] or made[0] in generic:
                 continue
             words = made[0].split()
-            if len(words) > 1 or not (made[0] in generic or vocab.is_word(made[0])):
+            whole = made[0]
+            if len(words) > 1 or not (
+                whole in generic
+                or vocab.is_word(whole)
+                or whole in lex.plain
+                or whole in lex.dictionary
+            ):
                 out.add(made[0])  # a whole group/franchise name ("blackpink", "x men")
             out.update(t for t in words if len(t) > 3 and not everyday(t))
     return sorted(out)
 
 
-def build(source: Path, benign: Path | None) -> tuple[list[Entry], list[str]]:
-    """Read the kit; return the finished entries (keys filled in) and the ordinary words.
+def build(source: Path, benign: Path | None) -> tuple[list[Entry], dict[str, list[str]]]:
+    """Read the kit; return the finished entries (keys filled in) and three word lists.
 
-    Ordinary words (4+ letters, seen in benign prompts) are never read as a misspelt name.
+    ``ordinary``: words of 4+ letters never read as a misspelt name (seen in benign prompts, or
+    frequent English words). ``plain``: everyday lowercase words, and ``given``: given names
+    and other ordinary proper nouns; the matcher reads a one-word name next to a word that is
+    neither, or after a given name, as part of someone else's name ("Sandra Chevrier",
+    "Raphael Lacoste").
     """
     vocab = benign_vocabulary(benign)
+    people = list(read_tsv(source / "people.tsv"))
+    lex = english_lexicon(people)
     entries = [
         *curated_entries(),
-        *people_entries(read_tsv(source / "people.tsv")),
+        *people_entries(people),
         *ip_entries(read_tsv(source / "ip.tsv")),
         *brand_entries(read_tsv(source / "brands.tsv")),
     ]
     out = []
     for e in entries:
-        e.keys = entry_keys(e, vocab)
-        e.context = context_keys(e, vocab)
+        e.keys = entry_keys(e, vocab, lex)
+        e.context = context_keys(e, vocab, lex)
+        for phrase in e.fixed_context:
+            made = form_key(phrase)
+            if made is not None and made[0] not in e.context:
+                e.context.append(made[0])
         if e.keys:
             out.append(e)
-    ordinary = sorted(w for w, n in vocab.words.items() if n >= 2 and len(w) >= 4 and w.isalpha())
-    return out, ordinary
+    ordinary = {w for w, n in vocab.words.items() if n >= 2 and len(w) >= 4 and w.isalpha()}
+    ordinary |= {w for w in lex.everyday | lex.frequent_names if len(w) >= 4}
+    ordinary |= {
+        w for w in lex.dictionary if len(w) >= 4 and lex.frequency(w) >= LESSER_ZIPF
+    }  # "arcane", "paladin", "cyborg": words, so a capital is no sign of a name
+    lists = {
+        "ordinary": sorted(ordinary),
+        "plain": sorted(
+            lex.everyday | {w for w, n in vocab.words.items() if n >= 2 and w.isalpha()}
+        ),
+        "given": sorted((lex.given | lex.proper) - lex.everyday),
+    }
+    return out, lists
 
 
 def _clean(value: str) -> str:
     return re.sub(r"[\t\n\r|]+", " ", value).strip()
 
 
-def write(entries: list[Entry], ordinary: list[str], out_dir: Path, source: Path) -> Path:
+def write(entries: list[Entry], lists: dict[str, list[str]], out_dir: Path, source: Path) -> Path:
     """Write ``gazetteer.tsv.gz`` deterministically (gzip mtime 0) and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -442,7 +647,8 @@ def write(entries: list[Entry], ordinary: list[str], out_dir: Path, source: Path
             "|".join(_clean(k) for k in e.keys),
         ]
         lines.append("\t".join(cols))
-    lines.append("_ordinary\t" + "|".join(ordinary))
+    for name, words in lists.items():
+        lines.append(f"_{name}\t" + "|".join(words))
     body = "\n".join(lines) + "\n"
     digest = hashlib.sha256(body.encode()).hexdigest()[:12]
     header = (
@@ -450,8 +656,9 @@ def write(entries: list[Entry], ordinary: list[str], out_dir: Path, source: Path
         f"# built from {source.name}/ (people.tsv, ip.tsv, brands.tsv) + curated_names.py "
         "by classifiers.text.build_gazetteers; do not edit by hand\n"
         "# category\tname\tdetail\ttier\tscore\tcontext_class\tcontext\tkeys "
-        "(~ needs context, = CJK substring)\n"
-        "# last row: _ordinary\twords never read as misspelt names\n"
+        "(~ an ordinary word, ? an ordinary proper noun: both need context; = CJK substring)\n"
+        "# last rows: _ordinary (never read as misspelt names), _plain (everyday words), "
+        "_given (given names and other ordinary proper nouns)\n"
     )
     path = out_dir / OUTPUT_NAME
     with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
@@ -485,8 +692,8 @@ def build_gazetteers_command(source: Path, out: Path, benign: Path | None, no_be
     """Derive the compact celebrity/IP lookup table the product ships (gazetteer.tsv.gz)."""
     if not no_benign and benign is None:
         benign = source.parent / "train.jsonl"
-    entries, ordinary = build(source, None if no_benign else benign)
-    path = write(entries, ordinary, out, source)
+    entries, lists = build(source, None if no_benign else benign)
+    path = write(entries, lists, out, source)
     n_keys = sum(len(e.keys) for e in entries)
     tiers = Counter(e.tier for e in entries)
     click.echo(

@@ -11,11 +11,23 @@ prompt is matched against all ~60k names in tens of microseconds:
   of 4+ letters may be one edit (Damerau/OSA) away, found through a deletion-neighbourhood
   index, at most two edited words per name, never a word that is itself an ordinary word
   ("Tom hands" is not Tom Hanks).
-* **Common words** ("Storm", "Apple", "Jennie", keys stored with ``~``) count only with
-  supporting context in the prompt: a franchise/owner/group word ("Storm from the X-Men",
-  "Jennie from BLACKPINK", "Apple logo") or another hit from the same franchise. Written with a
-  capital in mid-sentence (and the prompt not in Title Case) they score
-  :data:`CAPITALISED_SCORE` (review); otherwise they are ignored ("storm clouds over the sea").
+* **Ordinary text** (keys stored with ``~``: an everyday word or phrase, "storm", "the rock";
+  ``?``: an ordinary proper noun, "Persian", "Sandra", "Elsa"; marked at build time) counts
+  only with context tied to the entity within :data:`CONTEXT_WINDOW` words: its franchise,
+  group or curated phrases ("Storm from the X-Men", "Jennie from BLACKPINK", "Ariel the
+  mermaid"), another well-known hit from its franchise, and for well-known entries their
+  class's words ("Apple logo") or a person's role words ("Drake" + "on stage"). A ``~`` name
+  that is no everyday single word, written as a name (a capital in mid-sentence, or every word
+  capitalised: "The Rock") in a prompt not in Title Case, scores :data:`CAPITALISED_SCORE`
+  (review); otherwise it is ignored ("storm clouds over the sea", "a Persian cat").
+* **Someone else's name**: a one-word person or brand after a given name ("Raphael Lacoste"),
+  or a one-word person before a word that is no everyday word ("Sandra Chevrier"), is skipped.
+* **Mentions**: a brand hit is tagged ``brand``; a creator (:data:`CREDIT_KINDS`) named as a
+  credit ("by X, Y and Z", "in the style of X", "X-style") and a brand after "shot on" are
+  tagged ``credit``. They become separate verdicts whose ``mention`` the policy's ``names:``
+  settings act on (see :mod:`policies.engine`).
+* **Descriptions** of iconic characters without their name
+  (:mod:`classifiers.text.descriptions`) score at review level.
 
 Scores come from the entry's tier (see :mod:`classifiers.text.build_gazetteers`): well-known
 names 0.85-0.95, weak tiers below the review threshold. Evidence quotes the matched span of
@@ -37,9 +49,10 @@ from typing import overload
 
 from rapidfuzz.distance import OSA
 
-from classifiers.base import Category, Evidence, PromptText, Verdict
+from classifiers.base import Category, Evidence, Mention, PromptText, Verdict
 from classifiers.text.build_gazetteers import CJK_RE, OUTPUT_NAME
-from classifiers.text.curated_names import CONTEXT_WORDS
+from classifiers.text.curated_names import CONTEXT_WORDS, CREDIT_KINDS, ROLE_WORDS
+from classifiers.text.descriptions import DESCRIPTION_SCORE, DescriptionHit, DescriptionMatcher
 from classifiers.text.normalize import WORD_RE, normalize_key
 
 __all__ = [
@@ -85,6 +98,10 @@ class Entity:
     """The first word of a character's franchise ("marvel", "dc", "pokemon"), else ``""``:
     another well-known name from the same franchise is context for a common-word one."""
 
+    @property
+    def is_brand(self) -> bool:
+        return self.context_class == "brand"
+
 
 @dataclass(frozen=True, slots=True)
 class Hit:
@@ -94,17 +111,20 @@ class Hit:
     start: int
     end: int
     score: float
-    how: str  # exact | fuzzy | context | capitalised | weak
+    how: str  # exact | fuzzy | context | capitalised | description
+    mention: Mention = "depicted"
 
 
 @dataclass(frozen=True, slots=True)
 class _Key:
     entity: int
     needs_context: bool
+    proper: bool = False
+    """An ordinary proper noun ("Sandra", "Persian"): a capital letter is no evidence."""
 
     @classmethod
     def decode(cls, code: int) -> _Key:
-        return cls(code >> 1, bool(code & 1))
+        return cls(code >> 2, bool(code & 1), bool(code & 2))
 
 
 _Found = list[tuple[int, int, _Key, str]]  # (start, end, key, how) in the normalised text
@@ -157,7 +177,11 @@ class Gazetteer:
         self.fuzzy_deletes: dict[str, set[str]] = {}
         self.fuzzy_pairs: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = {}
         self.ordinary_words: frozenset[str] = frozenset()
+        self.plain_words: frozenset[str] = frozenset()
+        self.given_names: frozenset[str] = frozenset()
         self.context_phrases: dict[str, frozenset[str]] = {}
+        self.role_phrases: dict[str, frozenset[str]] = {}
+        self.descriptions = DescriptionMatcher()
         self._load(path)
 
     # -- loading ---------------------------------------------------------------------------
@@ -180,8 +204,12 @@ class Gazetteer:
         for lineno, line in enumerate(lines, 1):
             if line.startswith("#") or not line:
                 continue
-            if line.startswith("_ordinary\t"):
-                self.ordinary_words = frozenset(line.split("\t", 1)[1].split("|"))
+            if line.startswith("_"):
+                name, _, words = line.partition("\t")
+                lists = {"_ordinary": "ordinary_words", "_plain": "plain_words",
+                         "_given": "given_names"}  # fmt: skip
+                if name in lists:
+                    setattr(self, lists[name], frozenset(words.split("|")))
                 continue
             cols = line.split("\t")
             if len(cols) != 8 or cols[0] not in ("celebrity", "ip"):
@@ -201,15 +229,19 @@ class Gazetteer:
         self.context_phrases = {
             cls: frozenset(normalize_key(w) for w in words) for cls, words in CONTEXT_WORDS.items()
         }
+        self.role_phrases = {
+            kind: frozenset(normalize_key(w) for w in words) for kind, words in ROLE_WORDS.items()
+        }
 
     def _index_keys(
         self, idx: int, keys: str, fuzzy_ok: bool, fuzzy_keys: list[tuple[str, int]]
     ) -> None:
         phrases, cjk, prefixes = self.phrases, self.cjk, self.prefixes
         for raw in keys.split("|"):
-            needs_ctx = raw[0] == "~"
+            proper = raw[0] == "?"
+            needs_ctx = proper or raw[0] == "~"
             key = raw[1:] if needs_ctx else raw
-            code = idx * 2 + needs_ctx
+            code = idx * 4 + needs_ctx + 2 * proper
             if key[0] == "=":
                 cjk.setdefault(key[1:], []).append(code)
                 continue
@@ -245,9 +277,12 @@ class Gazetteer:
         self._exact(words, spans, found)
         self._cjk_substrings(words, spans, found)
         self._fuzzy(words, spans, found)
-        if not found:
-            return []
-        return self._resolve(prompt, words, spans, found)
+        hits = self._resolve(prompt, words, spans, found) if found else []
+        named = {h.entity.name for h in hits if h.entity.category == "ip"}
+        for d in self.descriptions.find(words):
+            if d.character not in named:
+                hits.append(_description_hit(d, spans))
+        return hits
 
     def _exact(self, words: list[str], spans: list[tuple[int, int]], found: _Found) -> None:
         n = len(words)
@@ -307,7 +342,12 @@ class Gazetteer:
 
     def _near(self, word: str) -> tuple[str, ...]:
         """Name words one edit away from ``word`` (never for ordinary words or short ones)."""
-        if len(word) < FUZZY_MIN_WORD_LEN or word in self.ordinary_words or not word.isalpha():
+        if (
+            len(word) < FUZZY_MIN_WORD_LEN
+            or word in self.ordinary_words
+            or word in self.given_names  # "jean", "hubert": another name, not a misspelling
+            or not word.isalpha()
+        ):
             return ()
         cands: set[str] = set(self.fuzzy_deletes.get(word, ()))
         for d in _deletes(word):
@@ -336,23 +376,56 @@ class Gazetteer:
         max_end: dict[int, int] = {}  # accepted span start -> furthest end
         longest = 0
         hits: list[Hit] = []
+        credits = _CreditZones(prompt.normalized, words, spans)
         for start, end, key, how in found:
             entity = self.entities[key.entity]
             if entity.category in taken.get((start, end), ()) or max_end.get(start, -1) > end:
                 continue
             if any(max_end.get(a, -1) >= end for a in range(max(0, start - longest), start)):
                 continue  # inside a longer accepted span: the same mention
+            w0, w1 = _word_range(spans, start, end)
+            if self._part_of_longer_name(entity, prompt, words, w0, w1):
+                continue
             score = entity.score * (FUZZY_PENALTY if how == "fuzzy" else 1.0)
             if key.needs_context:
-                judged = self._judge_common(prompt, words, spans, start, end, entity, strong)
+                judged = self._judge_common(prompt, words, spans, start, end, entity, strong, key)
                 if judged is None:
                     continue
                 how, score = judged[0], min(score, judged[1])
             taken.setdefault((start, end), set()).add(entity.category)
             max_end[start] = max(max_end.get(start, -1), end)
             longest = max(longest, end - start)
-            hits.append(Hit(entity, start, end, score, how))
+            mention: Mention = "depicted"
+            if entity.is_brand:
+                mention = "credit" if credits.equipment(w0) else "brand"
+            elif entity.category == "celebrity" and entity.detail in CREDIT_KINDS:
+                mention = "credit" if credits.covers(w0, w1) else "depicted"
+            hits.append(Hit(entity, start, end, score, how, mention))
         return hits
+
+    def _part_of_longer_name(
+        self, entity: Entity, prompt: PromptText, words: list[str], w0: int, w1: int
+    ) -> bool:
+        """A one-word person or brand name inside someone else's name: after a given name
+        ("Raphael Lacoste", "Chris Riddell"), or (people) before a word that is no everyday
+        word and looks like a surname ("Sandra Chevrier", "Ayami Kojima")."""
+        if w1 - w0 != 1 or not (entity.category == "celebrity" or entity.is_brand):
+            return False
+        if CJK_RE.match(words[w0]):
+            return False
+        if w0 > 0 and words[w0 - 1] in self.given_names and words[w0 - 1] != words[w0]:
+            return True
+        if w1 < len(words) and entity.category == "celebrity":
+            nxt = words[w1]
+            return (
+                len(nxt) >= 3
+                and nxt.isalpha()
+                and nxt.isascii()
+                and nxt not in self.plain_words
+                and nxt not in self.given_names
+                and nxt not in self.phrases
+            )
+        return False
 
     def _judge_common(
         self,
@@ -363,15 +436,17 @@ class Gazetteer:
         end: int,
         entity: Entity,
         strong: dict[str, list[tuple[int, int]]],
+        key: _Key,
     ) -> tuple[str, float] | None:
-        """A name that is also an ordinary word: ("context", 1.0) with supporting context,
-        ("capitalised", CAPITALISED_SCORE) for a capitalised well-known name, else ``None``."""
+        """A name that is also ordinary text: ("context", 1.0) with context tied to the entity
+        (its franchise, group or role words; for well-known entries also their class words),
+        ("capitalised", CAPITALISED_SCORE) for a well-known ``~`` name written with a capital
+        in mid-sentence, else ``None``."""
         o_start, o_end = prompt.original_span(start, end)
-        # "its", "on", "v": only as written in capitals ("BTS", "KFC"). Not for CJK, where two
-        # characters are a whole name (宝可梦里的九尾 has its context).
+        # "its", "on", "v": only as written in capitals ("BTS", "KFC") or with context tied to
+        # the entity. Not for CJK, where two characters are a whole name (宝可梦里的九尾).
         short = end - start <= 3 and not CJK_RE.match(prompt.normalized[start])
-        if short and not prompt.original[o_start:o_end].isupper():
-            return None
+        upper = prompt.original[o_start:o_end].isupper()
         first = bisect.bisect_right(spans, (start, len(prompt.normalized) + 1)) - 1
         last = bisect.bisect_left(spans, (end, -1)) - 1
         lo, hi = max(0, first - CONTEXT_WINDOW), last + 1 + CONTEXT_WINDOW
@@ -381,21 +456,118 @@ class Gazetteer:
             # Chinese runs are one "word" however long: the rest of the run is context too.
             text = prompt.normalized
             near += [text[spans[first][0] : start], text[end : spans[last][1]]]
+        context = _Context(near)
+        # Class words ("superhero", "logo") and a person's role words ("singer", "on stage")
+        # are not tied to one entity: they count for well-known names only, and for a name
+        # that is an everyday word only when the class words are specific ("Apple logo") or
+        # a person's name is typed with a capital ("Drake" on stage, not "green" stage light).
+        ordinary = prompt.normalized[start:end] in self.ordinary_words
+        generic = (
+            not short
+            and entity.score >= CAPITALISED_MIN_SCORE
+            and (
+                not ordinary
+                or entity.context_class in ("brand", "pokemon")  # "logo", "pokemon"
+                or (entity.context_class == "person" and prompt.original[o_start].isupper())
+            )
+        )
         if any(b <= start or a >= end for a, b in others) or self._has_context(
-            entity, _Context(near)
+            entity, context, generic=generic
         ):
             return "context", 1.0
+        if short and not upper:
+            return None
+        # A capital is evidence for a "~" name ("The Rock", "Jennie"), never for a "?" one
+        # (names, places, nationalities are always capitalised: "a Persian cat"), nor for a
+        # single everyday word ("Queen", "Storm", "Deco"): art prompts capitalise those.
         if (
-            entity.score >= CAPITALISED_MIN_SCORE
+            not key.proper
+            and entity.score >= CAPITALISED_MIN_SCORE
             and prompt.normalized[start:end] not in self.ordinary_words
-            and _capitalised_mid_sentence(prompt, start, end)
+            and _capitalised_name(prompt, start, end)
         ):
             return "capitalised", CAPITALISED_SCORE
         return None
 
-    def _has_context(self, entity: Entity, context: _Context) -> bool:
-        generic = self.context_phrases.get(entity.context_class, frozenset())
-        return any(context.has(p) for p in (*entity.context, *generic))
+    def _has_context(self, entity: Entity, context: _Context, *, generic: bool) -> bool:
+        """Context tied to the entity (its own franchise/group words), or with ``generic`` its
+        class's words ("logo" for a brand) or, for a person, their role words ("rapper")."""
+        if any(context.has(p) for p in entity.context):
+            return True
+        if not generic:
+            return False
+        words = self.context_phrases.get(entity.context_class, frozenset())
+        if entity.context_class == "person":
+            words = self.role_phrases.get(entity.detail, frozenset())
+        return any(context.has(p) for p in words)
+
+
+def _word_range(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+    """Indexes ``[w0, w1)`` of the words that a character span ``[start, end)`` covers."""
+    w0 = bisect.bisect_right(spans, (start, _BIG)) - 1
+    w1 = bisect.bisect_left(spans, (end, -1))
+    return max(w0, 0), max(w1, w0 + 1)
+
+
+_BIG = 1 << 62
+_CREDIT_BEFORE = ("by", "style of", "manner of", "styled after", "inspired by", "a la", "art of")
+_CREDIT_FIRST = frozenset(m.split()[0] for m in _CREDIT_BEFORE)
+_CREDIT_AFTER = ("style", "styled", "inspired", "esque", "aesthetic", "s style", "like style")
+_EQUIPMENT_BEFORE = (
+    "shot on", "shot with", "taken with", "taken on", "filmed on", "filmed with", "photo on",
+    "captured on", "captured with", "shot on a", "shot with a", "taken with a", "camera",
+)  # fmt: skip
+_CREDIT_STOP = re.compile(r"[.;:!?|\n()\[\]]")
+CREDIT_RUN = 40
+"""A credit list ("by A, B and C") runs at most this many words after its "by"."""
+
+
+class _CreditZones:
+    """Where names are credited, not depicted: the comma/"and" list after "by" / "in the
+    style of" (up to a full stop, a semicolon or :data:`CREDIT_RUN` words), and a name
+    followed by "style", "-style", "'s style", "inspired", "esque"."""
+
+    def __init__(self, text: str, words: list[str], spans: list[tuple[int, int]]) -> None:
+        self.text, self.words, self.spans = text, words, spans
+        self._zones: list[tuple[int, int]] | None = None
+
+    @property
+    def zones(self) -> list[tuple[int, int]]:
+        if self._zones is None:  # built on first use: most prompts credit nobody
+            self._zones = self._find_zones()
+        return self._zones
+
+    def _find_zones(self) -> list[tuple[int, int]]:
+        text, words, spans = self.text, self.words, self.spans
+        zones = []
+        n = len(words)
+        for i in range(n):
+            if words[i] not in _CREDIT_FIRST:
+                continue
+            for marker in _CREDIT_BEFORE:
+                parts = marker.split()
+                if words[i : i + len(parts)] != parts:
+                    continue
+                begin = i + len(parts)
+                stop = begin
+                while stop < min(n, begin + CREDIT_RUN):
+                    gap = text[spans[stop - 1][1] : spans[stop][0]] if stop > begin else ""
+                    if _CREDIT_STOP.search(gap):
+                        break
+                    stop += 1
+                zones.append((begin, stop))
+        return zones
+
+    def equipment(self, w0: int) -> bool:
+        """A brand credited as the camera or film ("shot on Hasselblad", "Kodak Portra")."""
+        before = self.words[max(0, w0 - 3) : w0]
+        return any(before[-len(m.split()) :] == m.split() for m in _EQUIPMENT_BEFORE if before)
+
+    def covers(self, w0: int, w1: int) -> bool:
+        if any(a <= w0 and w1 <= b for a, b in self.zones):
+            return True
+        after = self.words[w1 : w1 + 2]
+        return any(after[: len(m.split())] == m.split() for m in _CREDIT_AFTER)
 
 
 class _Context:
@@ -417,18 +589,29 @@ class _Context:
 _SENTENCE_END = re.compile(r"[.!?。！？\n:;\"“(]\s*$")
 
 
-def _capitalised_mid_sentence(prompt: PromptText, start: int, end: int) -> bool:
-    """Is the match written with a capital, not at a sentence start, in a non-Title-Case prompt?"""
-    o_start, _ = prompt.original_span(start, end)
-    first = prompt.original[o_start : o_start + 1]
-    if not first.isupper():
-        return False
-    before = prompt.original[:o_start]
-    if not before.strip() or _SENTENCE_END.search(before):
+def _capitalised_name(prompt: PromptText, start: int, end: int) -> bool:
+    """Is the match written as a proper name in a prompt that is not in Title Case: with a
+    capital in mid-sentence, or with every word capitalised ("The Rock", at any position)?"""
+    o_start, o_end = prompt.original_span(start, end)
+    typed = prompt.original[o_start:o_end]
+    if not typed[:1].isupper():
         return False
     alpha = [w for w in prompt.original.split() if w[:1].isalpha()]
-    capitalised = sum(w[0].isupper() for w in alpha)
-    return capitalised * 2 <= len(alpha)
+    if sum(w[0].isupper() for w in alpha) * 2 > len(alpha):
+        return False  # Title Case: capitals say nothing
+    words = typed.split()
+    if len(words) > 1:  # every word capitalised, at any position ("The Rock", not "Black widow")
+        return all(w[:1].isupper() for w in words if w[:1].isalpha())
+    before = prompt.original[:o_start]
+    return bool(before.strip()) and not _SENTENCE_END.search(before)
+
+
+def _description_hit(d: DescriptionHit, spans: list[tuple[int, int]]) -> Hit:
+    entity = Entity(
+        "ip", d.character, d.franchise, "description", DESCRIPTION_SCORE, "film", (),
+    )  # fmt: skip
+    how = "description: " + " + ".join(repr(m) for m in d.matched)
+    return Hit(entity, spans[d.start][0], spans[d.end - 1][1], DESCRIPTION_SCORE, how)
 
 
 def _deletes(word: str) -> Iterable[str]:
@@ -466,27 +649,43 @@ class GazetteerClassifier:
         self.model_version = self.gazetteer.version
 
     def classify(self, prompt: PromptText) -> list[Verdict]:
-        """Score ``prompt`` for each covered category."""
+        """Score ``prompt`` for each covered category.
+
+        One verdict per category for the names the video would depict (score 0 when none),
+        plus, when there are any, one verdict per other kind of mention (``brand``,
+        ``credit``; see :data:`classifiers.base.Mention`) for the policy's ``names:``
+        settings to decide.
+        """
         hits = self.gazetteer.find(prompt)
         out = []
         for category in self.categories:
             mine = sorted(
                 (h for h in hits if h.entity.category == category), key=lambda h: -h.score
             )
-            evidence = tuple(_evidence(prompt, h) for h in mine[:MAX_EVIDENCE])
-            out.append(
-                Verdict(
-                    classifier=self.name,
-                    category=category,
-                    score=round(mine[0].score, 4) if mine else 0.0,
-                    model_id=self.model_id,
-                    model_version=self.model_version,
-                    evidence=evidence,
+            for mention in _MENTIONS:
+                these = [h for h in mine if h.mention == mention]
+                if not these and mention != "depicted":
+                    continue
+                out.append(
+                    Verdict(
+                        classifier=self.name,
+                        category=category,
+                        score=round(these[0].score, 4) if these else 0.0,
+                        model_id=self.model_id,
+                        model_version=self.model_version,
+                        evidence=tuple(_evidence(prompt, h) for h in these[:MAX_EVIDENCE]),
+                        mention=mention,
+                    )
                 )
-            )
         return out
+
+
+_MENTIONS: tuple[Mention, ...] = ("depicted", "brand", "credit")
 
 
 def _evidence(prompt: PromptText, hit: Hit) -> Evidence:
     e = hit.entity
-    return prompt.evidence(hit.start, hit.end, f"{e.name} ({e.detail}); tier={e.tier}; {hit.how}")
+    mention = "" if hit.mention == "depicted" else f"; {hit.mention}"
+    return prompt.evidence(
+        hit.start, hit.end, f"{e.name} ({e.detail}); tier={e.tier}; {hit.how}{mention}"
+    )
