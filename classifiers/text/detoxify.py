@@ -90,8 +90,9 @@ LABEL_CATEGORIES: Final[Mapping[str, Category]] = {
     # "obscene" is swearing and vulgar language (the sexual content label is sexual_explicit);
     # in the Jigsaw comments it is almost always abuse aimed at someone, so harassment.
     "obscene": "harassment",
-    # A threat of harm to a person or group is violence (the policy's prompt-stage violence).
-    "threat": "violence",
+    # A threat of harm to a real person or group is what the policy refuses as graphic /
+    # real-world violence, not depicted violence (an action scene), which the default allows.
+    "threat": "violence/graphic",
     # Attacks on a group for its identity (race, religion, gender, orientation, ...) is hate.
     "identity_attack": "hate",
     "sexual_explicit": "sexual",
