@@ -124,7 +124,7 @@ def data_dir_option(func: F) -> F:
 
 
 def _data_dir(given: Path | None) -> Path:
-    from gateway.settings import get_settings
+    from config.settings import get_settings
 
     return given if given is not None else get_settings().data_dir
 

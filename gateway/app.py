@@ -23,6 +23,7 @@ from litestar.datastructures import State
 from litestar.types import ControllerRouterHandler
 
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.keys import KeyStore
 from gateway.limits import admission_middleware
 from gateway.moderations import ModerationController
@@ -30,7 +31,6 @@ from gateway.pipeline import Admission, ClassifierFactory, TextModerator
 from gateway.policy_audit import PolicyAudit
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.schema_ui import assets_router, openapi_config
-from gateway.settings import Settings
 from gateway.videos import VideoController
 from policies.store import BASE_TENANT, PolicyStore, PolicyWatcher
 

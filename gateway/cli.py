@@ -10,8 +10,8 @@ import click
 from audit.cli import audit as audit_group
 from classifiers.text.build_gazetteers import build_gazetteers_command
 from classifiers.text.train import main as train_text_command
+from config.settings import Settings
 from gateway.options import F, db_option
-from gateway.settings import Settings
 from gateway.worker import worker_command
 from generator.cli import generate as generate_command
 from policies.cli import policy as policy_group

@@ -48,7 +48,7 @@ from classifiers.frame.registry import (
     policy_cache_key,
 )
 from classifiers.frame.sampler import sample_frames
-from gateway.settings import Settings
+from config.settings import Settings
 from policies.decision import Action, Decision, Reason
 from policies.engine import with_thresholds
 from policies.release import decide_release

@@ -34,11 +34,11 @@ from litestar.params import JSONBody
 from audit.errors import AuditError
 from audit.log import AuditLog
 from classifiers.base import CATEGORIES, Category, Evidence
+from config.settings import Settings
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
 from gateway.limits import check_normalized_size
 from gateway.pipeline import ModerationOutcome, TextModerator, moderation_record
 from gateway.problems import FieldError, Problem, problem_responses
-from gateway.settings import Settings
 from policies.decision import Reason
 
 log = logging.getLogger("reelguard.gateway")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from gateway.settings import Settings
+from config.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -42,7 +42,7 @@ def review_view(job: VideoJob) -> dict[str, Any]:
 
 def _notify(db_path: Path, job: VideoJob) -> None:
     """Queue the job's webhook event in its database (webhook settings from the environment)."""
-    from gateway.settings import Settings
+    from config.settings import Settings
     from gateway.webhooks import enqueue_event
 
     enqueue_event(Settings(db=Path(db_path)), job)

@@ -9,9 +9,9 @@ from litestar import Litestar
 
 from audit.errors import AuditError
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.keys import KeyStore
 from gateway.pipeline import TextModerator
-from gateway.settings import Settings
 from policies.loader import PolicyError
 from policies.store import PolicyStore
 

@@ -53,6 +53,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import File
 
 from audit.errors import AuditError
+from config.settings import Settings
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
 from gateway.jobs import (
     IdempotencyConflict,
@@ -66,7 +67,6 @@ from gateway.jobs import (
 from gateway.limits import check_normalized_size
 from gateway.pipeline import moderation_record
 from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem
-from gateway.settings import Settings
 
 log = logging.getLogger("reelguard.videos")
 

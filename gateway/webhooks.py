@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 
+from config.settings import Settings
 from gateway.jobs import JobStore, VideoJob, connect
-from gateway.settings import Settings
 
 log = logging.getLogger("reelguard.webhooks")
 

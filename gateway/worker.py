@@ -37,6 +37,7 @@ from typing import Any
 import click
 
 from classifiers.base import Evidence
+from config.settings import Settings
 from gateway.doorbell import DatabaseDoorbell
 from gateway.jobs import (
     PEEK_QUEUED,
@@ -47,7 +48,6 @@ from gateway.jobs import (
     videos_dir,
 )
 from gateway.options import db_option
-from gateway.settings import Settings
 
 log = logging.getLogger("reelguard.worker")
 

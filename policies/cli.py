@@ -40,20 +40,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _default_policy() -> Path:
-    from gateway.settings import get_settings
+    from config.settings import get_settings
 
     return get_settings().policy
 
 
 def _default_tenant_dir() -> Path | None:
-    from gateway.settings import get_settings
+    from config.settings import get_settings
 
     return get_settings().tenant_policy_dir
 
 
 def _loader(base: Path | None) -> PolicyLoader:
     """A loader for ``base`` (default: the configured base) with the configured file cap."""
-    from gateway.settings import get_settings
+    from config.settings import get_settings
 
     settings = get_settings()
     return PolicyLoader(
@@ -255,8 +255,8 @@ def _moderators(*policies: ResolvedPolicy) -> list[CheckMany]:
     import threading
 
     from classifiers.registry import TEXT_CLASSIFIERS
+    from config.settings import get_settings
     from gateway.pipeline import TextModerator
-    from gateway.settings import get_settings
 
     built: dict[str, TextClassifier] = {}
     lock = threading.Lock()

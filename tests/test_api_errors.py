@@ -14,8 +14,8 @@ from litestar import Litestar, get
 from litestar.testing import TestClient
 
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.keys import KeyStore
-from gateway.settings import Settings
 
 Send = Callable[[TestClient[Litestar], dict[str, str]], Any]
 URL = "/v1/moderations"

@@ -16,8 +16,8 @@ from test_videos_support import PatternBackend, enqueue_job, make_settings, new_
 
 from audit.errors import InvalidRecord
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.jobs import JobStore, videos_dir
-from gateway.settings import Settings
 from gateway.worker import PROMPT_AUDIT_MISSING
 from policies.decision import Action
 

@@ -12,7 +12,7 @@ import pytest
 
 from classifiers.base import Category, Evidence, SampledFrame, Verdict
 from classifiers.frame.common import error_verdicts
-from gateway.settings import PACKAGE_POLICY
+from config.settings import PACKAGE_POLICY
 from policies.decision import Action
 from policies.loader import load_policy
 from policies.release import decide_release, first_k_of_n

@@ -23,10 +23,10 @@ from test_videos_support import (
 )
 
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.app import create_app
 from gateway.jobs import JobStore, release_withheld
 from gateway.keys import KeyStore
-from gateway.settings import Settings
 from generator.encode import decode_mp4
 
 

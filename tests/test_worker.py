@@ -28,8 +28,8 @@ from test_videos_support import (
 from audit.evidence import resolve_evidence_path
 from audit.log import AuditLog
 from classifiers.base import Evidence, SampledFrame, Verdict
+from config.settings import Settings
 from gateway.jobs import JobStore, VideoJob, videos_dir
-from gateway.settings import Settings
 from gateway.webhooks import WebhookConfigError, check_config, deliver_due, deliveries
 from gateway.worker import EXIT_STAGE_OVERRUN
 from generator.base import BackendError

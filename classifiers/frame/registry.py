@@ -19,7 +19,7 @@ from classifiers.frame.errors import FrameModelUnavailable
 from classifiers.frame.onnx_models import OpenNsfwClassifier, XyranClassifier
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from config.settings import Settings
     from policies.resolved import ResolvedPolicy
 
 
