@@ -1,8 +1,8 @@
 """A withheld video's human review, as the job system and the API see it.
 
-The reviewer CLI (``reelguard audit review ID --approve|--reject``, through
-:mod:`audit.release`) calls :func:`approve_withheld` or :func:`reject_withheld`; the video object
-shows the outcome as ``moderation.review`` (see :func:`review_view`)::
+The reviewer CLI (``reelguard audit review ID --approve|--reject``,
+:mod:`gateway.commands.audit`) calls :func:`approve_withheld` or :func:`reject_withheld`; the
+video object shows the outcome as ``moderation.review`` (see :func:`review_view`)::
 
     "review": "pending" | "approved" | "rejected" | null,   # null: the video was not withheld
     "reviewer": "alice" | null, "reviewed_at": 1767225600 | null, "review_note": "..." | null

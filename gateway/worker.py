@@ -38,6 +38,7 @@ import click
 
 from classifiers.base import Evidence
 from config.settings import Settings
+from gateway.commands.common import db_option
 from gateway.doorbell import DatabaseDoorbell
 from gateway.jobs import (
     PEEK_QUEUED,
@@ -47,7 +48,6 @@ from gateway.jobs import (
     connect,
     videos_dir,
 )
-from gateway.options import db_option
 
 log = logging.getLogger("reelguard.worker")
 
