@@ -202,9 +202,7 @@ def generation_view(job: VideoJob) -> dict[str, Any] | None:
 
 def prompt_moderation_json(outcome: Any) -> dict[str, Any]:
     """A prompt's :class:`~gateway.pipeline.ModerationOutcome` as stored on the job."""
-    from gateway.worker import decision_json
-
-    return {**decision_json(outcome.decision), "model_versions": dict(outcome.model_versions)}
+    return {**outcome.decision.as_json(), "model_versions": dict(outcome.model_versions)}
 
 
 # -- request parsing -------------------------------------------------------------------------

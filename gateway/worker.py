@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,24 +70,6 @@ class LeaseLost(StopJob):
 
 class Shutdown(StopJob):
     """The worker is stopping (SIGTERM): hand the job back to the queue."""
-
-
-def decision_json(decision: Any) -> dict[str, Any]:
-    """A policy :class:`~policies.decision.Decision` as plain JSON (reasons with evidence)."""
-    return {
-        "action": str(decision.action),
-        "policy_version": decision.policy_version,
-        "reasons": [_drop_none(asdict(r)) for r in (*decision.reasons, *decision.allowlisted)],
-        "category_scores": dict(decision.category_scores),
-    }
-
-
-def _drop_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None and v != ""}
-    if isinstance(value, list | tuple):
-        return [_drop_none(v) for v in value]
-    return str(value) if isinstance(value, str) else value
 
 
 class Heartbeat:
@@ -497,7 +479,7 @@ class JobRunner:
             )
         )
         return {
-            **decision_json(audit.decision),
+            **audit.decision.as_json(),
             "final_action": str(final),
             "sampled_frames": len(audit.sampled),
             "model_versions": dict(audit.model_versions),
