@@ -19,8 +19,9 @@ Writers::
     log.record_release(job_id, tenant, "withheld", path, reason, actor)
     log.record_review(job_or_request_id, reviewer, "approve", note)
 
-Readers: :meth:`list_requests`, :meth:`story`, :meth:`queue`, :meth:`stats`, :meth:`export`,
-:meth:`verify`; retention: :meth:`purge`, :meth:`redact`, :meth:`set_prompt_retention`.
+Readers: :meth:`list_requests`, :meth:`iter_requests` (for export), :meth:`story`,
+:meth:`queue`, :meth:`stats`, :meth:`verify`; retention: :meth:`purge`, :meth:`redact`,
+:meth:`set_prompt_retention`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import heapq
 import json
 import multiprocessing
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,8 +39,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from audit import chain
 from audit.errors import BadFilter, InvalidRecord, SchemaTooNew, UnknownRecord, UnsafePath
@@ -65,15 +63,12 @@ from audit.records import (
     VerifyReport,
 )
 from audit.schema import ALL_TENANTS, SCHEMA_VERSION, TABLES, TableSpec, ddl
-from audit.sqlite_open import connect_wal
 from classifiers.base import CATEGORIES, STAGES, Evidence, Verdict
 from policies.decision import Action, Decision, Reason
+from storage import Database, StorageConflict, Tx
 
 POLICY_SETTING = "policy."
 """Prefix of the ``settings`` rows that chain policy changes (``policy.edited``...)."""
-
-BUSY_TIMEOUT_S = 30.0
-"""How long a writer waits for another process's append before giving up."""
 
 _JSON_COLUMNS = frozenset(
     {"model_versions", "evidence", "quotes", "category_scores", "latency_ms", "frames"}
@@ -121,138 +116,101 @@ def _file_sha256(path: Path) -> tuple[str | None, int | None]:
 class AuditLog:
     """The hash-chained audit log in the SQLite file at ``path`` (created on first use)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        self._depth = 0
-        self._pid = -1
-        self._db: sqlite_utils.Database | None = None
+    def __init__(self, database: Database | Path | str) -> None:
+        if isinstance(database, Database):
+            self.database = database
+        else:
+            self.database = Database.from_url(database, durable=True)
+        self.path = self.database.path
+        self._ready_pid = -1
+        self._ready_lock = threading.Lock()
 
-    # -- connection and transactions ----------------------------------------------------------
+    # -- schema and transactions ----------------------------------------------------------------
 
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """The sqlite-utils database (reopened after a fork, so processes never share one)."""
-        if self._db is None or self._pid != os.getpid():
-            self._db = self._open()
-            self._pid = os.getpid()
-        return self._db
+    def open(self) -> AuditLog:
+        """Create or migrate the schema now (it happens on first use anyway); raises
+        :class:`~audit.errors.SchemaTooNew` or a :mod:`storage.errors` error."""
+        self._ensure()
+        return self
 
-    def _open(self) -> sqlite_utils.Database:
-        conn = connect_wal(
-            self.path, synchronous="FULL", timeout_s=BUSY_TIMEOUT_S, check_same_thread=False
-        )
-        db = sqlite_utils.Database(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for stmt in ddl():
-                conn.execute(stmt)
-            conn.execute(
-                "INSERT OR IGNORE INTO audit_chain VALUES (1, ?, 0, ?, 0, ?)",
-                (SCHEMA_VERSION, chain.GENESIS, chain.GENESIS),
-            )
-            self._migrate(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return db
+    def _ensure(self) -> None:
+        """Create the tables and migrate an older database, once per process."""
+        if self._ready_pid == os.getpid():
+            return
+        with self._ready_lock:
+            if self._ready_pid == os.getpid():
+                return
+            with self.database.transaction(write=True) as tx:
+                for stmt in ddl():
+                    tx.execute(stmt)
+                tx.execute(
+                    tx.dialect.insert_or_ignore(
+                        "audit_chain",
+                        ("id", "schema_version", "base_seq", "base_hash", "head_seq", "head_hash"),
+                    ),
+                    (1, SCHEMA_VERSION, 0, chain.GENESIS, 0, chain.GENESIS),
+                )
+                self._migrate(tx)
+            self._ready_pid = os.getpid()
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _migrate(self, tx: Tx) -> None:
         """Bring an older database up to :data:`SCHEMA_VERSION` (inside the open transaction)."""
-        (version,) = conn.execute("SELECT schema_version FROM audit_chain WHERE id = 1").fetchone()
+        version = tx.value("SELECT schema_version FROM audit_chain WHERE id = 1")
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"{self.path}: audit schema version {version} was written by a newer ReelGuard "
                 f"(this one reads up to {SCHEMA_VERSION}); upgrade ReelGuard, or open a copy"
             )
         while version < SCHEMA_VERSION:
-            MIGRATIONS[version](self, conn)
+            MIGRATIONS[version](self, tx)
             version += 1
-            conn.execute("UPDATE audit_chain SET schema_version = ? WHERE id = 1", (version,))
+            tx.execute("UPDATE audit_chain SET schema_version = ? WHERE id = 1", (version,))
 
     def close(self) -> None:
-        """Close the connection (a later call reopens it)."""
-        with self._lock:
-            if self._db is not None and self._pid == os.getpid():
-                self._db.conn.close()
-            self._db = None
+        """Close the database's connections (a later call reopens them)."""
+        self.database.close()
 
     @contextmanager
     def batch(self) -> Iterator[AuditLog]:
         """Group many appends in one transaction (one fsync): the fast bulk path.
 
         ``with log.batch(): for r in records: log.record_moderation(r)``. Other writers wait
-        until the batch commits, so keep batches to a few seconds.
+        until the batch commits, so keep batches to a few seconds. A record that fails inside
+        a batch leaves none of its rows behind (a savepoint) while the rest carries on.
         """
         with self._write():
             yield self
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Tx]:
         """One write transaction of this database that other statements can share with appends.
 
-        ``with log.transaction() as conn:`` runs ``conn`` statements on other tables of the same
-        SQLite file (the job store's) and ``log.record_*`` appends atomically: an exception rolls
-        all of it back. The job system uses it so that a release or a cancellation and the job
-        row that reflects it commit together, or not at all, and so that a video job is
+        ``with log.transaction() as tx:`` runs ``tx`` statements on other tables of the same
+        database (the job store's) and ``log.record_*`` appends atomically: an exception rolls
+        all of it back. The job system uses it so that a release, a review or a cancellation and
+        the job row that reflects it commit together, or not at all, and so that a video job is
         enqueued with its prompt record (:meth:`gateway.jobs.JobStore.create`).
         """
-        with self._write() as conn:
-            yield conn
+        with self._write() as tx:
+            yield tx
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self.db.conn
-            if self._depth:
-                # Inside a batch: a savepoint, so a record that fails leaves none of its rows
-                # (and the chain head) behind while the rest of the batch carries on.
-                self._depth += 1
-                name = f"audit_{self._depth}"
-                conn.execute(f"SAVEPOINT {name}")
-                try:
-                    yield conn
-                    conn.execute(f"RELEASE {name}")
-                except BaseException:
-                    conn.execute(f"ROLLBACK TO {name}")
-                    conn.execute(f"RELEASE {name}")
-                    raise
-                finally:
-                    self._depth -= 1
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # A signal's exception (Ctrl-C, SIGTERM in `reelguard moderate`) can arrive
-                # just after COMMIT returned: then there is nothing left to roll back.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            finally:
-                self._depth = 0
+    def _write(self) -> Iterator[Tx]:
+        self._ensure()
+        with self.database.transaction(write=True) as tx:
+            yield tx
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Tx]:
         """A consistent snapshot for multi-query reads (WAL readers never block writers)."""
-        with self._lock:
-            conn = self.db.conn
-            if self._depth:
-                yield conn
-                return
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
+        self._ensure()
+        with self.database.transaction() as tx:
+            yield tx
 
-    def _append(self, conn: sqlite3.Connection, rows: Sequence[tuple[str, Row]]) -> int:
+    def _append(self, conn: Tx, rows: Sequence[tuple[str, Row]]) -> int:
         """Chain and insert ``rows`` (inside a write transaction); returns the last seq."""
         head_seq, head_hash = conn.execute(
-            "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1"
+            "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1" + conn.dialect.lock_row
         ).fetchone()
         now = time.time()
         by_table: dict[str, list[list[Any]]] = {}
@@ -270,7 +228,7 @@ class AuditLog:
         for table, values in by_table.items():
             spec = TABLES[table]
             marks = ", ".join("?" * len(spec.columns))
-            conn.executemany(f"INSERT INTO [{table}] VALUES ({marks})", values)
+            conn.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
         conn.execute(
             "UPDATE audit_chain SET head_seq = ?, head_hash = ? WHERE id = 1",
             (head_seq, head_hash),
@@ -292,7 +250,7 @@ class AuditLog:
                 row[col] = None
         row["salt"] = None if retention == "drop" else salt
 
-    def _retention(self, conn: sqlite3.Connection, tenant: str) -> PromptRetention:
+    def _retention(self, conn: Tx, tenant: str) -> PromptRetention:
         found = conn.execute(
             "SELECT prompt_retention FROM audit_tenants WHERE tenant = ?", (tenant,)
         ).fetchone()
@@ -361,7 +319,7 @@ class AuditLog:
             )
             try:
                 self._append(conn, rows)
-            except sqlite3.IntegrityError as exc:
+            except StorageConflict as exc:
                 raise InvalidRecord(
                     f"request id {rec.request_id!r} is already in the audit log; give each "
                     "request (each input item) its own id"
@@ -614,7 +572,7 @@ class AuditLog:
 
     # -- readers --------------------------------------------------------------------------------
 
-    def _resolve(self, conn: sqlite3.Connection, ref: str) -> tuple[str | None, str | None, str]:
+    def _resolve(self, conn: Tx, ref: str) -> tuple[str | None, str | None, str]:
         """(request id, job id, tenant) for a request id or a job id."""
         found = conn.execute(
             "SELECT request_id, job_id, tenant FROM requests WHERE request_id = ?", (ref,)
@@ -628,7 +586,7 @@ class AuditLog:
         if found is None:
             for table in ("decisions", "releases"):
                 job = conn.execute(
-                    f"SELECT request_id, job_id, tenant FROM [{table}] WHERE job_id = ? LIMIT 1",
+                    f"SELECT request_id, job_id, tenant FROM {table} WHERE job_id = ? LIMIT 1",
                     (ref,),
                 ).fetchone()
                 if job is not None:
@@ -683,13 +641,10 @@ class AuditLog:
         """Everything recorded about a request or job id. Raises :class:`UnknownRecord`."""
         with self._read() as conn:
             request_id, job_id, _ = self._resolve(conn, ref)
-            db = self.db
 
             def rows(table: str, where: str, *args: Any) -> list[Row]:
-                out = []
-                for row in db.query(f"SELECT * FROM [{table}] WHERE {where} ORDER BY seq", args):
-                    out.append(_decode(row))
-                return out
+                found = conn.records(f"SELECT * FROM {table} WHERE {where} ORDER BY seq", args)
+                return [_decode(row) for row in found]
 
             key = "request_id = ? OR job_id = ?"
             request = rows("requests", "request_id = ?", request_id)
@@ -800,7 +755,7 @@ class AuditLog:
     def count(self) -> int:
         """Rows in all chained tables."""
         with self._read() as conn:
-            return sum(conn.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in TABLES)
+            return sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES)
 
     # -- verification ---------------------------------------------------------------------------
 
@@ -860,8 +815,7 @@ class AuditLog:
             )
             found += _check_settings(conn, head_seq)
             beyond = max(
-                conn.execute(f"SELECT coalesce(max(seq), 0) FROM [{t}]").fetchone()[0]
-                for t in TABLES
+                conn.execute(f"SELECT coalesce(max(seq), 0) FROM {t}").fetchone()[0] for t in TABLES
             )
             ranges = _ranges(base_seq, head_seq, workers)
             starts = [base_hash] + [_stored_hash(conn, lo - 1) for lo, _ in ranges[1:]]
@@ -872,7 +826,7 @@ class AuditLog:
                     )
                 ]
         jobs = [
-            (str(self.path), lo, hi, prev, covered, check_files, max_problems, folder)
+            (self.database.url, lo, hi, prev, covered, check_files, max_problems, folder)
             for (lo, hi), prev in zip(ranges, starts, strict=True)
         ]
         if len(jobs) > 1:
@@ -920,7 +874,7 @@ class AuditLog:
         )
 
     @staticmethod
-    def _check_base(conn: sqlite3.Connection, base_seq: int, base_hash: str, problem: Any) -> None:
+    def _check_base(conn: Tx, base_seq: int, base_hash: str, problem: Any) -> None:
         if base_seq == 0 and base_hash == chain.GENESIS:
             return
         last = conn.execute(
@@ -968,7 +922,7 @@ class AuditLog:
             ).fetchone()
             young = [
                 conn.execute(
-                    f"SELECT seq FROM [{t}] WHERE recorded_at >= ? ORDER BY seq LIMIT 1", (cutoff,)
+                    f"SELECT seq FROM {t} WHERE recorded_at >= ? ORDER BY seq LIMIT 1", (cutoff,)
                 ).fetchone()
                 for t in TABLES
             ]
@@ -978,7 +932,7 @@ class AuditLog:
                 return PurgeReport(cutoff, base_seq, 0, 0)
             through_hash = None
             for t in TABLES:
-                found = conn.execute(f"SELECT hash FROM [{t}] WHERE seq = ?", (through,)).fetchone()
+                found = conn.execute(f"SELECT hash FROM {t} WHERE seq = ?", (through,)).fetchone()
                 if found is not None:
                     through_hash = found[0]
             if through_hash is None:
@@ -992,7 +946,7 @@ class AuditLog:
             ]
             rows = 0
             for t in TABLES:
-                rows += conn.execute(f"DELETE FROM [{t}] WHERE seq <= ?", (through,)).rowcount
+                rows += conn.execute(f"DELETE FROM {t} WHERE seq <= ?", (through,)).rowcount
             conn.execute(
                 "UPDATE audit_chain SET base_seq = ?, base_hash = ? WHERE id = 1",
                 (through, through_hash),
@@ -1016,9 +970,7 @@ class AuditLog:
         files, kept = _delete_evidence(removed_files, data_dir)
         return PurgeReport(cutoff, through, rows, files, tuple(kept))
 
-    def _verify_before_purge(
-        self, conn: sqlite3.Connection, base_seq: int, through: int, head_seq: int
-    ) -> None:
+    def _verify_before_purge(self, conn: Tx, base_seq: int, through: int, head_seq: int) -> None:
         """Raise :class:`InvalidRecord` if rows ``base_seq + 1 .. through`` (and the row
         after, which commits to ``through``'s hash) do not verify."""
         (base_hash,) = conn.execute("SELECT base_hash FROM audit_chain WHERE id = 1").fetchone()
@@ -1060,7 +1012,7 @@ class AuditLog:
                 through = max(
                     (
                         conn.execute(
-                            f"SELECT max(seq) FROM [{t}] WHERE recorded_at < ?", (cutoff,)
+                            f"SELECT max(seq) FROM {t} WHERE recorded_at < ?", (cutoff,)
                         ).fetchone()[0]
                         or 0
                         for t in TABLES
@@ -1081,7 +1033,7 @@ class AuditLog:
                     cond += " AND tenant = ?"
                     args.append(tenant)
                 rows += conn.execute(
-                    f"UPDATE [{spec.name}] SET {sets}, {salt}, redacted = ? WHERE {cond}", args
+                    f"UPDATE {spec.name} SET {sets}, {salt}, redacted = ? WHERE {cond}", args
                 ).rowcount
             record = {"tenant": who, "mode": mode, "through_seq": through, "rows": rows}
             self._append(conn, [("redactions", {**record, "actor": actor})])
@@ -1114,9 +1066,7 @@ def _delete_evidence(stored: Sequence[str], data_dir: Path | None) -> tuple[int,
     return deleted, kept
 
 
-def _decided_under(
-    conn: sqlite3.Connection, request_id: str | None, job_id: str | None
-) -> dict[str, str | None]:
+def _decided_under(conn: Tx, request_id: str | None, job_id: str | None) -> dict[str, str | None]:
     """Policy version and models of the latest decision on a request or job (for releases and
     reviews, so they too name the policy and models they act on)."""
     found = conn.execute(
@@ -1206,7 +1156,7 @@ def _summary(row: Sequence[Any]) -> RequestSummary:
     )
 
 
-def _categories(conn: sqlite3.Connection, column: str, value: str | None) -> tuple[str, ...]:
+def _categories(conn: Tx, column: str, value: str | None) -> tuple[str, ...]:
     if value is None:
         return ()
     rows = conn.execute(
@@ -1321,16 +1271,13 @@ def _check_text(plan: _Plan, row: Sequence[Any], covered: Mapping[str, int]) -> 
     return None
 
 
-def _scan(
-    conn: sqlite3.Connection, plan: _Plan, lo: int, hi: int
-) -> Iterator[tuple[int, str, tuple[Any, ...]]]:
+def _scan(conn: Tx, plan: _Plan, lo: int, hi: int) -> Iterator[tuple[int, str, tuple[Any, ...]]]:
     name = plan.name
-    cur = conn.cursor()
-    cur.arraysize = 4096
-    cur.execute(
-        f"SELECT {', '.join(plan.columns)} FROM [{name}] WHERE seq BETWEEN ? AND ? ORDER BY seq",
-        (lo, hi),
+    cur = conn.cursor(
+        sql=f"SELECT {', '.join(plan.columns)} FROM {name} WHERE seq BETWEEN ? AND ? ORDER BY seq",
+        params=(lo, hi),
     )
+    cur.arraysize = 4096
     while True:
         chunk = cur.fetchmany()
         if not chunk:
@@ -1360,7 +1307,7 @@ def _ranges(base_seq: int, head_seq: int, workers: int | None) -> list[tuple[int
     return out
 
 
-def _migrate_1_to_2(log: AuditLog, conn: sqlite3.Connection) -> None:
+def _migrate_1_to_2(log: AuditLog, conn: Tx) -> None:
     """Version 2 chains retention settings: state the ones an older database already holds."""
     rows = [
         ("settings", _setting(tenant, mode, mode, "schema migration 1->2"))
@@ -1372,7 +1319,7 @@ def _migrate_1_to_2(log: AuditLog, conn: sqlite3.Connection) -> None:
         log._append(conn, rows)
 
 
-MIGRATIONS: dict[int, Callable[[AuditLog, sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[AuditLog, Tx], None]] = {1: _migrate_1_to_2}
 """Schema version -> the step that upgrades a database from it to the next version."""
 
 
@@ -1386,7 +1333,7 @@ def _setting(tenant: str, mode: str, previous: str, actor: str) -> Row:
     }
 
 
-def _check_settings(conn: sqlite3.Connection, head_seq: int) -> list[tuple[int, str, str, str]]:
+def _check_settings(conn: Tx, head_seq: int) -> list[tuple[int, str, str, str]]:
     """``audit_tenants`` must hold, per tenant, the value its latest chained setting names."""
     chained = {
         tenant: (value, seq)
@@ -1415,7 +1362,7 @@ def _check_settings(conn: sqlite3.Connection, head_seq: int) -> list[tuple[int, 
 
 
 def _check_anchor(
-    conn: sqlite3.Connection, anchor: Anchor, base_seq: int, base_hash: str, head_seq: int
+    conn: Tx, anchor: Anchor, base_seq: int, base_hash: str, head_seq: int
 ) -> tuple[int, str, str, str] | None:
     """A problem tuple when ``anchor`` no longer matches the chain, else None."""
     short = anchor.hash[:12]
@@ -1441,10 +1388,10 @@ def _check_anchor(
     )
 
 
-def _stored_hash(conn: sqlite3.Connection, seq: int) -> str:
+def _stored_hash(conn: Tx, seq: int) -> str:
     """The hash stored for row ``seq`` (all zeros if that row is gone: the gap is reported)."""
     for t in TABLES:
-        found = conn.execute(f"SELECT hash FROM [{t}] WHERE seq = ?", (seq,)).fetchone()
+        found = conn.execute(f"SELECT hash FROM {t} WHERE seq = ?", (seq,)).fetchone()
         if found is not None:
             return str(found[0])
     return chain.GENESIS
@@ -1461,18 +1408,16 @@ def _verify_range(
     data_dir: str | None = None,
 ) -> tuple[int, int, str, list[tuple[int, str, str, str]]]:
     """Check rows ``lo..hi`` (in a worker process, or in-process for small logs)."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    database = Database.from_url(path, durable=False)
     try:
-        conn.execute("BEGIN")
-        result = _check_range(conn, lo, hi, prev_hash, covered, check_files, max_problems, data_dir)
-        conn.execute("COMMIT")
+        with database.transaction() as tx:
+            return _check_range(tx, lo, hi, prev_hash, covered, check_files, max_problems, data_dir)
     finally:
-        conn.close()
-    return result
+        database.close()
 
 
 def _check_range(
-    conn: sqlite3.Connection,
+    conn: Tx,
     lo: int,
     hi: int,
     prev_hash: str,
@@ -1493,7 +1438,7 @@ def _check_range(
 
 
 def _walk_chain(
-    conn: sqlite3.Connection,
+    conn: Tx,
     lo: int,
     hi: int,
     prev_hash: str,

@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import re
-import sqlite3
 import time
 import uuid
 from functools import partial
@@ -67,6 +66,7 @@ from gateway.jobs import (
 from gateway.limits import check_normalized_size
 from gateway.pipeline import moderation_record
 from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem
+from storage import StorageError
 
 log = logging.getLogger("reelguard.videos")
 
@@ -75,7 +75,7 @@ SIZE_PATTERN = re.compile(r"([0-9]{1,5})x([0-9]{1,5})", re.ASCII)
 trailing newline); the job stores the canonical ``f"{width}x{height}"``."""
 FIELDS = ("prompt", "model", "seconds", "size", "seed", "input_reference")
 POLL_AFTER_MS = "1000"
-STORAGE_ERRORS = (OSError, sqlite3.Error, AuditError)
+STORAGE_ERRORS = (OSError, StorageError, AuditError)
 """What a database that cannot be written raises (read-only file or disk, disk full, lock)."""
 
 
@@ -433,10 +433,7 @@ def blocked_response(request: Request[Any, Any, State], outcome: Any) -> Respons
 
 
 def _store(state: State) -> JobStore:
-    store = getattr(state, "jobs", None)
-    if store is None:
-        store = JobStore(state.settings.db)
-        state.jobs = store
+    store: JobStore = state.jobs
     return store
 
 

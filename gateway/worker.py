@@ -40,14 +40,7 @@ from classifiers.base import Evidence
 from config.settings import Settings
 from gateway.commands.common import db_option
 from gateway.doorbell import DatabaseDoorbell
-from gateway.jobs import (
-    PEEK_QUEUED,
-    JobStore,
-    Lease,
-    VideoJob,
-    connect,
-    videos_dir,
-)
+from gateway.jobs import JobStore, Lease, VideoJob, videos_dir
 
 log = logging.getLogger("reelguard.worker")
 
@@ -717,45 +710,43 @@ def wait_for_work(
     tick_s: float = 0.1,
     min_gap_s: float = 0.01,
     settle_s: float = 0.001,
+    peek_s: float = 0.02,
 ) -> None:
     """Return when a job is queued, ``stop`` is set, or ``timeout_s`` passes.
 
-    With a working ``doorbell`` the wait sleeps until the database is written, then peeks (one
-    indexed read on a connection held for the wait): a new job starts ~1 ms after its commit
-    instead of half a 20 ms peek period later, and an idle worker wakes 10 times a second
-    instead of 50. A write rings when its WAL frames are written, a moment before the commit is
-    visible to readers, so the peek waits ``settle_s`` after the ring, and peeks once more
-    ``min_gap_s`` later if it found nothing. It never peeks more often than every ``min_gap_s``,
-    so a busy database (the moderation audit log) cannot make it spin, and it peeks every
-    ``tick_s`` regardless (a filesystem that reports no writes costs latency, never a job).
-    Without the doorbell it is :meth:`JobStore.wait_for_work` (20 ms peeks).
+    Each peek is one indexed read (:meth:`JobStore.has_queued`, on a pooled connection). With
+    a working ``doorbell`` the wait sleeps until the database is written, then peeks: a new job
+    starts ~1 ms after its commit instead of half a 20 ms peek period later, and an idle worker
+    wakes 10 times a second instead of 50. A write rings when its WAL frames are written, a
+    moment before the commit is visible to readers, so the peek waits ``settle_s`` after the
+    ring, and peeks once more ``min_gap_s`` later if it found nothing. It never peeks more often
+    than every ``min_gap_s``, so a busy database (the moderation audit log) cannot make it spin,
+    and it peeks every ``tick_s`` regardless (a filesystem that reports no writes costs latency,
+    never a job). Without the doorbell it peeks every ``peek_s``.
     """
-    if not doorbell.available:
-        store.wait_for_work(timeout_s, stop)
-        return
-
     deadline = time.monotonic() + timeout_s
-    conn = connect(store.db_path)
-    try:
-        # Forget the writes made so far (mostly this worker's own, from its last job): the
-        # first peek below sees their commits, so waiting out a gap for them only adds latency.
-        doorbell.wait(0.0)
-        follow_up = False
-        while not stop.is_set():
-            peeked = time.monotonic()
-            if conn.execute(PEEK_QUEUED).fetchone():
+    if not doorbell.available:
+        while time.monotonic() < deadline:
+            if store.has_queued() or stop.wait(peek_s):
                 return
-            remaining = deadline - peeked
-            if remaining <= 0:
+        return
+    # Forget the writes made so far (mostly this worker's own, from its last job): the first
+    # peek below sees their commits, so waiting out a gap for them only adds latency.
+    doorbell.wait(0.0)
+    follow_up = False
+    while not stop.is_set():
+        peeked = time.monotonic()
+        if store.has_queued():
+            return
+        remaining = deadline - peeked
+        if remaining <= 0:
+            return
+        rang = doorbell.wait(min(remaining, min_gap_s if follow_up else tick_s))
+        follow_up = rang
+        if rang:
+            since = time.monotonic() - peeked
+            if stop.wait(max(settle_s, min_gap_s - since)):
                 return
-            rang = doorbell.wait(min(remaining, min_gap_s if follow_up else tick_s))
-            follow_up = rang
-            if rang:
-                since = time.monotonic() - peeked
-                if stop.wait(max(settle_s, min_gap_s - since)):
-                    return
-    finally:
-        conn.close()
 
 
 def _watch_parent(orphaned: Callable[[], bool], shutdown: threading.Event) -> None:

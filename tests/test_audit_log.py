@@ -27,10 +27,11 @@ def log(tmp_path: Path) -> AuditLog:
 
 
 def test_database_is_wal_with_full_sync(log: AuditLog) -> None:
-    conn = log.db.conn
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    with log.database.transaction() as tx:
+        conn = tx.raw  # the connection the log itself writes with
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
 
 
 def test_committed_rows_survive_a_new_connection(log: AuditLog) -> None:

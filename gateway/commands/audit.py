@@ -348,46 +348,33 @@ def review(
         raise click.UsageError("give --approve or --reject")
     if not reviewer.strip():
         raise click.UsageError("--reviewer must name who reviews")
-    log = open_log(db)
-    story = guard(lambda: log.story(ref))
-    job_id = (story.request or {}).get("job_id") or (
-        story.releases[-1]["job_id"] if story.releases else None
-    )
-    withheld = bool(story.releases) and story.releases[-1]["action"] == "withheld"
-    released = None
-    if withheld and job_id is not None:
-        released = _apply_to_job(db, data_dir, job_id, verdict, reviewer, note)
-    guard(lambda: log.record_review(ref, reviewer, verdict, note))
+    outcome = _apply_review(open_log(db), data_dir, ref, verdict, reviewer, note)
     done = f"Recorded {verdict} of {ref} by {reviewer}."
-    if released:
-        done += f" Video {released} released."
-    elif verdict == "approve" and not withheld and job_id is not None:
+    if outcome.released:
+        done += f" Video {outcome.job_id} released."
+    elif verdict == "approve" and not outcome.withheld and outcome.job_id is not None:
         done += " (The video was not withheld, so nothing was released.)"
     click.echo(done)
 
 
-def _apply_to_job(
-    db: Path, data_dir: Path | None, job_id: str, verdict: str, reviewer: str, note: str
-) -> str | None:
-    """Apply a review of a withheld video to its job (the job system's one release path):
-    approve releases it, reject marks it rejected. Returns the released job's id, if any."""
+def _apply_review(
+    log: Any, data_dir: Path | None, ref: str, verdict: str, reviewer: str, note: str
+) -> Any:
+    """:func:`gateway.review.apply_review`, its errors turned into messages saying what to do."""
     from gateway.jobs import JobError, JobNotFound
-    from gateway.review import approve_withheld, reject_withheld
+    from gateway.review import Verdict, apply_review
 
+    folder = resolve_data_dir(data_dir)
+    choice: Verdict = "approve" if verdict == "approve" else "reject"
     try:
-        if verdict == "approve":
-            return approve_withheld(db, resolve_data_dir(data_dir), job_id, reviewer, note).id
-        reject_withheld(db, job_id, reviewer, note)
+        return guard(lambda: apply_review(log, folder, ref, reviewer, choice, note))
     except JobNotFound as exc:
-        if verdict == "approve":
-            raise click.ClickException(
-                f"no video job {job_id!r} in the job store: {exc}; nothing was recorded"
-            ) from None
-        # An audit-only copy of the database has no job: the review alone is recorded.
+        raise click.ClickException(
+            f"no video job for {ref!r} in the job store: {exc}; nothing was recorded"
+        ) from None
     except JobError as exc:
         what = "release" if verdict == "approve" else "record the rejection of"
-        raise click.ClickException(f"cannot {what} video {job_id}: {exc}") from None
-    return None
+        raise click.ClickException(f"cannot {what} video {ref}: {exc}") from None
 
 
 @audit.command()
