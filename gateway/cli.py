@@ -13,7 +13,7 @@ from gateway.commands.audit import audit as audit_group
 from gateway.commands.common import F, db_option, settings_from_flags
 from gateway.commands.generate import generate as generate_command
 from gateway.commands.policy import policy as policy_group
-from gateway.worker import worker_command
+from gateway.commands.worker import worker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
