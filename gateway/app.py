@@ -21,6 +21,7 @@ from litestar.datastructures import State
 from litestar.types import ControllerRouterHandler
 
 from audit.log import AuditLog
+from classifiers.base import ERROR_MARKER
 from config.settings import Settings
 from gateway.jobs import JobStore
 from gateway.keys import KeyStore
@@ -122,7 +123,7 @@ def healthz(request: Request[Any, Any, State]) -> Response[Health]:
         for r in state.policy_audit.removed_overlays()
     ]
     db_error = state.write_probe.error()
-    failing = any(v.startswith("error:") for v in models.values()) or db_error is not None
+    failing = any(v.startswith(ERROR_MARKER) for v in models.values()) or db_error is not None
     status = "failing" if failing else "degraded" if error or removed else "ok"
     body = Health(
         status=status,

@@ -39,8 +39,17 @@ import numpy as np
 import numpy.typing as npt
 
 from audit.records import FrameRef
-from classifiers.base import CATEGORIES, Category, Evidence, FrameClassifier, SampledFrame, Verdict
-from classifiers.frame.common import error_verdicts, is_error_verdict
+from classifiers.base import (
+    CATEGORIES,
+    Category,
+    Evidence,
+    FrameClassifier,
+    SampledFrame,
+    Verdict,
+    error_text,
+    error_verdicts,
+    is_error_verdict,
+)
 from classifiers.frame.registry import (
     FRAME_CLASSIFIERS,
     FailedFrameClassifier,
@@ -219,7 +228,9 @@ def _collect(
     except Exception as exc:  # any failure withholds the video; the message says which and why
         message = f"{clf.name} failed: {type(exc).__name__}: {exc}"
     waited_ms = (time.perf_counter() - started) * 1000.0
-    return error_verdicts(clf.name, clf.model_id, clf.model_version, categories, message), waited_ms
+    return error_verdicts(
+        clf.name, message, categories, model_id=clf.model_id, model_version=clf.model_version
+    ), waited_ms
 
 
 def _stuck(clf: FrameClassifier) -> bool:
@@ -232,7 +243,9 @@ def _stuck_verdicts(clf: FrameClassifier, policy: ResolvedPolicy) -> list[Verdic
         "not started again (restart the worker if it does not recover)"
     )
     categories = _categories_of(clf, policy)
-    return error_verdicts(clf.name, clf.model_id, clf.model_version, categories, message)
+    return error_verdicts(
+        clf.name, message, categories, model_id=clf.model_id, model_version=clf.model_version
+    )
 
 
 class _FrameCosts:
@@ -403,10 +416,9 @@ def audit_frames(
     if not classifiers:
         verdicts += error_verdicts(
             "frame-audit",
-            "frame-audit",
-            "none",
-            [c for c in CATEGORIES if policy.stage(c, "frame").enabled],
             "no frame classifiers configured; list some under the policy's classifiers.frame",
+            [c for c in CATEGORIES if policy.stage(c, "frame").enabled],
+            model_version="none",
         )
     n_threads = max(1, threads if threads is not None else default_audit_threads())
     pieces = _pieces(sampled, n_threads)
@@ -446,7 +458,7 @@ def failed_audit(policy: ResolvedPolicy, message: str) -> FrameAuditResult:
     The decision blocks with one ``"error"`` reason per category enabled at the frame stage
     (none of them was checked), each carrying ``message``.
     """
-    evidence = (Evidence(detail=f"error: {message}"),)
+    evidence = (Evidence(detail=error_text(message)),)
     reasons = tuple(
         Reason(
             category=c,

@@ -21,9 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audit.evidence import flagged_thumbnails
 from audit.log import AuditLog
 from classifiers.base import Evidence, FrameClassifier
 from config.settings import Settings
@@ -321,7 +321,9 @@ class JobRunner:
         prompt_action = Action(job.prompt_moderation.get("action", "allow"))
         final = max(prompt_action, audit.decision.action, key=lambda a: a.severity)
         latency = {k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()}
-        thumbnails = self._evidence_thumbnails(job, output, audit)
+        thumbnails = flagged_thumbnails(
+            self.settings.data_dir, job.id, output.frames, audit.decision
+        )
         self.c.audit_log.record_frame_audit(
             FrameAuditRecord(
                 job_id=job.id,
@@ -353,30 +355,6 @@ class JobRunner:
                 "ignored": list(output.ignored),
             },
         }
-
-    def _evidence_thumbnails(
-        self, job: VideoJob, output: VideoOutput, audit: FrameAuditResult
-    ) -> dict[int, Path]:
-        """JPEGs of the frames a review/block reason points at, for the reviewer (at most 16)."""
-        from audit.evidence import write_thumbnail
-
-        flagged = sorted(
-            {
-                e.frame_index
-                for r in audit.decision.reasons
-                for e in r.evidence
-                if e.frame_index is not None and 0 <= e.frame_index < len(output.frames)
-            }
-        )[:16]
-        thumbnails: dict[int, Path] = {}
-        for index in flagged:
-            try:
-                thumbnails[index] = write_thumbnail(
-                    self.settings.data_dir, job.id, index, output.frames[index]
-                )
-            except Exception:  # evidence is a convenience; the scores are recorded regardless
-                log.warning("job %s: evidence thumbnail of frame %d failed", job.id, index)
-        return thumbnails
 
     def _finalize(self, job: VideoJob, t_record: float | None = None) -> None:
         """Apply a recorded decision: release the file, or keep it quarantined (withheld).
