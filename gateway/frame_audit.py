@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
+import json
 import math
 import os
 import threading
@@ -50,12 +52,7 @@ from classifiers.base import (
     error_verdicts,
     is_error_verdict,
 )
-from classifiers.frame.registry import (
-    FRAME_CLASSIFIERS,
-    FailedFrameClassifier,
-    covered_categories,
-    policy_cache_key,
-)
+from classifiers.frame.registry import FRAME_CLASSIFIERS, STATIC_CATEGORIES, FailedFrameClassifier
 from classifiers.frame.sampler import sample_frames
 from config.settings import Settings
 from policies.decision import Action, Decision, Reason
@@ -91,6 +88,35 @@ class FrameAuditResult:
     def policy_version(self) -> str:
         """The policy version the decision was made under."""
         return self.decision.policy_version
+
+
+def covered_categories(name: str, policy: ResolvedPolicy) -> tuple[Category, ...]:
+    """Categories classifier ``name`` scores under ``policy`` (for fail-closed verdicts).
+
+    Unknown names cover every category enabled at the frame stage: nothing they should have
+    checked is assumed clean.
+    """
+    if name in STATIC_CATEGORIES:
+        return STATIC_CATEGORIES[name]
+    if name == "clip":
+        return tuple(c for c, items in policy.policy.frame_audit.concepts.items() if items)
+    return tuple(c for c in CATEGORIES if policy.stage(c, "frame").enabled)
+
+
+def policy_cache_key(name: str, policy: ResolvedPolicy) -> str:
+    """What in the policy an instance of ``name`` depends on ("" when nothing).
+
+    For ``clip`` it is a hash of the concept lists, so editing an unrelated threshold does not
+    recompute the concept text embeddings.
+    """
+    if name != "clip":
+        return ""
+    concepts = {
+        category: [[c.prompt, c.threshold] for c in items]
+        for category, items in policy.policy.frame_audit.concepts.items()
+    }
+    blob = json.dumps(concepts, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _categories_of(clf: FrameClassifier, policy: ResolvedPolicy) -> tuple[Category, ...]:
@@ -521,7 +547,7 @@ class FrameClassifierCache:
             if cached is not None:
                 return cached
             try:
-                built = factory(self.settings, policy)
+                built = factory(self.settings, policy.policy.frame_audit.concepts)
             except Exception as exc:  # fail closed with the cause, retry on the next audit
                 return FailedFrameClassifier(
                     name, covered_categories(name, policy), f"{type(exc).__name__}: {exc}"
