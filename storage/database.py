@@ -181,7 +181,17 @@ class Database:
         yet: issue 13) and any other scheme, saying which setting to change.
         """
         if isinstance(url, Path):
-            return cls(url, durable=durable)
+            # A URL that went through Path lost its "//": refuse it rather than create a file
+            # named after it (REELGUARD_DB and --db are parsed as paths).
+            match = _SCHEME.match(str(url))
+            if match is None or len(match.group(1)) == 1 or ":/" not in str(url)[: match.end() + 1]:
+                return cls(url, durable=durable)
+            if match.group(1).lower().startswith("postgres"):
+                cls.from_url(f"{match.group(1)}://{str(url)[match.end() :].lstrip('/')}")
+            raise StorageUnsupported(
+                f"{url}: a database path looks like a URL; REELGUARD_DB and --db take the path "
+                "of a SQLite file, e.g. var/reelguard.db"
+            )
         match = _SCHEME.match(url)
         if match is None or len(match.group(1)) == 1:  # a path (or a Windows drive letter)
             return cls(Path(url), durable=durable)

@@ -196,3 +196,28 @@ def test_dialect_sql_is_shared_text(tmp_path: Path) -> None:
         "CREATE TABLE a (x)",
         "CREATE INDEX i ON a (x)",
     )
+
+
+def test_a_url_that_went_through_a_path_is_refused_not_created(tmp_path: Path) -> None:
+    # REELGUARD_DB and --db are parsed as paths, which turn "//" into "/".
+    with pytest.raises(StorageUnsupported, match="PostgreSQL is not supported yet"):
+        Database.from_url(Path("postgresql://rg:pw@db/reelguard"))
+    with pytest.raises(StorageUnsupported, match="looks like a URL"):
+        Database.from_url(Path("sqlite:///var/x.db"))
+    assert Database.from_url(Path("var/a:b.db")).path == Path("var/a:b.db")  # a colon is fine
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["audit", "list"], ["worker"]])
+def test_commands_refuse_a_postgresql_database_with_the_fix(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [*command, "--db", "postgresql://rg:pw@db/reelguard"])
+    assert result.exit_code == 2, result.output
+    assert "PostgreSQL is not supported yet" in result.output and "REELGUARD_DB" in result.output
+    assert "pw" not in result.output
+    assert list(tmp_path.iterdir()) == []  # no file or folder named after the URL

@@ -32,6 +32,17 @@ def settings_from_flags(**overrides: object) -> Settings:
         raise click.ClickException(f"invalid setting: {exc}") from None
 
 
+def _check_db(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """Refuse a database this version cannot open (a ``postgresql://`` URL) up front."""
+    from storage import Database, StorageUnsupported
+
+    try:
+        Database.from_url(value)
+    except StorageUnsupported as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
 def db_option(func: F) -> F:
     """The shared ``--db PATH`` option for every command that touches the database."""
     return click.option(
@@ -40,6 +51,7 @@ def db_option(func: F) -> F:
         type=click.Path(dir_okay=False, path_type=Path),
         default=lambda: str(Settings().db),
         show_default="REELGUARD_DB or var/reelguard.db",
+        callback=_check_db,
         help="SQLite database file.",
     )(func)
 
