@@ -23,7 +23,7 @@ Errors (all subclasses of :class:`JobError`)::
     ├── QueueFull            the queue holds ``queue_max`` jobs; retry after ``retry_after_s``
     ├── IdempotencyConflict  an Idempotency-Key reused with a different request body
     ├── JobNotFound          no such job (or it belongs to another tenant, or was deleted)
-    ├── NotWithheld          release_withheld() on a job that is not withheld
+    ├── NotWithheld          a review (gateway.review) of a job that is not withheld
     └── MissingVideoFile     the MP4 is in neither quarantine/ nor released/
 """
 
