@@ -15,10 +15,10 @@ from click.testing import CliRunner, Result
 from test_audit_support import fill, frame_audit, moderation
 from test_videos_support import new_job
 
-from audit.cli import audit as audit_group
-from audit.cli import parse_duration, parse_time
 from audit.log import AuditLog
 from gateway.cli import main
+from gateway.commands.audit import audit as audit_group
+from gateway.commands.common import parse_duration, parse_time
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ from classifiers.text.detoxify import (
     detoxify_available,
 )
 from classifiers.text.normalize import normalize
+from config.settings import Settings
 from gateway.app import create_app
-from gateway.settings import Settings
 from policies.loader import PolicyError, PolicyLoader
 from policies.schema import policy_json_schema
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from gateway.settings import PACKAGE_POLICY
+from config.settings import PACKAGE_POLICY
 from policies.loader import PolicyLoader
 
 

@@ -49,6 +49,7 @@ from typing import Any, Final
 
 from classifiers.base import CATEGORIES, Category, Evidence, PromptText, Verdict
 from classifiers.text.embed import clean_for_engine
+from config.settings import get_settings
 
 __all__ = [
     "LABEL_CATEGORIES",
@@ -143,10 +144,6 @@ def detoxify_spec() -> DetoxifySpec:
 
     The only place this module reads settings.
     """
-    # Settings still live in gateway/ (a later move takes them below classifiers/); this import
-    # is deferred so the classifiers package does not depend on gateway/ at import time.
-    from gateway.settings import get_settings
-
     settings = get_settings()
     return DetoxifySpec(
         checkpoint=settings.detoxify_checkpoint,
