@@ -18,10 +18,12 @@ from classifiers.text.learned import (
     HEAD_CATEGORIES,
     HEADS_FILE,
     MANIFEST_FILE,
+    MAX_WINDOWS,
     MODELS_DIR,
     HeadWeights,
     LearnedTextClassifier,
     ModelFileError,
+    PromptTooLongError,
     prompt_windows,
 )
 from classifiers.text.lexicon import find_minor_mentions
@@ -175,6 +177,21 @@ def test_harmful_sentence_hidden_in_a_long_prompt(clf: LearnedTextClassifier) ->
     text = filler + "a man stabbing another man repeatedly, blood everywhere. " + filler
     assert len(text) > 7000
     assert scores(clf, text)["violence/graphic"] >= REVIEW_AT
+
+
+def test_harmful_sentence_after_12800_characters_is_read(clf: LearnedTextClassifier) -> None:
+    # Version 3 first read only 64 windows (12,800 characters) and dropped the rest, while the
+    # server accepts 20,000 normalised characters.
+    filler = "a calm green meadow with flowers and butterflies under a blue sky. " * 280
+    text = filler + "a man stabbing another man repeatedly, blood everywhere."
+    assert len(prompt_windows(normalize(text))) > 64
+    assert scores(clf, text)["violence/graphic"] >= REVIEW_AT
+
+
+def test_a_prompt_beyond_the_window_limit_raises(clf: LearnedTextClassifier) -> None:
+    text = ("abcdefghij" * 15 + " ") * (MAX_WINDOWS + 1)
+    with pytest.raises(PromptTooLongError, match="REELGUARD_MAX_NORMALIZED_CHARS"):
+        clf.classify(normalize(text))
 
 
 BAD_INPUT = [

@@ -51,10 +51,12 @@ from classifiers.text.lexicon import find_minor_mentions
 __all__ = [
     "EMBED_WINDOW",
     "HEAD_CATEGORIES",
+    "MAX_WINDOWS",
     "MODELS_DIR",
     "HeadWeights",
     "LearnedTextClassifier",
     "ModelFileError",
+    "PromptTooLongError",
     "Scores",
     "embed_text",
     "prompt_windows",
@@ -76,9 +78,16 @@ HEAD_CATEGORIES: Final[tuple[Category, ...]] = (
 
 EMBED_WINDOW: Final = 200
 """Characters per window (cut at a space): one window for most prompts, ~50 tokens."""
-MAX_WINDOWS: Final = 64
-"""Windows scored per prompt: every window of a 10,000-character prompt (the server's limit)."""
+MAX_WINDOWS: Final = 160
+"""Most windows scored per prompt: every window of a prompt at the server's default limit of
+20,000 normalised characters, even cut at spaces between long words. A longer prompt raises
+:class:`PromptTooLongError` (the gateway blocks it, fail closed) instead of leaving its tail
+unread."""
 EVIDENCE_MIN_SCORE: Final = 0.2
+
+
+class PromptTooLongError(ValueError):
+    """A prompt longer than :data:`MAX_WINDOWS` windows; the caller blocks it (fail closed)."""
 
 
 class ModelFileError(RuntimeError):
@@ -96,7 +105,7 @@ def embed_text(prompt: PromptText) -> str:
 
 def prompt_windows(prompt: PromptText) -> list[str]:
     """The windows of :func:`embed_text` the heads score (training scores the same)."""
-    return windows(clean_for_engine(embed_text(prompt)), EMBED_WINDOW)[:MAX_WINDOWS]
+    return windows(clean_for_engine(embed_text(prompt)), EMBED_WINDOW)
 
 
 def _sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -326,6 +335,12 @@ class LearnedTextClassifier:
         """Calibrated scores for one prompt (the maximum over its windows)."""
         w = self.weights
         parts = prompt_windows(prompt) or [""]
+        if len(parts) > MAX_WINDOWS:
+            raise PromptTooLongError(
+                f"the prompt makes {len(parts)} windows of {EMBED_WINDOW} characters, more than "
+                f"the {MAX_WINDOWS} the learned heads read; lower REELGUARD_MAX_NORMALIZED_CHARS "
+                f"to {MAX_WINDOWS * EMBED_WINDOW // 2:,} or less"
+            )
         early_passes = [self.embedder.embed_early(p) for p in parts]
         z4 = w.early_logits(np.stack([e.vector for e in early_passes]))
         early = w.early_scores(z4)
