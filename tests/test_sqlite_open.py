@@ -62,11 +62,14 @@ def _open(path: str) -> str:
 def test_many_processes_open_a_freshly_closed_log_at_once(tmp_path: Path) -> None:
     # The last close removes the -wal file; the next openers race to recover it. Before the shared
     # opener this failed about once in 200 opens with "database is locked" (seen in CI).
-    ctx = multiprocessing.get_context("fork")
+    # Spawned, not forked: the test process runs threads (log listeners, the text-check pool),
+    # and a child forked while one of them holds a lock can wait on it forever (seen in CI).
+    ctx = multiprocessing.get_context("spawn")
     errors: list[str] = []
     with ctx.Pool(6) as pool:
         for round_ in range(8):
             path = tmp_path / f"audit{round_}.db"
             AuditLog(path).close()
-            errors += [e for e in pool.map(_open, [str(path)] * 6) if e]
+            opened = pool.map_async(_open, [str(path)] * 6).get(timeout=120)
+            errors += [e for e in opened if e]
     assert errors == []
