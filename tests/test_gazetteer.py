@@ -180,6 +180,12 @@ MENTIONS = [
     ("a Wes Anderson style hotel", "celebrity", "credit", "Wes Anderson", "'X style'"),
     ("a street portrait shot on a Canon camera", "ip", "credit", "Canon",
      "a camera credit is no brand request"),
+    ("a portrait of an old fisherman, Canon EOS R5, 85mm, f/1.4", "ip", "credit", "Canon",
+     "a camera model after the brand credits the camera"),
+    ("mushrooms in the forest at dawn, photo realism, Sony a7R", "ip", "credit", "Sony",
+     "the model as typed (the normaliser reads a7R as leetspeak)"),
+    ("a can of Coca-Cola 330 ml on a table", "ip", "brand", "Coca-Cola",
+     "a number after a brand is no camera model"),
 ]  # fmt: skip
 
 

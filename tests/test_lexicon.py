@@ -89,6 +89,7 @@ BENIGN = [
     ("a glue gun on a desk", "tool"),
     ("magna cum laude graduation", "latin"),
     ("a pussy cat sleeping", "cat"),
+    ("a cream colored Maine Coon kitten on a sofa", "cat breed"),
     ("Al Gore giving a speech", "a name"),
     ("suicide squad movie poster", "film title"),
     ("1080p 4k 60fps timelapse of 2024 fireworks", "digits are not letters"),

@@ -397,7 +397,7 @@ class Gazetteer:
             longest = max(longest, end - start)
             mention: Mention = "depicted"
             if entity.is_brand:
-                mention = "credit" if credits.equipment(w0) else "brand"
+                mention = "credit" if credits.equipment(w0, w1, prompt) else "brand"
             elif entity.category == "celebrity" and entity.detail in CREDIT_KINDS:
                 mention = "credit" if credits.covers(w0, w1) else "depicted"
             hits.append(Hit(entity, start, end, score, how, mention))
@@ -517,6 +517,14 @@ _EQUIPMENT_BEFORE = (
     "shot on", "shot with", "taken with", "taken on", "filmed on", "filmed with", "photo on",
     "captured on", "captured with", "shot on a", "shot with a", "taken with a", "camera",
 )  # fmt: skip
+_CAMERA_MODEL = re.compile(
+    r"(eos|alpha|lumix|gfx\w*|x-?t\d*|x100\w*|a\d{1,4}\w*|d\d{2,4}\w*|z\d{1,2}\w*|rx\d+\w*"
+    r"|portra|ektar|ektachrome|tri-?x|velvia|provia|superia|hp5|nikkor|summilux|summicron"
+    r"|\d{2,3}mm)"
+)
+"""A camera body, lens or film stock right after a brand ("Canon EOS R5", "Sony A7R",
+"Nikon D850", "Kodak Portra", "Leica 50mm"): the brand credits the equipment, as after
+"shot on"."""
 _CREDIT_STOP = re.compile(r"[.;:!?|\n()\[\]]")
 CREDIT_RUN = 40
 """A credit list ("by A, B and C") runs at most this many words after its "by"."""
@@ -558,8 +566,16 @@ class _CreditZones:
                 zones.append((begin, stop))
         return zones
 
-    def equipment(self, w0: int) -> bool:
-        """A brand credited as the camera or film ("shot on Hasselblad", "Kodak Portra")."""
+    def equipment(self, w0: int, w1: int, prompt: PromptText) -> bool:
+        """A brand credited as the camera or film ("shot on Hasselblad", "Kodak Portra",
+        "Canon EOS R5"). The model name is read as typed too: the normaliser reads "a7R" as
+        leetspeak."""
+        if w1 < len(self.words):
+            a, b = prompt.original_span(*self.spans[w1])
+            if any(
+                _CAMERA_MODEL.fullmatch(w) for w in (self.words[w1], prompt.original[a:b].lower())
+            ):
+                return True
         before = self.words[max(0, w0 - 3) : w0]
         return any(before[-len(m.split()) :] == m.split() for m in _EQUIPMENT_BEFORE if before)
 
