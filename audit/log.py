@@ -82,6 +82,7 @@ class AuditLog:
         else:
             self.database = Database.from_url(database, durable=True)
         self.path = self.database.path
+        """The SQLite file (``None`` on PostgreSQL)."""
         self._ready_pid = -1
         self._ready_lock = threading.Lock()
 
@@ -100,7 +101,7 @@ class AuditLog:
         with self._ready_lock:
             if self._ready_pid != os.getpid():
                 with self.database.transaction(write=True) as tx:
-                    ensure_schema(tx, self.path)
+                    ensure_schema(tx, self.database.where)
                 self._ready_pid = os.getpid()
 
     def close(self) -> None:
