@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from audit import queries, retention
-from audit.append import append, retention_of
+from audit.append import append, lock_head, retention_of
 from audit.errors import InvalidRecord
 from audit.migrations import ensure_schema
 from audit.records import (
@@ -136,6 +136,7 @@ class AuditLog:
     def _write(self) -> Iterator[Tx]:
         self._ensure()
         with self.database.transaction(write=True) as tx:
+            lock_head(tx)  # first, before any job row (see audit.append)
             yield tx
 
     @contextmanager
