@@ -27,11 +27,13 @@ import psycopg
 NOBODY = 65534
 START_TIMEOUT_S = 60.0
 SERVER_SETTINGS = (
-    "fsync=off",  # a throwaway cluster: durability costs time and buys nothing here
-    "full_page_writes=off",
     "max_connections=400",  # worker processes each keep a small pool
     "shared_buffers=32MB",
     "log_min_messages=warning",
+)
+FAST_SETTINGS = (
+    "fsync=off",  # a throwaway cluster for tests: durability costs time and buys nothing
+    "full_page_writes=off",
 )
 
 
@@ -102,9 +104,10 @@ def _run_as() -> dict[str, object]:
     return {"user": NOBODY, "group": NOBODY, "extra_groups": []}
 
 
-def start() -> PostgresServer:
+def start(*, durable: bool = False) -> PostgresServer:
     """Start a server (or use ``REELGUARD_TEST_POSTGRES_URL``); raise with the server's log
-    when it does not come up."""
+    when it does not come up. ``durable`` keeps fsync on (for benchmarks that compare commit
+    latency with SQLite's); tests run without it."""
     given = os.environ.get("REELGUARD_TEST_POSTGRES_URL")
     if given:
         return PostgresServer(given, None, Path(tempfile.mkdtemp(prefix="reelguard-pg-")))
@@ -131,7 +134,7 @@ def start() -> PostgresServer:
     port = _free_port()
     process = subprocess.Popen(
         [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", ""]
-        + [f"-c{setting}" for setting in SERVER_SETTINGS],
+        + [f"-c{s}" for s in (*SERVER_SETTINGS, *(() if durable else FAST_SETTINGS))],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
