@@ -7,13 +7,19 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Mapping
+from pathlib import Path
 
+import pgserver
 import psycopg
 import pytest
+from conftest import ClassifierFactory
+from litestar.testing import TestClient
 from test_audit_support import moderation
 
 from audit.log import AuditLog
 from audit.schema import SCHEMA_VERSION
+from config.settings import Settings
 from gateway.jobs import JobStore
 from gateway.keys import KeyStore
 from storage import Database, StorageConflict, StorageUnavailable
@@ -148,3 +154,32 @@ def test_an_empty_database_is_created_once_by_processes_starting_together(
         }
     assert {"audit_chain", "requests", "video_jobs", "api_keys"} <= tables
     db.close()
+
+
+def test_a_database_that_goes_away_is_503_not_500(
+    postgres_url: str,
+    postgres_server: pgserver.PostgresServer,
+    tmp_path: Path,
+    text_classifiers: Mapping[str, ClassifierFactory],
+) -> None:
+    """The server restarts or the network splits: every request, even the API key lookup
+    before any handler, answers 503 with Retry-After, naming neither host nor password."""
+    from gateway.app import create_app
+
+    settings = Settings(database_url=postgres_url, data_dir=tmp_path / "videos")
+    token = KeyStore(postgres_url).create("default").token
+    headers = {"Authorization": f"Bearer {token}"}
+    app = create_app(settings, classifiers=text_classifiers)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        ok = client.post("/v1/moderations", json={"input": "a cat"}, headers=headers)
+        assert ok.status_code == 200, ok.text
+        postgres_server.drop_database(postgres_url)  # its connections end with it
+        for path, body in (
+            ("/v1/moderations", {"input": "a cat"}),
+            ("/v1/videos", {"prompt": "a cat"}),
+        ):
+            down = client.post(path, json=body, headers=headers)
+            assert down.status_code == 503, down.text
+            assert down.headers["retry-after"] == "1"
+            assert "127.0.0.1" not in down.text
+        assert client.get("/healthz").status_code == 503
