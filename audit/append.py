@@ -3,7 +3,11 @@
 Every writer (records, settings, purges, redactions, migrations) ends here, inside a write
 transaction: the head is read with the dialect's row lock (nothing in SQLite, where
 ``BEGIN IMMEDIATE`` already serialises writers; ``FOR UPDATE`` in PostgreSQL), so appends from
-many processes form one chain with a single global order. The hash rules themselves are in
+many processes and machines form one chain with a single global order: a second writer waits
+on the head row until the first commits, then reads the head it left. On PostgreSQL every
+audit write transaction takes that lock first (:func:`lock_head`, from
+:class:`audit.log.AuditLog`), before any job row it also changes, so all of them lock in the
+same order (head, then jobs) and two of them cannot deadlock. The hash rules themselves are in
 :mod:`audit.chain` (plain Python, the same for every database).
 """
 
@@ -18,6 +22,13 @@ from audit.records import PromptRetention
 from audit.rows import Row, seal_text
 from audit.schema import TABLES
 from storage import Tx
+
+
+def lock_head(tx: Tx) -> None:
+    """Take the chain head's row lock now (PostgreSQL; nothing to do on SQLite), so the rest of
+    the transaction (job rows included) locks after it."""
+    if tx.dialect.lock_row:
+        tx.execute("SELECT head_seq FROM audit_chain WHERE id = 1" + tx.dialect.lock_row)
 
 
 def append(tx: Tx, rows: Sequence[tuple[str, Row]]) -> int:

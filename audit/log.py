@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from audit import queries, retention
-from audit.append import append, retention_of
+from audit.append import append, lock_head, retention_of
 from audit.errors import InvalidRecord
 from audit.migrations import ensure_schema
 from audit.records import (
@@ -82,6 +82,7 @@ class AuditLog:
         else:
             self.database = Database.from_url(database, durable=True)
         self.path = self.database.path
+        """The SQLite file (``None`` on PostgreSQL)."""
         self._ready_pid = -1
         self._ready_lock = threading.Lock()
 
@@ -100,7 +101,7 @@ class AuditLog:
         with self._ready_lock:
             if self._ready_pid != os.getpid():
                 with self.database.transaction(write=True) as tx:
-                    ensure_schema(tx, self.path)
+                    ensure_schema(tx, self.database.where)
                 self._ready_pid = os.getpid()
 
     def close(self) -> None:
@@ -135,6 +136,7 @@ class AuditLog:
     def _write(self) -> Iterator[Tx]:
         self._ensure()
         with self.database.transaction(write=True) as tx:
+            lock_head(tx)  # first, before any job row (see audit.append)
             yield tx
 
     @contextmanager

@@ -10,7 +10,6 @@ untouched (:class:`~audit.errors.SchemaTooNew`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from audit import chain
 from audit.append import append
@@ -20,10 +19,17 @@ from audit.schema import SCHEMA_VERSION, ddl
 from storage import Tx
 
 
-def ensure_schema(tx: Tx, where: Path) -> None:
-    """Create the audit tables and bring them up to :data:`SCHEMA_VERSION` (in ``tx``)."""
+def ensure_schema(tx: Tx, where: str) -> None:
+    """Create the audit tables and bring them up to :data:`SCHEMA_VERSION` (in ``tx``).
+
+    The same statements create both databases (:meth:`storage.Dialect.ddl` maps the types);
+    on PostgreSQL a transaction-scoped lock makes processes that start together take turns.
+    """
+    lock = tx.dialect.lock_name("reelguard-schema")
+    if lock is not None:
+        tx.execute(lock)
     for stmt in ddl():
-        tx.execute(stmt)
+        tx.execute(tx.dialect.ddl(stmt))
     tx.execute(
         tx.dialect.insert_or_ignore(
             "audit_chain",

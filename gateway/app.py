@@ -192,7 +192,7 @@ def create_app(
     )
     # One database for keys, jobs and the audit log, so a job and its prompt record (or a
     # cancellation and its record) commit in one transaction.
-    database = Database.from_url(settings.db, durable=True)
+    database = Database.from_url(settings.database, durable=True)
     audit = AuditLog(database)
     state = State(
         {

@@ -10,7 +10,7 @@ import click
 from classifiers.text.build_gazetteers import build_gazetteers_command
 from classifiers.text.train import main as train_text_command
 from gateway.commands.audit import audit as audit_group
-from gateway.commands.common import F, db_option, settings_from_flags
+from gateway.commands.common import DbTarget, F, db_label, db_option, settings_from_flags
 from gateway.commands.generate import generate as generate_command
 from gateway.commands.policy import policy as policy_group
 from gateway.commands.worker import worker_command
@@ -65,7 +65,7 @@ def policy_options(func: F) -> F:
 def serve(
     host: str | None,
     port: int | None,
-    db: Path,
+    db: DbTarget,
     policy: Path | None,
     tenant_dir: Path | None,
     bootstrap_key: bool | None,
@@ -122,7 +122,7 @@ def tenant_dir_option(func: F) -> F:
 @click.option("--tenant", required=True, help="Tenant the key belongs to (names its policy).")
 @db_option
 @tenant_dir_option
-def keys_create(tenant: str, db: Path, tenant_dir: Path | None) -> None:
+def keys_create(tenant: str, db: DbTarget, tenant_dir: Path | None) -> None:
     """Create a key and print it once (stdout); only its hash is stored.
 
     Warns when the tenant has no overlay in the tenant folder (it then gets the base policy).
@@ -145,8 +145,8 @@ def keys_create(tenant: str, db: Path, tenant_dir: Path | None) -> None:
         store.close()
     click.echo(created.token)
     click.echo(
-        f"Created key {created.key.key_id} for tenant {tenant!r} in {db}. It is shown only "
-        "now; store it safely.",
+        f"Created key {created.key.key_id} for tenant {tenant!r} in {db_label(db)}. It is shown "
+        "only now; store it safely.",
         err=True,
     )
     if note is not None:
@@ -156,7 +156,7 @@ def keys_create(tenant: str, db: Path, tenant_dir: Path | None) -> None:
 @keys.command("list")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def keys_list(db: Path, as_json: bool) -> None:
+def keys_list(db: DbTarget, as_json: bool) -> None:
     """List keys (id, tenant, created, status); secrets are never shown."""
     import json
 
@@ -192,7 +192,7 @@ def keys_list(db: Path, as_json: bool) -> None:
 @keys.command("revoke")
 @click.argument("key_id")
 @db_option
-def keys_revoke(key_id: str, db: Path) -> None:
+def keys_revoke(key_id: str, db: DbTarget) -> None:
     """Revoke a key by its id (see `keys list`); requests with it get 401 from now on."""
     from gateway.keys import KeyStore, KeyStoreError
 
@@ -229,7 +229,7 @@ def moderate(
     input_path: Path,
     output_path: Path,
     tenant: str,
-    db: Path,
+    db: DbTarget,
     policy: Path | None,
     tenant_dir: Path | None,
     batch_size: int,

@@ -10,6 +10,10 @@ inotify is reached through ``ctypes`` (the standard library has no binding). Whe
 (not Linux, a filesystem without events, a seccomp filter, the per-user instance limit),
 :attr:`DatabaseDoorbell.available` is False and callers keep polling; callers also peek on a
 slow tick either way, so a filesystem that does not report writes costs latency, never a job.
+
+On PostgreSQL the database is on another machine, so there is no file to watch: workers
+``LISTEN`` on :data:`gateway.jobs.JOBS_CHANNEL`, which the job store ``NOTIFY``-rings in the
+transaction that queues a job (:class:`storage.postgres.Listener`). :func:`open_doorbell` picks.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
+
+from config.settings import Settings
 
 _IN_MODIFY = 0x00000002
 _IN_CLOSE_WRITE = 0x00000008
@@ -35,6 +42,46 @@ _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then ``len`` bytes of name
 _WATCH = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE
+
+
+class Doorbell(Protocol):
+    """What an idle worker waits on (:class:`DatabaseDoorbell`, or
+    :class:`storage.postgres.Listener` on PostgreSQL)."""
+
+    unavailable_reason: str | None
+
+    @property
+    def available(self) -> bool:
+        """True when new work wakes :meth:`wait`."""
+        ...
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until rung since the previous call (True) or ``timeout_s`` passed (False)."""
+        ...
+
+    def close(self) -> None:
+        """Release the handle."""
+        ...
+
+    def __enter__(self) -> Doorbell: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def open_doorbell(settings: Settings) -> Doorbell:
+    """The doorbell for the settings' database: ``LISTEN`` on PostgreSQL, inotify on the SQLite
+    file."""
+    if settings.database_url:
+        from gateway.jobs import JOBS_CHANNEL
+        from storage.postgres import Listener
+
+        return Listener(settings.database_url, JOBS_CHANNEL)
+    return DatabaseDoorbell(settings.db)
 
 
 class DatabaseDoorbell:

@@ -203,6 +203,10 @@ class Lease:
     cancel_requested: bool
 
 
+JOBS_CHANNEL = "reelguard_jobs"
+"""The PostgreSQL ``LISTEN``/``NOTIFY`` channel a job store rings when it queues a job; idle
+workers listen on it (:func:`gateway.doorbell.open_doorbell`)."""
+
 PEEK_QUEUED = "SELECT 1 FROM video_jobs WHERE status = 'queued' LIMIT 1"
 """The indexed read an idle worker peeks at the queue with (microseconds)."""
 
@@ -258,6 +262,7 @@ class JobStore:
         else:
             self.database = Database.from_url(database, durable=False)
         self.db_path = self.database.path
+        """The SQLite file (``None`` on PostgreSQL)."""
         self.database.create_schema(_SCHEMA)
 
     # -- web process ---------------------------------------------------------------------------
@@ -337,6 +342,7 @@ class JobStore:
                 new.request_hash,
             ),
         )
+        _ring(tx)
         return read_job(tx, job_id), True
 
     @staticmethod
@@ -450,8 +456,8 @@ class JobStore:
         those only need their recorded decision applied), and expired cancelled jobs."""
         tx.execute(
             """UPDATE video_jobs SET status = 'failed', stage = 'done', progress = progress,
-               error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'worker_lost' END,
-               error_message = CASE WHEN cancel_requested THEN 'deleted while running'
+               error_code = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'worker_lost' END,
+               error_message = CASE WHEN cancel_requested = 1 THEN 'deleted while running'
                    ELSE 'the worker running this job stopped ' || attempts || ' time(s)' END,
                completed_at = ?, updated_at = ?, worker_id = NULL, lease_expires_at = NULL
                WHERE status = 'in_progress' AND lease_expires_at < ? AND stage != 'decided'
@@ -519,6 +525,8 @@ class JobStore:
                    AND stage != 'decided'""",
                 (now, job_id, worker_id),
             )
+            if cur.rowcount == 1:
+                _ring(tx)
         return cur.rowcount == 1
 
     def finish(
@@ -549,6 +557,14 @@ class JobStore:
         if timings is not None:
             fields["timings"] = timings
         return self.update(job_id, worker_id, **fields)
+
+
+def _ring(tx: Tx) -> None:
+    """Wake idle workers when ``tx`` commits a queued job (PostgreSQL ``NOTIFY``; on SQLite the
+    commit itself is what the workers' inotify doorbell sees)."""
+    statement = tx.dialect.notify(JOBS_CHANNEL)
+    if statement is not None:
+        tx.execute(statement)
 
 
 def read_job(tx: Tx, job_id: str) -> VideoJob:

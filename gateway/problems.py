@@ -36,7 +36,8 @@ them without parsing prose:
 - ``audit-unavailable`` (503): the audit log cannot be written, so no decision is returned
 - ``overloaded`` (503, ``Retry-After``): too many moderation requests in flight in this
   process (``gateway.limits.admission_middleware``)
-- ``unavailable`` (503): a dependency is down; retry
+- ``unavailable`` (503, ``Retry-After`` when it is the database): a dependency is down (e.g.
+  the database cannot be reached, even to check the API key); retry
 
 Raise :class:`Problem` from handlers; :data:`EXCEPTION_HANDLERS` turns Litestar's own HTTP
 exceptions and any unexpected exception into the same shape.
@@ -63,6 +64,8 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.openapi import ResponseSpec
+
+from storage import StorageUnavailable
 
 log = logging.getLogger("reelguard.gateway")
 
@@ -230,6 +233,17 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> Problem:
         return Problem(exc.status_code, "bad-request", exc.detail, headers=exc.headers)
     if isinstance(exc, HTTPException) and exc.status_code == 503:
         return Problem(503, "unavailable", exc.detail, headers=exc.headers)
+    if isinstance(exc, StorageUnavailable):
+        # The database is down or unreachable (a PostgreSQL server restarting, a network
+        # split): not a bug. The message names the database, so it goes to the log only.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return Problem(
+            503,
+            "unavailable",
+            "The database cannot be reached now; nothing was allowed, generated or changed. "
+            "Retry shortly.",
+            headers={"Retry-After": "1"},
+        )
     log.error(
         "unhandled error on %s %s", request.method, request.url.path, exc_info=exc
     )  # a bug: keep the traceback in the log, never in the response

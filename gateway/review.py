@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from audit.log import AuditLog
-from config.settings import Settings
+from config.settings import Settings, database_fields
 from gateway.jobs import (
     JobNotFound,
     JobStore,
@@ -188,4 +188,5 @@ def _notify(audit: AuditLog, job: VideoJob) -> None:
     """Queue the job's webhook event in its database (webhook settings from the environment)."""
     from gateway.webhooks import enqueue_event
 
-    enqueue_event(Settings(db=audit.path), job, database=audit.database)
+    target = audit.path if audit.path is not None else audit.database.url
+    enqueue_event(Settings(**database_fields(target)), job, database=audit.database)

@@ -31,13 +31,15 @@ def build_app_or_explain(settings: Settings) -> Litestar:
 def open_audit_or_explain(settings: Settings) -> AuditLog:
     """The audit log, opened (schema created or migrated), or a message saying how to fix it."""
     try:
-        log = AuditLog(settings.db).open()  # creates or migrates the schema, checks its version
+        log = AuditLog(
+            settings.database
+        ).open()  # creates or migrates the schema, checks its version
     except AuditError as exc:
         raise click.ClickException(str(exc)) from None
     except StorageError as exc:
         raise click.ClickException(
-            f"{settings.db}: cannot open the database ({exc}); check the path and permissions "
-            "(--db or REELGUARD_DB)"
+            f"{settings.database_label}: cannot open the database ({exc}); check the path and "
+            "permissions (--db or REELGUARD_DB), or the server (REELGUARD_DATABASE_URL)"
         ) from None
     return log
 
@@ -61,22 +63,24 @@ def first_run_key(settings: Settings) -> str:
     created and shown once (only its hash is stored). Otherwise the message says how to create
     keys, or just how many are active.
     """
-    store = KeyStore(settings.db)
+    store = KeyStore(settings.database)
+    where = settings.database_label
     try:
         active = store.count_active()
         if active:
-            return f"{active} active API key(s) in {settings.db}; `reelguard keys list` shows them."
+            return f"{active} active API key(s) in {where}; `reelguard keys list` shows them."
         if not settings.bootstrap_key:
             return (
-                f"No active API key in {settings.db}: every request will get 401. Create one with\n"
-                f"  reelguard keys create --tenant NAME --db {settings.db}"
+                f"No active API key in {where}: every request will get 401. Create one with\n"
+                "  reelguard keys create --tenant NAME"
+                + ("" if settings.database_url else f" --db {settings.db}")
             )
         created = store.create("default")
     finally:
         store.close()
     url = f"http://{settings.host}:{settings.port}/v1/moderations"
     return (
-        f"First start: created API key {created.key.key_id} for tenant 'default' in {settings.db}."
+        f"First start: created API key {created.key.key_id} for tenant 'default' in {where}."
         "\nIt is shown only now (only its hash is stored):\n\n"
         f"  {created.token}\n\nTry it:\n\n"
         f"  curl -s {url} -H 'Authorization: Bearer {created.token}' \\\n"

@@ -120,13 +120,12 @@ def event_body(event_id: str, job: VideoJob) -> str:
 @contextmanager
 def _outbox(settings: Settings, database: Database | None) -> Iterator[Tx]:
     """A write transaction on the deliveries table (``database``, else one opened on
-    ``settings.db`` for this call), created if missing."""
+    ``settings.database`` for this call), created if missing."""
     own = database is None
-    db = Database.from_url(settings.db, durable=False) if database is None else database
+    db = Database.from_url(settings.database, durable=False) if database is None else database
     try:
+        db.ensure_schema("webhook_deliveries", _SCHEMA)
         with db.transaction(write=True) as tx:
-            for statement in _SCHEMA:
-                tx.execute(statement)
             yield tx
     finally:
         if own:
@@ -232,7 +231,7 @@ def _record_attempt(settings: Settings, row: dict[str, Any], error: str | None) 
 
 def deliveries(settings: Settings, job_id: str) -> list[dict[str, Any]]:
     """Every delivery row for a job (for tests and operators)."""
-    JobStore(settings.db)
+    JobStore(settings.database)
     with _outbox(settings, None) as tx:
         return tx.records(
             "SELECT * FROM webhook_deliveries WHERE job_id = ? ORDER BY created_at", (job_id,)

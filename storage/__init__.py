@@ -4,15 +4,17 @@ Public API: :class:`~storage.database.Database` (``from_url``, ``transaction(wri
 :class:`~storage.database.Tx` (the transaction's connection), the
 :class:`~storage.dialect.Dialect` (what differs between SQLite and PostgreSQL) and the errors in
 :mod:`storage.errors`. SQLite specifics (WAL opener, error translation) are in
-:mod:`storage.sqlite`. The stores written against it: :class:`audit.log.AuditLog`,
-:class:`gateway.jobs.JobStore`, :class:`gateway.keys.KeyStore` and :mod:`gateway.webhooks`.
+:mod:`storage.sqlite`, PostgreSQL specifics (psycopg 3, ``LISTEN``) in :mod:`storage.postgres`.
+The stores written against it: :class:`audit.log.AuditLog`, :class:`gateway.jobs.JobStore`,
+:class:`gateway.keys.KeyStore` and :mod:`gateway.webhooks`.
 """
 
 from storage.database import Database, Tx
-from storage.dialect import SQLITE, Dialect
+from storage.dialect import POSTGRES, SQLITE, Dialect
 from storage.errors import StorageConflict, StorageError, StorageUnavailable, StorageUnsupported
 
 __all__ = [
+    "POSTGRES",
     "SQLITE",
     "Database",
     "Dialect",

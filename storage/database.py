@@ -3,43 +3,44 @@
 The audit log, the job queue, the API keys and the webhook deliveries all live in one database
 and reach it through a :class:`Database`::
 
-    db = Database.from_url("var/reelguard.db")        # a path, or sqlite:///var/reelguard.db
-    with db.transaction(write=True) as tx:            # BEGIN IMMEDIATE ... COMMIT
+    db = Database.from_url("var/reelguard.db")        # a path, or sqlite:///var/reelguard.db,
+                                                      # or postgresql://user:pw@host/reelguard
+    with db.transaction(write=True) as tx:            # BEGIN IMMEDIATE (SQLite) / BEGIN ... COMMIT
         tx.execute("UPDATE video_jobs SET ... WHERE id = ?", (job_id,))
         audit.record_release(...)                     # the same transaction (a savepoint)
 
 A transaction belongs to the thread that opened it: a ``transaction()`` opened inside another
 on the same thread and database joins it (a nested write is a savepoint, so a failing inner
 block rolls back alone), which is how a job row and its audit record commit together. Reads
-get a snapshot (``write=False``); a write cannot start inside a read.
+get a snapshot (``write=False``); a write cannot start inside a read. SQL is written once with
+``?`` placeholders; :class:`Tx` hands it to the driver in its own style (the
+:class:`~storage.dialect.Dialect`).
 
-Connections are pooled per process (a forked child opens its own); writers in one process take
-a lock per database file before ``BEGIN IMMEDIATE``, so they queue in Python instead of polling
-SQLite's busy handler, while writers in other processes wait up to the busy timeout. Driver
-errors leave as :mod:`storage.errors` (``StorageUnavailable``, ``StorageConflict``).
-
-``postgresql://`` URLs are refused with :class:`~storage.errors.StorageUnsupported` until
-PostgreSQL support lands (issue 13); what differs between the two databases is in
-:class:`~storage.dialect.Dialect`.
+Connections are pooled per process (a forked child opens its own). On SQLite, writers in one
+process take a lock per database file before ``BEGIN IMMEDIATE``, so they queue in Python
+instead of polling SQLite's busy handler, while writers in other processes wait up to the busy
+timeout. On PostgreSQL (:mod:`storage.postgres`) writers order themselves on the rows they lock
+(``FOR UPDATE``), waiting up to the same timeout (``lock_timeout``). Driver errors leave as
+:mod:`storage.errors` (``StorageUnavailable``, ``StorageConflict``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from storage.dialect import SQLITE, Dialect
+from storage.dialect import Dialect
 from storage.errors import StorageError, StorageUnsupported
-from storage.sqlite import connect_wal, probe_write, translate
+from storage.sqlite import SqliteDriver
 
 BUSY_TIMEOUT_S = 30.0
-"""How long a writer waits for another process's transaction before giving up."""
+"""How long a writer waits for another process's transaction (or row lock) before giving up."""
 IDLE_CONNECTIONS = 16
 """Connections a process keeps open per database between transactions."""
 
@@ -72,43 +73,101 @@ class Cursor(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+class Driver(Protocol):
+    """What a backend (:class:`storage.sqlite.SqliteDriver`,
+    :class:`storage.postgres.PostgresDriver`) gives a :class:`Database`."""
+
+    dialect: Dialect
+    url: str
+    where: str
+    """The database as shown in messages (a path, or a URL without its password)."""
+    process_lock: str | None
+    """A key this process's writers serialise on before ``BEGIN``, or ``None``."""
+    traces: bool
+    """Whether :meth:`set_trace` hooks the driver (else :class:`Tx` reports statements)."""
+
+    @property
+    def errors(self) -> type[Exception]:
+        """The driver's base exception class."""
+        ...
+
+    def connect(self, *, durable: bool, timeout_s: float) -> Any:
+        """A new connection in autocommit mode (the database layer issues ``BEGIN``)."""
+        ...
+
+    def translate(self, exc: BaseException) -> StorageError | None:
+        """The storage error for a driver error, or ``None`` when it means a bug."""
+        ...
+
+    def in_transaction(self, conn: Any) -> bool:
+        """Whether ``conn`` is inside a transaction."""
+        ...
+
+    def usable(self, conn: Any) -> bool:
+        """Whether a pooled connection may be used again."""
+        ...
+
+    def cursor(self, conn: Any, *, dicts: bool) -> Any:
+        """A cursor for one statement (rows as dicts with ``dicts``; else one that streams)."""
+        ...
+
+    def set_trace(self, conn: Any, callback: Callable[[str], object] | None) -> None:
+        """Hook ``callback`` to every statement ``conn`` runs (only where :attr:`traces`)."""
+        ...
+
+    def probe_write(self) -> str | None:
+        """Why the database cannot be written now, or ``None`` (writes nothing)."""
+        ...
 
 
 class Tx:
     """A transaction's connection: run SQL written with ``?`` placeholders.
 
     Driver errors raised here leave as :mod:`storage.errors`. ``raw`` is the driver connection,
-    for the rare code that needs the driver itself (the verifier's streaming scan).
+    for the rare code that needs the driver itself.
     """
 
-    __slots__ = ("_depth", "_where", "dialect", "pid", "raw", "write")
+    __slots__ = ("_depth", "_driver", "_trace", "dialect", "pid", "raw", "write")
 
-    def __init__(self, raw: sqlite3.Connection, dialect: Dialect, write: bool, where: str) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        driver: Driver,
+        write: bool,
+        trace: Callable[[str], object] | None = None,
+    ) -> None:
         self.raw = raw
-        self.dialect = dialect
+        self._driver = driver
+        self.dialect = driver.dialect
         self.write = write
         self.pid = os.getpid()
-        self._where = where
+        self._trace = trace
         self._depth = 0
 
-    def _fail(self, exc: sqlite3.Error) -> StorageError | sqlite3.Error:
-        return translate(exc, self._where) or exc
+    def _fail(self, exc: Exception) -> Exception:
+        return self._driver.translate(exc) or exc
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """Run one statement; the cursor holds its rows (if any)."""
+        if self._trace is not None:
+            self._trace(sql)
         try:
-            return self.raw.execute(sql, params)
-        except sqlite3.Error as exc:
+            cursor: Cursor = self.raw.execute(self.dialect.sql(sql), params)
+        except self._driver.errors as exc:
             raise self._fail(exc) from exc
+        return cursor
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
         """Run one statement for each parameter row."""
+        if self._trace is not None:
+            self._trace(sql)
         try:
-            return self.raw.executemany(sql, rows)
-        except sqlite3.Error as exc:
+            cur = self.raw.cursor()
+            cur.executemany(self.dialect.sql(sql), rows)
+        except self._driver.errors as exc:
             raise self._fail(exc) from exc
+        cursor: Cursor = cur
+        return cursor
 
     def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
         """The first row as a tuple, or ``None``."""
@@ -134,51 +193,72 @@ class Tx:
         return self.cursor(dicts=True, sql=sql, params=params).fetchall()
 
     def cursor(self, *, dicts: bool = False, sql: str, params: Params = ()) -> Cursor:
-        """Run ``sql`` on a cursor of its own (rows as dicts with ``dicts``), for streaming."""
-        cur = self.raw.cursor()
-        if dicts:
-            cur.row_factory = _dict_row
+        """Run ``sql`` on a cursor of its own: rows as dicts with ``dicts``; without, a cursor
+        to stream a large result with ``fetchmany`` (server-side on PostgreSQL)."""
+        if self._trace is not None:
+            self._trace(sql)
         try:
-            return cur.execute(sql, params)
-        except sqlite3.Error as exc:
+            cur = self._driver.cursor(self.raw, dicts=dicts)
+            cur.execute(self.dialect.sql(sql), params)
+        except self._driver.errors as exc:
             raise self._fail(exc) from exc
+        cursor: Cursor = cur
+        return cursor
 
 
 class Database:
-    """A database shared by the stores of one process (see the module docstring).
+    """A database shared by the stores of one process (see the module docstring): the SQLite
+    file at ``path``, or the PostgreSQL server at ``url`` (one of the two).
 
-    ``durable`` (the default) fsyncs every commit (SQLite ``synchronous=FULL``): the audit log
-    is the record of evidence. ``durable=False`` (``NORMAL``) may lose the last commits on power
-    loss, never on a process crash: for job bookkeeping (progress, heartbeats).
+    ``durable`` (the default) makes every commit survive power loss (SQLite
+    ``synchronous=FULL``, PostgreSQL ``synchronous_commit=on``): the audit log is the record of
+    evidence. ``durable=False`` (SQLite ``NORMAL``, PostgreSQL ``synchronous_commit=off``) may
+    lose the last commits on power loss or a server crash, never on a process crash: for job
+    bookkeeping (progress, heartbeats).
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None = None,
         *,
+        url: str | None = None,
         durable: bool = True,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
-        dialect: Dialect = SQLITE,
     ) -> None:
-        self.path = Path(path)
-        self.dialect = dialect
+        if (path is None) == (url is None):
+            raise ValueError("Database() takes a SQLite path or a PostgreSQL url, not both")
+        self._driver: Driver
+        if url is not None:
+            from storage.postgres import PostgresDriver
+
+            self._driver = PostgresDriver(url)
+            self.path: Path | None = None
+        else:
+            self._driver = SqliteDriver(Path(path))  # type: ignore[arg-type]
+            self.path = Path(path)  # type: ignore[arg-type]
+        self.dialect = self._driver.dialect
         self.durable = durable
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._pool_lock = threading.Lock()
-        self._idle: list[tuple[sqlite3.Connection, int]] = []
-        self._open: set[sqlite3.Connection] = set()
+        self._idle: list[tuple[Any, int]] = []
+        self._open: set[Any] = set()
+        self._orphans: list[Any] = []
         self._generation = 0
         self._pid = os.getpid()
         self._trace: Callable[[str], object] | None = None
+        self._schemas: set[tuple[int, str]] = set()
 
     @classmethod
     def from_url(cls, url: str | Path, *, durable: bool = True) -> Database:
-        """The database at ``url``: a file path (``var/reelguard.db``) or a SQLite URL
-        (``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``).
+        """The database at ``url``: a file path (``var/reelguard.db``), a SQLite URL
+        (``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``) or a PostgreSQL URL
+        (``postgresql://user:password@host:5432/dbname``; ``postgres://`` and
+        ``postgresql+psycopg://`` too).
 
-        Raises :class:`~storage.errors.StorageUnsupported` for ``postgresql://`` (not supported
-        yet: issue 13) and any other scheme, saying which setting to change.
+        Raises :class:`~storage.errors.StorageUnsupported` for any other scheme, and for a URL
+        that went through a :class:`~pathlib.Path` (``--db``, ``REELGUARD_DB``), saying which
+        setting to use.
         """
         if isinstance(url, Path):
             # A URL that went through Path lost its "//": refuse it rather than create a file
@@ -186,11 +266,12 @@ class Database:
             match = _SCHEME.match(str(url))
             if match is None or len(match.group(1)) == 1 or ":/" not in str(url)[: match.end() + 1]:
                 return cls(url, durable=durable)
+            hint = ""
             if match.group(1).lower().startswith("postgres"):
-                cls.from_url(f"{match.group(1)}://{str(url)[match.end() :].lstrip('/')}")
+                hint = "; a PostgreSQL URL goes in REELGUARD_DATABASE_URL instead"
             raise StorageUnsupported(
-                f"{url}: a database path looks like a URL; REELGUARD_DB and --db take the path "
-                "of a SQLite file, e.g. var/reelguard.db"
+                f"{_hide_password(str(url))}: a database path looks like a URL; REELGUARD_DB "
+                f"and --db take the path of a SQLite file, e.g. var/reelguard.db{hint}"
             )
         match = _SCHEME.match(url)
         if match is None or len(match.group(1)) == 1:  # a path (or a Windows drive letter)
@@ -204,70 +285,78 @@ class Database:
                     "sqlite:////absolute/path.db"
                 )
             return cls(Path(rest[3:]), durable=durable)
-        shown = re.sub(r"//[^@/]*@", "//***@", url)  # never echo a password
+        shown = _hide_password(url)
         if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-            raise StorageUnsupported(
-                f"{shown}: PostgreSQL is not supported yet (issue 13: REELGUARD_DATABASE_URL "
-                "will take this URL); this version keeps jobs, keys and the audit log in one "
-                "SQLite file: set REELGUARD_DB (or --db) to its path, e.g. var/reelguard.db"
-            )
+            if not url[match.end() :].startswith("//"):
+                raise StorageUnsupported(
+                    f"{shown}: a PostgreSQL URL is postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+                )
+            return cls(url=url, durable=durable)
         raise StorageUnsupported(
             f"{shown}: unknown database URL scheme {scheme!r}; give a SQLite file path "
-            "(REELGUARD_DB or --db), e.g. var/reelguard.db"
+            "(REELGUARD_DB or --db), e.g. var/reelguard.db, or a PostgreSQL URL "
+            "(REELGUARD_DATABASE_URL), postgresql://USER:PASSWORD@HOST/DBNAME"
         )
 
     @property
     def url(self) -> str:
-        """The database as a URL (``sqlite:///<path>``)."""
-        return f"sqlite:///{self.path}"
+        """The database as a URL (``sqlite:///<path>`` or the ``postgresql://`` URL, with its
+        password: pass it to processes, never print it; :attr:`where` is for messages)."""
+        return self._driver.url
+
+    @property
+    def where(self) -> str:
+        """The database for messages: the SQLite path, or the URL without its password."""
+        return self._driver.where
 
     def __repr__(self) -> str:
-        return f"Database({self.url!r}, durable={self.durable})"
+        return f"Database({self.where!r}, durable={self.durable})"
 
     # -- connections ----------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> Any:
         try:
-            conn = connect_wal(
-                self.path,
-                synchronous="FULL" if self.durable else "NORMAL",
-                timeout_s=self.busy_timeout_s,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise (translate(exc, self.path) or exc) from exc
-        except OSError as exc:  # the folder cannot be created
-            raise (translate(sqlite3.OperationalError(str(exc)), self.path) or exc) from exc
-        if self._trace is not None:
-            conn.set_trace_callback(self._trace)
+            conn = self._driver.connect(durable=self.durable, timeout_s=self.busy_timeout_s)
+        except self._driver.errors as exc:
+            raise (self._driver.translate(exc) or exc) from exc
+        if self._trace is not None and self._driver.traces:
+            self._driver.set_trace(conn, self._trace)
         return conn
 
-    def _acquire(self) -> tuple[sqlite3.Connection, int]:
+    def _acquire(self) -> tuple[Any, int]:
         with self._pool_lock:
             if self._pid != os.getpid():  # forked: the parent's connections are not ours
+                # Keep them referenced, never closed: closing (or collecting) a PostgreSQL
+                # connection here would end the parent's session on the shared socket.
+                self._orphans += [conn for conn, _ in self._idle] + list(self._open)
                 self._idle, self._open, self._pid = [], set(), os.getpid()
                 self._generation += 1
-            if self._idle:
-                return self._idle.pop()
+            while self._idle:
+                conn, generation = self._idle.pop()
+                if self._driver.usable(conn):
+                    return conn, generation
+                self._open.discard(conn)
             generation = self._generation
         conn = self._connect()
         with self._pool_lock:
             self._open.add(conn)
         return conn, generation
 
-    def _release(self, conn: sqlite3.Connection, generation: int) -> None:
+    def _release(self, conn: Any, generation: int) -> None:
         with self._pool_lock:
             keep = (
                 generation == self._generation
                 and self._pid == os.getpid()
                 and len(self._idle) < IDLE_CONNECTIONS
+                and self._driver.usable(conn)
             )
             if keep:
                 self._idle.append((conn, generation))
                 return
             self._open.discard(conn)
         if self._pid == os.getpid():
-            conn.close()
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def close(self) -> None:
         """Close this process's connections (those in use close when their transaction ends);
@@ -279,7 +368,8 @@ class Database:
                 self._open.discard(conn)
         if self._pid == os.getpid():
             for conn, _ in idle:
-                conn.close()
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     def trace(self, callback: Callable[[str], object] | None) -> None:
         """Call ``callback`` with every SQL statement this process's connections run (``None``
@@ -287,12 +377,13 @@ class Database:
         with self._pool_lock:
             self._trace = callback
             conns = list(self._open)
-        for conn in conns:
-            conn.set_trace_callback(callback)
+        if self._driver.traces:
+            for conn in conns:
+                self._driver.set_trace(conn, callback)
 
     def probe_write(self) -> str | None:
         """Why the database cannot be written now, or ``None`` when it can (writes nothing)."""
-        return probe_write(self.path)
+        return self._driver.probe_write()
 
     # -- transactions ---------------------------------------------------------------------------
 
@@ -308,13 +399,15 @@ class Database:
             with self._nested(current, write) as tx:
                 yield tx
             return
-        lock = _write_lock(self.path) if write else None
+        key = self._driver.process_lock
+        lock = _write_lock(key) if write and key is not None else None
         if lock is not None:
             lock.acquire()
         try:
             conn, generation = self._acquire()
             try:
-                tx = Tx(conn, self.dialect, write, str(self.path))
+                trace = None if self._driver.traces else self._trace
+                tx = Tx(conn, self._driver, write, trace)
                 self._statement(
                     conn, self.dialect.begin_write if write else self.dialect.begin_read
                 )
@@ -324,10 +417,9 @@ class Database:
                 except BaseException as exc:
                     # A signal's exception (Ctrl-C, SIGTERM) can arrive just after COMMIT
                     # returned: then there is nothing left to roll back.
-                    if conn.in_transaction:
-                        self._statement(conn, "ROLLBACK")
-                    if isinstance(exc, sqlite3.Error):
-                        error = translate(exc, self.path)
+                    self._rollback(conn)
+                    if isinstance(exc, self._driver.errors):
+                        error = self._driver.translate(exc)
                         if error is not None:
                             raise error from exc
                     raise
@@ -335,8 +427,7 @@ class Database:
                     try:
                         self._statement(conn, "COMMIT")
                     except BaseException:
-                        if conn.in_transaction:
-                            self._statement(conn, "ROLLBACK")
+                        self._rollback(conn)
                         raise
                 finally:
                     self._local.tx = None
@@ -345,6 +436,18 @@ class Database:
         finally:
             if lock is not None:
                 lock.release()
+
+    def _rollback(self, conn: Any) -> None:
+        """Roll back what is left of a failed transaction; a connection that broke meanwhile
+        (the server went away) is dropped by the pool instead, and the first error stands."""
+        if not self._driver.usable(conn):
+            return
+        if self._driver.in_transaction(conn):
+            try:
+                self._statement(conn, "ROLLBACK")
+            except StorageError:
+                if self._driver.usable(conn):
+                    raise
 
     @contextmanager
     def _nested(self, outer: Tx, write: bool) -> Iterator[Tx]:
@@ -362,35 +465,57 @@ class Database:
         try:
             yield outer
         except BaseException:
-            self._statement(outer.raw, f"ROLLBACK TO {name}")
-            self._statement(outer.raw, f"RELEASE {name}")
+            if self._driver.usable(outer.raw):
+                self._statement(outer.raw, f"ROLLBACK TO SAVEPOINT {name}")
+                self._statement(outer.raw, f"RELEASE SAVEPOINT {name}")
             raise
         else:
-            self._statement(outer.raw, f"RELEASE {name}")
+            self._statement(outer.raw, f"RELEASE SAVEPOINT {name}")
         finally:
             outer._depth -= 1
 
-    def _statement(self, conn: sqlite3.Connection, sql: str) -> None:
+    def _statement(self, conn: Any, sql: str) -> None:
+        if self._trace is not None and not self._driver.traces:
+            self._trace(sql)
         try:
             conn.execute(sql)
-        except sqlite3.Error as exc:
-            raise (translate(exc, self.path) or exc) from exc
+        except self._driver.errors as exc:
+            raise (self._driver.translate(exc) or exc) from exc
 
     def create_schema(self, statements: Sequence[str]) -> None:
-        """Run idempotent DDL (``CREATE ... IF NOT EXISTS``) in one write transaction."""
+        """Run idempotent DDL (``CREATE ... IF NOT EXISTS``, written for SQLite: see
+        :meth:`~storage.dialect.Dialect.ddl`) in one write transaction; on PostgreSQL under a
+        lock, since two processes creating the same table at once would collide."""
         with self.transaction(write=True) as tx:
+            lock = self.dialect.lock_name("reelguard-schema")
+            if lock is not None:
+                tx.execute(lock)
             for statement in statements:
-                tx.execute(statement)
+                tx.execute(self.dialect.ddl(statement))
+
+    def ensure_schema(self, name: str, statements: Sequence[str]) -> None:
+        """:meth:`create_schema` once per process for the tables called ``name`` (a store that
+        opens its transactions often need not repeat its ``CREATE`` statements)."""
+        key = (os.getpid(), name)
+        if key not in self._schemas:
+            self.create_schema(statements)
+            self._schemas.add(key)
+
+
+def _hide_password(url: str) -> str:
+    from storage.postgres import shown
+
+    return shown(url)
 
 
 _WRITE_LOCKS: dict[str, threading.RLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
-def _write_lock(path: Path) -> threading.RLock:
-    """The lock this process's writers to the file at ``path`` take before ``BEGIN IMMEDIATE``
-    (shared by every :class:`Database` of that file, so they queue here, not in SQLite)."""
-    key = os.path.abspath(path)
+def _write_lock(key: str) -> threading.RLock:
+    """The lock this process's writers to the SQLite file ``key`` (its absolute path) take
+    before ``BEGIN IMMEDIATE`` (shared by every :class:`Database` of that file, so they queue
+    here, not in SQLite)."""
     with _WRITE_LOCKS_GUARD:
         lock = _WRITE_LOCKS.get(key)
         if lock is None:

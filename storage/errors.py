@@ -7,7 +7,7 @@
     │                       timeout, read-only file or disk, disk full, missing folder, not a
     │                       database); nothing was written by the failed transaction
     ├── StorageConflict     a write broke a uniqueness or integrity constraint
-    └── StorageUnsupported  a database URL this version cannot use (PostgreSQL, until issue 13)
+    └── StorageUnsupported  a database URL this version cannot use (an unknown scheme)
 
 Driver errors that mean a bug (SQL that does not parse, a closed connection used) are not
 translated: they surface as the driver's own exceptions, with their tracebacks.

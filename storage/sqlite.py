@@ -11,8 +11,10 @@ the same deadline.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -108,3 +110,67 @@ def probe_write(path: Path, *, timeout_s: float = 0.2) -> str | None:
     except (OSError, sqlite3.Error) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[object, ...]) -> dict[str, object]:
+    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+
+
+class SqliteDriver:
+    """The :class:`~storage.database.Database` backend for the SQLite file at ``path``."""
+
+    errors = sqlite3.Error
+    traces = True
+
+    def __init__(self, path: Path) -> None:
+        from storage.dialect import SQLITE
+
+        self.path = Path(path)
+        self.where = str(self.path)
+        self.url = f"sqlite:///{self.path}"
+        self.dialect = SQLITE
+        self.process_lock: str | None = os.path.abspath(self.path)
+        """Writers in one process queue on a lock per file before ``BEGIN IMMEDIATE``."""
+
+    def connect(self, *, durable: bool, timeout_s: float) -> sqlite3.Connection:
+        """A fresh pooled connection in WAL mode (see :func:`connect_wal`)."""
+        try:
+            return connect_wal(
+                self.path,
+                synchronous="FULL" if durable else "NORMAL",
+                timeout_s=timeout_s,
+                check_same_thread=False,
+            )
+        except OSError as exc:  # the folder cannot be created
+            raise sqlite3.OperationalError(str(exc)) from exc
+
+    def translate(self, exc: BaseException) -> StorageError | None:
+        """See :func:`translate`."""
+        return translate(exc, self.path) if isinstance(exc, sqlite3.Error) else None
+
+    @staticmethod
+    def in_transaction(conn: sqlite3.Connection) -> bool:
+        """Whether ``conn`` is inside a transaction."""
+        return conn.in_transaction
+
+    @staticmethod
+    def usable(conn: sqlite3.Connection) -> bool:
+        """A pooled SQLite connection stays usable."""
+        return True
+
+    @staticmethod
+    def cursor(conn: sqlite3.Connection, *, dicts: bool) -> sqlite3.Cursor:
+        """A cursor for one statement (rows as dicts with ``dicts``)."""
+        cur = conn.cursor()
+        if dicts:
+            cur.row_factory = _dict_row
+        return cur
+
+    @staticmethod
+    def set_trace(conn: sqlite3.Connection, callback: Callable[[str], object] | None) -> None:
+        """Report every statement ``conn`` runs to ``callback`` (SQLite's own hook)."""
+        conn.set_trace_callback(callback)
+
+    def probe_write(self) -> str | None:
+        """See :func:`probe_write`."""
+        return probe_write(self.path)

@@ -1,7 +1,9 @@
 """Shared fixtures: settings on a temp SQLite DB, the real app in-process, a real uvicorn server.
 
 Text classifiers are built once per test session (the gazetteers take a moment to load) and
-shared by every app and moderator the tests create.
+shared by every app and moderator the tests create. Storage tests run on both databases through
+:func:`db_target` (``sqlite``: a temp file; ``postgres``: a fresh database on the session's
+throwaway PostgreSQL server, :mod:`pgserver`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pgserver
 import pytest
 import uvicorn
 from litestar import Litestar
@@ -24,6 +27,37 @@ from config.settings import Settings
 from gateway.keys import KeyStore
 
 ClassifierFactory = Callable[[], TextClassifier]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pgserver.PostgresServer]:
+    """A real PostgreSQL server for the whole session (started on first use)."""
+    server = pgserver.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: pgserver.PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database (dropped after the test)."""
+    url = postgres_server.create_database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a store keeps its tables, once per database: a fresh SQLite file (a Path), or the
+    URL of a fresh PostgreSQL database (a str), as ``REELGUARD_DB`` / ``REELGUARD_DATABASE_URL``
+    would name them."""
+    if request.param == "sqlite":
+        return tmp_path / "reelguard.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ at once keep one valid chain."""
 from __future__ import annotations
 
 import multiprocessing
-import sqlite3
 import time
 from pathlib import Path
 
@@ -20,15 +19,15 @@ from policies.decision import Action
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> AuditLog:
-    log = AuditLog(tmp_path / "audit.db")
+def log(db_target: Path | str) -> AuditLog:
+    log = AuditLog(db_target)
     fill(log)
     return log
 
 
 def _sql(log: AuditLog, sql: str, *args: object) -> None:
-    """Tamper the way an operator with a sqlite3 shell would: a separate connection."""
-    conn = sqlite3.connect(log.path)
+    """Tamper the way an operator with a sqlite3 or psql shell would: a separate connection."""
+    conn = raw(log)
     conn.execute(sql, args)
     conn.commit()
     conn.close()
@@ -140,7 +139,7 @@ def test_reordering_rows_names_the_first_moved_row(log: AuditLog) -> None:
     """Swap the contents of two verdict rows (their seqs stay): both no longer match."""
     a, b = [r[0] for r in raw(log).execute("SELECT seq FROM verdicts ORDER BY seq LIMIT 2")]
     cols = [c for c, _ in TABLES["verdicts"].columns if c != "seq"]
-    conn = sqlite3.connect(log.path)
+    conn = raw(log)
     ra = conn.execute(f"SELECT {', '.join(cols)} FROM verdicts WHERE seq = ?", (a,)).fetchone()
     rb = conn.execute(f"SELECT {', '.join(cols)} FROM verdicts WHERE seq = ?", (b,)).fetchone()
     sets = ", ".join(f"{c} = ?" for c in cols)
@@ -177,8 +176,8 @@ def test_deleting_the_start_outside_purge_is_caught(log: AuditLog) -> None:
     assert (first.seq, first.kind) == (1, "deleted")
 
 
-def test_evidence_file_changed_after_recording(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def test_evidence_file_changed_after_recording(db_target: Path | str, tmp_path: Path) -> None:
+    log = AuditLog(db_target)
     thumb = tmp_path / "t.jpg"
     thumb.write_bytes(b"jpeg bytes")
     log.record_moderation(moderation("r", endpoint="videos", job_id="video_x"))
@@ -190,8 +189,8 @@ def test_evidence_file_changed_after_recording(tmp_path: Path) -> None:
     assert log.verify().ok  # the rows themselves are untouched
 
 
-def test_purge_keeps_the_chain_verifiable(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def test_purge_keeps_the_chain_verifiable(db_target: Path | str, tmp_path: Path) -> None:
+    log = AuditLog(db_target)
     fill(log)
     old_head, old_hash = log.head()
     time.sleep(0.02)
@@ -211,8 +210,10 @@ def test_purge_keeps_the_chain_verifiable(tmp_path: Path) -> None:
     assert log.verify().ok
 
 
-def test_purge_twice_and_tampering_with_the_purge_anchor(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def test_purge_twice_and_tampering_with_the_purge_anchor(
+    db_target: Path | str, tmp_path: Path
+) -> None:
+    log = AuditLog(db_target)
     fill(log)
     log.purge(0, actor="ops", now=time.time() + 1)
     log.record_moderation(moderation("req-2"))
@@ -246,8 +247,8 @@ def test_redaction_of_old_rows_only(log: AuditLog) -> None:
     assert _request(log, "req-allow")["original"] is None
 
 
-def test_prompt_retention_applies_at_write_time(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def test_prompt_retention_applies_at_write_time(db_target: Path | str, tmp_path: Path) -> None:
+    log = AuditLog(db_target)
     log.set_prompt_retention("private", "drop")
     log.set_prompt_retention("hashed", "hash")
     for tenant in ("private", "hashed", "open"):
@@ -265,7 +266,7 @@ def test_prompt_retention_applies_at_write_time(tmp_path: Path) -> None:
 
 
 def _writer(path: str, prefix: str, n: int) -> None:
-    log = AuditLog(Path(path))
+    log = AuditLog(path)
     for i in range(n):
         log.record_moderation(
             moderation(f"{prefix}-{i}", action=Action.BLOCK if i % 3 else Action.ALLOW)
@@ -275,11 +276,16 @@ def _writer(path: str, prefix: str, n: int) -> None:
     log.close()
 
 
-def test_two_processes_appending_keep_one_valid_chain(tmp_path: Path) -> None:
-    path = tmp_path / "audit.db"
+def test_two_processes_appending_keep_one_valid_chain(
+    db_target: Path | str, tmp_path: Path
+) -> None:
+    path = db_target
     AuditLog(path).close()  # create the schema once
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(path), p, 40)) for p in ("web", "worker")]
+    procs = [
+        ctx.Process(target=_writer, args=(str(path) if isinstance(path, Path) else path, p, 40))
+        for p in ("web", "worker")
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -294,8 +300,8 @@ def test_two_processes_appending_keep_one_valid_chain(tmp_path: Path) -> None:
     assert set(writers) == {"web", "worker"}
 
 
-def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def test_a_batch_is_one_transaction(db_target: Path | str, tmp_path: Path) -> None:
+    log = AuditLog(db_target)
     with pytest.raises(RuntimeError), log.batch():
         log.record_moderation(moderation("a"))
         raise RuntimeError("crash mid-batch")
@@ -338,7 +344,7 @@ def test_rows_inserted_beyond_the_head_are_caught(log: AuditLog) -> None:
 
 
 def _writer_until_killed(path: str, done_file: str) -> None:
-    log = AuditLog(Path(path))
+    log = AuditLog(path)
     with open(done_file, "a") as done:
         for i in range(100_000):
             log.record_moderation(moderation(f"crash-{i}", action=Action.BLOCK))
@@ -346,14 +352,17 @@ def _writer_until_killed(path: str, done_file: str) -> None:
             done.flush()
 
 
-def test_kill_9_mid_write_loses_no_committed_row(tmp_path: Path) -> None:
+def test_kill_9_mid_write_loses_no_committed_row(db_target: Path | str, tmp_path: Path) -> None:
     import os
     import signal
 
-    path, done_file = tmp_path / "audit.db", tmp_path / "done.txt"
+    path, done_file = db_target, tmp_path / "done.txt"
     AuditLog(path).close()
     ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(target=_writer_until_killed, args=(str(path), str(done_file)))
+    proc = ctx.Process(
+        target=_writer_until_killed,
+        args=(str(path) if isinstance(path, Path) else path, str(done_file)),
+    )
     proc.start()
     deadline = time.time() + 60
     while time.time() < deadline and (
@@ -373,8 +382,10 @@ def test_kill_9_mid_write_loses_no_committed_row(tmp_path: Path) -> None:
     assert len(stored - committed) <= 1
 
 
-def test_a_refused_record_inside_a_batch_leaves_no_rows(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def test_a_refused_record_inside_a_batch_leaves_no_rows(
+    db_target: Path | str, tmp_path: Path
+) -> None:
+    log = AuditLog(db_target)
     with log.batch():
         log.record_moderation(moderation("a"))
         with pytest.raises(InvalidRecord):
@@ -428,8 +439,10 @@ def test_purge_carries_current_settings_into_the_chain(log: AuditLog) -> None:
     assert [p.kind for p in log.verify().problems] == ["setting"]
 
 
-def test_a_version_1_database_is_migrated_and_still_verifies(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
+def test_a_version_1_database_is_migrated_and_still_verifies(
+    db_target: Path | str, tmp_path: Path
+) -> None:
+    path = db_target
     log = AuditLog(path)
     fill(log)
     log.close()
@@ -447,8 +460,10 @@ def test_a_version_1_database_is_migrated_and_still_verifies(tmp_path: Path) -> 
     assert raw(AuditLog(path)).execute("SELECT count(*) FROM settings").fetchone() == (1,)
 
 
-def test_a_database_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
-    path = tmp_path / "new.db"
+def test_a_database_from_a_newer_release_is_refused_untouched(
+    db_target: Path | str, tmp_path: Path
+) -> None:
+    path = db_target
     log = AuditLog(path)
     fill(log)
     head = log.head()
@@ -456,5 +471,5 @@ def test_a_database_from_a_newer_release_is_refused_untouched(tmp_path: Path) ->
     _sql(log, "UPDATE audit_chain SET schema_version = 99")
     with pytest.raises(SchemaTooNew, match="version 99 was written by a newer ReelGuard"):
         AuditLog(path).open()
-    conn = sqlite3.connect(path)
+    conn = raw(log)
     assert conn.execute("SELECT head_seq, head_hash FROM audit_chain").fetchone() == head

@@ -3,14 +3,13 @@ the review queue, stats, the full story of a request, and evidence thumbnails.""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_audit_support import fill, frame_audit, moderation
+from test_audit_support import fill, frame_audit, moderation, raw
 
 from audit.errors import BadFilter, InvalidRecord, UnknownRecord
 from audit.evidence import evidence_dir, write_thumbnail
@@ -20,13 +19,15 @@ from policies.decision import Action
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> AuditLog:
-    log = AuditLog(tmp_path / "audit.db")
+def log(db_target: Path | str) -> AuditLog:
+    log = AuditLog(db_target)
     fill(log)
     return log
 
 
-def test_database_is_wal_with_full_sync(log: AuditLog) -> None:
+def test_database_is_wal_with_full_sync(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.db")
+    fill(log)
     with log.database.transaction() as tx:
         conn = tx.raw  # the connection the log itself writes with
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -36,7 +37,7 @@ def test_database_is_wal_with_full_sync(log: AuditLog) -> None:
 
 def test_committed_rows_survive_a_new_connection(log: AuditLog) -> None:
     """No buffering in memory: another process sees every row as soon as the call returns."""
-    conn = sqlite3.connect(log.path)
+    conn = raw(log)
     assert conn.execute("SELECT count(*) FROM requests").fetchone()[0] == 5
     assert conn.execute("SELECT count(*) FROM frame_scores").fetchone()[0] == 16
 
@@ -199,16 +200,16 @@ def test_invalid_records_are_refused_with_a_reason(log: AuditLog) -> None:
     assert log.verify().ok  # refused records leave no partial rows
 
 
-def test_scores_round_trip_exactly(tmp_path: Path) -> None:
+def test_scores_round_trip_exactly(db_target: Path | str, tmp_path: Path) -> None:
     """Integer-valued and awkward floats hash the same after SQLite hands them back."""
-    log = AuditLog(tmp_path / "audit.db")
+    log = AuditLog(db_target)
     rec = moderation("r", action=Action.BLOCK)
     log.record_moderation(rec)
     log.record_release("j", "acme", "withheld", None, "score 1", "w")
     assert log.verify().ok
 
 
-def test_thumbnail_is_private_small_and_referenced(tmp_path: Path) -> None:
+def test_thumbnail_is_private_small_and_referenced(db_target: Path | str, tmp_path: Path) -> None:
     data_dir = tmp_path / "videos"
     frame = np.zeros((480, 640, 3), dtype=np.uint8)
     frame[:, :320] = 255
@@ -218,7 +219,7 @@ def test_thumbnail_is_private_small_and_referenced(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o077 == 0
     with Image.open(path) as img:
         assert img.format == "JPEG" and max(img.size) <= 192
-    log = AuditLog(tmp_path / "audit.db")
+    log = AuditLog(db_target)
     log.record_moderation(moderation("r", endpoint="videos", job_id="video_bad"))
     log.record_frame_audit(frame_audit("video_bad", thumbnails={16: path}))
     evidence = log.story("video_bad").evidence
@@ -242,8 +243,8 @@ def test_thumbnail_refuses_bad_input(
         write_thumbnail(tmp_path, job_id, 0, image)
 
 
-def test_purge_deletes_evidence_files(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def test_purge_deletes_evidence_files(db_target: Path | str, tmp_path: Path) -> None:
+    log = AuditLog(db_target)
     path = write_thumbnail(tmp_path / "videos", "video_x", 16, np.zeros((32, 32, 3), np.uint8))
     log.record_moderation(moderation("r", endpoint="videos", job_id="video_x"))
     log.record_frame_audit(frame_audit("video_x", thumbnails={16: path}))
@@ -252,19 +253,19 @@ def test_purge_deletes_evidence_files(tmp_path: Path) -> None:
     assert log.verify(check_files=True).ok
 
 
-def test_frame_audit_without_a_recorded_request(tmp_path: Path) -> None:
+def test_frame_audit_without_a_recorded_request(db_target: Path | str, tmp_path: Path) -> None:
     """A worker's record still lands (and shows) when the prompt row is missing."""
-    log = AuditLog(tmp_path / "audit.db")
+    log = AuditLog(db_target)
     log.record_frame_audit(frame_audit("video_orphan"))
     story = log.story("video_orphan")
     assert story.request is None and len(story.frame_scores) == 8
     assert log.verify().ok
 
 
-def test_forked_child_reopens_its_connection(tmp_path: Path) -> None:
+def test_forked_child_reopens_its_connection(db_target: Path | str, tmp_path: Path) -> None:
     import os
 
-    log = AuditLog(tmp_path / "audit.db")
+    log = AuditLog(db_target)
     log.record_moderation(moderation("parent"))
     pid = os.fork()
     if pid == 0:  # child: must not reuse the parent's sqlite connection

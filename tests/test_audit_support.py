@@ -2,23 +2,55 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from audit.log import AuditLog
 from audit.records import Endpoint, FrameAuditRecord, FrameRef, ModerationRecord
 from classifiers.base import Category, Evidence, Verdict
 from policies.decision import Action, Decision, Reason
+from storage import Database
+from storage.postgres import conninfo
 
 MODELS = {"lexicon": "2026.11", "gazetteer": "2026.10"}
 
 
-def raw(log: AuditLog) -> sqlite3.Connection:
-    """A plain autocommit connection to the log's file (schema created first): what an
-    operator with a sqlite3 shell, or an attacker, would use to read or edit rows."""
+class RawConnection:
+    """A plain autocommit connection of the database's own driver (sqlite3 or psycopg), with
+    SQL written for SQLite (``?``, ``[name]``): what an operator with a sqlite3 or psql shell,
+    or an attacker, would use to read or edit rows."""
+
+    def __init__(self, database: Database) -> None:
+        self.postgres = database.dialect.postgres
+        if database.path is not None:
+            self.conn: Any = sqlite3.connect(database.path, isolation_level=None)
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(conninfo(database.url), autocommit=True)
+
+    def execute(self, sql: str, args: Sequence[object] = ()) -> Any:
+        """Run one statement now (autocommit); the cursor holds its rows."""
+        if self.postgres:
+            sql = re.sub(r"\[(\w+)\]", r'"\1"', sql).replace("?", "%s")
+        return self.conn.execute(sql, tuple(args))
+
+    def commit(self) -> None:
+        """Nothing to do: every statement commits (kept for sqlite3-style callers)."""
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+
+def raw(log: AuditLog) -> RawConnection:
+    """A plain autocommit connection to the log's database (schema created first)."""
     log.open()
-    return sqlite3.connect(log.path, isolation_level=None)
+    return RawConnection(log.database)
 
 
 def moderation(

@@ -1,4 +1,5 @@
-"""The SQLite job store: queue order, leases and recovery, idempotency, cancellation, paging."""
+"""The job store, on SQLite and PostgreSQL: queue order, leases and recovery, idempotency,
+cancellation, paging."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from gateway.jobs import (
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "rg.db")
+def store(db_target: Path | str) -> JobStore:
+    return JobStore(db_target)
 
 
 def delete(store: JobStore, job_id: str, tenant: str) -> VideoJob:
@@ -188,7 +189,7 @@ def test_concurrent_claims_never_hand_out_a_job_twice(store: JobStore) -> None:
     lock = threading.Lock()
 
     def worker(name: str) -> None:
-        mine = JobStore(store.db_path)
+        mine = JobStore(store.database.url)
         while (job := mine.claim(name, lease_s=60, max_attempts=1)) is not None:
             with lock:
                 claimed.append(job.id)

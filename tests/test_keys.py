@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_audit_support import RawConnection
 
 from gateway.cli import main
 from gateway.keys import InvalidTenant, KeyStore, UnknownKey, hash_token
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> KeyStore:
-    s = KeyStore(tmp_path / "keys.db")
+def store(db_target: Path | str) -> KeyStore:
+    s = KeyStore(db_target)
     yield s
     s.close()
 
@@ -31,7 +31,7 @@ def test_create_then_authenticate_maps_to_tenant(store: KeyStore) -> None:
 
 def test_keys_are_stored_hashed_only(store: KeyStore) -> None:
     created = store.create("acme")
-    raw = sqlite3.connect(store.path).execute("select * from api_keys").fetchall()
+    raw = RawConnection(store.database).execute("select * from api_keys").fetchall()
     dump = json.dumps(raw)
     assert created.token not in dump
     secret = created.token.rsplit("_", 1)[1]
@@ -82,11 +82,11 @@ def test_tenant_names_must_be_safe_file_names(store: KeyStore, tenant: str) -> N
         store.create(tenant)
 
 
-def test_keys_survive_reopening_the_database(tmp_path: Path) -> None:
-    first = KeyStore(tmp_path / "k.db")
+def test_keys_survive_reopening_the_database(db_target: Path | str) -> None:
+    first = KeyStore(db_target)
     token = first.create("acme").token
     first.close()
-    second = KeyStore(tmp_path / "k.db")
+    second = KeyStore(db_target)
     assert second.authenticate(token) is not None
     second.close()
 
@@ -113,22 +113,28 @@ def test_cli_create_prints_the_key_once_on_stdout(
     assert key is not None and key.tenant == "acme"
 
 
-def test_cli_list_and_revoke(tmp_path: Path) -> None:
-    db = str(tmp_path / "cli.db")
+def test_cli_list_and_revoke(db_target: Path | str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A SQLite file is named with --db; PostgreSQL with REELGUARD_DATABASE_URL, which every
+    # command honours when --db is not given.
+    if isinstance(db_target, Path):
+        db = ["--db", str(db_target)]
+    else:
+        db = []
+        monkeypatch.setenv("REELGUARD_DATABASE_URL", db_target)
     runner = CliRunner()
-    token = runner.invoke(main, ["keys", "create", "--tenant", "acme", "--db", db]).stdout.strip()
-    listed = runner.invoke(main, ["keys", "list", "--db", db, "--json"])
+    token = runner.invoke(main, ["keys", "create", "--tenant", "acme", *db]).stdout.strip()
+    listed = runner.invoke(main, ["keys", "list", *db, "--json"])
     assert listed.exit_code == 0
     (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
     assert row["tenant"] == "acme" and row["revoked_at"] is None
     assert token not in listed.output
 
-    revoked = runner.invoke(main, ["keys", "revoke", row["key_id"], "--db", db])
+    revoked = runner.invoke(main, ["keys", "revoke", row["key_id"], *db])
     assert revoked.exit_code == 0, revoked.output
-    table = runner.invoke(main, ["keys", "list", "--db", db])
+    table = runner.invoke(main, ["keys", "list", *db])
     assert "revoked" in table.stdout
 
-    missing = runner.invoke(main, ["keys", "revoke", "nope", "--db", db])
+    missing = runner.invoke(main, ["keys", "revoke", "nope", *db])
     assert missing.exit_code == 1
     assert "keys list" in missing.output
 

@@ -27,8 +27,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return make_settings(tmp_path_factory.mktemp("prompt-record"))
 
 
-def test_the_job_and_its_prompt_record_commit_in_one_transaction(tmp_path: Path) -> None:
-    db = tmp_path / "rg.db"
+def test_the_job_and_its_prompt_record_commit_in_one_transaction(db_target: Path | str) -> None:
+    db = db_target
     store, audit = JobStore(db), AuditLog(db)
     statements: list[str] = []
     audit.open()  # the schema, before the statements counted below
@@ -51,8 +51,8 @@ def test_the_job_and_its_prompt_record_commit_in_one_transaction(tmp_path: Path)
     assert audit.story(job.id).request["request_id"] == "vidr-1"  # type: ignore[index]
 
 
-def test_a_prompt_record_that_cannot_be_written_leaves_no_job(tmp_path: Path) -> None:
-    db = tmp_path / "rg.db"
+def test_a_prompt_record_that_cannot_be_written_leaves_no_job(db_target: Path | str) -> None:
+    db = db_target
     store, audit = JobStore(db), AuditLog(db)
     audit.record_moderation(moderation("vidr-taken", endpoint="videos"))
     with pytest.raises(InvalidRecord, match="already in the audit log"):

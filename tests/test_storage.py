@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import (
+    POSTGRES,
     Database,
     StorageConflict,
     StorageUnavailable,
@@ -42,17 +43,32 @@ def test_from_url_takes_paths_and_sqlite_urls(tmp_path: Path) -> None:
     "url",
     [
         "postgresql://rg:s3cret@db.example/reelguard",
-        "postgres://db/rg",
-        "postgresql+psycopg://db/rg",
+        "postgres://rg:s3cret@db/rg",
+        "postgresql+psycopg://rg:s3cret@db/rg",
     ],
 )
-def test_postgresql_is_refused_naming_the_setting_and_hiding_the_password(url: str) -> None:
-    with pytest.raises(StorageUnsupported) as caught:
-        Database.from_url(url)
-    message = str(caught.value)
-    assert "PostgreSQL is not supported yet" in message and "issue 13" in message
-    assert "REELGUARD_DB" in message and "REELGUARD_DATABASE_URL" in message
-    assert "s3cret" not in message
+def test_postgresql_urls_open_postgres_and_never_show_the_password(url: str) -> None:
+    db = Database.from_url(url)  # connects lazily: nothing is reached yet
+    assert db.dialect is POSTGRES and db.path is None and db.url == url
+    assert "s3cret" not in db.where and "s3cret" not in repr(db)
+    assert db.where.startswith(url.split(":", 1)[0] + "://rg:***@")
+
+
+def test_an_unreachable_server_is_storage_unavailable_without_the_password() -> None:
+    port = _closed_port()
+    db = Database.from_url(f"postgresql://rg:s3cret@127.0.0.1:{port}/rg", durable=False)
+    with pytest.raises(StorageUnavailable) as caught, db.transaction():
+        pass
+    assert "s3cret" not in str(caught.value) and f"127.0.0.1:{port}" in str(caught.value)
+    assert db.probe_write() is not None
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_an_unknown_scheme_is_refused() -> None:
@@ -200,15 +216,16 @@ def test_dialect_sql_is_shared_text(tmp_path: Path) -> None:
 
 def test_a_url_that_went_through_a_path_is_refused_not_created(tmp_path: Path) -> None:
     # REELGUARD_DB and --db are parsed as paths, which turn "//" into "/".
-    with pytest.raises(StorageUnsupported, match="PostgreSQL is not supported yet"):
+    with pytest.raises(StorageUnsupported, match="REELGUARD_DATABASE_URL") as caught:
         Database.from_url(Path("postgresql://rg:pw@db/reelguard"))
+    assert ":pw@" not in str(caught.value)
     with pytest.raises(StorageUnsupported, match="looks like a URL"):
         Database.from_url(Path("sqlite:///var/x.db"))
     assert Database.from_url(Path("var/a:b.db")).path == Path("var/a:b.db")  # a colon is fine
 
 
 @pytest.mark.parametrize("command", [["keys", "list"], ["audit", "list"], ["worker"]])
-def test_commands_refuse_a_postgresql_database_with_the_fix(
+def test_commands_refuse_a_postgresql_url_in_db_with_the_fix(
     command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from click.testing import CliRunner
@@ -218,6 +235,6 @@ def test_commands_refuse_a_postgresql_database_with_the_fix(
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, [*command, "--db", "postgresql://rg:pw@db/reelguard"])
     assert result.exit_code == 2, result.output
-    assert "PostgreSQL is not supported yet" in result.output and "REELGUARD_DB" in result.output
-    assert "pw" not in result.output
+    assert "REELGUARD_DATABASE_URL" in result.output and "--db" in result.output
+    assert ":pw@" not in result.output
     assert list(tmp_path.iterdir()) == []  # no file or folder named after the URL

@@ -20,7 +20,7 @@ import pytest
 from test_videos_support import BLOCKED_TERM, embedded_weights, make_settings
 
 from audit.log import AuditLog
-from config.settings import Settings
+from config.settings import Settings, database_fields
 from gateway.jobs import JobStore, VideoJob
 from gateway.keys import KeyStore
 from generator.encode import decode_mp4
@@ -65,6 +65,8 @@ def env_for(settings: Settings) -> dict[str, str]:
         "port",
     ):
         env[f"REELGUARD_{name.upper()}"] = str(getattr(settings, name))
+    if settings.database_url:
+        env["REELGUARD_DATABASE_URL"] = settings.database_url
     env.update(REELGUARD_BOOTSTRAP_KEY="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return env
 
@@ -83,7 +85,7 @@ class Server:
         )
 
     def job(self, video_id: str) -> VideoJob:
-        return JobStore(self.settings.db).get(video_id)
+        return JobStore(self.settings.database).get(video_id)
 
 
 def start_server(settings: Settings, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
@@ -128,7 +130,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         tmp, port=free_port(), embedded_weights=embedded_weights(tmp), embedded_steps=20
     )
     (settings.tenant_policy_dir / "strict.yaml").write_text(STRICT_TENANT)  # type: ignore[operator]
-    keys = KeyStore(settings.db)
+    keys = KeyStore(settings.database)
     tokens = {t: keys.create(t).token for t in ("acme", "globex", "strict")}
     keys.close()
     log = tmp / "server.log"
@@ -168,7 +170,7 @@ def test_sdk_create_retrieve_download(server: Server) -> None:
     extra = done.model_extra or {}
     assert extra["moderation"]["action"] == "allow"
     assert extra["moderation"]["frames"]["sampled_frames"] >= 2
-    story = AuditLog(server.settings.db).story(video.id)
+    story = AuditLog(server.settings.database).story(video.id)
     assert [r["action"] for r in story.releases] == ["released"] and story.frame_scores
 
 
@@ -235,7 +237,7 @@ def wait_running(server: Server, video_id: str, timeout_s: float = 120) -> Video
 def assert_ended_with_audit(server: Server, video_id: str) -> VideoJob:
     job = server.job(video_id)
     assert job.status in ("completed", "failed"), job
-    story = AuditLog(server.settings.db).story(video_id)
+    story = AuditLog(server.settings.database).story(video_id)
     if job.status == "completed":
         assert any(d.get("stage") == "frame" for d in story.decisions)
         assert [r["action"] for r in story.releases][-1] == "released"
@@ -259,7 +261,7 @@ def test_sdk_delete_of_a_running_video_cancels_it(server: Server) -> None:
         time.sleep(0.1)
     time.sleep(0.5)  # a worker that ignored the cancellation would release about now
     job = server.job(video.id)
-    story = AuditLog(server.settings.db).story(video.id)
+    story = AuditLog(server.settings.database).story(video.id)
     actions = [r["action"] for r in story.releases]
     by_owner = [r for r in story.releases if r["actor"].startswith("tenant:acme key:")]
     assert len(by_owner) == 1, story.releases  # who cancelled, and when (recorded_at)
@@ -289,15 +291,20 @@ def test_kill_9_worker_mid_job_then_the_job_still_ends(server: Server) -> None:
     assert job.attempts == 2 or job.error_code == "worker_lost"
 
 
-def test_kill_9_server_mid_job_then_a_worker_finishes_it(tmp_path: Path) -> None:
+def test_kill_9_server_mid_job_then_a_worker_finishes_it(
+    tmp_path: Path, db_target: Path | str
+) -> None:
+    """On SQLite and on PostgreSQL (there the worker is woken by LISTEN/NOTIFY, and claims with
+    FOR UPDATE SKIP LOCKED)."""
     settings = make_settings(
         tmp_path,
         port=free_port(),
         video_lease_s=2.0,
         embedded_weights=embedded_weights(tmp_path),
         embedded_steps=20,
+        **database_fields(db_target),
     )
-    keys = KeyStore(settings.db)
+    keys = KeyStore(settings.database)
     token = keys.create("acme").token
     keys.close()
     log = tmp_path / "server.log"

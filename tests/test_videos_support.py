@@ -41,7 +41,7 @@ def new_job(tenant: str = "acme", prompt: str = "a red kite over the sea", **kw:
     return NewJob(**fields)  # type: ignore[arg-type]
 
 
-def enqueue_job(db: Path, new: NewJob, *, queue_max: int = 100) -> VideoJob:
+def enqueue_job(db: Path | str, new: NewJob, *, queue_max: int = 100) -> VideoJob:
     """Create ``new`` the way ``POST /v1/videos`` does: the job row and its prompt record
     (action from ``new.prompt_moderation``) in one transaction, so a worker will run it."""
     from test_audit_support import moderation
@@ -197,9 +197,9 @@ def runner(
     worker_id: str = "test-worker",
 ) -> JobRunner:
     """An in-process worker on ``settings``' database (models loaded once per database)."""
-    base = _LOADED.get(settings.db)
+    base = _LOADED.get(settings.database)
     if base is None:
-        base = _LOADED[settings.db] = Components.load(settings)
+        base = _LOADED[settings.database] = Components.load(settings)
     components = Components(
         settings=settings,
         backends={"embedded": backend} if backend is not None else base.backends,

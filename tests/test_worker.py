@@ -15,6 +15,7 @@ from typing import Any
 
 import openai
 import pytest
+from test_audit_support import RawConnection
 from test_videos_support import (
     ExplodingClassifier,
     PatternBackend,
@@ -28,12 +29,13 @@ from test_videos_support import (
 from audit.evidence import resolve_evidence_path
 from audit.log import AuditLog
 from classifiers.base import Evidence, SampledFrame, Verdict
-from config.settings import Settings
+from config.settings import Settings, database_fields
 from gateway.cancel import cancel
 from gateway.jobs import JobStore, VideoJob, videos_dir
 from gateway.webhooks import WebhookConfigError, check_config, deliver_due, deliveries
 from gateway.worker import EXIT_STAGE_OVERRUN
 from generator.base import BackendError
+from storage import Database
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +43,17 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return make_settings(tmp_path_factory.mktemp("worker"))
 
 
+@pytest.fixture
+def on_each_db(db_target: Path | str, tmp_path: Path) -> Settings:
+    """Settings on a fresh SQLite file, then on a fresh PostgreSQL database."""
+    return make_settings(tmp_path, **database_fields(db_target))
+
+
 def enqueue(
     settings: Settings, prompt: str = "a blue bicycle", action: str = "allow", tenant: str = "acme"
 ) -> VideoJob:
     return enqueue_job(
-        settings.db,
+        settings.database,
         new_job(
             tenant,
             prompt,
@@ -58,14 +66,14 @@ def enqueue(
 
 def story(settings: Settings, job_id: str) -> dict[str, Any]:
     """What the audit log holds for a job: frame decisions and releases."""
-    s = AuditLog(settings.db).story(job_id)
+    s = AuditLog(settings.database).story(job_id)
     return {"frames": [d for d in s.decisions if d.get("stage") == "frame"], "releases": s.releases}
 
 
 def test_allowed_job_is_audited_then_released(settings: Settings) -> None:
     job = enqueue(settings)
     assert run_all(runner(settings, backend=PatternBackend())) >= 1
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.status == "completed" and done.release == "released" and done.progress == 100
     assert (videos_dir(settings.data_dir, "released") / done.file_name).is_file()
     assert not (videos_dir(settings.data_dir, "quarantine") / done.file_name).exists()
@@ -83,7 +91,7 @@ def test_classifier_error_withholds_and_keeps_file_in_quarantine(settings: Setti
             frame_classifiers=lambda policy: [ExplodingClassifier()],
         )
     )
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.status == "failed" and done.error_code == "output_moderation"
     assert done.release == "withheld" and "sexual" in (done.error_message or "")
     assert (videos_dir(settings.data_dir, "quarantine") / done.file_name).is_file()
@@ -99,7 +107,7 @@ def test_frame_policy_withhold_keeps_evidence_thumbnails(tmp_path: Path) -> None
     (settings.tenant_policy_dir / "strict.yaml").write_text(strict)  # type: ignore[operator]
     job = enqueue(settings, tenant="strict")
     run_all(runner(settings, backend=PatternBackend()))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.error_code == "output_moderation" and done.release == "withheld"
     reasons = (done.frame_moderation or {})["reasons"]
     assert reasons and all(
@@ -107,7 +115,7 @@ def test_frame_policy_withhold_keeps_evidence_thumbnails(tmp_path: Path) -> None
     )
     stamps = [e["timestamp_s"] for r in reasons for e in r["evidence"] if "timestamp_s" in e]
     assert stamps and "at " in (done.error_message or "")
-    evidence = AuditLog(settings.db).story(job.id).evidence
+    evidence = AuditLog(settings.database).story(job.id).evidence
     assert evidence and all(e["path"].startswith(f"evidence/{job.id}/") for e in evidence)
     assert all(resolve_evidence_path(e["path"], settings.data_dir).is_file() for e in evidence)
     assert all(e["sha256"] for e in evidence)
@@ -117,7 +125,7 @@ def test_prompt_in_review_is_generated_but_withheld(settings: Settings) -> None:
     # The frames pass; only the prompt needs review: the code says so, not "output_moderation".
     job = enqueue(settings, action="review")
     run_all(runner(settings, backend=PatternBackend()))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.error_code == "prompt_review" and done.release == "withheld"
     assert "the prompt needs human review" in (done.error_message or "")
     assert "output moderation" not in (done.error_message or "")
@@ -132,7 +140,7 @@ def test_flagged_frames_of_a_prompt_in_review_say_output_moderation(tmp_path: Pa
     (settings.tenant_policy_dir / "strict.yaml").write_text(strict)  # type: ignore[operator]
     job = enqueue(settings, action="review", tenant="strict")
     run_all(runner(settings, backend=PatternBackend()))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.error_code == "output_moderation" and done.release == "withheld"
     message = done.error_message or ""
     assert "sexual" in message and "the prompt also needs human review" in message
@@ -145,7 +153,7 @@ def test_audit_that_cannot_run_withholds(settings: Settings) -> None:
         raise OSError("cannot open model directory")
 
     run_all(runner(settings, backend=PatternBackend(), frame_classifiers=broken))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.release == "withheld" and done.error_code == "output_moderation"
 
 
@@ -193,7 +201,7 @@ def test_prompt_minor_mentions_reach_the_frame_rule(
     run_all(
         runner(settings, backend=PatternBackend(), frame_classifiers=lambda p: [SexualScore(score)])
     )
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.release == release, why
     reasons = (done.frame_moderation or {})["reasons"]
     assert {r["category"] for r in reasons} == categories, why
@@ -214,7 +222,7 @@ def test_failing_minor_mention_check_withholds(
     monkeypatch.setattr(lexicon, "find_minor_mentions", broken)
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend()))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.release == "withheld" and done.error_code == "output_moderation"
     reasons = (done.frame_moderation or {})["reasons"]
     assert reasons and all(r["source"] == "error" for r in reasons)
@@ -228,7 +236,7 @@ def test_encode_overlaps_the_audit_and_the_file_holds_the_audited_frames(
 
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend()))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.release == "released"
     t = done.timings
     assert {"audit_encode_s", "encode_wait_s"} <= set(t)
@@ -250,7 +258,7 @@ def test_encode_failure_fails_the_job_and_releases_nothing(
     monkeypatch.setattr(generator.encode, "encode_mp4", broken)
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend()))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.status == "failed" and done.release != "released"
     assert "libx264 missing" in (done.error_message or "")
     for folder in ("released", "quarantine"):
@@ -275,7 +283,7 @@ def test_audit_stopped_while_encoding_leaves_no_file_behind(
     monkeypatch.setattr(generator.encode, "encode_mp4", slow)
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend(), frame_classifiers=cancelled))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.status == "failed" and done.error_code == "cancelled"
     time.sleep(0.7)  # had the encoder been left running, its file would appear now
     quarantine = videos_dir(settings.data_dir, "quarantine")
@@ -286,16 +294,17 @@ def test_audit_stopped_while_encoding_leaves_no_file_behind(
 def test_generator_error_fails_job_and_leaves_no_file(settings: Settings) -> None:
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend(fail_with=BackendError("CUDA out of memory"))))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.status == "failed" and done.error_code == "generation_failed"
     assert "CUDA out of memory" in (done.error_message or "")
     assert not (videos_dir(settings.data_dir, "quarantine") / done.file_name).exists()
 
 
-def test_crash_before_decision_reruns_and_never_releases_unaudited(settings: Settings) -> None:
+def test_crash_before_decision_reruns_and_never_releases_unaudited(on_each_db: Settings) -> None:
+    settings = on_each_db
     """A worker died mid-generation and left a partial file: the job is run again."""
     job = enqueue(settings)
-    store = JobStore(settings.db)
+    store = JobStore(settings.database)
     assert store.claim("dead-worker", lease_s=0.01, max_attempts=2) is not None
     store.update(job.id, "dead-worker", stage="encoding", progress=95)
     partial = videos_dir(settings.data_dir, "quarantine") / job.file_name
@@ -309,10 +318,11 @@ def test_crash_before_decision_reruns_and_never_releases_unaudited(settings: Set
     assert len(story(settings, job.id)["frames"]) == 1  # the rerun's audit, recorded once
 
 
-def test_crash_after_decision_finishes_from_the_record(settings: Settings) -> None:
+def test_crash_after_decision_finishes_from_the_record(on_each_db: Settings) -> None:
+    settings = on_each_db
     """A worker died between recording the audit and moving the file: no second generation."""
     job = enqueue(settings)
-    store = JobStore(settings.db)
+    store = JobStore(settings.database)
     store.claim("dead-worker", lease_s=0.01, max_attempts=1)
     (videos_dir(settings.data_dir, "quarantine") / job.file_name).write_bytes(b"audited mp4")
     store.update(
@@ -331,9 +341,10 @@ def test_crash_after_decision_finishes_from_the_record(settings: Settings) -> No
     ).read_bytes() == b"audited mp4"
 
 
-def test_crash_after_withhold_decision_stays_quarantined(settings: Settings) -> None:
+def test_crash_after_withhold_decision_stays_quarantined(on_each_db: Settings) -> None:
+    settings = on_each_db
     job = enqueue(settings)
-    store = JobStore(settings.db)
+    store = JobStore(settings.database)
     store.claim("dead-worker", lease_s=0.01, max_attempts=1)
     (videos_dir(settings.data_dir, "quarantine") / job.file_name).write_bytes(b"bad mp4")
     store.update(
@@ -361,9 +372,11 @@ def test_delete_while_generating_cancels_at_the_next_step(tmp_path: Path) -> Non
     backend = PatternBackend(steps=100, step_s=0.05)
     thread = _run_in_thread(runner(settings, backend=backend))
     assert backend.started.wait(30)
-    cancel(AuditLog(settings.db), job.id, "acme", "tenant:acme")  # what DELETE /v1/videos does
+    cancel(
+        AuditLog(settings.database), job.id, "acme", "tenant:acme"
+    )  # what DELETE /v1/videos does
     thread.join(30)
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.status == "failed" and done.error_code == "cancelled"
     assert done.progress < 90
 
@@ -372,7 +385,7 @@ def test_generation_over_its_timeout_fails_the_job(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, video_generate_timeout_s=0.3)
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend(steps=50, step_s=0.05)))
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.status == "failed" and done.error_code == "timeout"
     assert "generating" in (done.error_message or "")
 
@@ -386,7 +399,7 @@ def test_shutdown_hands_the_job_back_to_the_queue(tmp_path: Path) -> None:
     assert backend.started.wait(30)
     job_runner.shutdown.set()
     thread.join(30)
-    back = JobStore(settings.db).get(job.id)
+    back = JobStore(settings.database).get(job.id)
     assert back.status == "queued" and back.attempts == 0 and back.worker_id is None
 
 
@@ -427,8 +440,12 @@ def receiver() -> Iterator[Receiver]:
 SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHM="
 
 
-def test_webhook_is_signed_and_retried_until_delivered(tmp_path: Path, receiver: Receiver) -> None:
-    settings = make_settings(tmp_path, webhook_url=receiver.url, webhook_secret=SECRET)
+def test_webhook_is_signed_and_retried_until_delivered(
+    tmp_path: Path, receiver: Receiver, db_target: Path | str
+) -> None:
+    settings = make_settings(
+        tmp_path, webhook_url=receiver.url, webhook_secret=SECRET, **database_fields(db_target)
+    )
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend()))
     assert deliver_due(settings) == 0  # the receiver answered 500
@@ -437,11 +454,10 @@ def test_webhook_is_signed_and_retried_until_delivered(tmp_path: Path, receiver:
     assert row["next_attempt_at"] > time.time()
     assert deliver_due(settings) == 0  # not due yet: backoff
 
-    JobStore(settings.db)  # make the retry due now instead of waiting for the backoff
-    import sqlite3
-
-    with sqlite3.connect(settings.db) as conn:
-        conn.execute("UPDATE webhook_deliveries SET next_attempt_at = 0")
+    # Make the retry due now instead of waiting for the backoff.
+    RawConnection(Database.from_url(settings.database)).execute(
+        "UPDATE webhook_deliveries SET next_attempt_at = 0"
+    )
     assert deliver_due(settings) == 1
     assert deliveries(settings, job.id)[0]["status"] == "delivered"
 
@@ -466,18 +482,23 @@ def test_failed_video_sends_video_failed(tmp_path: Path, receiver: Receiver) -> 
     assert event["data"]["error"]["code"] == "generation_failed" and event["data"]["id"] == job.id
 
 
-def test_webhook_gives_up_after_max_attempts(tmp_path: Path, receiver: Receiver) -> None:
+def test_webhook_gives_up_after_max_attempts(
+    tmp_path: Path, receiver: Receiver, db_target: Path | str
+) -> None:
     receiver.statuses[:] = [503] * 5
     settings = make_settings(
-        tmp_path, webhook_url=receiver.url, webhook_secret=SECRET, webhook_max_attempts=2
+        tmp_path,
+        webhook_url=receiver.url,
+        webhook_secret=SECRET,
+        webhook_max_attempts=2,
+        **database_fields(db_target),
     )
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend()))
-    import sqlite3
-
     for _ in range(2):
-        with sqlite3.connect(settings.db) as conn:
-            conn.execute("UPDATE webhook_deliveries SET next_attempt_at = 0")
+        RawConnection(Database.from_url(settings.database)).execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = 0"
+        )
         deliver_due(settings)
     [row] = deliveries(settings, job.id)
     assert row["status"] == "failed" and row["attempts"] == 2
@@ -524,7 +545,7 @@ def test_stage_that_ignores_its_timeout_ends_the_worker_process(tmp_path: Path) 
         proc.kill()
         pytest.fail("the worker kept running a stage far past its timeout")
     assert proc.exitcode == EXIT_STAGE_OVERRUN
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.status == "failed" and done.error_code == "timeout"
 
 
@@ -542,22 +563,22 @@ def test_reviewer_cli_releases_a_withheld_video(tmp_path: Path) -> None:
             settings, backend=PatternBackend(), frame_classifiers=lambda p: [ExplodingClassifier()]
         )
     )
-    assert JobStore(settings.db).get(job.id).release == "withheld"
+    assert JobStore(settings.database).get(job.id).release == "withheld"
     cli = CliRunner()
-    queue = cli.invoke(main, ["audit", "queue", "--json", "--db", str(settings.db)])
+    queue = cli.invoke(main, ["audit", "queue", "--json", "--db", str(settings.database)])
     assert queue.exit_code == 0 and job.id in queue.output
-    common = ["--note", "looked at it", "--reviewer", "bob", "--db", str(settings.db)]
+    common = ["--note", "looked at it", "--reviewer", "bob", "--db", str(settings.database)]
     common += ["--data-dir", str(settings.data_dir)]
     rejected = cli.invoke(main, ["audit", "review", job.id, "--reject", *common])
     assert rejected.exit_code == 0, rejected.output
-    assert JobStore(settings.db).get(job.id).release == "withheld"
+    assert JobStore(settings.database).get(job.id).release == "withheld"
     approved = cli.invoke(main, ["audit", "review", job.id, "--approve", *common])
     assert approved.exit_code == 0, approved.output
-    done = JobStore(settings.db).get(job.id)
+    done = JobStore(settings.database).get(job.id)
     assert done.status == "completed" and done.release == "released" and done.error_code is None
     assert (videos_dir(settings.data_dir, "released") / done.file_name).is_file()
     assert not (videos_dir(settings.data_dir, "quarantine") / done.file_name).exists()
-    releases = AuditLog(settings.db).story(job.id).releases
+    releases = AuditLog(settings.database).story(job.id).releases
     assert [(r["action"], r["actor"]) for r in releases][-1] == ("released", "bob")
     again = cli.invoke(main, ["audit", "review", job.id, "--approve", *common])
     assert "Traceback" not in again.output
@@ -579,7 +600,7 @@ def test_review_outcomes_send_webhooks(tmp_path: Path, monkeypatch: pytest.Monke
             settings, backend=PatternBackend(), frame_classifiers=lambda p: [ExplodingClassifier()]
         )
     )
-    common = ["--note", "n", "--reviewer", "bob", "--db", str(settings.db)]
+    common = ["--note", "n", "--reviewer", "bob", "--db", str(settings.database)]
     common += ["--data-dir", str(settings.data_dir)]
     for verdict in ("--reject", "--approve"):
         done = CliRunner().invoke(main, ["audit", "review", job.id, verdict, *common])

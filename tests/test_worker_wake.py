@@ -9,12 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from test_videos_support import new_job
 
-from gateway.doorbell import DatabaseDoorbell
-from gateway.jobs import JobStore
+from config.settings import Settings
+from gateway.doorbell import DatabaseDoorbell, open_doorbell
+from gateway.jobs import JOBS_CHANNEL, JobStore
 from gateway.worker import wait_for_work
+from storage.postgres import Listener
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux")
 
@@ -93,6 +96,44 @@ def test_without_the_doorbell_it_still_finds_new_jobs(
     wait_for_work(store, bell, 60.0, threading.Event())
     writer.join()
     assert store.queued_count() == 1
+
+
+def test_on_postgres_a_new_job_wakes_the_waiter_by_notify(postgres_url: str) -> None:
+    """Workers on other machines cannot watch a file: the job store NOTIFYs in the transaction
+    that queues a job, and the waiter LISTENs (a commit from any process rings)."""
+    store = JobStore(postgres_url)
+    stop = threading.Event()
+    settings = Settings(database_url=postgres_url)
+    with open_doorbell(settings) as bell:
+        assert isinstance(bell, Listener) and bell.available
+        assert bell.wait(0.05) is False  # nothing queued yet: it times out
+        writer = later(0.05, lambda: enqueue(JobStore(postgres_url)))
+        started = time.monotonic()
+        wait_for_work(store, bell, 60.0, stop, tick_s=60.0)  # only NOTIFY can end it early
+        writer.join()
+        assert time.monotonic() - started < 30.0
+        assert store.queued_count() == 1
+        # A rolled-back enqueue rings nobody: NOTIFY is delivered on commit only.
+        with pytest.raises(RuntimeError), store.database.transaction(write=True):
+            enqueue(store)
+            raise RuntimeError("the request failed after the insert")
+        assert bell.wait(0.3) is False and store.queued_count() == 1
+
+
+def test_on_postgres_a_lost_listener_reconnects(postgres_url: str) -> None:
+    with Listener(postgres_url, JOBS_CHANNEL) as bell:
+        assert bell._conn is not None
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+                (f"LISTEN {JOBS_CHANNEL}",),
+            )
+        assert bell.wait(0.5) is False  # the loss is noticed, not raised
+        enqueue(JobStore(postgres_url))
+        deadline = time.monotonic() + 10
+        while not bell.wait(0.2):  # reopened on a later wait; it rings for later jobs
+            enqueue(JobStore(postgres_url))
+            assert time.monotonic() < deadline
 
 
 @linux_only

@@ -21,6 +21,7 @@ import click
 
 from gateway.commands.audit_chain import CHAIN_COMMANDS
 from gateway.commands.common import (
+    DbTarget,
     F,
     TimeParam,
     data_dir_option,
@@ -108,7 +109,7 @@ def _filter(**kw: Any) -> Any:
 )
 @json_option
 @db_option
-def list_cmd(limit: int, offset: int, as_json: bool, db: Path, **filters: Any) -> None:
+def list_cmd(limit: int, offset: int, as_json: bool, db: DbTarget, **filters: Any) -> None:
     """List requests, newest first, with where each stands (decision, release, review).
 
     Example: reelguard audit list --category violence --since 7d --action block
@@ -142,7 +143,7 @@ def list_cmd(limit: int, offset: int, as_json: bool, db: Path, **filters: Any) -
 @click.argument("ref", metavar="ID")
 @json_option
 @db_option
-def show(ref: str, as_json: bool, db: Path) -> None:
+def show(ref: str, as_json: bool, db: DbTarget) -> None:
     """Everything recorded about one request or video job (ID is either id).
 
     The prompt as sent and normalised, every verdict, the decisions and their reasons, the frame
@@ -307,7 +308,7 @@ def _show_outcomes(story: Any) -> None:
 @click.option("--tenant", help="Only this tenant's items.")
 @json_option
 @db_option
-def queue(limit: int, tenant: str | None, as_json: bool, db: Path) -> None:
+def queue(limit: int, tenant: str | None, as_json: bool, db: DbTarget) -> None:
     """What awaits a human review, oldest first: withheld videos and prompts sent to review.
 
     Settle an item with `reelguard audit review ID --approve|--reject`.
@@ -337,7 +338,7 @@ def queue(limit: int, tenant: str | None, as_json: bool, db: Path) -> None:
 @data_dir_option
 @db_option
 def review(
-    ref: str, verdict: str | None, note: str, reviewer: str, data_dir: Path | None, db: Path
+    ref: str, verdict: str | None, note: str, reviewer: str, data_dir: Path | None, db: DbTarget
 ) -> None:
     """Record a review of a request or video job (ID is either id).
 
@@ -395,7 +396,7 @@ def _apply_review(
     help="File to write (default: standard output).",
 )
 @db_option
-def export(fmt: str, output: Path | None, db: Path, **filters: Any) -> None:
+def export(fmt: str, output: Path | None, db: DbTarget, **filters: Any) -> None:
     """Export matching requests (newest first) as JSON lines or CSV, with their prompt text."""
     log = open_log(db)
     flt = _filter(**filters)
@@ -457,7 +458,7 @@ def _write_csv(out: io.TextIOBase, rows: Iterable[dict[str, Any]]) -> int:
 @json_option
 @db_option
 def stats(
-    since: float | None, until: float | None, tenant: str | None, as_json: bool, db: Path
+    since: float | None, until: float | None, tenant: str | None, as_json: bool, db: DbTarget
 ) -> None:
     """Per day (UTC) and category: requests reviewed, blocked, and the rate of all requests."""
     log = open_log(db)

@@ -18,8 +18,10 @@ from typing import Any
 import click
 
 from gateway.commands.common import (
+    DbTarget,
     DurationParam,
     data_dir_option,
+    db_label,
     db_option,
     echo_json,
     fmt_time,
@@ -101,7 +103,7 @@ def verify(
     workers: int | None,
     data_dir: Path | None,
     as_json: bool,
-    db: Path,
+    db: DbTarget,
 ) -> None:
     """Recompute the whole hash chain; name the first row edited, deleted or reordered.
 
@@ -156,7 +158,7 @@ def verify(
 @json_option
 @db_option
 def purge(
-    older_than: float, actor: str, yes: bool, data_dir: Path | None, as_json: bool, db: Path
+    older_than: float, actor: str, yes: bool, data_dir: Path | None, as_json: bool, db: DbTarget
 ) -> None:
     """Delete every audit row older than a duration; the chain stays verifiable.
 
@@ -169,8 +171,8 @@ def purge(
     folder = resolve_data_dir(data_dir)
     if not yes and sys.stdin.isatty():
         click.confirm(
-            f"Delete audit rows older than {older_than / 86400:g} days from {db} (and their "
-            f"evidence files in {folder / 'evidence'})?",
+            f"Delete audit rows older than {older_than / 86400:g} days from {db_label(db)} (and "
+            f"their evidence files in {folder / 'evidence'})?",
             abort=True,
         )
     report = guard(lambda: log.purge(older_than, actor=actor, data_dir=folder))
@@ -205,7 +207,7 @@ def redact(
     older_than: float | None,
     actor: str,
     as_json: bool,
-    db: Path,
+    db: DbTarget,
 ) -> None:
     """Remove stored prompt text and evidence quotes; the chain stays verifiable.
 
@@ -237,7 +239,7 @@ def redact(
 @json_option
 @db_option
 def prompt_retention(
-    tenant: str | None, mode: str | None, actor: str, as_json: bool, db: Path
+    tenant: str | None, mode: str | None, actor: str, as_json: bool, db: DbTarget
 ) -> None:
     """Show or set how a tenant's new prompts are stored: keep, hash or drop.
 
@@ -267,7 +269,7 @@ def _login_name() -> str:
         return "unknown"
 
 
-def open_log_create(db: Path) -> Any:
+def open_log_create(db: DbTarget) -> Any:
     from audit.log import AuditLog
 
     return AuditLog(db)

@@ -22,20 +22,38 @@ from config.settings import Settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+DbTarget = Path | str
+"""What ``--db`` resolves to: the SQLite file (a Path), or ``REELGUARD_DATABASE_URL`` (a str)."""
+
+
 def settings_from_flags(**overrides: object) -> Settings:
-    """Settings from the environment, with the CLI flags that were given on top."""
+    """Settings from the environment, with the CLI flags that were given on top (``db``: the
+    :data:`DbTarget` of :func:`db_option`)."""
     from pydantic import ValidationError
 
+    from config.settings import database_fields
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "db" in given:
+        given.update(database_fields(given.pop("db")))  # type: ignore[arg-type]
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise click.ClickException(f"invalid setting: {exc}") from None
 
 
-def _check_db(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
-    """Refuse a database this version cannot open (a ``postgresql://`` URL) up front."""
+def _check_db(ctx: click.Context, param: click.Parameter, value: Path | None) -> DbTarget:
+    """The database a command opens: ``--db`` when given (a SQLite file; a URL there is
+    refused, saying where it goes), else ``REELGUARD_DATABASE_URL``, else ``REELGUARD_DB``."""
+    from pydantic import ValidationError
+
     from storage import Database, StorageUnsupported
 
+    if value is None:
+        try:
+            return Settings().database
+        except ValidationError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     try:
         Database.from_url(value)
     except StorageUnsupported as exc:
@@ -49,11 +67,18 @@ def db_option(func: F) -> F:
         "--db",
         "db",
         type=click.Path(dir_okay=False, path_type=Path),
-        default=lambda: str(Settings().db),
-        show_default="REELGUARD_DB or var/reelguard.db",
+        default=None,
+        show_default="REELGUARD_DATABASE_URL, else REELGUARD_DB, else var/reelguard.db",
         callback=_check_db,
-        help="SQLite database file.",
+        help="SQLite database file (PostgreSQL: set REELGUARD_DATABASE_URL instead).",
     )(func)
+
+
+def db_label(db: DbTarget) -> str:
+    """``db`` for messages (a URL's password shown as ``***``)."""
+    from config.settings import database_label
+
+    return database_label(db)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -148,10 +173,10 @@ def resolve_data_dir(given: Path | None) -> Path:
     return given if given is not None else get_settings().data_dir
 
 
-def open_log(db: Path) -> Any:
+def open_log(db: DbTarget) -> Any:
     from audit.log import AuditLog
 
-    if not db.exists():
+    if isinstance(db, Path) and not db.exists():
         raise click.ClickException(
             f"no database at {db}; pass --db PATH or set REELGUARD_DB to the gateway's database"
         )

@@ -15,7 +15,7 @@ import yaml
 
 from classifiers.base import CATEGORIES, TextClassifier
 from config.settings import get_settings
-from gateway.commands.common import db_option, settings_from_flags
+from gateway.commands.common import DbTarget, db_option, settings_from_flags
 from policies.decision import Action
 from policies.evaluate import (
     CheckMany,
@@ -526,7 +526,7 @@ def diff(
 @click.argument("tenant")
 @click.option("--actor", required=True, help="Who acknowledges (kept in the chained record).")
 @db_option
-def policy_ack(tenant: str, actor: str, db: Path) -> None:
+def policy_ack(tenant: str, actor: str, db: DbTarget) -> None:
     """Acknowledge that TENANT's overlay was removed on purpose (it now gets the base policy).
 
     A running server shows an overlay removed while it ran in /healthz (status degraded) until
@@ -554,7 +554,7 @@ def policy_ack(tenant: str, actor: str, db: Path) -> None:
 @click.option("--tenant", default=None, help="Only this tenant's changes.")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def policy_history(tenant: str | None, db: Path, as_json: bool) -> None:
+def policy_history(tenant: str | None, db: DbTarget, as_json: bool) -> None:
     """Policy changes the servers recorded in the audit chain (loads, edits, removals, acks)."""
     import json
     from datetime import UTC, datetime

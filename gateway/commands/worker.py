@@ -5,12 +5,10 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import click
 
-from config.settings import Settings
-from gateway.commands.common import db_option
+from gateway.commands.common import DbTarget, db_option, settings_from_flags
 from gateway.jobs import JobStore
 
 
@@ -29,21 +27,18 @@ from gateway.jobs import JobStore
     default=None,
     help="Worker processes (default: REELGUARD_VIDEO_WORKERS, at least 1).",
 )
-def worker_command(db: Path, data_dir: Path | None, workers: int | None) -> None:
+def worker_command(db: DbTarget, data_dir: Path | None, workers: int | None) -> None:
     """Run video workers alone (no HTTP): claim queued jobs from the database and run them.
 
     Use it on machines that only generate, next to `reelguard serve --workers 0`. Stop with
     Ctrl-C or SIGTERM: running jobs go back to the queue.
     """
-    overrides: dict[str, Any] = {"db": db}
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    settings = Settings(**overrides)
+    settings = settings_from_flags(db=db, data_dir=data_dir)
     count = workers or max(1, settings.video_workers)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    JobStore(settings.db)  # create the table (and fail here, clearly, on a bad path)
+    JobStore(settings.database)  # create the table (and fail here, clearly, on a bad path)
     from policies.loader import PolicyError
     from policies.store import PolicyStore
 
@@ -58,5 +53,5 @@ def worker_command(db: Path, data_dir: Path | None, workers: int | None) -> None
     pool = start_workers(settings, count)
     assert pool is not None
     with pool:
-        click.echo(f"reelguard worker: {count} process(es) on {settings.db}", err=True)
+        click.echo(f"reelguard worker: {count} process(es) on {settings.database_label}", err=True)
         stop.wait()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import click
 
 from config.settings import Settings
-from gateway.doorbell import DatabaseDoorbell
+from gateway.doorbell import Doorbell, open_doorbell
 from gateway.jobs import JobStore
 from gateway.worker.runner import Components, JobRunner
 
@@ -58,7 +58,7 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
     log.info("worker %s ready (pid %d)", worker_id, os.getpid())
     from gateway.webhooks import deliver_due
 
-    with DatabaseDoorbell(settings.db) as doorbell:
+    with open_doorbell(settings) as doorbell:
         if not doorbell.available:
             log.info("queue wake-up by polling: %s", doorbell.unavailable_reason)
         while not shutdown.is_set():
@@ -79,7 +79,7 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
 
 def wait_for_work(
     store: JobStore,
-    doorbell: DatabaseDoorbell,
+    doorbell: Doorbell,
     timeout_s: float,
     stop: threading.Event,
     *,

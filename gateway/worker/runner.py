@@ -111,7 +111,7 @@ class Components:
             settings=settings,
             backends={},
             policies=policies,
-            audit_log=AuditLog(settings.db),
+            audit_log=AuditLog(settings.database),
             frame_classifiers=classifiers,
         )
 
@@ -137,7 +137,7 @@ class JobRunner:
         self.settings = settings
         self.c = components
         self.worker_id = worker_id
-        self.store = JobStore(settings.db)
+        self.store = JobStore(settings.database)
         self.shutdown = shutdown or threading.Event()
 
     def run_next(self) -> bool:
