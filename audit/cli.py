@@ -481,36 +481,12 @@ def review(
         raise click.UsageError("give --approve or --reject")
     if not reviewer.strip():
         raise click.UsageError("--reviewer must name who reviews")
+    from audit.release import apply_review
+
     log = _log(db)
-    story = _guard(lambda: log.story(ref))
-    job_id = (story.request or {}).get("job_id") or (
-        story.releases[-1]["job_id"] if story.releases else None
-    )
-    withheld = bool(story.releases) and story.releases[-1]["action"] == "withheld"
-    released = None
-    if verdict == "approve" and withheld and job_id is not None:
-        from audit.release import release_withheld
-
-        folder = _data_dir(data_dir)
-        _guard(lambda: release_withheld(db, folder, job_id, reviewer, note))
-        released = job_id
-    elif verdict == "reject" and withheld and job_id is not None:
-        from audit.errors import AuditError, UnknownRecord
-        from audit.release import reject_withheld
-
-        try:
-            reject_withheld(db, job_id, reviewer, note)
-        except UnknownRecord:
-            pass  # a database without the job (an audit-only copy): the review alone is recorded
-        except AuditError as exc:
-            raise click.ClickException(str(exc)) from None
-    _guard(lambda: log.record_review(ref, reviewer, verdict, note))
-    done = f"Recorded {verdict} of {ref} by {reviewer}."
-    if released:
-        done += f" Video {released} released."
-    elif verdict == "approve" and not withheld and job_id is not None:
-        done += " (The video was not withheld, so nothing was released.)"
-    click.echo(done)
+    folder = _data_dir(data_dir)
+    outcome = _guard(lambda: apply_review(log, db, folder, ref, verdict, reviewer, note))
+    click.echo(outcome.message)
 
 
 @audit.command()
