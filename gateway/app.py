@@ -23,6 +23,7 @@ from litestar.datastructures import State
 from litestar.types import ControllerRouterHandler
 
 from audit.log import AuditLog
+from gateway import metrics
 from gateway.keys import KeyStore
 from gateway.limits import admission_middleware
 from gateway.moderations import ModerationController
@@ -157,6 +158,7 @@ def healthz(request: Request[Any, Any, State]) -> Response[Health]:
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     healthz,
+    metrics.metrics_endpoint,
     ModerationController,
     VideoController,
 ]
@@ -195,6 +197,7 @@ def create_app(
 ) -> Litestar:
     """Build the gateway. ``classifiers`` replaces the text classifier registry (tests)."""
     settings = settings or Settings()
+    metrics.setup(settings)
     policies = PolicyStore(
         settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
     )
@@ -220,7 +223,7 @@ def create_app(
             "write_probe": WriteProbe(settings.db),
         }
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTE_HANDLERS, assets_router()],
         state=state,
         lifespan=[_lifespan],
@@ -233,6 +236,8 @@ def create_app(
             "Safety and moderation gateway in front of a text-to-video generator.",
         ),
     )
+    metrics.instrument(app, settings)  # every request, 404s included, counted and logged
+    return app
 
 
 def _version() -> str:

@@ -101,16 +101,26 @@ def serve(
         bootstrap_key=bootstrap_key,
         video_workers=workers,
     )
+    from gateway import metrics
+    from gateway.logs import configure_logging
+
+    # A fresh start counts from zero: the files of processes that no longer run go first.
+    metrics.prepare_dir(metrics.metrics_dir(settings))
     app = build_app_or_explain(settings)
+    json_logs = configure_logging(settings)  # after the app, whose logging setup it replaces
     click.echo(first_run_key(settings), err=True)
     from gateway.worker import start_workers
 
+    stop_metrics = metrics.serve_port(settings)
     pool = start_workers(settings)  # separate processes: the web process never generates
+    log_options = {"log_config": None, "access_log": False} if json_logs else {}
     try:
-        uvicorn.Server(uvicorn_config(app, settings, log_level="info")).run()
+        uvicorn.Server(uvicorn_config(app, settings, log_level="info", **log_options)).run()
     finally:
         if pool is not None:
             pool.stop()
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 @click.group()

@@ -37,6 +37,7 @@ from typing import Any
 import click
 
 from classifiers.base import Evidence
+from gateway import metrics
 from gateway.doorbell import DatabaseDoorbell
 from gateway.jobs import (
     PEEK_QUEUED,
@@ -314,6 +315,16 @@ class JobRunner:
 
     def run(self, job: VideoJob) -> None:
         """Take one claimed job to completed or failed (or back to the queue on shutdown)."""
+        self._run(job)
+        with contextlib.suppress(Exception):  # metrics and the log line must not fail a job
+            done = self.store.get(job.id)
+            if done.status in ("completed", "failed"):
+                metrics.observe_job(done)
+                from gateway.logs import job_event
+
+                job_event(done, worker_id=self.worker_id)
+
+    def _run(self, job: VideoJob) -> None:
         if job.stage == "decided":
             log.info("job %s: finishing from its recorded decision", job.id)
             try:
@@ -333,6 +344,7 @@ class JobRunner:
             try:
                 self._pipeline(job, hb)
             except LeaseLost:
+                metrics.count_lease_loss()
                 log.warning("job %s: lease lost; another worker owns it now", job.id)
             except Shutdown:
                 self._requeue(job)
@@ -480,6 +492,7 @@ class JobRunner:
         final = max(prompt_action, audit.decision.action, key=lambda a: a.severity)
         latency = {k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()}
         thumbnails = self._evidence_thumbnails(job, output, audit)
+        metrics.count_decision(job.tenant, "frame", audit.decision)
         self.c.audit_log.record_frame_audit(
             FrameAuditRecord(
                 job_id=job.id,
@@ -579,6 +592,7 @@ class JobRunner:
             self._cancelled(job, allowed)
             return
         except JobLost:
+            metrics.count_lease_loss()
             log.warning("job %s: another worker owns it now; leaving it", job.id)
             return
         enqueue_event(self.settings, self.store.get(job.id))
@@ -686,8 +700,12 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
 
     The worker id, ``<host>:<pid>:w<slot>:<random>``, is what the job row's ``worker_id`` shows.
     """
+    from gateway.logs import configure_logging
+
     worker_id = f"{socket.gethostname()}:{os.getpid()}:w{slot}:{secrets.token_hex(3)}"
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {worker_id} %(message)s")
+    if not configure_logging(settings, process=worker_id):
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {worker_id} %(message)s")
+    metrics.setup(settings)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.torch_threads))
     shutdown = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -704,6 +722,7 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
         target=_watch_parent, args=(orphaned, shutdown), name="parent-watch", daemon=True
     ).start()
     runner = JobRunner(settings, Components.load(settings), worker_id, shutdown)
+    metrics.worker_alive()
     log.info("worker %s ready (pid %d)", worker_id, os.getpid())
     from gateway.webhooks import deliver_due
 
@@ -723,6 +742,7 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
                 except Exception:  # e.g. a locked database: fall back to a plain pause
                     log.exception("waiting for work failed")
                     shutdown.wait(settings.worker_poll_interval_s)
+    metrics.process_gone(os.getpid())
     log.info("worker %s stopped", worker_id)
 
 
@@ -816,6 +836,8 @@ class WorkerPool:
             for slot, proc in enumerate(self.processes):
                 if proc.is_alive() or self._stopping.is_set():
                     continue
+                if proc.pid is not None:
+                    metrics.process_gone(proc.pid)  # a killed worker counts no more
                 # A worker that dies right after starting (bad weights, bad policy) is restarted
                 # with a growing pause, not in a tight loop.
                 quick = time.monotonic() - started[slot] < 30.0
@@ -843,6 +865,8 @@ class WorkerPool:
             if proc.is_alive():
                 proc.kill()
                 proc.join(2)
+            if proc.pid is not None:
+                metrics.process_gone(proc.pid)
 
     def __enter__(self) -> WorkerPool:
         if not self.processes:
@@ -909,8 +933,17 @@ def worker_command(db: Path, data_dir: Path | None, workers: int | None) -> None
         )
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load, so no job can run:\n{exc}") from None
+    from gateway.logs import configure_logging
+
+    configure_logging(settings)
+    metrics.prepare_dir(metrics.setup(settings))  # before the workers inherit the folder
+    stop_metrics = metrics.serve_port(settings)
     pool = start_workers(settings, count)
     assert pool is not None
-    with pool:
-        click.echo(f"reelguard worker: {count} process(es) on {settings.db}", err=True)
-        stop.wait()
+    try:
+        with pool:
+            click.echo(f"reelguard worker: {count} process(es) on {settings.db}", err=True)
+            stop.wait()
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
