@@ -24,6 +24,7 @@ from litestar.types import ControllerRouterHandler
 
 from audit.log import AuditLog
 from gateway import metrics
+from gateway.console.web import console_router
 from gateway.keys import KeyStore
 from gateway.limits import admission_middleware
 from gateway.moderations import ModerationController
@@ -223,8 +224,9 @@ def create_app(
             "write_probe": WriteProbe(settings.db),
         }
     )
+    consoles = [console_router()] if settings.review_console else []
     app = Litestar(
-        route_handlers=[*ROUTE_HANDLERS, assets_router()],
+        route_handlers=[*ROUTE_HANDLERS, *consoles, assets_router()],
         state=state,
         lifespan=[_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import click
 from audit.cli import audit as audit_group
 from classifiers.text.build_gazetteers import build_gazetteers_command
 from classifiers.text.train import main as train_text_command
+from gateway.console.cli import reviewers as reviewers_group
 from gateway.options import F, db_option
 from gateway.settings import Settings
 from gateway.worker import worker_command
@@ -374,6 +375,7 @@ COMMANDS: dict[str, click.Command] = {
     "policy": policy_group,
     "serve": serve,
     "keys": keys,
+    "reviewers": reviewers_group,
     "moderate": moderate,
     "worker": worker_command,
     "audit": audit_group,
