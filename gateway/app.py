@@ -177,6 +177,8 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
         watcher.stop()
         state.audit.close()
         state.key_store.close()
+        if getattr(state, "review_reader", None) is not None:
+            state.review_reader.close()
 
 
 def body_limit(settings: Settings) -> int:

@@ -430,3 +430,36 @@ def test_console_colours_meet_contrast() -> None:
         ("allow", "bg"),
     ):
         assert ratio(var[fg], var[bg]) >= 4.5, (fg, bg)
+
+
+def test_frames_and_video_of_a_worker_withheld_job(tmp_path: Path, text_classifiers: Any) -> None:
+    """Thumbnails are cut from the quarantined MP4; when it is gone, a flagged frame falls back
+    to its evidence thumbnail and the video answers 404."""
+    from test_videos_support import PatternBackend, enqueue_job, make_settings, new_job, run_all
+    from test_videos_support import runner as worker
+
+    settings = make_settings(tmp_path)
+    flagging = (
+        "extends: default\ncategories:\n  sexual:\n    frame: {review_at: 0.0, block_at: 0.99}\n"
+    )
+    (settings.tenant_policy_dir / "acme.yaml").write_text(flagging)  # type: ignore[operator]
+    job = enqueue_job(settings.db, new_job("acme"))
+    assert run_all(worker(settings, backend=PatternBackend())) == 1
+    password = ReviewerStore(settings.db).create("alice", "reviewer", ["acme"]).password
+    with TestClient(create_app(settings, classifiers=text_classifiers)) as web:
+        sign_in(web, "alice", password)
+        item = web.get(f"/review/items/{job.id}").text
+        frames = [int(i) for i in re.findall(r'data-frame="(\d+)"', item)]
+        assert frames and 'class="thumb blurred"' in item
+        thumb = web.get(f"/review/items/{job.id}/frames/{frames[0]}")
+        assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+        assert thumb.headers["cache-control"] == "private, no-store"
+        assert web.get(f"/review/items/{job.id}/frames/9999").status_code == 404  # not sampled
+        video = web.get(f"/review/items/{job.id}/video")
+        assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+        (settings.data_dir / "quarantine" / f"{job.id}.mp4").unlink()
+        evidence = AuditLog(settings.db).story(job.id).evidence
+        flagged = evidence[0]["frame_index"]
+        fallback = web.get(f"/review/items/{job.id}/frames/{flagged}")
+        assert fallback.status_code == 200 and fallback.content[:3] == b"\xff\xd8\xff"
+        assert web.get(f"/review/items/{job.id}/video").status_code == 404

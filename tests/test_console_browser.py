@@ -15,6 +15,7 @@ these tests skip when the browser is missing, but on CI (``CI=true``) a missing 
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import time
@@ -148,12 +149,14 @@ def browser(site: Site, tmp_path: Path) -> Iterator[Any]:
 def shot(site: Site, driver: Any, name: str) -> Path:
     """A full-page screenshot into the test's folder (and docs/console/ when asked)."""
     site.shots.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1366, min(max(900, int(height) + 40), 4000))
-    driver.execute_script("window.scrollTo(0, 0)")
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    picture = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {"format": "png", "captureBeyondViewport": True, "clip": clip},
+    )
     path = site.shots / f"{name}.png"
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1366, 900)
+    path.write_bytes(base64.b64decode(picture["data"]))
     if os.environ.get("REELGUARD_DOCS_SCREENSHOTS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS / path.name)

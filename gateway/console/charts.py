@@ -42,15 +42,14 @@ def colour_for(index: int) -> str:
 
 
 def _nice_max(value: float) -> float:
-    """The smallest of 1, 2, 5 x 10^k that is at least ``value`` (an axis top)."""
-    if value <= 0:
-        return 1.0
-    magnitude = 1.0
+    """An axis top for counts: four grid steps of 1, 2 or 5 x 10^k (at least 1), so every tick
+    is a whole number."""
+    step = 1.0
     while True:
-        for step in (1, 2, 5):
-            if magnitude * step >= value:
-                return magnitude * step
-        magnitude *= 10
+        for factor in (1, 2, 5):
+            if 4 * step * factor >= value:
+                return 4 * step * factor
+        step *= 10
 
 
 def stacked_bars(

@@ -42,6 +42,7 @@ class FrameThumbnails:
         )
         self._videos = videos
         self._lock = threading.Lock()
+        self._decoding: dict[tuple[str, float, tuple[int, ...]], threading.Lock] = {}
 
     def get(self, path: Path, index: int, wanted: Iterable[int]) -> bytes | None:
         """Frame ``index`` of ``path`` as JPEG (None when the file has no such frame). The
@@ -53,12 +54,20 @@ class FrameThumbnails:
             if found is not None:
                 self._cache.move_to_end(key)
                 return found.get(index)
-        thumbs = _decode(path, frames)
+            # A page asks for all its thumbnails at once: one request decodes, the rest wait.
+            busy = self._decoding.setdefault(key, threading.Lock())
+        with busy:
+            with self._lock:
+                found = self._cache.get(key)
+            if found is None:
+                found = _decode(path, frames)
+                with self._lock:
+                    self._cache[key] = found
+                    while len(self._cache) > self._videos:
+                        self._cache.popitem(last=False)
         with self._lock:
-            self._cache[key] = thumbs
-            while len(self._cache) > self._videos:
-                self._cache.popitem(last=False)
-        return thumbs.get(index)
+            self._decoding.pop(key, None)
+        return found.get(index)
 
 
 def _decode(path: Path, frames: tuple[int, ...]) -> dict[int, bytes]:
