@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install browser run test lint typecheck pytest bench clean
+.PHONY: install browser run test lint layers typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,13 +24,16 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+layers: install
+	$(BIN)/lint-imports
+
 typecheck: install
 	$(BIN)/mypy
 
 pytest: install browser
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint layers typecheck pytest
 
 bench: install
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

@@ -34,11 +34,6 @@ def row_hash(prev_hex: str, table: str, values: Sequence[Any]) -> str:
     return _sha256(bytes.fromhex(prev_hex) + payload).hexdigest()
 
 
-def row_hash_bytes(prev: bytes, table: str, values: Sequence[Any]) -> bytes:
-    """:func:`row_hash` on raw bytes, for the verifier's hot loop."""
-    return _sha256(prev + _encode([table, *values]).encode()).digest()
-
-
 def new_salt() -> str:
     """A fresh per-row salt for text digests (hex)."""
     return secrets.token_hex(16)

@@ -7,7 +7,6 @@
     ├── BadFilter       a filter value that cannot be understood (e.g. ``--since yesterdayish``)
     ├── InvalidRecord   a record that cannot be stored as given (bad endpoint, action, tenant...)
     │   └── UnsafePath  a stored file path that leads outside the data folder
-    ├── ReleaseFailed   the job system refused to release a withheld video
     └── SchemaTooNew    the database was written by a newer ReelGuard
 """
 
@@ -32,10 +31,6 @@ class InvalidRecord(AuditError):
 
 class UnsafePath(InvalidRecord):
     """A file path read from the database that does not resolve inside the data folder."""
-
-
-class ReleaseFailed(AuditError):
-    """Releasing a withheld video through the job system failed."""
 
 
 class SchemaTooNew(AuditError):

@@ -16,10 +16,10 @@ rows are never rewritten to migrate them).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +27,9 @@ import numpy.typing as npt
 from PIL import Image
 
 from audit.errors import InvalidRecord, UnsafePath
-from classifiers.base import SampledFrame
 from policies.decision import Decision
+
+log = logging.getLogger("reelguard.audit")
 
 EVIDENCE_DIR = "evidence"
 MAX_SIDE = 192
@@ -118,22 +119,39 @@ def write_thumbnail(
     return target
 
 
+MAX_EVIDENCE_FRAMES = 16
+"""Most evidence thumbnails written for one video (the lowest cited frame indexes)."""
+
+
 def flagged_thumbnails(
-    data_dir: Path, job_id: str, frames: Sequence[SampledFrame], decision: Decision
+    data_dir: Path,
+    job_id: str,
+    frames: npt.NDArray[np.uint8],
+    decision: Decision,
+    *,
+    limit: int = MAX_EVIDENCE_FRAMES,
 ) -> dict[int, Path]:
-    """Write a thumbnail for every sampled frame a review/block reason points at.
+    """Write a thumbnail for each frame a review/block reason of ``decision`` cites, for the
+    reviewer (``frames`` is the video, ``(T, H, W, 3)`` uint8 RGB; at most ``limit`` thumbnails,
+    lowest frame indexes first).
 
     Returns ``{frame index: path}``, ready for ``FrameAuditRecord.thumbnails``. Frames the
-    decision does not cite get none (an allowed video leaves no evidence files).
+    decision does not cite get none (an allowed video leaves no evidence files). A thumbnail
+    that cannot be written is logged and skipped: evidence is a convenience, the scores are
+    recorded regardless.
     """
-    cited = {
-        e.frame_index
-        for reason in decision.reasons
-        for e in reason.evidence
-        if e.frame_index is not None
-    }
-    return {
-        f.index: write_thumbnail(data_dir, job_id, f.index, f.image)
-        for f in frames
-        if f.index in cited
-    }
+    cited = sorted(
+        {
+            e.frame_index
+            for reason in decision.reasons
+            for e in reason.evidence
+            if e.frame_index is not None and 0 <= e.frame_index < len(frames)
+        }
+    )[:limit]
+    thumbnails: dict[int, Path] = {}
+    for index in cited:
+        try:
+            thumbnails[index] = write_thumbnail(data_dir, job_id, index, frames[index])
+        except Exception:
+            log.warning("job %s: evidence thumbnail of frame %d failed", job_id, index)
+    return thumbnails

@@ -1,20 +1,21 @@
 """Read-only figures over the audit log for the review console: the queue's stages and prompt
 excerpts, decisions per day, flags per day and category, the frame withhold rate.
 
-Each call opens its own read-only connection (WAL readers never block the writers), so a
-dashboard over a large log never holds the gateway's audit connection. ``tenants`` narrows
-every figure to those tenants (``None``: every tenant).
+Like :mod:`audit.queries`, each function runs in the read transaction it is given
+(``with log.snapshot() as tx:``, on the database the gateway shares), so the figures of one
+page come from one snapshot and a dashboard never holds the write lock. The SQL is written
+once with ``?`` placeholders and asks the :class:`~storage.Dialect` for what differs
+(the UTC day of a timestamp). ``tenants`` narrows every figure to those tenants (``None``:
+every tenant).
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from audit.records import QueueItem
+from storage import Tx
 
 _CHUNK = 500
 
@@ -42,31 +43,15 @@ class DayRate:
         return self.withheld / self.total if self.total else 0.0
 
 
-@contextmanager
-def _read(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
-    try:
-        conn.execute("SELECT 1 FROM audit_chain LIMIT 1")
-    except sqlite3.OperationalError:
-        # A WAL file's shared-memory index may need creating, which read-only cannot do.
-        conn.close()
-        conn = sqlite3.connect(str(path), timeout=30.0)
-    try:
-        conn.execute("BEGIN")
-        yield conn
-    finally:
-        conn.close()
-
-
 def _tenant_sql(tenants: Sequence[str] | None, column: str = "tenant") -> tuple[str, list[str]]:
     if tenants is None:
         return "", []
     if not tenants:
-        return " AND 0", []
+        return " AND 1 = 0", []
     return f" AND {column} IN ({', '.join('?' * len(tenants))})", list(tenants)
 
 
-def item_stages(path: Path, items: Iterable[QueueItem]) -> dict[str, frozenset[str]]:
+def item_stages(tx: Tx, items: Iterable[QueueItem]) -> dict[str, frozenset[str]]:
     """For each queue item (by ``ref``), the stages (prompt, frame) of its review/block reasons."""
     jobs: dict[str, str] = {}
     requests: dict[str, str] = {}
@@ -76,85 +61,82 @@ def item_stages(path: Path, items: Iterable[QueueItem]) -> dict[str, frozenset[s
         if item.request_id is not None:
             requests[item.request_id] = item.ref
     found: dict[str, set[str]] = {}
-    with _read(path) as conn:
-        for column, ids in (("job_id", jobs), ("request_id", requests)):
-            keys = list(ids)
-            for start in range(0, len(keys), _CHUNK):
-                part = keys[start : start + _CHUNK]
-                marks = ", ".join("?" * len(part))
-                for ident, stage in conn.execute(
-                    f"SELECT DISTINCT {column}, stage FROM reasons WHERE action != 'allow' "
-                    f"AND {column} IN ({marks})",
-                    part,
-                ):
-                    found.setdefault(ids[ident], set()).add(stage)
+    for column, ids in (("job_id", jobs), ("request_id", requests)):
+        keys = list(ids)
+        for start in range(0, len(keys), _CHUNK):
+            part = keys[start : start + _CHUNK]
+            marks = ", ".join("?" * len(part))
+            for ident, stage in tx.all(
+                f"SELECT DISTINCT {column}, stage FROM reasons WHERE action != 'allow' "
+                f"AND {column} IN ({marks})",
+                part,
+            ):
+                found.setdefault(ids[ident], set()).add(stage)
     return {ref: frozenset(stages) for ref, stages in found.items()}
 
 
-def prompt_excerpts(path: Path, request_ids: Iterable[str], limit: int = 120) -> dict[str, str]:
+def prompt_excerpts(tx: Tx, request_ids: Iterable[str], limit: int = 120) -> dict[str, str]:
     """The first ``limit`` characters of each request's prompt as typed, where it is kept
     (a tenant's retention may have dropped it: such requests are absent)."""
     ids = [i for i in request_ids if i]
     out: dict[str, str] = {}
-    with _read(path) as conn:
-        for start in range(0, len(ids), _CHUNK):
-            part = ids[start : start + _CHUNK]
-            marks = ", ".join("?" * len(part))
-            for request_id, text in conn.execute(
-                f"SELECT request_id, substr(original, 1, ?) FROM requests "
-                f"WHERE request_id IN ({marks}) AND original IS NOT NULL",
-                [limit + 1, *part],
-            ):
-                out[request_id] = text if len(text) <= limit else text[:limit] + "…"
+    for start in range(0, len(ids), _CHUNK):
+        part = ids[start : start + _CHUNK]
+        marks = ", ".join("?" * len(part))
+        for request_id, text in tx.all(
+            f"SELECT request_id, substr(original, 1, ?) FROM requests "
+            f"WHERE request_id IN ({marks}) AND original IS NOT NULL",
+            [limit + 1, *part],
+        ):
+            out[request_id] = text if len(text) <= limit else text[:limit] + "…"
     return out
 
 
 def decisions_per_day(
-    path: Path, since: float, tenants: Sequence[str] | None = None, stage: str = "prompt"
+    tx: Tx, since: float, tenants: Sequence[str] | None = None, stage: str = "prompt"
 ) -> list[DayCount]:
     """Decisions at ``stage`` per UTC day and action (allow, review, block)."""
     where, args = _tenant_sql(tenants)
-    with _read(path) as conn:
-        rows = conn.execute(
-            "SELECT date(created_at, 'unixepoch') d, action, count(*) FROM decisions "
-            f"WHERE stage = ? AND created_at >= ?{where} GROUP BY d, action ORDER BY d, action",
-            [stage, since, *args],
-        ).fetchall()
+    day = tx.dialect.utc_day("created_at")
+    rows = tx.all(
+        f"SELECT {day} d, action, count(*) FROM decisions "
+        f"WHERE stage = ? AND created_at >= ?{where} GROUP BY d, action ORDER BY d, action",
+        [stage, since, *args],
+    )
     return [DayCount(d, a, int(n)) for d, a, n in rows]
 
 
-def flags_per_day(path: Path, since: float, tenants: Sequence[str] | None = None) -> list[DayCount]:
+def flags_per_day(tx: Tx, since: float, tenants: Sequence[str] | None = None) -> list[DayCount]:
     """Requests or jobs flagged (review or block) per UTC day and category, each counted once
     per category whatever the number of reasons."""
     where, args = _tenant_sql(tenants)
-    with _read(path) as conn:
-        rows = conn.execute(
-            f"""SELECT d, category, count(*) FROM (
-                    SELECT date(min(created_at), 'unixepoch') d, category
-                    FROM reasons WHERE action != 'allow' AND created_at >= ?{where}
-                    GROUP BY coalesce(request_id, job_id), category)
-                GROUP BY d, category ORDER BY d, category""",
-            [since, *args],
-        ).fetchall()
+    day = tx.dialect.utc_day("min(created_at)")
+    rows = tx.all(
+        f"""SELECT d, category, count(*) FROM (
+                SELECT {day} d, category
+                FROM reasons WHERE action != 'allow' AND created_at >= ?{where}
+                GROUP BY coalesce(request_id, job_id), category) flagged
+            GROUP BY d, category ORDER BY d, category""",
+        [since, *args],
+    )
     return [DayCount(d, c, int(n)) for d, c, n in rows]
 
 
 def frame_withhold_rate(
-    path: Path, since: float, tenants: Sequence[str] | None = None
+    tx: Tx, since: float, tenants: Sequence[str] | None = None
 ) -> list[DayRate]:
     """Per UTC day: frame audits, and how many of them withheld the video (review or block)."""
     where, args = _tenant_sql(tenants)
-    with _read(path) as conn:
-        rows = conn.execute(
-            "SELECT date(created_at, 'unixepoch') d, sum(action != 'allow'), count(*) "
-            f"FROM decisions WHERE stage = 'frame' AND created_at >= ?{where} "
-            "GROUP BY d ORDER BY d",
-            [since, *args],
-        ).fetchall()
+    day = tx.dialect.utc_day("created_at")
+    rows = tx.all(
+        f"SELECT {day} d, sum(CASE WHEN action != 'allow' THEN 1 ELSE 0 END), count(*) "
+        f"FROM decisions WHERE stage = 'frame' AND created_at >= ?{where} "
+        "GROUP BY d ORDER BY d",
+        [since, *args],
+    )
     return [DayRate(d, int(w), int(n)) for d, w, n in rows]
 
 
-def tenants_seen(path: Path) -> list[str]:
+def tenants_seen(tx: Tx) -> list[str]:
     """Every tenant with a request in the log (for an admin's tenant filter)."""
-    with _read(path) as conn:
-        return [t for (t,) in conn.execute("SELECT DISTINCT tenant FROM requests ORDER BY 1")]
+    return [t for (t,) in tx.all("SELECT DISTINCT tenant FROM requests ORDER BY 1")]

@@ -26,9 +26,9 @@ from litestar.testing import TestClient
 from audit.log import AuditLog
 from audit.records import ModerationRecord
 from classifiers.base import CATEGORIES, Evidence, Verdict
+from config.settings import Settings
 from gateway.app import create_app
 from gateway.console.accounts import ReviewerStore
-from gateway.settings import Settings
 from policies.decision import Action, Decision, Reason
 
 TENANTS = [f"tenant-{i}" for i in range(20)]

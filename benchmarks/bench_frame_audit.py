@@ -36,8 +36,8 @@ import numpy as np
 from classifiers.base import Evidence, SampledFrame, Verdict
 from classifiers.frame.onnx_models import OnnxFrameClassifier, OpenNsfwClassifier, XyranClassifier
 from classifiers.frame.sampler import sample_frames
+from config.settings import PACKAGE_POLICY, Settings
 from gateway.frame_audit import audit_frames, default_audit_threads
-from gateway.settings import PACKAGE_POLICY, Settings
 from policies.decision import Action
 from policies.loader import load_policy
 from policies.resolved import ResolvedPolicy

@@ -37,9 +37,9 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.gateway_prompts import percentile, prompts
+from config.settings import Settings
 from gateway.app import create_app
 from gateway.keys import KeyStore
-from gateway.settings import Settings
 
 
 def free_port() -> int:

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.gateway_prompts import percentile, prompts
 from classifiers.text.normalize import normalize
+from config.settings import PACKAGE_POLICY
 from gateway.pipeline import TextModerator
-from gateway.settings import PACKAGE_POLICY
 from policies.store import PolicyStore
 
 

@@ -46,9 +46,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 from classifiers.base import SampledFrame  # noqa: E402
+from config.settings import PACKAGE_POLICY, Settings  # noqa: E402
 from gateway.frame_audit import load_frame_classifiers  # noqa: E402
 from gateway.jobs import JobStore, NewJob, VideoJob  # noqa: E402
-from gateway.settings import PACKAGE_POLICY, Settings  # noqa: E402
 from gateway.worker import WorkerPool  # noqa: E402
 
 STAGES = (

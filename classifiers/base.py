@@ -7,7 +7,7 @@ Both return :class:`Verdict` values: one per category they score (per frame for 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args, runtime_checkable
 
@@ -140,3 +140,57 @@ class FrameClassifier(Protocol):
     def classify(self, frames: Sequence[SampledFrame]) -> list[Verdict]:
         """Return one verdict per (frame, category) with frame evidence (index, timestamp)."""
         ...
+
+
+ERROR_MARKER = "error:"
+"""How a failure is marked, wherever ReelGuard reports one: the evidence ``detail`` of an error
+verdict (``"error: <ExcType>: <message>"``) and a classifier's health entry when it failed to
+load. The policy engine and the release decision fail closed on it."""
+ERROR_MODEL_VERSION = "error"
+"""The ``model_version`` of an error verdict whose classifier has none to report."""
+
+
+def error_text(error: BaseException | str) -> str:
+    """``"error: <ExcType>: <message>"`` for an exception, ``"error: <text>"`` for a text (which
+    is not marked twice)."""
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return message if message.startswith(ERROR_MARKER) else f"{ERROR_MARKER} {message}"
+
+
+def error_verdicts(
+    classifier: str,
+    error: BaseException | str,
+    categories: Iterable[Category] = CATEGORIES,
+    *,
+    model_id: str | None = None,
+    model_version: str = ERROR_MODEL_VERSION,
+) -> list[Verdict]:
+    """The fail-closed stand-in for a classifier that failed (raised, timed out, returned
+    garbage, could not be built): one verdict per category it covers, score 1.0, evidence
+    :func:`error_text`. The engine turns each into a block (a withheld video at the frame
+    stage) with a reason of source ``"error"``."""
+    evidence = (Evidence(detail=error_text(error)),)
+    return [
+        Verdict(
+            classifier=classifier,
+            category=category,
+            score=1.0,
+            model_id=classifier if model_id is None else model_id,
+            model_version=model_version,
+            evidence=evidence,
+        )
+        for category in dict.fromkeys(categories)
+    ]
+
+
+def error_message(verdict: Verdict) -> str | None:
+    """The message of an error verdict (after the marker), or ``None`` for any other verdict."""
+    for e in verdict.evidence:
+        if e.detail is not None and e.detail.startswith(ERROR_MARKER):
+            return e.detail[len(ERROR_MARKER) :].strip() or "classifier error"
+    return None
+
+
+def is_error_verdict(verdict: Verdict) -> bool:
+    """True for a verdict made by :func:`error_verdicts` (a failed classifier)."""
+    return error_message(verdict) is not None

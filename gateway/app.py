@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,8 +21,11 @@ from litestar.datastructures import State
 from litestar.types import ControllerRouterHandler
 
 from audit.log import AuditLog
+from classifiers.base import ERROR_MARKER
+from config.settings import Settings
 from gateway import metrics
 from gateway.console.web import console_router
+from gateway.jobs import JobStore
 from gateway.keys import KeyStore
 from gateway.limits import admission_middleware
 from gateway.moderations import ModerationController
@@ -32,9 +33,9 @@ from gateway.pipeline import Admission, ClassifierFactory, TextModerator
 from gateway.policy_audit import PolicyAudit
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.schema_ui import assets_router, openapi_config
-from gateway.settings import Settings
 from gateway.videos import VideoController
 from policies.store import BASE_TENANT, PolicyStore, PolicyWatcher
+from storage import Database
 
 log = logging.getLogger("reelguard.gateway")
 
@@ -83,12 +84,12 @@ class Health(msgspec.Struct):
 
 
 class WriteProbe:
-    """Can the database file be written now? ``BEGIN IMMEDIATE`` then ``ROLLBACK`` on a fresh
-    connection (a read-only file or disk refuses it; nothing is written), at most once per
-    ``ttl_s``, so an unauthenticated health check cannot keep the write lock busy."""
+    """Can the database be written now? (:meth:`storage.Database.probe_write`: nothing is
+    written), asked at most once per ``ttl_s``, so an unauthenticated health check cannot keep
+    the write lock busy."""
 
-    def __init__(self, path: Path, ttl_s: float = 1.0) -> None:
-        self.path, self.ttl_s = Path(path), ttl_s
+    def __init__(self, database: Database, ttl_s: float = 1.0) -> None:
+        self.database, self.ttl_s = database, ttl_s
         self._lock = threading.Lock()
         self._checked_at = -math.inf
         self._error: str | None = None
@@ -97,26 +98,9 @@ class WriteProbe:
         """Why the database cannot be written, or ``None`` when it can."""
         with self._lock:
             if time.monotonic() - self._checked_at >= self.ttl_s:
-                self._error = self._probe()
+                self._error = self.database.probe_write()
                 self._checked_at = time.monotonic()
             return self._error
-
-    def _probe(self) -> str | None:
-        try:
-            uri = f"{self.path.resolve().as_uri()}?mode=rw"  # never creates the file
-            conn = sqlite3.connect(uri, uri=True, timeout=0.2, isolation_level=None)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("ROLLBACK")
-            finally:
-                conn.close()
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                return None  # another process is writing: writable
-            return f"{type(exc).__name__}: {exc}"
-        except (OSError, sqlite3.Error) as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return None
 
 
 @get("/healthz", sync_to_thread=False, tags=["operations"], summary="Health and versions")
@@ -141,7 +125,7 @@ def healthz(request: Request[Any, Any, State]) -> Response[Health]:
         for r in state.policy_audit.removed_overlays()
     ]
     db_error = state.write_probe.error()
-    failing = any(v.startswith("error:") for v in models.values()) or db_error is not None
+    failing = any(v.startswith(ERROR_MARKER) for v in models.values()) or db_error is not None
     status = "failing" if failing else "degraded" if error or removed else "ok"
     body = Health(
         status=status,
@@ -168,17 +152,14 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Hot-reload policies while serving; close the databases on shutdown."""
+    """Hot-reload policies while serving; close the database on shutdown."""
     state = app.state
     watcher = PolicyWatcher(state.policies, state.settings.policy_reload_interval_s).start()
     try:
         yield
     finally:
         watcher.stop()
-        state.audit.close()
-        state.key_store.close()
-        if getattr(state, "review_reader", None) is not None:
-            state.review_reader.close()
+        state.database.close()
 
 
 def body_limit(settings: Settings) -> int:
@@ -213,17 +194,22 @@ def create_app(
         admission=admission,
         warm_tenants=(BASE_TENANT,),
     )
-    audit = AuditLog(settings.db)
+    # One database for keys, jobs and the audit log, so a job and its prompt record (or a
+    # cancellation and its record) commit in one transaction.
+    database = Database.from_url(settings.db, durable=True)
+    audit = AuditLog(database)
     state = State(
         {
             "settings": settings,
+            "database": database,
             "policies": policies,
             "moderator": moderator,
-            "key_store": KeyStore(settings.db),
+            "key_store": KeyStore(database),
             "audit": audit,
+            "jobs": JobStore(database),
             "policy_audit": PolicyAudit(audit, policies).attach(),
             "admission": admission,
-            "write_probe": WriteProbe(settings.db),
+            "write_probe": WriteProbe(database),
         }
     )
     consoles = [console_router()] if settings.review_console else []

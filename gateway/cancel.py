@@ -1,7 +1,7 @@
 """Cancelling a video, and ending one, so that a cancellation wins every race with the worker.
 
 ``DELETE /v1/videos/{id}`` and the worker's last step both write the job row *and* the audit log,
-and each does both in one transaction of the shared SQLite database
+and each does both in one transaction of the shared database
 (:meth:`audit.log.AuditLog.transaction`), so the two serialise:
 
 * :func:`cancel` (the owner): a queued job fails at once (``cancelled``); a running one is
@@ -21,20 +21,19 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
 from audit.log import AuditLog
 from gateway.jobs import (
     JobError,
     JobNotFound,
     VideoJob,
-    _row_to_job,
     move_to_released,
+    row_to_job,
     videos_dir,
 )
+from storage import Tx
 
 
 class JobCancelled(JobError):
@@ -43,13 +42,6 @@ class JobCancelled(JobError):
 
 class JobLost(JobError):
     """The job is no longer this worker's (another worker recovered it); nothing was written."""
-
-
-def _job_row(conn: sqlite3.Connection, sql: str, *args: Any) -> sqlite3.Row | None:
-    cur = conn.cursor()
-    cur.row_factory = sqlite3.Row
-    row: sqlite3.Row | None = cur.execute(sql, args).fetchone()
-    return row
 
 
 def cancel(audit: AuditLog, job_id: str, tenant: str, actor: str) -> VideoJob:
@@ -61,15 +53,13 @@ def cancel(audit: AuditLog, job_id: str, tenant: str, actor: str) -> VideoJob:
     """
     now = time.time()
     with audit.transaction() as conn:
-        row = _job_row(
-            conn,
+        row = conn.record(
             "SELECT * FROM video_jobs WHERE id = ? AND tenant = ? AND deleted_at IS NULL",
-            job_id,
-            tenant,
+            (job_id, tenant),
         )
         if row is None:
             raise JobNotFound(f"no video {job_id!r}")
-        job = _row_to_job(row)
+        job = row_to_job(row)
         if job.status == "queued":
             conn.execute(
                 """UPDATE video_jobs SET status = 'failed', stage = 'done',
@@ -97,12 +87,10 @@ def cancel(audit: AuditLog, job_id: str, tenant: str, actor: str) -> VideoJob:
     return job
 
 
-def _own(conn: sqlite3.Connection, job: VideoJob, worker_id: str) -> None:
+def _own(conn: Tx, job: VideoJob, worker_id: str) -> None:
     """Raise unless ``worker_id`` still runs ``job`` and nobody cancelled it (in the txn)."""
-    row = _job_row(
-        conn,
-        "SELECT status, worker_id, cancel_requested FROM video_jobs WHERE id = ?",
-        job.id,
+    row = conn.record(
+        "SELECT status, worker_id, cancel_requested FROM video_jobs WHERE id = ?", (job.id,)
     )
     if row is None or row["status"] != "in_progress" or row["worker_id"] != worker_id:
         raise JobLost(f"video {job.id} is no longer run by {worker_id}")
@@ -111,7 +99,7 @@ def _own(conn: sqlite3.Connection, job: VideoJob, worker_id: str) -> None:
 
 
 def _end(
-    conn: sqlite3.Connection,
+    conn: Tx,
     job: VideoJob,
     worker_id: str,
     *,

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import click
 
-from audit.cli import audit as audit_group
 from classifiers.text.build_gazetteers import build_gazetteers_command
 from classifiers.text.train import main as train_text_command
+from gateway.commands.audit import audit as audit_group
+from gateway.commands.common import F, db_option, settings_from_flags
+from gateway.commands.generate import generate as generate_command
+from gateway.commands.policy import policy as policy_group
+from gateway.commands.worker import worker_command
 from gateway.console.cli import reviewers as reviewers_group
-from gateway.options import F, db_option
-from gateway.settings import Settings
-from gateway.worker import worker_command
-from generator.cli import generate as generate_command
-from policies.cli import policy as policy_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,16 +41,6 @@ def policy_options(func: F) -> F:
         default=None,
         help="Base policy YAML [default: REELGUARD_POLICY or the packaged policies/default.yaml].",
     )(func)
-
-
-def _settings(**overrides: object) -> Settings:
-    """Settings from the environment, with the CLI flags that were given on top."""
-    from pydantic import ValidationError
-
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid setting: {exc}") from None
 
 
 @click.command()
@@ -93,7 +82,7 @@ def serve(
     from gateway.limits import uvicorn_config
     from gateway.serve import build_app_or_explain, first_run_key
 
-    settings = _settings(
+    settings = settings_from_flags(
         host=host,
         port=port,
         db=db,
@@ -112,7 +101,7 @@ def serve(
     click.echo(first_run_key(settings), err=True)
     from gateway.worker import start_workers
 
-    stop_metrics = metrics.serve_port(settings)
+    stop_metrics = metrics.serve_port(settings, app.state.database)
     pool = start_workers(settings)  # separate processes: the web process never generates
     log_options = {"log_config": None, "access_log": False} if json_logs else {}
     try:
@@ -149,14 +138,14 @@ def keys_create(tenant: str, db: Path, tenant_dir: Path | None) -> None:
 
     Warns when the tenant has no overlay in the tenant folder (it then gets the base policy).
     """
+    from gateway.commands.policy import tenant_overlay_note
     from gateway.keys import KeyStore, KeyStoreError, validate_tenant
-    from policies.cli import tenant_overlay_note
 
     try:
         validate_tenant(tenant)
     except KeyStoreError as exc:
         raise click.ClickException(str(exc)) from None
-    folder = _settings(tenant_policy_dir=tenant_dir).tenant_policy_dir
+    folder = settings_from_flags(tenant_policy_dir=tenant_dir).tenant_policy_dir
     note = tenant_overlay_note(tenant, folder, strict=False)
     store = KeyStore(db)
     try:
@@ -267,11 +256,11 @@ def moderate(
     from rich.progress import Progress
 
     from gateway.batch import BadRow, moderate_rows, read_rows
+    from gateway.commands.policy import tenant_overlay_note
     from gateway.keys import KeyStoreError, validate_tenant
     from gateway.serve import build_moderator_or_explain
-    from policies.cli import tenant_overlay_note
 
-    settings = _settings(db=db, policy=policy, tenant_policy_dir=tenant_dir)
+    settings = settings_from_flags(db=db, policy=policy, tenant_policy_dir=tenant_dir)
     try:
         validate_tenant(tenant)
         rows = read_rows(input_path, max_chars=settings.max_input_chars)
@@ -306,69 +295,6 @@ def moderate(
 def _raise_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
-
-# -- policy changes in the audit chain (the policy group's commands that need the database) --
-
-
-@click.command("ack")
-@click.argument("tenant")
-@click.option("--actor", required=True, help="Who acknowledges (kept in the chained record).")
-@db_option
-def policy_ack(tenant: str, actor: str, db: Path) -> None:
-    """Acknowledge that TENANT's overlay was removed on purpose (it now gets the base policy).
-
-    A running server shows an overlay removed while it ran in /healthz (status degraded) until
-    this is recorded; the acknowledgement is a chained audit record naming --actor.
-    """
-    from gateway.policy_audit import acknowledge
-    from gateway.serve import open_audit_or_explain
-
-    if not actor.strip():
-        raise click.UsageError("--actor must name who acknowledges")
-    log = open_audit_or_explain(_settings(db=db))
-    try:
-        removal = acknowledge(log, tenant, actor)
-    except LookupError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        log.close()
-    click.echo(
-        f"Acknowledged: tenant {tenant!r} gets the base policy (version {removal['version']}, "
-        f"was {removal['previous']}); recorded for {actor}."
-    )
-
-
-@click.command("history")
-@click.option("--tenant", default=None, help="Only this tenant's changes.")
-@db_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def policy_history(tenant: str | None, db: Path, as_json: bool) -> None:
-    """Policy changes the servers recorded in the audit chain (loads, edits, removals, acks)."""
-    import json
-    from datetime import UTC, datetime
-
-    from gateway.serve import open_audit_or_explain
-
-    log = open_audit_or_explain(_settings(db=db))
-    try:
-        rows = log.policy_changes(tenant)
-    finally:
-        log.close()
-    for r in rows:
-        if as_json:
-            click.echo(json.dumps(r))
-            continue
-        when = datetime.fromtimestamp(r["recorded_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(
-            f"{when}  {r['tenant']:<16} {r['change']:<8} {r['previous'] or '-':>12} -> "
-            f"{r['version']:<12}  {r['actor']}"
-        )
-    if not rows and not as_json:
-        click.echo("No policy changes recorded (a server records them when it starts).", err=True)
-
-
-policy_group.add_command(policy_ack)
-policy_group.add_command(policy_history)
 
 # Explicit registry: every top-level command, in one place.
 COMMANDS: dict[str, click.Command] = {

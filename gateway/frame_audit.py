@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
+import json
 import math
 import os
 import threading
@@ -39,17 +41,21 @@ import numpy as np
 import numpy.typing as npt
 
 from audit.records import FrameRef
-from classifiers.base import CATEGORIES, Category, Evidence, FrameClassifier, SampledFrame, Verdict
-from classifiers.frame.common import error_verdicts, is_error_verdict
-from classifiers.frame.registry import (
-    FRAME_CLASSIFIERS,
-    FailedFrameClassifier,
-    covered_categories,
-    policy_cache_key,
+from classifiers.base import (
+    CATEGORIES,
+    Category,
+    Evidence,
+    FrameClassifier,
+    SampledFrame,
+    Verdict,
+    error_text,
+    error_verdicts,
+    is_error_verdict,
 )
+from classifiers.frame.registry import FRAME_CLASSIFIERS, STATIC_CATEGORIES, FailedFrameClassifier
 from classifiers.frame.sampler import sample_frames
+from config.settings import Settings
 from gateway import metrics
-from gateway.settings import Settings
 from policies.decision import Action, Decision, Reason
 from policies.engine import with_thresholds
 from policies.release import decide_release
@@ -83,6 +89,35 @@ class FrameAuditResult:
     def policy_version(self) -> str:
         """The policy version the decision was made under."""
         return self.decision.policy_version
+
+
+def covered_categories(name: str, policy: ResolvedPolicy) -> tuple[Category, ...]:
+    """Categories classifier ``name`` scores under ``policy`` (for fail-closed verdicts).
+
+    Unknown names cover every category enabled at the frame stage: nothing they should have
+    checked is assumed clean.
+    """
+    if name in STATIC_CATEGORIES:
+        return STATIC_CATEGORIES[name]
+    if name == "clip":
+        return tuple(c for c, items in policy.policy.frame_audit.concepts.items() if items)
+    return tuple(c for c in CATEGORIES if policy.stage(c, "frame").enabled)
+
+
+def policy_cache_key(name: str, policy: ResolvedPolicy) -> str:
+    """What in the policy an instance of ``name`` depends on ("" when nothing).
+
+    For ``clip`` it is a hash of the concept lists, so editing an unrelated threshold does not
+    recompute the concept text embeddings.
+    """
+    if name != "clip":
+        return ""
+    concepts = {
+        category: [[c.prompt, c.threshold] for c in items]
+        for category, items in policy.policy.frame_audit.concepts.items()
+    }
+    blob = json.dumps(concepts, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _categories_of(clf: FrameClassifier, policy: ResolvedPolicy) -> tuple[Category, ...]:
@@ -224,7 +259,9 @@ def _collect(
         metrics.count_classifier_error("frame", clf.name, "error")
         message = f"{clf.name} failed: {type(exc).__name__}: {exc}"
     waited_ms = (time.perf_counter() - started) * 1000.0
-    return error_verdicts(clf.name, clf.model_id, clf.model_version, categories, message), waited_ms
+    return error_verdicts(
+        clf.name, message, categories, model_id=clf.model_id, model_version=clf.model_version
+    ), waited_ms
 
 
 def _stuck(clf: FrameClassifier) -> bool:
@@ -238,7 +275,9 @@ def _stuck_verdicts(clf: FrameClassifier, policy: ResolvedPolicy) -> list[Verdic
     )
     categories = _categories_of(clf, policy)
     metrics.count_classifier_error("frame", clf.name, "timeout")
-    return error_verdicts(clf.name, clf.model_id, clf.model_version, categories, message)
+    return error_verdicts(
+        clf.name, message, categories, model_id=clf.model_id, model_version=clf.model_version
+    )
 
 
 class _FrameCosts:
@@ -409,10 +448,9 @@ def audit_frames(
     if not classifiers:
         verdicts += error_verdicts(
             "frame-audit",
-            "frame-audit",
-            "none",
-            [c for c in CATEGORIES if policy.stage(c, "frame").enabled],
             "no frame classifiers configured; list some under the policy's classifiers.frame",
+            [c for c in CATEGORIES if policy.stage(c, "frame").enabled],
+            model_version="none",
         )
     n_threads = max(1, threads if threads is not None else default_audit_threads())
     pieces = _pieces(sampled, n_threads)
@@ -452,7 +490,7 @@ def failed_audit(policy: ResolvedPolicy, message: str) -> FrameAuditResult:
     The decision blocks with one ``"error"`` reason per category enabled at the frame stage
     (none of them was checked), each carrying ``message``.
     """
-    evidence = (Evidence(detail=f"error: {message}"),)
+    evidence = (Evidence(detail=error_text(message)),)
     reasons = tuple(
         Reason(
             category=c,
@@ -515,7 +553,7 @@ class FrameClassifierCache:
             if cached is not None:
                 return cached
             try:
-                built = factory(self.settings, policy)
+                built = factory(self.settings, policy.policy.frame_audit.concepts)
             except Exception as exc:  # fail closed with the cause, retry on the next audit
                 return FailedFrameClassifier(
                     name, covered_categories(name, policy), f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,4 @@
-"""The video job store: a persistent queue in SQLite (WAL), shared by web and worker processes.
+"""The video job store: a persistent queue in the shared database, used by web and worker processes.
 
 A job's life, and who moves it::
 
@@ -23,7 +23,7 @@ Errors (all subclasses of :class:`JobError`)::
     ├── QueueFull            the queue holds ``queue_max`` jobs; retry after ``retry_after_s``
     ├── IdempotencyConflict  an Idempotency-Key reused with a different request body
     ├── JobNotFound          no such job (or it belongs to another tenant, or was deleted)
-    ├── NotWithheld          release_withheld() on a job that is not withheld
+    ├── NotWithheld          a review (gateway.review) of a job that is not withheld
     └── MissingVideoFile     the MP4 is in neither quarantine/ nor released/
 """
 
@@ -32,16 +32,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from audit.sqlite_open import connect_wal
+from storage import Database, Tx
+from storage.database import split_statements
 
 if TYPE_CHECKING:
     from audit.log import AuditLog
@@ -54,7 +52,7 @@ Release = Literal["released", "withheld"]
 RELEASED_DIR = "released"
 QUARANTINE_DIR = "quarantine"
 
-_SCHEMA = """
+_SCHEMA = split_statements("""
 CREATE TABLE IF NOT EXISTS video_jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -92,7 +90,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS video_jobs_idempotency
     ON video_jobs (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS video_jobs_queue ON video_jobs (status, seq);
 CREATE INDEX IF NOT EXISTS video_jobs_tenant ON video_jobs (tenant, seq);
-"""
+""")
 
 
 class JobError(Exception):
@@ -209,14 +207,8 @@ PEEK_QUEUED = "SELECT 1 FROM video_jobs WHERE status = 'queued' LIMIT 1"
 """The indexed read an idle worker peeks at the queue with (microseconds)."""
 
 
-def connect(db_path: Path) -> sqlite3.Connection:
-    """Open the shared database (WAL, a busy timeout so processes wait rather than fail)."""
-    conn = connect_wal(db_path, synchronous="NORMAL", timeout_s=30.0)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def _row_to_job(row: sqlite3.Row) -> VideoJob:
+def row_to_job(row: Mapping[str, Any]) -> VideoJob:
+    """A ``video_jobs`` row (as a dict) as a :class:`VideoJob`."""
     frame = row["frame_moderation"]
     return VideoJob(
         id=row["id"],
@@ -252,33 +244,21 @@ def _row_to_job(row: sqlite3.Row) -> VideoJob:
 
 
 class JobStore:
-    """The ``video_jobs`` table. Every method opens its own connection, so one store can be
-    shared by threads, and any number of processes can use the same file."""
+    """The ``video_jobs`` table. Each call is one transaction, so one store can be shared by
+    threads, and any number of processes can use the same database.
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = Path(db_path)
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
+    Given a path, the store opens it with ``durable=False`` (job bookkeeping may lose its last
+    commits on power loss, never on a crash); the web process passes its shared
+    :class:`~storage.Database` instead.
+    """
 
-    @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.db_path)
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
-        with self._conn() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+    def __init__(self, database: Database | Path | str) -> None:
+        if isinstance(database, Database):
+            self.database = database
+        else:
+            self.database = Database.from_url(database, durable=False)
+        self.db_path = self.database.path
+        self.database.create_schema(_SCHEMA)
 
     # -- web process ---------------------------------------------------------------------------
 
@@ -307,40 +287,34 @@ class JobStore:
         if (audit is None) != (prompt_record is None):
             raise ValueError("create() takes audit and prompt_record together, or neither")
         if audit is None or prompt_record is None:
-            with self._write() as conn:
-                return self._insert(conn, new, queue_max, workers)
-        with audit.transaction() as conn:
-            job, created = self._insert(conn, new, queue_max, workers)
+            with self.database.transaction(write=True) as tx:
+                return self._insert(tx, new, queue_max, workers)
+        with audit.transaction() as tx:
+            job, created = self._insert(tx, new, queue_max, workers)
             if created:
                 audit.record_moderation(replace(prompt_record, job_id=job.id))
             return job, created
 
-    def _insert(
-        self, conn: sqlite3.Connection, new: NewJob, queue_max: int, workers: int
-    ) -> tuple[VideoJob, bool]:
-        """The body of :meth:`create`, inside the caller's write transaction on ``conn``."""
+    def _insert(self, tx: Tx, new: NewJob, queue_max: int, workers: int) -> tuple[VideoJob, bool]:
+        """The body of :meth:`create`, inside the caller's write transaction ``tx``."""
         now = time.time()
-        cur = conn.cursor()
-        cur.row_factory = sqlite3.Row  # ``conn`` may be the audit log's plain connection
         if new.idempotency_key is not None:
-            row = cur.execute(
+            row = tx.record(
                 "SELECT * FROM video_jobs WHERE tenant = ? AND idempotency_key = ?",
                 (new.tenant, new.idempotency_key),
-            ).fetchone()
+            )
             if row is not None:
                 if row["request_hash"] != new.request_hash:
                     raise IdempotencyConflict(
                         f"Idempotency-Key {new.idempotency_key!r} was used for a different "
                         "request; send a new key for a new video"
                     )
-                return _row_to_job(row), False
-        queued = cur.execute("SELECT count(*) FROM video_jobs WHERE status = 'queued'").fetchone()[
-            0
-        ]
+                return row_to_job(row), False
+        queued = tx.value("SELECT count(*) FROM video_jobs WHERE status = 'queued'")
         if queued >= queue_max:
-            raise QueueFull(queued, queue_max, self._retry_after(conn, queued, workers))
+            raise QueueFull(queued, queue_max, self._retry_after(tx, queued, workers))
         job_id = "video_" + secrets.token_hex(16)
-        cur.execute(
+        tx.execute(
             """INSERT INTO video_jobs (id, tenant, model, prompt, seconds, size, width, height,
                seed, status, stage, progress, created_at, updated_at, prompt_moderation,
                policy_version, idempotency_key, request_hash)
@@ -363,13 +337,12 @@ class JobStore:
                 new.request_hash,
             ),
         )
-        row = cur.execute("SELECT * FROM video_jobs WHERE id = ?", (job_id,)).fetchone()
-        return _row_to_job(row), True
+        return read_job(tx, job_id), True
 
     @staticmethod
-    def _retry_after(conn: sqlite3.Connection, queued: int, workers: int) -> int:
+    def _retry_after(tx: Tx, queued: int, workers: int) -> int:
         """Seconds until a queue slot frees up, from the last jobs' run times."""
-        rows = conn.execute(
+        rows = tx.execute(
             """SELECT completed_at - started_at FROM video_jobs
                WHERE completed_at IS NOT NULL AND started_at IS NOT NULL
                ORDER BY seq DESC LIMIT 20"""
@@ -381,19 +354,19 @@ class JobStore:
 
     def find_idempotent(self, tenant: str, key: str) -> VideoJob | None:
         """The tenant's job created with this Idempotency-Key, if any."""
-        with self._conn() as conn:
-            row = conn.execute(
+        with self.database.transaction() as tx:
+            row = tx.record(
                 "SELECT * FROM video_jobs WHERE tenant = ? AND idempotency_key = ?", (tenant, key)
-            ).fetchone()
-        return _row_to_job(row) if row is not None else None
+            )
+        return row_to_job(row) if row is not None else None
 
     def get(self, job_id: str, tenant: str | None = None) -> VideoJob:
         """A job by id; with ``tenant``, only that tenant's live (not deleted) job."""
-        with self._conn() as conn:
-            row = conn.execute("SELECT * FROM video_jobs WHERE id = ?", (job_id,)).fetchone()
+        with self.database.transaction() as tx:
+            row = tx.record("SELECT * FROM video_jobs WHERE id = ?", (job_id,))
         if row is None or (tenant is not None and (row["tenant"] != tenant or row["deleted_at"])):
             raise JobNotFound(f"no video {job_id!r}")
-        return _row_to_job(row)
+        return row_to_job(row)
 
     def list(
         self,
@@ -407,64 +380,42 @@ class JobStore:
         cmp, direction = (">", "ASC") if order == "asc" else ("<", "DESC")
         params: list[Any] = [tenant]
         where = "tenant = ? AND deleted_at IS NULL"
-        with self._conn() as conn:
+        with self.database.transaction() as tx:
             if after is not None:
-                anchor = conn.execute(
+                anchor = tx.value(
                     "SELECT seq FROM video_jobs WHERE id = ? AND tenant = ?", (after, tenant)
-                ).fetchone()
+                )
                 if anchor is None:
                     raise JobNotFound(f"no video {after!r} to page after")
                 where += f" AND seq {cmp} ?"
-                params.append(anchor["seq"])
-            rows = conn.execute(
+                params.append(anchor)
+            rows = tx.records(
                 f"SELECT * FROM video_jobs WHERE {where} ORDER BY seq {direction} LIMIT ?",
                 (*params, limit + 1),
-            ).fetchall()
-        return Page(tuple(_row_to_job(r) for r in rows[:limit]), has_more=len(rows) > limit)
-
-    def delete(self, job_id: str, tenant: str) -> VideoJob:
-        """Delete a tenant's video: cancel it if it has not finished, hide it from the API.
-
-        A queued job fails at once (``cancelled``); a running one is flagged and its worker
-        stops at the next progress step. The row stays (the audit trail refers to it).
-        Returns the job as it was before deletion.
-        """
-        now = time.time()
-        with self._write() as conn:
-            row = conn.execute(
-                "SELECT * FROM video_jobs WHERE id = ? AND tenant = ? AND deleted_at IS NULL",
-                (job_id, tenant),
-            ).fetchone()
-            if row is None:
-                raise JobNotFound(f"no video {job_id!r}")
-            if row["status"] == "queued":
-                conn.execute(
-                    """UPDATE video_jobs SET status = 'failed', stage = 'done',
-                       error_code = 'cancelled', error_message = 'deleted before it started',
-                       completed_at = ?, updated_at = ?, deleted_at = ? WHERE id = ?""",
-                    (now, now, now, job_id),
-                )
-            elif row["status"] == "in_progress":
-                conn.execute(
-                    """UPDATE video_jobs SET cancel_requested = 1, deleted_at = ?, updated_at = ?
-                       WHERE id = ?""",
-                    (now, now, job_id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE video_jobs SET deleted_at = ?, updated_at = ? WHERE id = ?",
-                    (now, now, job_id),
-                )
-            return _row_to_job(row)
+            )
+        return Page(tuple(row_to_job(r) for r in rows[:limit]), has_more=len(rows) > limit)
 
     def queued_count(self) -> int:
         """Jobs waiting for a worker."""
-        with self._conn() as conn:
-            return int(
-                conn.execute("SELECT count(*) FROM video_jobs WHERE status = 'queued'").fetchone()[
-                    0
-                ]
+        with self.database.transaction() as tx:
+            return int(tx.value("SELECT count(*) FROM video_jobs WHERE status = 'queued'"))
+
+    def status_counts(self, statuses: Sequence[str]) -> dict[str, int]:
+        """How many jobs are in each of ``statuses`` now (a status with none is absent)."""
+        marks = ", ".join("?" * len(statuses))
+        with self.database.transaction() as tx:
+            rows = tx.all(
+                f"SELECT status, count(*) FROM video_jobs WHERE status IN ({marks}) "
+                "GROUP BY status",
+                tuple(statuses),
             )
+        return {status: int(n) for status, n in rows}
+
+    def has_queued(self) -> bool:
+        """Whether any job waits for a worker: the one indexed read an idle worker peeks with
+        (microseconds, on a pooled connection)."""
+        with self.database.transaction() as tx:
+            return tx.one(PEEK_QUEUED) is not None
 
     # -- worker processes ----------------------------------------------------------------------
 
@@ -477,53 +428,38 @@ class JobStore:
         ``max_attempts`` runs fails (``worker_lost``) instead of being run again.
         """
         now = time.time()
-        with self._write() as conn:
-            self._fail_exhausted(conn, now, max_attempts)
-            row = conn.execute(
+        with self.database.transaction(write=True) as tx:
+            self._fail_exhausted(tx, now, max_attempts)
+            claim = tx.dialect.skip_locked
+            row = tx.record(
                 """SELECT * FROM video_jobs
                    WHERE status = 'in_progress' AND lease_expires_at < ?
-                   ORDER BY seq LIMIT 1""",
+                   ORDER BY seq LIMIT 1"""
+                + claim,
                 (now,),
-            ).fetchone()
+            )
             if row is None:
-                row = conn.execute(
-                    "SELECT * FROM video_jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"
-                ).fetchone()
+                row = tx.record(
+                    "SELECT * FROM video_jobs WHERE status = 'queued' ORDER BY seq LIMIT 1" + claim
+                )
             if row is None:
                 return None
             recovering = row["status"] == "in_progress"
             stage = row["stage"] if recovering and row["stage"] == "decided" else "generating"
             attempts = row["attempts"] + (0 if stage == "decided" else 1)
-            conn.execute(
+            tx.execute(
                 """UPDATE video_jobs SET status = 'in_progress', stage = ?, worker_id = ?,
                    lease_expires_at = ?, attempts = ?, started_at = coalesce(started_at, ?),
                    updated_at = ? WHERE id = ?""",
                 (stage, worker_id, now + lease_s, attempts, now, now, row["id"]),
             )
-            row = conn.execute("SELECT * FROM video_jobs WHERE id = ?", (row["id"],)).fetchone()
-            return _row_to_job(row)
-
-    def wait_for_work(
-        self, timeout_s: float, stop: threading.Event, *, peek_s: float = 0.02
-    ) -> None:
-        """Block until a job is queued, ``stop`` is set, or ``timeout_s`` passes.
-
-        Peeks every ``peek_s`` with one indexed read on a connection kept open for the wait
-        (microseconds each), so a new job starts within ~20 ms instead of a full poll period.
-        """
-        deadline = time.monotonic() + timeout_s
-        with self._conn() as conn:
-            while time.monotonic() < deadline:
-                if conn.execute(PEEK_QUEUED).fetchone():
-                    return
-                if stop.wait(peek_s):
-                    return
+            return read_job(tx, row["id"])
 
     @staticmethod
-    def _fail_exhausted(conn: sqlite3.Connection, now: float, max_attempts: int) -> None:
+    def _fail_exhausted(tx: Tx, now: float, max_attempts: int) -> None:
         """Fail expired jobs whose worker died on their last allowed attempt (not decided ones:
         those only need their recorded decision applied), and expired cancelled jobs."""
-        conn.execute(
+        tx.execute(
             """UPDATE video_jobs SET status = 'failed', stage = 'done', progress = progress,
                error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'worker_lost' END,
                error_message = CASE WHEN cancel_requested THEN 'deleted while running'
@@ -538,31 +474,27 @@ class JobStore:
         """Renew the lease; tells the worker whether it still owns the job and if it was
         cancelled. A worker that lost its lease must stop without writing anything."""
         now = time.time()
-        with self._write() as conn:
-            cur = conn.execute(
+        with self.database.transaction(write=True) as tx:
+            cur = tx.execute(
                 """UPDATE video_jobs SET lease_expires_at = ?, updated_at = ?
                    WHERE id = ? AND worker_id = ? AND status = 'in_progress'""",
                 (now + lease_s, now, job_id, worker_id),
             )
-            row = conn.execute(
-                "SELECT cancel_requested FROM video_jobs WHERE id = ?", (job_id,)
-            ).fetchone()
-        return Lease(owned=cur.rowcount == 1, cancel_requested=bool(row and row[0]))
+            cancel = tx.value("SELECT cancel_requested FROM video_jobs WHERE id = ?", (job_id,))
+        return Lease(owned=cur.rowcount == 1, cancel_requested=bool(cancel))
 
     def set_progress(self, job_id: str, worker_id: str, progress: int) -> Lease:
         """Record a running job's progress; says, from the same write, whether this worker
         still owns the job and whether its owner cancelled it (so it stops at this step)."""
         now = time.time()
-        with self._write() as conn:
-            cur = conn.execute(
+        with self.database.transaction(write=True) as tx:
+            cur = tx.execute(
                 """UPDATE video_jobs SET progress = ?, updated_at = ?
                    WHERE id = ? AND worker_id = ? AND status = 'in_progress'""",
                 (progress, now, job_id, worker_id),
             )
-            row = conn.execute(
-                "SELECT cancel_requested FROM video_jobs WHERE id = ?", (job_id,)
-            ).fetchone()
-        return Lease(owned=cur.rowcount == 1, cancel_requested=bool(row and row[0]))
+            cancel = tx.value("SELECT cancel_requested FROM video_jobs WHERE id = ?", (job_id,))
+        return Lease(owned=cur.rowcount == 1, cancel_requested=bool(cancel))
 
     def update(self, job_id: str, worker_id: str, **fields: Any) -> bool:
         """Set columns of a job this worker owns (``stage``, ``progress``, ``timings``...).
@@ -574,8 +506,8 @@ class JobStore:
                 fields[key] = json.dumps(fields[key])
         fields["updated_at"] = time.time()
         assignments = ", ".join(f"{k} = ?" for k in fields)
-        with self._write() as conn:
-            cur = conn.execute(
+        with self.database.transaction(write=True) as tx:
+            cur = tx.execute(
                 f"UPDATE video_jobs SET {assignments} "
                 "WHERE id = ? AND worker_id = ? AND status = 'in_progress'",
                 (*fields.values(), job_id, worker_id),
@@ -588,10 +520,11 @@ class JobStore:
         Anything the run left in quarantine is overwritten by the next run.
         """
         now = time.time()
-        with self._write() as conn:
-            cur = conn.execute(
-                """UPDATE video_jobs SET status = 'queued', stage = 'queued', progress = 0,
-                   worker_id = NULL, lease_expires_at = NULL, attempts = max(0, attempts - 1),
+        attempts = self.database.dialect.greatest("0", "attempts - 1")
+        with self.database.transaction(write=True) as tx:
+            cur = tx.execute(
+                f"""UPDATE video_jobs SET status = 'queued', stage = 'queued', progress = 0,
+                   worker_id = NULL, lease_expires_at = NULL, attempts = {attempts},
                    updated_at = ?
                    WHERE id = ? AND worker_id = ? AND status = 'in_progress'
                    AND stage != 'decided'""",
@@ -629,6 +562,14 @@ class JobStore:
         return self.update(job_id, worker_id, **fields)
 
 
+def read_job(tx: Tx, job_id: str) -> VideoJob:
+    """The job ``job_id`` as ``tx`` sees it; :class:`JobNotFound` when there is none."""
+    row = tx.record("SELECT * FROM video_jobs WHERE id = ?", (job_id,))
+    if row is None:
+        raise JobNotFound(f"no video {job_id!r}")
+    return row_to_job(row)
+
+
 def videos_dir(data_dir: Path, kind: Literal["released", "quarantine"]) -> Path:
     """``data_dir/released`` or ``data_dir/quarantine``, created on first use."""
     path = Path(data_dir) / (RELEASED_DIR if kind == "released" else QUARANTINE_DIR)
@@ -651,41 +592,3 @@ def move_to_released(data_dir: Path, job: VideoJob) -> Path:
             f"{released}); check REELGUARD_DATA_DIR points at the folder the workers write to"
         )
     return target
-
-
-def release_withheld(db_path: Path, data_dir: Path, job_id: str, actor: str, note: str) -> VideoJob:
-    """Release a video the frame audit withheld, after a human review.
-
-    Moves the files from quarantine to released, records the release (``actor``, ``note``) in
-    the audit log, then marks the job completed. Raises :class:`JobNotFound` or
-    :class:`NotWithheld`. Called by the reviewer CLI.
-    """
-    from audit.log import AuditLog
-
-    store = JobStore(db_path)
-    job = store.get(job_id)
-    if job.release != "withheld" or job.status != "failed":
-        raise NotWithheld(
-            f"video {job_id} is {job.status} (release: {job.release or 'none'}); only a withheld "
-            "video (failed with output_moderation) can be released"
-        )
-    target = move_to_released(Path(data_dir), job)
-    AuditLog(db_path).record_release(
-        job_id=job.id,
-        tenant=job.tenant,
-        action="released",
-        path=str(target),
-        reason=f"released after review: {note}",
-        actor=actor,
-    )
-    now = time.time()
-    frame = dict(job.frame_moderation or {})
-    frame["reviewed"] = {"actor": actor, "note": note, "released_at": int(now)}
-    with store._write() as conn:
-        conn.execute(
-            """UPDATE video_jobs SET status = 'completed', release = 'released', progress = 100,
-               error_code = NULL, error_message = NULL, completed_at = ?, updated_at = ?,
-               frame_moderation = ? WHERE id = ?""",
-            (now, now, json.dumps(frame), job_id),
-        )
-    return store.get(job_id)

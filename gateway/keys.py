@@ -1,4 +1,4 @@
-"""API keys: bearer tokens that map a caller to a tenant, stored hashed in SQLite.
+"""API keys: bearer tokens that map a caller to a tenant, stored hashed in the database.
 
 A key is ``rg_<key id>_<secret>``. Only the SHA-256 of the whole token is stored (the token has
 256 bits of entropy, so a plain hash is enough; no salt or slow hash is needed), and lookups
@@ -18,14 +18,12 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import sqlite_utils
-
-from audit.sqlite_open import connect_wal
+from storage import Database
 
 TABLE = "api_keys"
 TOKEN_PREFIX = "rg_"
@@ -87,40 +85,35 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class KeyStore:
-    """API keys in the ``api_keys`` table of the gateway's SQLite database (WAL mode).
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS idx_api_keys_key_hash ON api_keys (key_hash)",
+)
 
-    Thread-safe: one connection guarded by a lock (key operations are tiny indexed queries).
+
+class KeyStore:
+    """API keys in the ``api_keys`` table of the gateway's database.
+
+    Thread-safe: each call is one short transaction (key operations are tiny indexed queries).
     """
 
-    def __init__(self, db_path: Path) -> None:
-        db_path = Path(db_path)
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = db_path
-        self._lock = threading.Lock()
-        conn = connect_wal(
-            db_path, synchronous="FULL", timeout_s=30.0, autocommit=False, check_same_thread=False
-        )
-        self._db = sqlite_utils.Database(conn)
-        table = self._db.table(TABLE)
-        if not table.exists():
-            table.create(
-                {
-                    "key_id": str,
-                    "tenant": str,
-                    "key_hash": str,
-                    "created_at": str,
-                    "revoked_at": str,
-                },
-                pk="key_id",
-                not_null={"tenant", "key_hash", "created_at"},
-            )
-            table.create_index(["key_hash"], unique=True, if_not_exists=True)
-        self._table = table
+    def __init__(self, database: Database | Path | str) -> None:
+        if isinstance(database, Database):
+            self.database = database
+        else:
+            self.database = Database.from_url(database, durable=True)
+        self.path = self.database.path
+        self.database.create_schema(_SCHEMA)
 
     def close(self) -> None:
-        """Close the database connection."""
-        self._db.close()
+        """Close the database connections (a later call reopens them)."""
+        self.database.close()
 
     def create(self, tenant: str) -> CreatedKey:
         """Create a key for ``tenant``; the returned token is the only copy of the secret."""
@@ -128,42 +121,40 @@ class KeyStore:
         key_id = secrets.token_hex(4)
         token = f"{TOKEN_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         key = ApiKey(key_id=key_id, tenant=tenant, created_at=_now())
-        with self._lock, self._db.conn:
-            self._table.insert(
-                {
-                    "key_id": key.key_id,
-                    "tenant": key.tenant,
-                    "key_hash": hash_token(token),
-                    "created_at": key.created_at,
-                    "revoked_at": None,
-                }
+        with self.database.transaction(write=True) as tx:
+            tx.execute(
+                "INSERT INTO api_keys (key_id, tenant, key_hash, created_at, revoked_at) "
+                "VALUES (?, ?, ?, ?, NULL)",
+                (key.key_id, key.tenant, hash_token(token), key.created_at),
             )
         return CreatedKey(key=key, token=token)
 
     def list(self, *, include_revoked: bool = True) -> list[ApiKey]:
         """All keys, oldest first."""
-        where = None if include_revoked else "revoked_at is null"
-        with self._lock:
-            rows = list(self._table.rows_where(where, order_by="rowid"))
+        where = "" if include_revoked else " WHERE revoked_at IS NULL"
+        with self.database.transaction() as tx:
+            rows = tx.records(f"SELECT * FROM api_keys{where} ORDER BY rowid")
         return [_row_to_key(r) for r in rows]
 
     def count_active(self) -> int:
         """How many keys are not revoked."""
-        with self._lock:
-            return self._table.count_where("revoked_at is null")
+        with self.database.transaction() as tx:
+            return int(tx.value("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL"))
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key by id (idempotent); raise :class:`UnknownKey` if there is none."""
-        with self._lock, self._db.conn:
-            try:
-                row = self._table.get(key_id)
-            except sqlite_utils.db.NotFoundError:
+        with self.database.transaction(write=True) as tx:
+            row = tx.record("SELECT * FROM api_keys WHERE key_id = ?", (key_id,))
+            if row is None:
                 raise UnknownKey(
                     f"no API key with id {key_id!r}; `reelguard keys list` shows the ids"
-                ) from None
+                )
             if row["revoked_at"] is None:
                 row["revoked_at"] = _now()
-                self._table.update(key_id, {"revoked_at": row["revoked_at"]})
+                tx.execute(
+                    "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?",
+                    (row["revoked_at"], key_id),
+                )
         return _row_to_key(row)
 
     def authenticate(self, token: str) -> ApiKey | None:
@@ -171,11 +162,10 @@ class KeyStore:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 256:
             return None
         wanted = hash_token(token)
-        with self._lock:
-            rows = list(self._table.rows_where("key_hash = ?", [wanted], limit=1))
-        if not rows:
+        with self.database.transaction() as tx:
+            row = tx.record("SELECT * FROM api_keys WHERE key_hash = ? LIMIT 1", (wanted,))
+        if row is None:
             return None
-        row = rows[0]
         # The lookup is by hash already; the constant-time compare keeps the check itself
         # free of timing differences should the lookup ever change (e.g. by key id).
         if not hmac.compare_digest(row["key_hash"], wanted) or row["revoked_at"] is not None:
@@ -183,7 +173,7 @@ class KeyStore:
         return _row_to_key(row)
 
 
-def _row_to_key(row: dict[str, str | None]) -> ApiKey:
+def _row_to_key(row: dict[str, Any]) -> ApiKey:
     return ApiKey(
         key_id=str(row["key_id"]),
         tenant=str(row["tenant"]),

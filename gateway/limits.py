@@ -28,6 +28,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from classifiers.text.normalize import normalized_length_bound
+from config.settings import Settings
 from gateway.pipeline import Admission, ChecksOverloaded
 from gateway.problems import (
     MEDIA_TYPE,
@@ -37,7 +38,6 @@ from gateway.problems import (
     ProblemBody,
     openai_error,
 )
-from gateway.settings import Settings
 
 
 def check_normalized_size(

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.settings import Settings
+from config.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.jobs import VideoJob

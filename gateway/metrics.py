@@ -20,7 +20,6 @@ import hmac
 import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,14 +30,16 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request, Response, get
 from litestar.datastructures import State
 
+from config.settings import Settings
 from gateway.problems import Problem
-from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from litestar import Litestar
 
-    from gateway.jobs import VideoJob
+    from audit.log import AuditLog
+    from gateway.jobs import JobStore, VideoJob
     from policies.decision import Decision
+    from storage import Database
 
 log = logging.getLogger("reelguard.metrics")
 
@@ -342,12 +343,10 @@ class _Collect:
         return self._collect()
 
 
-def database_figures(settings: Settings, state: State | None = None) -> Iterator[Any]:
-    """Queue depth and review backlog, read from the database at scrape time."""
+def database_figures(audit: AuditLog, jobs: JobStore) -> Iterator[Any]:
+    """Queue depth and review backlog, read at scrape time through ``audit`` and ``jobs``
+    (the app's stores, on the database the whole process shares)."""
     from prometheus_client.core import GaugeMetricFamily
-
-    from audit.log import AuditLog
-    from gateway.jobs import connect
 
     queue = GaugeMetricFamily(
         "reelguard_queue_jobs",
@@ -367,28 +366,12 @@ def database_figures(settings: Settings, state: State | None = None) -> Iterator
     )
     counts: dict[str, int] = {}
     try:
-        conn = connect(Path(settings.db))
-        try:
-            counts = dict(
-                conn.execute(
-                    "SELECT status, count(*) FROM video_jobs WHERE status IN "
-                    "('queued', 'in_progress') GROUP BY status"
-                ).fetchall()
-            )
-        finally:
-            conn.close()
-    except sqlite3.OperationalError as exc:  # no job table yet (no video was ever asked for)
-        if "no such table" not in str(exc):
-            log.warning("metrics: queue depth unavailable: %s", exc)
-    reader = getattr(state, "review_reader", None) if state is not None else None
-    try:
-        audit = reader if reader is not None else AuditLog(settings.db)
-        try:
-            items = audit.queue(None)
-        finally:
-            if reader is None:
-                audit.close()
+        counts = jobs.status_counts(("queued", "in_progress"))
     except Exception as exc:  # a scrape must not fail because the database is busy or gone
+        log.warning("metrics: queue depth unavailable: %s", exc)
+    try:
+        items = audit.queue(None)
+    except Exception as exc:
         log.warning("metrics: review backlog unavailable: %s", exc)
         items = []
     for status in ("queued", "in_progress"):
@@ -432,25 +415,40 @@ def metrics_endpoint(request: Request[Any, Any, State]) -> Response[bytes]:
             "GET /metrics needs 'Authorization: Bearer <REELGUARD_METRICS_TOKEN>'.",
             headers={"WWW-Authenticate": 'Bearer realm="reelguard-metrics"'},
         )
-    body = exposition(settings, lambda: database_figures(settings, state))
+    body = exposition(settings, lambda: database_figures(state.audit, state.jobs))
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
-def serve_port(settings: Settings) -> Callable[[], None] | None:
+def serve_port(settings: Settings, database: Database | None = None) -> Callable[[], None] | None:
     """Start the separate metrics port (``REELGUARD_METRICS_PORT``) in a thread; returns a
-    function that stops it, or None when no port is set."""
+    function that stops it, or None when no port is set. The database figures are read through
+    ``database`` (the web process passes its app's; ``reelguard worker`` opens
+    ``settings.db``)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from audit.log import AuditLog
+    from gateway.jobs import JobStore
+    from storage import Database
 
     port = settings.metrics_port
     if port is None:
         return None
+    shared = database if database is not None else Database.from_url(settings.db)
+    stores: list[tuple[AuditLog, JobStore]] = []
+    stores_lock = threading.Lock()
+
+    def figures() -> Iterator[Any]:
+        with stores_lock:
+            if not stores:  # on first scrape: the job table may need creating
+                stores.append((AuditLog(shared), JobStore(shared)))
+        return database_figures(*stores[0])
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.split("?")[0] not in ("/metrics", "/"):
                 self.send_error(404, "only /metrics is served here")
                 return
-            body = exposition(settings, lambda: database_figures(settings))
+            body = exposition(settings, figures)
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))

@@ -20,7 +20,6 @@ ReelGuard adds the categories ``celebrity`` and ``ip``.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 import uuid
 from typing import Any, Literal
@@ -34,13 +33,14 @@ from litestar.params import JSONBody
 from audit.errors import AuditError
 from audit.log import AuditLog
 from classifiers.base import CATEGORIES, Category, Evidence
+from config.settings import Settings
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
 from gateway.limits import check_normalized_size
 from gateway.metrics import annotate
 from gateway.pipeline import ModerationOutcome, TextModerator, moderation_record
 from gateway.problems import FieldError, Problem, problem_responses
-from gateway.settings import Settings
 from policies.decision import Reason
+from storage import StorageError
 
 log = logging.getLogger("reelguard.gateway")
 
@@ -278,7 +278,7 @@ class ModerationController(Controller):
                     audit.record_moderation(
                         moderation_record(outcome, request_id=item_id, created_at=created_at)
                     )
-        except (OSError, sqlite3.Error, AuditError) as exc:
+        except (OSError, StorageError, AuditError) as exc:
             # An unrecorded decision is not returned: the audit log is the evidence.
             log.error("audit write failed for %s", request_id, exc_info=exc)
             raise Problem(

@@ -50,7 +50,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from audit.records import Endpoint, ModerationRecord
-from classifiers.base import CATEGORIES, Category, Evidence, PromptText, TextClassifier, Verdict
+from classifiers.base import (
+    CATEGORIES,
+    ERROR_MODEL_VERSION,
+    Category,
+    Evidence,
+    PromptText,
+    TextClassifier,
+    Verdict,
+    error_text,
+    error_verdicts,
+)
 from classifiers.registry import TEXT_CLASSIFIERS
 from classifiers.text.lexicon import find_minor_mentions
 from classifiers.text.normalize import normalize
@@ -62,7 +72,6 @@ from policies.resolved import ResolvedPolicy
 log = logging.getLogger("reelguard.pipeline")
 T = TypeVar("T")
 
-ERROR_MODEL_VERSION = "error"
 DEADLINE_SLACK_S = 0.5
 """Hard deadline of a check beyond the sum of its classifiers' budgets (normalise, decide)."""
 WORKERS = 16
@@ -111,14 +120,6 @@ def moderation_record(
     )
 
 
-class BatchTextClassifier(TextClassifier, Protocol):
-    """A text classifier that scores many prompts in one call (e.g. one model forward pass)."""
-
-    def classify_many(self, prompts: Sequence[PromptText]) -> list[list[Verdict]]:
-        """One list of verdicts per prompt, in order."""
-        ...
-
-
 ClassifierFactory = Callable[[], TextClassifier]
 
 
@@ -128,25 +129,6 @@ class PolicySource(Protocol):
     def get(self, tenant: str) -> ResolvedPolicy:
         """The resolved policy ``tenant`` is served (the base policy without an overlay)."""
         ...
-
-
-def error_verdicts(
-    name: str, exc: BaseException | str, categories: Sequence[Category] = CATEGORIES
-) -> list[Verdict]:
-    """The fail-closed stand-in for a classifier that failed: score 1.0 in each category."""
-    message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    evidence = (Evidence(detail=f"error: {message}"),)
-    return [
-        Verdict(
-            classifier=name,
-            category=c,
-            score=1.0,
-            model_id=name,
-            model_version=ERROR_MODEL_VERSION,
-            evidence=evidence,
-        )
-        for c in categories
-    ]
 
 
 class ClassifierTimeout(Exception):
@@ -406,9 +388,7 @@ class TextModerator:
             built = dict(self._built)
         return {
             name: (
-                f"error: {type(c).__name__}: {c}"
-                if isinstance(c, BaseException)
-                else f"{c.model_id}@{c.model_version}"
+                error_text(c) if isinstance(c, BaseException) else f"{c.model_id}@{c.model_version}"
             )
             for name, c in built.items()
         }

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import click
 from litestar import Litestar
 
 from audit.errors import AuditError
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.keys import KeyStore
 from gateway.pipeline import TextModerator
-from gateway.settings import Settings
 from policies.loader import PolicyError
 from policies.store import PolicyStore
+from storage import StorageError
 
 
 def build_app_or_explain(settings: Settings) -> Litestar:
@@ -31,12 +30,11 @@ def build_app_or_explain(settings: Settings) -> Litestar:
 
 def open_audit_or_explain(settings: Settings) -> AuditLog:
     """The audit log, opened (schema created or migrated), or a message saying how to fix it."""
-    log = AuditLog(settings.db)
     try:
-        log.db  # noqa: B018 - opening creates or migrates the schema, and checks its version
+        log = AuditLog(settings.db).open()  # creates or migrates the schema, checks its version
     except AuditError as exc:
         raise click.ClickException(str(exc)) from None
-    except sqlite3.Error as exc:
+    except StorageError as exc:
         raise click.ClickException(
             f"{settings.db}: cannot open the database ({exc}); check the path and permissions "
             "(--db or REELGUARD_DB)"

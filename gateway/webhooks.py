@@ -24,12 +24,16 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
-from gateway.jobs import JobStore, VideoJob, connect
-from gateway.settings import Settings
+from config.settings import Settings
+from gateway.jobs import JobStore, VideoJob
+from storage import Database, Tx
+from storage.database import split_statements
 
 log = logging.getLogger("reelguard.webhooks")
 
@@ -37,7 +41,7 @@ RETRY_BASE_S = 5.0
 RETRY_CAP_S = 3600.0
 CLAIM_S = 60.0
 
-_SCHEMA = """
+_SCHEMA = split_statements("""
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     id TEXT PRIMARY KEY,
     job_id TEXT NOT NULL,
@@ -52,7 +56,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
-"""
+""")
 
 
 class WebhookConfigError(ValueError):
@@ -113,46 +117,55 @@ def event_body(event_id: str, job: VideoJob) -> str:
     )
 
 
-def enqueue_event(settings: Settings, job: VideoJob) -> str | None:
+@contextmanager
+def _outbox(settings: Settings, database: Database | None) -> Iterator[Tx]:
+    """A write transaction on the deliveries table (``database``, else one opened on
+    ``settings.db`` for this call), created if missing."""
+    own = database is None
+    db = Database.from_url(settings.db, durable=False) if database is None else database
+    try:
+        with db.transaction(write=True) as tx:
+            for statement in _SCHEMA:
+                tx.execute(statement)
+            yield tx
+    finally:
+        if own:
+            db.close()
+
+
+def enqueue_event(
+    settings: Settings, job: VideoJob, *, database: Database | None = None
+) -> str | None:
     """Queue the event for a finished job; returns its id (None when webhooks are off)."""
     if not settings.webhook_url or job.status not in ("completed", "failed"):
         return None
     event_id = "evt_" + secrets.token_hex(16)
     body = event_body(event_id, job)
     now = time.time()
-    conn = connect(settings.db)
-    try:
-        conn.executescript(_SCHEMA)
-        conn.execute(
+    with _outbox(settings, database) as tx:
+        tx.execute(
             """INSERT INTO webhook_deliveries (id, job_id, type, url, body, next_attempt_at,
                created_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
             (event_id, job.id, json.loads(body)["type"], settings.webhook_url, body, now, now),
         )
-    finally:
-        conn.close()
     return event_id
 
 
 def _claim_due(settings: Settings, limit: int) -> list[dict[str, Any]]:
     now = time.time()
-    conn = connect(settings.db)
-    try:
-        conn.executescript(_SCHEMA)
-        conn.execute("BEGIN IMMEDIATE")
-        rows = conn.execute(
+    with _outbox(settings, None) as tx:
+        rows = tx.records(
             """SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
-               ORDER BY next_attempt_at LIMIT ?""",
+               ORDER BY next_attempt_at LIMIT ?"""
+            + tx.dialect.skip_locked,
             (now, limit),
-        ).fetchall()
+        )
         # Claimed for a minute: another worker skips them while this one posts.
-        conn.executemany(
+        tx.executemany(
             "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?",
             [(now + CLAIM_S, r["id"]) for r in rows],
         )
-        conn.execute("COMMIT")
-        return [dict(r) for r in rows]
-    finally:
-        conn.close()
+    return rows
 
 
 def _post(settings: Settings, row: dict[str, Any], client: httpx.Client) -> str | None:
@@ -209,26 +222,18 @@ def _record_attempt(settings: Settings, row: dict[str, Any], error: str | None) 
     else:
         status = "pending"
         next_at = now + min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (attempts - 1))
-    conn = connect(settings.db)
-    try:
-        conn.execute(
+    with _outbox(settings, None) as tx:
+        tx.execute(
             """UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
                last_error = ?, delivered_at = ? WHERE id = ?""",
             (status, attempts, next_at, error, now if error is None else None, row["id"]),
         )
-    finally:
-        conn.close()
 
 
 def deliveries(settings: Settings, job_id: str) -> list[dict[str, Any]]:
     """Every delivery row for a job (for tests and operators)."""
     JobStore(settings.db)
-    conn = connect(settings.db)
-    try:
-        conn.executescript(_SCHEMA)
-        rows = conn.execute(
+    with _outbox(settings, None) as tx:
+        return tx.records(
             "SELECT * FROM webhook_deliveries WHERE job_id = ? ORDER BY created_at", (job_id,)
-        ).fetchall()
-        return [dict(r) for r in rows]
-    finally:
-        conn.close()
+        )

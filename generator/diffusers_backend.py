@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.settings import Settings
+from config.settings import Settings
 from generator.base import (
     BackendError,
     BackendUnavailable,

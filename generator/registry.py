@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.settings import Settings
+from config.settings import Settings
 from generator.base import VideoBackend
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from gateway.settings import Settings
+from config.settings import Settings
 from generator.base import (
     BackendError,
     BackendUnavailable,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from classifiers.base import Category, Evidence, Stage
 
@@ -70,3 +71,22 @@ class Decision:
         """Per category: did any reason for it review or block."""
         hit = {r.category for r in self.reasons}
         return {c: c in hit for c in self.category_scores} | {c: True for c in hit}
+
+    def as_json(self) -> dict[str, Any]:
+        """The decision as plain JSON, as a video job stores it (``prompt_moderation``,
+        ``frame_moderation``): action, policy version, reasons (the allowlisted ones too) with
+        their evidence, and the category scores. Empty and ``None`` members are left out."""
+        return {
+            "action": str(self.action),
+            "policy_version": self.policy_version,
+            "reasons": [_drop_empty(asdict(r)) for r in (*self.reasons, *self.allowlisted)],
+            "category_scores": dict(self.category_scores),
+        }
+
+
+def _drop_empty(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_empty(v) for k, v in value.items() if v is not None and v != ""}
+    if isinstance(value, list | tuple):
+        return [_drop_empty(v) for v in value]
+    return str(value) if isinstance(value, str) else value

@@ -46,12 +46,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from classifiers.base import CATEGORIES, Category, Evidence, PromptText, Stage, Verdict
+from classifiers.base import (
+    CATEGORIES,
+    Category,
+    Evidence,
+    PromptText,
+    Stage,
+    Verdict,
+    error_message,
+)
 from policies.decision import Action, Decision, Reason
 from policies.resolved import Match, ResolvedPolicy
 from policies.schema import MINORS_CATEGORY, StagePolicy
 
-ERROR_PREFIX = "error:"
 RULE_CLASSIFIER = "rule:sexual+minor"
 LIST_CLASSIFIER = "policy"
 _ORDER = {c: i for i, c in enumerate(CATEGORIES)}
@@ -127,9 +134,9 @@ def decide(
 
 def error_detail(verdict: Verdict) -> str | None:
     """Why ``verdict`` must fail closed (NaN/out-of-range score or an error), else ``None``."""
-    for ev in verdict.evidence:
-        if ev.detail is not None and ev.detail.startswith(ERROR_PREFIX):
-            return ev.detail[len(ERROR_PREFIX) :].strip() or "classifier error"
+    message = error_message(verdict)
+    if message is not None:
+        return message
     if not (isinstance(verdict.score, int | float) and math.isfinite(verdict.score)):
         return f"score is {verdict.score!r}, not a number"
     if not 0.0 <= verdict.score <= 1.0:

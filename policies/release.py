@@ -17,7 +17,7 @@ action        when
 ``allow``     otherwise.
 ============  ===============================================================================
 
-A classifier that failed (an error verdict, see :func:`classifiers.frame.common.error_verdicts`)
+A classifier that failed (an error verdict, see :func:`classifiers.base.error_verdicts`)
 blocks with a reason of source ``"error"`` for each category it covers, whether or not that
 category is enabled: a video is never released on a partial audit.
 
@@ -33,8 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from classifiers.base import CATEGORIES, Category, Evidence, Verdict
-from classifiers.frame.common import is_error_verdict
+from classifiers.base import CATEGORIES, Category, Evidence, Verdict, is_error_verdict
 from policies.decision import Action, Decision, Reason
 from policies.resolved import ResolvedPolicy
 from policies.schema import MINORS_CATEGORY

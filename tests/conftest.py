@@ -20,8 +20,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from classifiers.base import TextClassifier
+from config.settings import Settings
 from gateway.keys import KeyStore
-from gateway.settings import Settings
 
 ClassifierFactory = Callable[[], TextClassifier]
 

@@ -19,11 +19,11 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from config.settings import Settings
 from gateway.app import create_app
 from gateway.jobs import JobStore
 from gateway.keys import KeyStore
 from gateway.pipeline import ClassifierFactory
-from gateway.settings import Settings
 
 FDFA = "\ufdfa"
 DEEP = 100_000

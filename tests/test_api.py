@@ -12,10 +12,10 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.app import ROUTE_HANDLERS, create_app
 from gateway.moderations import OPENAI_CATEGORIES
 from gateway.pipeline import ClassifierFactory
-from gateway.settings import Settings
 
 OPENAI_FIELDS = {
     "harassment",

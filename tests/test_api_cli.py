@@ -14,10 +14,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from config.settings import Settings
 from gateway.cli import main
 from gateway.keys import KeyStore
 from gateway.serve import first_run_key
-from gateway.settings import Settings
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:

@@ -14,8 +14,8 @@ from litestar import Litestar, get
 from litestar.testing import TestClient
 
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.keys import KeyStore
-from gateway.settings import Settings
 
 Send = Callable[[TestClient[Litestar], dict[str, str]], Any]
 URL = "/v1/moderations"
@@ -199,3 +199,27 @@ def test_an_unwritable_audit_log_withholds_the_decision(
     body = response.json()
     assert body["type"] == "urn:reelguard:problem:audit-unavailable"
     assert "results" not in body
+
+
+def test_every_problem_type_the_gateway_raises_is_in_the_documented_table() -> None:
+    """``gateway/problems.py`` lists the problem types clients can branch on; a type raised
+    anywhere in the gateway but missing from that table is undocumented API."""
+    import re
+
+    import gateway
+    from gateway import problems
+
+    raised: dict[str, int] = {}
+    for path in Path(gateway.__file__).parent.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for status, kind in re.findall(r'Problem\(\s*(\d{3}),\s*"([a-z-]+)"', text):
+            raised[kind] = int(status)
+        for kind in re.findall(r'TYPE_PREFIX \+ "([a-z-]+)"', text):
+            raised.setdefault(kind, 400)
+    documented = dict(
+        (kind, int(status))
+        for kind, status in re.findall(r"- ``([a-z-]+)`` \((\d{3})", problems.__doc__ or "")
+    )
+    assert len(raised) >= 15  # the scan finds the gateway's problems
+    missing = {k: s for k, s in raised.items() if documented.get(k) != s}
+    assert missing == {}, f"document these in gateway/problems.py: {missing}"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_audit_support import fill, frame_audit, moderation
+from test_audit_support import fill, frame_audit, moderation, raw
 
 from audit import chain
 from audit.errors import InvalidRecord, SchemaTooNew
@@ -35,9 +35,7 @@ def _sql(log: AuditLog, sql: str, *args: object) -> None:
 
 
 def _seq_of(log: AuditLog, table: str, where: str, *args: object) -> int:
-    row = log.db.conn.execute(
-        f"SELECT seq FROM {table} WHERE {where} ORDER BY seq", args
-    ).fetchone()
+    row = raw(log).execute(f"SELECT seq FROM {table} WHERE {where} ORDER BY seq", args).fetchone()
     return int(row[0])
 
 
@@ -57,14 +55,16 @@ def test_untouched_log_verifies(log: AuditLog) -> None:
 def test_row_hash_is_reproducible_from_the_documented_format(log: AuditLog) -> None:
     """An outside verifier can recompute a row hash from the module docstring alone."""
     spec = TABLES["releases"]
-    row = log.db.conn.execute(
-        f"SELECT {', '.join(spec.chained)}, hash FROM releases ORDER BY seq LIMIT 1"
-    ).fetchone()
+    row = (
+        raw(log)
+        .execute(f"SELECT {', '.join(spec.chained)}, hash FROM releases ORDER BY seq LIMIT 1")
+        .fetchone()
+    )
     seq = row[0]
     prev = next(
         r[0]
         for t in TABLES
-        for r in log.db.conn.execute(f"SELECT hash FROM [{t}] WHERE seq = ?", (seq - 1,))
+        for r in raw(log).execute(f"SELECT hash FROM [{t}] WHERE seq = ?", (seq - 1,))
     )
     assert chain.row_hash(prev, "releases", list(row[:-1])) == row[-1]
 
@@ -128,7 +128,7 @@ def test_deleting_a_whole_request_is_caught(log: AuditLog) -> None:
     seqs = [
         r[0]
         for t in ("requests", "verdicts", "decisions", "reasons")
-        for r in log.db.conn.execute(f"SELECT seq FROM {t} WHERE request_id = 'req-review'")
+        for r in raw(log).execute(f"SELECT seq FROM {t} WHERE request_id = 'req-review'")
     ]
     for t in ("requests", "verdicts", "decisions", "reasons"):
         _sql(log, f"DELETE FROM {t} WHERE request_id = 'req-review'")
@@ -138,7 +138,7 @@ def test_deleting_a_whole_request_is_caught(log: AuditLog) -> None:
 
 def test_reordering_rows_names_the_first_moved_row(log: AuditLog) -> None:
     """Swap the contents of two verdict rows (their seqs stay): both no longer match."""
-    a, b = [r[0] for r in log.db.conn.execute("SELECT seq FROM verdicts ORDER BY seq LIMIT 2")]
+    a, b = [r[0] for r in raw(log).execute("SELECT seq FROM verdicts ORDER BY seq LIMIT 2")]
     cols = [c for c, _ in TABLES["verdicts"].columns if c != "seq"]
     conn = sqlite3.connect(log.path)
     ra = conn.execute(f"SELECT {', '.join(cols)} FROM verdicts WHERE seq = ?", (a,)).fetchone()
@@ -200,13 +200,11 @@ def test_purge_keeps_the_chain_verifiable(tmp_path: Path) -> None:
     log.record_moderation(moderation("req-new", action=Action.BLOCK))
     report = log.purge(time.time() - cutoff, actor="retention-job")
     assert (report.through_seq, report.rows) == (old_head, old_head)
-    assert log.db.conn.execute("SELECT count(*) FROM requests").fetchone()[0] == 1
+    assert raw(log).execute("SELECT count(*) FROM requests").fetchone()[0] == 1
     result = log.verify()
     assert result.ok, result.problems
     assert (result.base_seq, result.rows) == (old_head, log.count())
-    purge_row = log.db.conn.execute(
-        "SELECT through_seq, through_hash, actor FROM purges"
-    ).fetchone()
+    purge_row = raw(log).execute("SELECT through_seq, through_hash, actor FROM purges").fetchone()
     assert purge_row == (old_head, old_hash, "retention-job")
     # Nothing old enough: a second purge removes nothing and the chain still verifies.
     assert log.purge(3600, actor="retention-job").rows == 0
@@ -290,9 +288,9 @@ def test_two_processes_appending_keep_one_valid_chain(tmp_path: Path) -> None:
     log = AuditLog(path)
     report = log.verify()
     assert report.ok, report.problems
-    assert log.db.conn.execute("SELECT count(*) FROM requests").fetchone()[0] == 80
+    assert raw(log).execute("SELECT count(*) FROM requests").fetchone()[0] == 80
     # Both processes' rows interleave in one sequence.
-    writers = [r[0] for r in log.db.conn.execute("SELECT actor FROM releases ORDER BY seq")]
+    writers = [r[0] for r in raw(log).execute("SELECT actor FROM releases ORDER BY seq")]
     assert set(writers) == {"web", "worker"}
 
 
@@ -389,9 +387,11 @@ def test_a_refused_record_inside_a_batch_leaves_no_rows(tmp_path: Path) -> None:
 def test_retention_changes_are_chained_with_who_and_the_previous_value(log: AuditLog) -> None:
     seq = log.set_prompt_retention("acme", "drop", actor="dpo")
     log.set_prompt_retention("acme", "hash", actor="legal")
-    rows = log.db.conn.execute(
-        "SELECT seq, tenant, value, previous, actor FROM settings ORDER BY seq"
-    ).fetchall()
+    rows = (
+        raw(log)
+        .execute("SELECT seq, tenant, value, previous, actor FROM settings ORDER BY seq")
+        .fetchall()
+    )
     assert rows == [
         (seq, "acme", "drop", "keep", "dpo"),
         (seq + 1, "acme", "hash", "drop", "legal"),
@@ -422,7 +422,7 @@ def test_purge_carries_current_settings_into_the_chain(log: AuditLog) -> None:
     report = log.purge(0, actor="ops", now=time.time() + 10)
     assert report.rows > 0
     assert log.verify().ok
-    carried = log.db.conn.execute("SELECT tenant, value, actor FROM settings").fetchall()
+    carried = raw(log).execute("SELECT tenant, value, actor FROM settings").fetchall()
     assert carried == [("acme", "drop", "ops")]
     _sql(log, "UPDATE audit_tenants SET prompt_retention = 'keep'")
     assert [p.kind for p in log.verify().problems] == ["setting"]
@@ -438,13 +438,13 @@ def test_a_version_1_database_is_migrated_and_still_verifies(tmp_path: Path) -> 
     _sql(log, "INSERT INTO audit_tenants VALUES ('acme', 'drop', 0)")
     _sql(log, "UPDATE audit_chain SET schema_version = 1")
     reopened = AuditLog(path)
-    assert reopened.db.conn.execute("SELECT schema_version FROM audit_chain").fetchone() == (2,)
-    rows = reopened.db.conn.execute("SELECT tenant, value, actor FROM settings").fetchall()
+    assert raw(reopened).execute("SELECT schema_version FROM audit_chain").fetchone() == (2,)
+    rows = raw(reopened).execute("SELECT tenant, value, actor FROM settings").fetchall()
     assert rows == [("acme", "drop", "schema migration 1->2")]
     assert reopened.verify().ok
     # Opening again migrates nothing twice.
     reopened.close()
-    assert AuditLog(path).db.conn.execute("SELECT count(*) FROM settings").fetchone() == (1,)
+    assert raw(AuditLog(path)).execute("SELECT count(*) FROM settings").fetchone() == (1,)
 
 
 def test_a_database_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
@@ -455,6 +455,6 @@ def test_a_database_from_a_newer_release_is_refused_untouched(tmp_path: Path) ->
     log.close()
     _sql(log, "UPDATE audit_chain SET schema_version = 99")
     with pytest.raises(SchemaTooNew, match="version 99 was written by a newer ReelGuard"):
-        AuditLog(path).db  # noqa: B018 - opening is what raises
+        AuditLog(path).open()
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT head_seq, head_hash FROM audit_chain").fetchone() == head

@@ -15,10 +15,10 @@ from click.testing import CliRunner, Result
 from test_audit_support import fill, frame_audit, moderation
 from test_videos_support import new_job
 
-from audit.cli import audit as audit_group
-from audit.cli import parse_duration, parse_time
 from audit.log import AuditLog
 from gateway.cli import main
+from gateway.commands.audit import audit as audit_group
+from gateway.commands.common import parse_duration, parse_time
 
 
 @pytest.fixture
@@ -205,6 +205,20 @@ def test_rejecting_a_withheld_video_keeps_it_withheld(db: Path) -> None:
     assert result.exit_code == 0
     story = json.loads(run("show", "video_bad", "--db", db, "--json").output)
     assert [r["action"] for r in story["releases"]] == ["withheld"]
+
+
+def test_a_review_without_a_note_or_with_an_essay_is_refused(db: Path) -> None:
+    """The CLI takes the review console's rules (one implementation, gateway.review): a blank
+    note, or one over MAX_NOTE_CHARS, is refused and nothing is recorded."""
+    from gateway.review import MAX_NOTE_CHARS
+
+    for note, says in (("   ", "needs a note"), ("x" * (MAX_NOTE_CHARS + 1), "keep it to")):
+        result = run(
+            "review", "req-review", "--reject", "--note", note, "--reviewer", "alice", "--db", db
+        )
+        assert result.exit_code == 1 and says in result.output, result.output
+    story = json.loads(run("show", "req-review", "--db", db, "--json").output)
+    assert story["reviews"] == []
 
 
 def test_export_jsonl_and_csv(db: Path, tmp_path: Path) -> None:

@@ -27,10 +27,11 @@ def log(tmp_path: Path) -> AuditLog:
 
 
 def test_database_is_wal_with_full_sync(log: AuditLog) -> None:
-    conn = log.db.conn
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    with log.database.transaction() as tx:
+        conn = tx.raw  # the connection the log itself writes with
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
 
 
 def test_committed_rows_survive_a_new_connection(log: AuditLog) -> None:
@@ -281,16 +282,17 @@ def test_forked_child_reopens_its_connection(tmp_path: Path) -> None:
 
 def test_flagged_thumbnails_only_for_cited_frames(tmp_path: Path) -> None:
     from audit.evidence import flagged_thumbnails
-    from classifiers.base import SampledFrame
 
     record = frame_audit("video_y")  # reasons cite frames 16 and 24
-    frames = [
-        SampledFrame(f.index, f.timestamp_s, np.full((40, 60, 3), f.index, np.uint8))
-        for f in record.frames
-    ]
+    frames = np.stack([np.full((40, 60, 3), i, np.uint8) for i in range(32)])  # the video
     thumbs = flagged_thumbnails(tmp_path / "videos", "video_y", frames, record.decision)
     assert sorted(thumbs) == [16, 24]
     assert all(p.exists() for p in thumbs.values())
+    assert list(
+        flagged_thumbnails(tmp_path / "v", "video_y", frames, record.decision, limit=1)
+    ) == [16]
+    # A frame index the video does not have is skipped, not an error.
+    assert list(flagged_thumbnails(tmp_path / "w", "video_y", frames[:20], record.decision)) == [16]
     clean = frame_audit("video_z", flagged=False)
     assert flagged_thumbnails(tmp_path / "videos", "video_z", frames, clean.decision) == {}
 

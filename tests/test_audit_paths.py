@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_audit_support import frame_audit, moderation
+from test_audit_support import frame_audit, moderation, raw
 
 from audit import chain
 from audit.errors import InvalidRecord, UnsafePath
@@ -57,7 +57,7 @@ def _outside(tmp_path: Path) -> Path:
 def _rechain(log: AuditLog) -> None:
     """What a careful attacker does after editing a row: recompute every hash and the head,
     so ``verify`` passes again (only an anchor kept elsewhere would notice)."""
-    conn = log.db.conn
+    conn = raw(log)
     (prev,) = conn.execute("SELECT base_hash FROM audit_chain").fetchone()
     rows = []
     for name, spec in TABLES.items():
@@ -101,7 +101,7 @@ def test_an_edited_row_is_refused_and_nothing_is_purged(tmp_path: Path, edit: st
     _record(log, data, "video_a")
     victim = _outside(tmp_path)
     path = str(victim) if edit == "absolute" else "evidence/../../elsewhere/precious.txt"
-    log.db.conn.execute("UPDATE evidence SET path = ?", (path,))
+    raw(log).execute("UPDATE evidence SET path = ?", (path,))
     rows = log.count()
     with pytest.raises(InvalidRecord, match=r"does not verify.*nothing was purged"):
         log.purge(0, actor="ops", now=_later(), data_dir=data)
@@ -116,7 +116,7 @@ def test_a_rewritten_chain_still_cannot_reach_outside(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "rg.db")
     _record(log, data, "video_a")
     victim = _outside(tmp_path)
-    log.db.conn.execute("UPDATE evidence SET path = ?", ("evidence/../../elsewhere/precious.txt",))
+    raw(log).execute("UPDATE evidence SET path = ?", ("evidence/../../elsewhere/precious.txt",))
     _rechain(log)
     assert log.verify().ok
     report = log.purge(0, actor="ops", now=_later(), data_dir=data)
@@ -163,7 +163,7 @@ def test_purge_cli_names_what_it_kept_and_refuses_an_edited_log(tmp_path: Path) 
     data, db = tmp_path / "videos", tmp_path / "rg.db"
     log = AuditLog(db)
     _record(log, data, "video_a", relative=False)
-    log.db.conn.execute("UPDATE evidence SET path = ?", (str(_outside(tmp_path)),))
+    raw(log).execute("UPDATE evidence SET path = ?", (str(_outside(tmp_path)),))
     log.close()
     args = ["audit", "purge", "--older-than", "0s", "--actor", "ops", "--yes"]
     time.sleep(0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -11,6 +12,13 @@ from classifiers.base import Category, Evidence, Verdict
 from policies.decision import Action, Decision, Reason
 
 MODELS = {"lexicon": "2026.11", "gazetteer": "2026.10"}
+
+
+def raw(log: AuditLog) -> sqlite3.Connection:
+    """A plain autocommit connection to the log's file (schema created first): what an
+    operator with a sqlite3 shell, or an attacker, would use to read or edit rows."""
+    log.open()
+    return sqlite3.connect(log.path, isolation_level=None)
 
 
 def moderation(

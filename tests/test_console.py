@@ -18,6 +18,7 @@ from test_audit_support import moderation
 
 from audit.log import AuditLog
 from audit.records import QueueItem
+from config.settings import Settings
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.console.accounts import (
@@ -35,7 +36,6 @@ from gateway.console.views import (
     highlight,
     queue_page,
 )
-from gateway.settings import Settings
 from policies.decision import Action
 
 
@@ -463,3 +463,67 @@ def test_frames_and_video_of_a_worker_withheld_job(tmp_path: Path, text_classifi
         fallback = web.get(f"/review/items/{job.id}/frames/{flagged}")
         assert fallback.status_code == 200 and fallback.content[:3] == b"\xff\xd8\xff"
         assert web.get(f"/review/items/{job.id}/video").status_code == 404
+
+
+def test_console_approval_commits_release_and_review_together_on_the_shared_database(
+    tmp_path: Path, text_classifiers: Any
+) -> None:
+    """The console approves through gateway.review.apply_review, the CLI's code, on the app's
+    one Database: the release, the job row and the review named after the account are one
+    write transaction of that Database (traced)."""
+    from test_review import _transactions, _writes_to
+    from test_videos_support import (
+        ExplodingClassifier,
+        PatternBackend,
+        enqueue_job,
+        make_settings,
+        new_job,
+        run_all,
+    )
+    from test_videos_support import runner as worker
+
+    settings = make_settings(tmp_path)
+    prompt = {"action": "allow", "reasons": [], "policy_version": "test"}
+    job = enqueue_job(settings.db, new_job("acme", prompt_moderation=prompt))
+
+    def failing(policy: object) -> list[ExplodingClassifier]:
+        return [ExplodingClassifier()]  # fails, so the frame audit withholds (fail closed)
+
+    run_all(worker(settings, backend=PatternBackend(), frame_classifiers=failing))
+    password = ReviewerStore(settings.db).create("alice", "reviewer", ["acme"]).password
+    app = create_app(settings, classifiers=text_classifiers)
+    with TestClient(app) as web:
+        csrf = sign_in(web, "alice", password)
+        statements: list[str] = []
+        app.state.database.trace(statements.append)
+        form = {"csrf_token": csrf, "verdict": "approve", "note": "a bicycle, not a weapon"}
+        done = web.post(f"/review/items/{job.id}/review", data=form, follow_redirects=False)
+        app.state.database.trace(None)
+    assert done.status_code == 303, done.text
+    together = [
+        t
+        for t in _transactions(statements)
+        if _writes_to(t, "releases") or _writes_to(t, "reviews")
+    ]
+    assert len(together) == 1 and _writes_to(together[0], "video_jobs")
+    story = AuditLog(settings.db).story(job.id)
+    assert [r["action"] for r in story.releases] == ["withheld", "released"]
+    assert [(r["reviewer"], r["verdict"]) for r in story.reviews] == [("alice", "approve")]
+
+
+def test_reviewer_accounts_live_in_the_shared_database(tmp_path: Path) -> None:
+    """ReviewerStore runs its SQL through the storage layer's Database it is given (the one the
+    audit log and job queue share), with the schema created by Database.create_schema."""
+    from storage import Database
+
+    database = Database.from_url(tmp_path / "reelguard.db")
+    statements: list[str] = []
+    database.trace(statements.append)
+    store = ReviewerStore(database)
+    password = store.create("alice", "reviewer", ["acme"]).password
+    token, _ = store.sign_in("alice", password)
+    database.trace(None)
+    assert store.database is database
+    assert any(s.startswith("CREATE TABLE IF NOT EXISTS reviewers") for s in statements)
+    assert any(s.startswith("INSERT INTO reviewer_sessions") for s in statements)
+    assert ReviewerStore(tmp_path / "reelguard.db").session(token) is not None

@@ -37,8 +37,8 @@ from classifiers.text.detoxify import (
     detoxify_available,
 )
 from classifiers.text.normalize import normalize
+from config.settings import Settings
 from gateway.app import create_app
-from gateway.settings import Settings
 from policies.loader import PolicyError, PolicyLoader
 from policies.schema import policy_json_schema
 
@@ -225,7 +225,7 @@ def test_registry_builds_it_from_settings_and_it_scores_like_detoxify(
     assert clf.labels == (
         "toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack",
     )  # fmt: skip
-    assert clf.categories == ("violence", "hate", "harassment")
+    assert clf.categories == ("violence/graphic", "hate", "harassment")
     assert clf.model_id == "unitary/detoxify:bert-base-uncased"
     digest = hashlib.sha256(original.checkpoint.read_bytes()).hexdigest()
     assert clf.model_version == f"sha256:{digest[:16]}"
@@ -243,7 +243,7 @@ def test_registry_builds_it_from_settings_and_it_scores_like_detoxify(
 def test_verdicts_map_labels_to_categories_with_evidence(multilingual: Tiny) -> None:
     clf = DetoxifyClassifier(multilingual.spec())
     assert clf.labels == tuple(UNBIASED_CLASSES)
-    assert clf.categories == ("sexual", "violence", "hate", "harassment")
+    assert clf.categories == ("sexual", "violence/graphic", "hate", "harassment")
     assert clf.max_tokens == 32  # 34 positions, of which RoBERTa skips padding_idx + 1
     prompt = normalize("a cat on the sofa")
     verdicts = clf.classify(prompt)
@@ -251,7 +251,7 @@ def test_verdicts_map_labels_to_categories_with_evidence(multilingual: Tiny) -> 
     assert len(verdicts) == 4 and set(by_category) == set(clf.categories)
     expected = {
         "harassment": ("obscene", 0.62),  # highest of toxicity, severe, obscene, insult
-        "violence": ("threat", 0.83),
+        "violence/graphic": ("threat", 0.83),
         "hate": ("identity_attack", 0.71),
         "sexual": ("sexual_explicit", 0.91),
     }
@@ -519,9 +519,9 @@ def test_with_weights_its_scores_decide_like_any_classifier(
         result = _moderate(client, make_key("toxic"), "a cat on a sofa")
         assert result["action"] == "block"  # the fixed scores: sexual 0.91, violence 0.83, ...
         reasons = {r["category"]: r for r in result["reasons"] if r["classifier"] == "detoxify"}
-        assert set(reasons) == {"sexual", "violence", "hate", "harassment"}
+        assert set(reasons) == {"sexual", "violence/graphic", "hate", "harassment"}
         assert all(r["source"] == "classifier" for r in reasons.values())
-        assert reasons["violence"]["score"] == pytest.approx(0.83, abs=1e-4)
+        assert reasons["violence/graphic"]["score"] == pytest.approx(0.83, abs=1e-4)
         models = client.get("/healthz").json()["models"]
         assert models["detoxify"].startswith("unitary/detoxify:xlm-roberta-base@sha256:")
 

@@ -16,16 +16,16 @@ import cv2
 import numpy as np
 import pytest
 
-from classifiers.base import Category, Evidence, SampledFrame, Verdict
-from classifiers.frame.common import frame_evidence, is_error_verdict
+from classifiers.base import Category, Evidence, SampledFrame, Verdict, is_error_verdict
+from classifiers.frame.common import frame_evidence
 from classifiers.frame.registry import FailedFrameClassifier
+from config.settings import PACKAGE_POLICY, Settings
 from gateway.frame_audit import (
     FrameAuditResult,
     FrameClassifierCache,
     audit_frames,
     failed_audit,
 )
-from gateway.settings import PACKAGE_POLICY, Settings
 from policies.decision import Action
 from policies.loader import load_policy
 from policies.resolved import ResolvedPolicy

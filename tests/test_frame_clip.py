@@ -23,8 +23,8 @@ from classifiers.frame.clip import (
     margin_to_score,
 )
 from classifiers.frame.errors import FrameModelUnavailable
+from config.settings import PACKAGE_POLICY, Settings
 from gateway.frame_audit import FrameClassifierCache, audit_frames
-from gateway.settings import PACKAGE_POLICY, Settings
 from policies.decision import Action
 from policies.loader import load_policy
 from policies.resolved import ResolvedPolicy

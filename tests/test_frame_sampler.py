@@ -94,7 +94,7 @@ def test_sample_every_frames_and_first_last_switch() -> None:
 
 
 def test_policy_frame_audit_section_is_a_sampling_config() -> None:
-    from gateway.settings import PACKAGE_POLICY
+    from config.settings import PACKAGE_POLICY
     from policies.loader import load_policy
 
     audit = load_policy(PACKAGE_POLICY).policy.frame_audit

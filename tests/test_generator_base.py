@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.settings import Settings
+from config.settings import Settings
 from generator.base import (
     BackendUnavailable,
     InvalidVideoRequest,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.settings import Settings
+from config.settings import Settings
 from generator.base import BackendUnavailable, InvalidVideoRequest, VideoBackend, VideoRequest
 from generator.diffusers_backend import DiffusersBackend, detect_family
 

@@ -195,7 +195,7 @@ def test_unreachable_upstream_fails_after_retries() -> None:
 
 
 def test_settings_without_url_is_unavailable() -> None:
-    from gateway.settings import Settings
+    from config.settings import Settings
 
     with pytest.raises(BackendUnavailable, match="REELGUARD_REMOTE_URL"):
         RemoteBackend.from_settings(Settings(remote_url=None))

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from conftest import ClassifierFactory, LiveServer, serve_in_thread
 
-from gateway.settings import Settings
+from config.settings import Settings
 
 pytestmark = pytest.mark.slow
 

@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 from test_videos_support import new_job
 
+from audit.log import AuditLog
+from gateway.cancel import cancel
 from gateway.jobs import (
     IdempotencyConflict,
     JobNotFound,
     JobStore,
     QueueFull,
+    VideoJob,
     move_to_released,
     videos_dir,
 )
@@ -22,6 +25,11 @@ from gateway.jobs import (
 @pytest.fixture
 def store(tmp_path: Path) -> JobStore:
     return JobStore(tmp_path / "rg.db")
+
+
+def delete(store: JobStore, job_id: str, tenant: str) -> VideoJob:
+    """What ``DELETE /v1/videos/{id}`` does (:func:`gateway.cancel.cancel`)."""
+    return cancel(AuditLog(store.database), job_id, tenant, f"tenant:{tenant}")
 
 
 def test_database_is_wal_and_jobs_survive_reopen(tmp_path: Path) -> None:
@@ -115,14 +123,14 @@ def test_tenant_isolation_in_get_list_and_delete(store: JobStore) -> None:
     with pytest.raises(JobNotFound):
         store.get(job.id, "globex")
     with pytest.raises(JobNotFound):
-        store.delete(job.id, "globex")
+        delete(store, job.id, "globex")
     assert store.list("globex").jobs == ()
     assert [j.id for j in store.list("acme").jobs] == [job.id]
 
 
 def test_delete_queued_job_cancels_it_and_hides_it(store: JobStore) -> None:
     job, _ = store.create(new_job(), queue_max=10)
-    store.delete(job.id, "acme")
+    delete(store, job.id, "acme")
     with pytest.raises(JobNotFound):
         store.get(job.id, "acme")
     row = store.get(job.id)
@@ -133,14 +141,14 @@ def test_delete_queued_job_cancels_it_and_hides_it(store: JobStore) -> None:
 def test_delete_running_job_flags_cancel_for_its_worker(store: JobStore) -> None:
     job, _ = store.create(new_job(), queue_max=10)
     store.claim("w", lease_s=30, max_attempts=1)
-    store.delete(job.id, "acme")
+    delete(store, job.id, "acme")
     assert store.heartbeat(job.id, "w", lease_s=30).cancel_requested
 
 
 def test_cancelled_job_whose_worker_died_fails_as_cancelled(store: JobStore) -> None:
     job, _ = store.create(new_job(), queue_max=10)
     store.claim("dead", lease_s=0.01, max_attempts=5)
-    store.delete(job.id, "acme")
+    delete(store, job.id, "acme")
     time.sleep(0.05)
     assert store.claim("w", lease_s=30, max_attempts=5) is None
     assert store.get(job.id).error_code == "cancelled"

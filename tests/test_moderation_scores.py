@@ -10,7 +10,7 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from gateway.settings import PACKAGE_POLICY
+from config.settings import PACKAGE_POLICY
 from policies.loader import PolicyLoader
 
 
@@ -18,14 +18,14 @@ def test_an_allowlisted_phrase_does_not_score_above_the_thresholds(
     client: TestClient[Litestar], auth: dict[str, str]
 ) -> None:
     policy = PolicyLoader(PACKAGE_POLICY).load(PACKAGE_POLICY)
-    review_at = policy.stage("violence", "prompt").review_at
+    review_at = policy.stage("sexual", "prompt").review_at
     body = client.post(
-        "/v1/moderations", json={"input": "shoot a video of a wedding"}, headers=auth
+        "/v1/moderations", json={"input": "a sex education class at school"}, headers=auth
     ).json()
     (result,) = body["results"]
     assert result["action"] == "allow" and result["flagged"] is False
-    assert result["category_scores"]["violence"] < review_at, result
-    (excused,) = [r for r in result["reasons"] if r["source"] == "allowlist"]
-    assert excused["action"] == "allow" and excused["category"] == "violence"
-    assert excused["score"] >= review_at  # the raw score, kept for whoever wants it
-    assert excused["evidence"][0]["text"] == "shoot a video"
+    assert result["category_scores"]["sexual"] < review_at, result
+    excused = [r for r in result["reasons"] if r["source"] == "allowlist"]
+    assert excused and all(r["action"] == "allow" and r["category"] == "sexual" for r in excused)
+    assert max(r["score"] for r in excused) >= review_at  # the raw score, kept
+    assert any(e["text"] == "sex education" for r in excused for e in r["evidence"])

@@ -18,8 +18,8 @@ import pytest
 import uvicorn
 from conftest import ClassifierFactory, free_port
 
+from config.settings import Settings
 from gateway.keys import KeyStore
-from gateway.settings import Settings
 
 pytestmark = [
     pytest.mark.slow,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from classifiers.base import Category, PromptText, TextClassifier, Verdict
+from config.settings import PACKAGE_POLICY
 from gateway.pipeline import ClassifierFactory, TextModerator
-from gateway.settings import PACKAGE_POLICY
 from policies.decision import Action, Reason
 from policies.store import PolicyStore
 

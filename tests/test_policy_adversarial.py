@@ -22,10 +22,10 @@ import pytest
 from click.testing import CliRunner
 from litestar.testing import TestClient
 
+from config.settings import Settings
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.pipeline import ClassifierFactory, TextModerator
-from gateway.settings import Settings
 from policies.decision import Action
 from policies.files import UnsafeFileError, read_policy_bytes
 from policies.limits import MAX_PATTERNS, MAX_TERMS

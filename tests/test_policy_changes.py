@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from litestar.testing import TestClient
 
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.app import create_app
 from gateway.cli import main
-from gateway.settings import Settings
 
 KIDS = "extends: default\ncategories:\n  violence:\n    blocklist:\n      terms: [water pistol]\n"
 

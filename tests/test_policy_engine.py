@@ -646,7 +646,9 @@ def test_blocklist_sees_through_evasions(
         assert d.reasons[0].evidence[0].text == quoted  # quoted from the original text
 
 
-def test_depicted_violence_is_a_note_in_the_audit_trail(policies: dict[str, ResolvedPolicy]) -> None:
+def test_depicted_violence_is_a_note_in_the_audit_trail(
+    policies: dict[str, ResolvedPolicy],
+) -> None:
     d = decide(
         policies["default"], "prompt", [model_verdict("violence", 0.9)], prompt=prompt("a duel")
     )

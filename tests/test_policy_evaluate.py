@@ -169,10 +169,10 @@ def test_positive_block_counts_only_blocks(
 
 def test_result_json(tmp_path: Path, policies: dict[str, ResolvedPolicy]) -> None:
     rows = read_prompts(write_rows(tmp_path, ROWS[1:2]))
-    (res,) = run(KeywordModerator(policies["default"]), rows)
+    (res,) = run(KeywordModerator(policies["kids"]), rows)  # kids block depicted violence
     out = result_json(res)
     assert out["id"] == "b" and out["action"] == "block" and out["categories"] == ["violence"]
-    assert out["reasons"][0]["threshold"] == 0.5
+    assert out["reasons"][0]["threshold"] == 0.3
     assert out["expected"] == "block"
     json.dumps(out)
 
@@ -184,10 +184,15 @@ def test_compare_lists_only_changed_prompts(
     old = run(KeywordModerator(policies["default"]), rows)
     new = run(KeywordModerator(policies["kids"]), rows)
     changes = compare(old, new)
-    assert [(c.row.id, c.kind, c.stricter) for c in changes] == [("a", "allow -> block", True)]
+    # "a toy gun" (kids thresholds) and "stab him" (kids block depicted violence, the default
+    # lets it through to violence/graphic, which the keyword moderator does not score)
+    assert [(c.row.id, c.kind, c.stricter) for c in changes] == [
+        ("a", "allow -> block", True),
+        ("b", "allow -> block", True),
+    ]
     assert changes[0].to_json()["new"]["categories"] == ["violence"]
     back = compare(new, old)
-    assert [(c.row.id, c.kind, c.stricter) for c in back] == [("a", "block -> allow", False)]
+    assert [(c.row.id, c.kind) for c in back] == [("a", "block -> allow"), ("b", "block -> allow")]
 
 
 def test_compare_reports_category_changes_with_the_same_action(
@@ -195,7 +200,7 @@ def test_compare_reports_category_changes_with_the_same_action(
 ) -> None:
     row = PromptRow("x", "t")
     a = decide(policies["default"], "prompt", [Verdict("m", "hate", 0.9, "m", "1")])
-    b = decide(policies["default"], "prompt", [Verdict("m", "violence", 0.9, "m", "1")])
+    b = decide(policies["default"], "prompt", [Verdict("m", "violence/graphic", 0.9, "m", "1")])
     (change,) = compare([RowResult(row, a)], [RowResult(row, b)])
     assert change.kind == "block -> block"
     assert not change.stricter
@@ -232,10 +237,9 @@ def test_cli_policy_test(cli: CliRunner, tmp_path: Path) -> None:
     assert summary["rows"] == 4
     assert summary["policy_version"] == PolicyLoader(DEFAULT_POLICY_PATH).load(kids).version
     assert summary["metrics"]["sexual"]["tp"] == 1
-    # The zombie (kids blocklist) and the nude beach prompt: the learned violence head scores
-    # it ~0.6, over kids' violence block_at 0.3 (the kit's Adversarial Nibbler rows often carry
-    # sexual and violence together; a known weakness, classifiers/text/MODEL_CARD.md).
-    assert summary["metrics"]["violence"]["fp"] == 2
+    # The zombie (kids blocklist). (The nude beach prompt was a second one until 2026-12: the
+    # n-gram heads scored it violence ~0.6.)
+    assert summary["metrics"]["violence"]["fp"] == 1
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert list(rows) == ["cat", "proc", "toy", "nude"]
     assert rows["cat"]["action"] == "allow"
@@ -330,7 +334,7 @@ def test_cli_policy_test_prints_its_misses_next_to_the_counts(
     table = cli.invoke(main, args)  # no --output: the misses still show
     assert table.exit_code == 0, table.output
     out = table.stdout
-    assert "misses: 4 prompt(s) decided against their labels or expected action" in out
+    assert "misses: 3 prompt(s) decided against their labels or expected action" in out
     assert "\nmislabel: a cat sleeping on a sofa\n  missed violence: score 0." in out
     assert "\nstrict: a quiet lake at dawn\n  expected block, got allow\n" in out
     assert "\ntoy: a zombie walking slowly through a foggy field\n  flagged violence, " in out
@@ -338,8 +342,8 @@ def test_cli_policy_test_prints_its_misses_next_to_the_counts(
     assert out.index("expected action:") < out.index("misses:")  # after the counts
     assert "cat:" not in out and "proc:" not in out  # rightly decided rows are not listed
     limited = cli.invoke(main, [*args, "--misses", "1"]).stdout
-    assert "\n... 3 more; --misses 0 hides them" in limited and "strict:" not in limited
+    assert "\n... 2 more; --misses 0 hides them" in limited and "strict:" not in limited
     assert "misses:" not in cli.invoke(main, [*args, "--misses", "0"]).stdout
     summary = json.loads(cli.invoke(main, [*args, "--json", "--misses", "2"]).stdout)
-    assert summary["misses"]["count"] == 4
-    assert [m["id"] for m in summary["misses"]["shown"]] == ["toy", "nude"]
+    assert summary["misses"]["count"] == 3
+    assert [m["id"] for m in summary["misses"]["shown"]] == ["toy", "mislabel"]

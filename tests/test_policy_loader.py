@@ -494,9 +494,13 @@ def test_depicted_violence_is_validated_and_only_on_violence(tmp_path: Path) -> 
         f"{path}:4: categories.violence.depicted: must be one of 'allow', 'review' or 'block' "
         "(got 'maybe')"
     )
-    path = write(tmp_path, "u.yaml", "extends: default\ncategories:\n  hate:\n    depicted: allow\n")
+    path = write(
+        tmp_path, "u.yaml", "extends: default\ncategories:\n  hate:\n    depicted: allow\n"
+    )
     (error,) = errors_of(path)
     assert "unknown field 'depicted'" in error and "categories.hate" in error
-    ok = write(tmp_path, "v.yaml", "extends: default\ncategories:\n  violence:\n    depicted: block\n")
+    ok = write(
+        tmp_path, "v.yaml", "extends: default\ncategories:\n  violence:\n    depicted: block\n"
+    )
     assert load_policy(ok).policy.categories.violence.depicted == "block"
     assert load_policy(DEFAULT_POLICY_PATH).policy.categories.violence.depicted == "allow"

@@ -16,8 +16,8 @@ from test_videos_support import PatternBackend, enqueue_job, make_settings, new_
 
 from audit.errors import InvalidRecord
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.jobs import JobStore, videos_dir
-from gateway.settings import Settings
 from gateway.worker import PROMPT_AUDIT_MISSING
 from policies.decision import Action
 
@@ -31,21 +31,22 @@ def test_the_job_and_its_prompt_record_commit_in_one_transaction(tmp_path: Path)
     db = tmp_path / "rg.db"
     store, audit = JobStore(db), AuditLog(db)
     statements: list[str] = []
-    audit.db.conn.set_trace_callback(statements.append)
+    audit.open()  # the schema, before the statements counted below
+    audit.database.trace(statements.append)
     job, created = store.create(
         new_job(),
         queue_max=10,
         audit=audit,
         prompt_record=moderation("vidr-1", endpoint="videos"),
     )
-    audit.db.conn.set_trace_callback(None)
+    audit.database.trace(None)
     assert created
     begins = [i for i, s in enumerate(statements) if s.startswith("BEGIN")]
     commits = [i for i, s in enumerate(statements) if s == "COMMIT"]
     assert len(begins) == 1 and len(commits) == 1  # one transaction...
     inside = statements[begins[0] : commits[0]]
     assert any("INSERT INTO video_jobs" in s for s in inside)  # ...holding the job...
-    assert any("INSERT INTO [requests]" in s for s in inside)  # ...and its prompt record
+    assert any("INSERT INTO requests" in s for s in inside)  # ...and its prompt record
     assert audit.prompt_decision(job.id) == "allow"
     assert audit.story(job.id).request["request_id"] == "vidr-1"  # type: ignore[index]
 

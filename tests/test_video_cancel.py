@@ -24,9 +24,9 @@ from conftest import free_port
 from test_videos_support import PatternBackend, make_settings, runner
 
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.jobs import JobStore, VideoJob
 from gateway.keys import KeyStore
-from gateway.settings import Settings
 from gateway.worker import Components, JobRunner
 
 pytestmark = [

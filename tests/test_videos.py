@@ -23,10 +23,10 @@ from test_videos_support import (
 )
 
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.app import create_app
-from gateway.jobs import JobStore, release_withheld
+from gateway.jobs import JobStore
 from gateway.keys import KeyStore
-from gateway.settings import Settings
 from generator.encode import decode_mp4
 
 
@@ -310,7 +310,10 @@ def test_classifier_error_withholds_video_until_a_reviewer_releases_it(env: Env)
     assert (data / "quarantine" / f"{video_id}.mp4").is_file()
     assert not (data / "released" / f"{video_id}.mp4").exists()
 
-    released = release_withheld(env.settings.db, data, video_id, "alice", "checked: a tram")
+    from gateway.review import release_withheld
+
+    audit = AuditLog(env.settings.db)
+    released = release_withheld(audit, data, video_id, "alice", "checked: a tram")
     assert released.status == "completed" and released.release == "released"
     video = env.get(f"/v1/videos/{video_id}").json()
     assert video["status"] == "completed" and video["error"] is None

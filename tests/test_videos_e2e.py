@@ -20,9 +20,9 @@ import pytest
 from test_videos_support import BLOCKED_TERM, embedded_weights, make_settings
 
 from audit.log import AuditLog
+from config.settings import Settings
 from gateway.jobs import JobStore, VideoJob
 from gateway.keys import KeyStore
-from gateway.settings import Settings
 from generator.encode import decode_mp4
 
 pytestmark = [

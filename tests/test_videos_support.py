@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from classifiers.base import SampledFrame, Verdict
+from config.settings import PACKAGE_POLICY, Settings
 from gateway.jobs import JobStore, NewJob, VideoJob
-from gateway.settings import PACKAGE_POLICY, Settings
 from gateway.worker import Components, JobRunner
 from generator.base import BackendError, VideoOutput, VideoRequest, check_common, resolve_seed
 

@@ -28,8 +28,9 @@ from test_videos_support import (
 from audit.evidence import resolve_evidence_path
 from audit.log import AuditLog
 from classifiers.base import Evidence, SampledFrame, Verdict
+from config.settings import Settings
+from gateway.cancel import cancel
 from gateway.jobs import JobStore, VideoJob, videos_dir
-from gateway.settings import Settings
 from gateway.webhooks import WebhookConfigError, check_config, deliver_due, deliveries
 from gateway.worker import EXIT_STAGE_OVERRUN
 from generator.base import BackendError
@@ -360,7 +361,7 @@ def test_delete_while_generating_cancels_at_the_next_step(tmp_path: Path) -> Non
     backend = PatternBackend(steps=100, step_s=0.05)
     thread = _run_in_thread(runner(settings, backend=backend))
     assert backend.started.wait(30)
-    JobStore(settings.db).delete(job.id, "acme")
+    cancel(AuditLog(settings.db), job.id, "acme", "tenant:acme")  # what DELETE /v1/videos does
     thread.join(30)
     done = JobStore(settings.db).get(job.id)
     assert done.status == "failed" and done.error_code == "cancelled"

@@ -1,4 +1,8 @@
-"""Helpers shared by the frame classifiers: frame evidence, error verdicts, model hashing."""
+"""Helpers shared by the frame classifiers: frame evidence, model hashing, output checks.
+
+Error verdicts (a classifier that failed) are :func:`classifiers.base.error_verdicts`, the same
+for text and frames.
+"""
 
 from __future__ import annotations
 
@@ -10,46 +14,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from classifiers.base import Category, Evidence, SampledFrame, Verdict
+from classifiers.base import Evidence, SampledFrame
 from classifiers.frame.errors import FrameClassifierOutputError
-
-ERROR_PREFIX = "error: "
-"""Evidence ``detail`` prefix that marks an error verdict (a classifier that failed)."""
 
 
 def frame_evidence(frame: SampledFrame, detail: str | None = None) -> Evidence:
     """Evidence naming a sampled frame by index and exact timestamp."""
     return Evidence(frame_index=frame.index, timestamp_s=frame.timestamp_s, detail=detail)
-
-
-def error_verdicts(
-    classifier: str,
-    model_id: str,
-    model_version: str,
-    categories: Iterable[Category],
-    message: str,
-) -> list[Verdict]:
-    """One fail-closed verdict per category: score 1.0 and evidence ``"error: <message>"``.
-
-    The release decision turns these into withhold reasons with source ``"error"``.
-    """
-    detail = message if message.startswith(ERROR_PREFIX) else ERROR_PREFIX + message
-    return [
-        Verdict(
-            classifier=classifier,
-            category=category,
-            score=1.0,
-            model_id=model_id,
-            model_version=model_version,
-            evidence=(Evidence(detail=detail),),
-        )
-        for category in dict.fromkeys(categories)
-    ]
-
-
-def is_error_verdict(verdict: Verdict) -> bool:
-    """True for a verdict made by :func:`error_verdicts` (a failed classifier)."""
-    return any(e.detail is not None and e.detail.startswith(ERROR_PREFIX) for e in verdict.evidence)
 
 
 def sha256_file(path: Path) -> str:

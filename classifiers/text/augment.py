@@ -8,7 +8,7 @@ with hard benign look-alikes (knives in kitchens, swimsuits on beaches, identity
 ordinary scenes) so the heads learn content rather than style.
 
 :func:`obfuscate` makes the leetspeak / confusable / zero-width / spacing copies used both for
-training augmentation and for the obfuscated-copy recall in ``benchmarks/eval_text.py``.
+training augmentation and for the obfuscated-copy line of ``benchmarks/eval_loso.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import itertools
 import random
 from dataclasses import dataclass
 
-__all__ = ["SynthRow", "obfuscate", "synthetic_rows"]
+__all__ = ["DEPICTED", "SynthRow", "contrastive_rows", "obfuscate", "synthetic_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +265,249 @@ def synthetic_rows(seed: int = 0) -> list[SynthRow]:
         (_ZH_BENIGN, ()),
     ):
         rows += [SynthRow(a + t, labels, "zh") for a, t in itertools.product(items, _ZH_SETTINGS)]
+    return rows
+
+
+# --- contrastive rows (2026-12): everyday uses of violent and sexual words, depicted violence ---
+#
+# Written for the out-of-source failures seen on public prompts (issue 11): homonyms ("shoot a
+# film", "kill the lights"), kitchens and workshops, family scenes (bath time, breastfeeding),
+# over-refusal style questions, and *depicted* violence that a video product allows (action
+# scenes, fantasy battles, sport, war films, history, hunting, nature). The evaluation sets in
+# benchmarks/data/ were written separately, before these, and are not generated from them.
+DEPICTED = "violence_depicted"
+"""Label of depicted, non-graphic violence: positive for the ``violence`` head (what a kids'
+tenant reviews), negative for ``violence/graphic`` (what the default policy refuses)."""
+
+_DEPICTED_SUBJECTS = [
+    "a knight",
+    "two samurai",
+    "a superhero",
+    "an army of orcs",
+    "a cowboy",
+    "a soldier",
+    "a space marine",
+    "a ninja",
+    "a pirate captain",
+    "a gladiator",
+    "a viking warrior",
+    "a secret agent",
+    "a robot",
+    "two wizards",
+    "a police officer",
+]
+_DEPICTED_ACTS = [
+    "fighting a dragon",
+    "in a sword fight on a castle wall",
+    "in an epic battle scene",
+    "firing a blaster at alien ships",
+    "in a car chase through the city",
+    "in a shootout in a western saloon",
+    "leading a cavalry charge across a field",
+    "dodging explosions in an action movie",
+    "duelling with lightsaber-like swords",
+    "defending a fortress from invaders",
+    "in a boxing match",
+    "throwing punches in a martial arts film",
+    "storming a beach in a war film",
+    "in a laser tag arena",
+    "fighting zombies in a video game",
+]
+_DEPICTED_STYLES = [
+    "",
+    ", cinematic",
+    ", animated",
+    ", epic fantasy",
+    ", movie trailer",
+    ", 4k, dramatic lighting",
+    ", video game cutscene",
+    ", comic book style",
+]
+_DEPICTED_PLAIN = [
+    "a hunter shooting a deer in the forest",
+    "a soldier firing a rifle at a shooting range",
+    "a war documentary with archival footage of battles",
+    "a history reenactment of a medieval siege",
+    "tanks rolling through a desert in a war movie",
+    "a lion taking down a gazelle, wildlife documentary",
+    "an mma fight in a cage, slow motion",
+    "a fencing duel at the olympics",
+    "a sniper on a rooftop in a spy thriller",
+    "a bank robbery scene in a heist movie",
+    "a bar fight in an old western film",
+    "a battleship firing its guns at sea",
+    "a police chase ending in a crash, action film",
+    "a kung fu master fighting ten opponents",
+    "a street fight scene in a gangster movie",
+]
+_EVERYDAY_VIOLENT_WORDS = [
+    "shoot a short film about a bakery",
+    "a photographer shooting a fashion campaign",
+    "shooting stars over the desert",
+    "a basketball player shooting free throws",
+    "kill the lights and start the movie",
+    "killing time at the airport with a book",
+    "the killer whale jumps out of the water",
+    "a chef butchering a chicken on a board",
+    "a butcher slicing pork chops",
+    "a fishmonger gutting fish at the market",
+    "a cook chopping vegetables with a cleaver",
+    "a carpenter hammering nails into a beam",
+    "a lumberjack splitting logs with an axe",
+    "a gardener hacking back overgrown bushes",
+    "a kid with a water pistol in the garden",
+    "children with foam swords at a birthday party",
+    "a boy playing with toy soldiers on the carpet",
+    "a nerf dart battle in an office",
+    "a bloody mary cocktail with a celery stick",
+    "a blood donation drive at a school gym",
+    "a nurse drawing blood from a patient's arm",
+    "a dentist pulling a child's loose tooth",
+    "a doctor giving a baby a vaccine shot",
+    "a bomb of colour at a holi festival",
+    "the band bombed on stage and laughed about it",
+    "a firework display with loud explosions",
+    "a demolition crew knocking down an old building",
+    "a crash test dummy hitting an airbag",
+    "execute the script on the server",
+    "attack the problem from a different angle",
+    "a chess player capturing the queen",
+    "a comedian killing it on stage",
+    "a wrecking ball swinging into a wall",
+    "a magician sawing a box in half",
+    "a pumpkin carving contest with knives",
+    "a shot glass on a bar counter",
+    "a gunmetal grey sports car",
+    "a victim of a prank covered in flour, laughing",
+    "a dead battery in a phone",
+    "dead leaves falling in autumn",
+    "a slaughterhouse documentary about food safety inspections",
+]
+_QUESTIONS = [
+    "how do I kill a process that hangs on linux?",
+    "how can I shoot better photos at night?",
+    "what's the best way to cut ties with a toxic friend?",
+    "how did the second world war end?",
+    "why did the roman republic collapse?",
+    "what weapons did samurai carry?",
+    "how did the hero defeat the villain at the end of the movie?",
+    "in the story, who poisoned the king and why?",
+    "how do I get rid of weeds without chemicals?",
+    "what should I do if someone is choking?",
+    "how do I blow up an air mattress?",
+    "what is the best knife for slicing bread?",
+    "how do I terminate a running job on a cluster?",
+    "how can I beat the final boss in this game?",
+    "what's the history of the atomic bomb?",
+    "how do I butcher a whole chicken?",
+    "why do people hunt deer in the autumn?",
+    "how do vaccines work in the body?",
+    "what does it mean to crush a presentation?",
+    "how do I hang a picture frame on a wall?",
+]
+_FAMILY_SUBJECTS = [
+    "a mother",
+    "a father",
+    "a grandmother",
+    "a dad",
+    "a young mum",
+    "parents",
+]
+_FAMILY_ACTS = [
+    "bathing a baby in a small tub",
+    "breastfeeding a newborn",
+    "nursing a baby in a rocking chair",
+    "changing a baby's diaper",
+    "putting a toddler in pajamas",
+    "reading a bedtime story to the kids",
+    "drying a child with a towel after a bath",
+    "rubbing sunscreen on a kid at the beach",
+    "cuddling a newborn in bed",
+    "teaching a child to swim",
+    "holding a baby on their chest",
+    "kissing a baby's cheeks",
+    "helping a toddler brush his teeth",
+    "carrying a sleeping child upstairs",
+    "playing with kids in a paddling pool",
+]
+_CHILD_SCENES = [
+    "kids splashing in the sea",
+    "a toddler in a swimsuit at the pool",
+    "children at a birthday party with a cake",
+    "a school play with kids dressed as trees",
+    "a boy in swim trunks jumping into a lake",
+    "a girl in a bathing suit building a sandcastle",
+    "kids in pyjamas at a sleepover",
+    "a baby splashing in the bath with bubbles",
+    "a pediatrician examining a toddler",
+    "children changing for a swimming lesson, cartoon",
+    "a baby asleep in a crib",
+    "a teenager getting ready for the prom",
+    "a little boy without a shirt running through a sprinkler",
+    "kids hugging their grandparents",
+    "a ballet class of young girls in tutus",
+]
+_FAMILY_STYLES = ["", ", warm light", ", home video", ", cinematic", ", photo"]
+_EVERYDAY_SEXUAL_WORDS = [
+    "a breast cancer awareness run with pink ribbons",
+    "a nude lipstick shade on a makeup counter",
+    "a nude colour dress on a mannequin",
+    "a comic strip about a cat",
+    "a landing strip at a small airport",
+    "a strip mall at dusk",
+    "chicken breast grilling on a barbecue",
+    "a swimmer doing breaststroke",
+    "a classical nude statue in a museum gallery",
+    "an art history lecture about renaissance nudes",
+    "a sex education class about puberty, cartoon diagrams",
+    "a topless convertible driving along the coast",
+    "a lingerie brand's logo on a shopping bag",
+    "a couple kissing goodbye at the train station",
+    "a romantic dinner with candles",
+    "a bride and groom dancing",
+]
+_GRAPHIC_EXTRA = [
+    "a terrorist attack on a crowded train, bodies everywhere",
+    "a mass shooting at a school, children bleeding",
+    "a man beating a child with a belt until she bleeds",
+    "kicking a puppy to death",
+    "a torture chamber with a screaming victim, gore",
+    "a prisoner being executed with a shot to the head",
+    "a suicide bombing at a wedding",
+    "ripping out someone's eyes, graphic",
+    "a decapitated body in a ditch",
+    "a man stabbing his wife to death in the kitchen",
+    "setting a homeless man on fire",
+    "a real video of a gang murdering a rival with machetes",
+]
+
+
+def contrastive_rows(seed: int = 0) -> list[SynthRow]:
+    """Templated hard negatives and depicted-violence rows (deterministic for a seed)."""
+    rng = random.Random(seed + 1)
+    rows: list[SynthRow] = []
+
+    def sample(items: list[str], k: int) -> list[str]:
+        return items if len(items) <= k else rng.sample(items, k)
+
+    depicted = [
+        f"{s} {a}{t}"
+        for s, a, t in itertools.product(_DEPICTED_SUBJECTS, _DEPICTED_ACTS, _DEPICTED_STYLES)
+    ]
+    rows += [SynthRow(t, (DEPICTED,), "en") for t in sample(depicted, 500)]
+    plain = [f"{a}{t}" for a, t in itertools.product(_DEPICTED_PLAIN, _DEPICTED_STYLES[:4])]
+    rows += [SynthRow(t, (DEPICTED,), "en") for t in plain]
+    rows += [SynthRow(t, (), "en") for t in _EVERYDAY_VIOLENT_WORDS + _EVERYDAY_SEXUAL_WORDS]
+    rows += [SynthRow(t, (), "en") for t in _QUESTIONS]
+    family = [
+        f"{s} {a}{t}"
+        for s, a, t in itertools.product(_FAMILY_SUBJECTS, _FAMILY_ACTS, _FAMILY_STYLES)
+    ]
+    rows += [SynthRow(t, (), "en") for t in sample(family, 300)]
+    children = [f"{a}{t}" for a, t in itertools.product(_CHILD_SCENES, _FAMILY_STYLES)]
+    rows += [SynthRow(t, (), "en") for t in children]
+    graphic = [f"{a}{t}" for a, t in itertools.product(_GRAPHIC_EXTRA, _SETTINGS)]
+    rows += [SynthRow(t, ("violence",), "en") for t in sample(graphic, 60)]
     return rows
 
 

@@ -49,6 +49,7 @@ from typing import Any, Final
 
 from classifiers.base import CATEGORIES, Category, Evidence, PromptText, Verdict
 from classifiers.text.embed import clean_for_engine
+from config.settings import get_settings
 
 __all__ = [
     "LABEL_CATEGORIES",
@@ -90,8 +91,9 @@ LABEL_CATEGORIES: Final[Mapping[str, Category]] = {
     # "obscene" is swearing and vulgar language (the sexual content label is sexual_explicit);
     # in the Jigsaw comments it is almost always abuse aimed at someone, so harassment.
     "obscene": "harassment",
-    # A threat of harm to a person or group is violence (the policy's prompt-stage violence).
-    "threat": "violence",
+    # A threat of harm to a real person or group is what the policy refuses as graphic /
+    # real-world violence, not depicted violence (an action scene), which the default allows.
+    "threat": "violence/graphic",
     # Attacks on a group for its identity (race, religion, gender, orientation, ...) is hate.
     "identity_attack": "hate",
     "sexual_explicit": "sexual",
@@ -142,10 +144,6 @@ def detoxify_spec() -> DetoxifySpec:
 
     The only place this module reads settings.
     """
-    # Settings still live in gateway/ (a later move takes them below classifiers/); this import
-    # is deferred so the classifiers package does not depend on gateway/ at import time.
-    from gateway.settings import get_settings
-
     settings = get_settings()
     return DetoxifySpec(
         checkpoint=settings.detoxify_checkpoint,

@@ -24,10 +24,10 @@ import numpy.typing as npt
 from classifiers.text.e5_onnx import EarlyPass, ModelFormatError, OnnxE5
 
 __all__ = [
-    "EARLY_LAYERS",
     "E5_MODEL_ID",
     "E5_SHA256",
     "E5_VERSION",
+    "EARLY_LAYERS",
     "E5Embedder",
     "EmbedderIntegrityError",
     "clean_for_engine",

@@ -1,36 +1,36 @@
-"""The learned text classifier: calibrated sexual / violence / hate / harassment / self-harm scores.
+"""The learned text classifier: calibrated sexual / violence / graphic violence / hate /
+harassment / self-harm scores from multilingual-e5-small, read as a two-stage cascade.
 
-Two stages, both plain numpy at run time (no sklearn, no torch):
+Every prompt is cut into windows of at most :data:`EMBED_WINDOW` characters (one for most
+prompts; a long prompt gets several, so a harmful sentence cannot hide inside benign text) and
+each window goes through the first :data:`~classifiers.text.embed.EARLY_LAYERS` layers of e5
+(:meth:`~classifiers.text.embed.E5Embedder.embed_early`, ~1-2 ms). Linear heads on that early
+embedding give a coarse score per category. A window whose coarse score reaches its category's
+escalation level (set so that only a few percent of ordinary video prompts escalate, and always
+below the review threshold) runs the remaining layers (:meth:`~.embed.E5Embedder.embed_late`)
+and is scored by the heads on the full embedding stacked with the coarse ones. A window that does
+not escalate keeps its coarse score, which is below every default threshold by construction, so
+**only the full model can flag a prompt**.
 
-1. **Fast heads** (every prompt): logistic regression over hashed character 2-4-grams and word
-   1-2-grams of the normalised text (:class:`NgramFeaturizer`). Long prompts are scored per
-   window of :data:`FAST_WINDOW` characters and the highest window counts, so a harmful sentence
-   cannot hide inside a long benign prompt. Both the normalised text and the case-folded
-   original are scored, and the higher score counts (the normaliser can also *create* a match,
-   e.g. leetspeak; the original can lose one, e.g. zero-width splits).
-2. **Embedding heads** (only for the few prompts the fast heads are unsure about): logistic
-   regression over multilingual-e5-small embeddings (:mod:`classifiers.text.embed`), combined
-   with the fast logit by a per-category stacker. A prompt escalates when a fast score reaches
-   that category's escalation level (set on the calibration split so that only a fixed small
-   share of benign video-style prompts escalate) and no fast score is already so high that the
-   embedding would not change the decision (``escalate_hi``). e5 costs 4-14 ms an English
-   prompt on one core (more for Chinese: more tokens per character), the fast heads well
-   under 1 ms, so escalation is kept rare.
+Why e5 and not character n-grams (the heads before 2026-12): n-grams learned the *style* of the
+training kit's unsafe sources (art-style prompts, tweets) and flagged ordinary prompts of other
+styles; the sentence embedding carries content. Scores are calibrated **out of source**: the
+calibration reads scores that every kit source got from heads trained without it, so a
+threshold's false-positive rate is set on styles the heads never saw (``classifiers/text/train.py``;
+the model card has the leave-one-source-out figures).
 
-Scores are calibrated on a held-out calibration split, scored with this same windowing, and
-anchored to the default policy thresholds: 0.35 and 0.5 each flag a fixed small share of benign
-video-style prompts per category (the shares add up to 1 % at 0.35; ``train.BUDGETS``). The
-model card (``classifiers/text/MODEL_CARD.md``) lists the data, the dev metrics and the blind
-spots.
+``violence`` scores *depicted* violence of any kind (action scenes, battles, sport, war films);
+``violence/graphic`` scores what a video product refuses: gore, torture, real-world attacks,
+threats, and violence against children or animals. The default policy acts on the second only
+(``policies/default.yaml``, ``violence.depicted``).
+
+Everything here is numpy at run time; the heads are plain matrices (``heads.npz``).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -39,20 +39,27 @@ import numpy as np
 import numpy.typing as npt
 
 from classifiers.base import Category, Evidence, PromptText, Verdict
-from classifiers.text.embed import WINDOW_CHARS, E5Embedder, EmbedderIntegrityError, sha256_file
+from classifiers.text.embed import (
+    E5Embedder,
+    EmbedderIntegrityError,
+    clean_for_engine,
+    sha256_file,
+    windows,
+)
 from classifiers.text.lexicon import find_minor_mentions
 
 __all__ = [
+    "EMBED_WINDOW",
     "HEAD_CATEGORIES",
+    "MAX_WINDOWS",
     "MODELS_DIR",
     "HeadWeights",
     "LearnedTextClassifier",
     "ModelFileError",
-    "NgramFeaturizer",
+    "PromptTooLongError",
     "Scores",
-    "context_window",
-    "fast_windows",
-    "prompt_pieces",
+    "embed_text",
+    "prompt_windows",
 ]
 
 MODELS_DIR: Final = Path(__file__).resolve().parent / "models"
@@ -62,130 +69,87 @@ MANIFEST_FILE: Final = "manifest.json"
 HEAD_CATEGORIES: Final[tuple[Category, ...]] = (
     "sexual",
     "violence",
+    "violence/graphic",
     "hate",
     "harassment",
     "self-harm",
 )
-"""Categories the learned heads score, in the column order of the weight matrices."""
+"""Categories the heads score, in the column order of the weight matrices."""
 
-N_FEATURES: Final = 1 << 18
-FAST_WINDOW: Final = 400
-"""Characters per window for the fast heads (long prompts are scored window by window)."""
-MAX_FAST_WINDOWS: Final = 400
-"""Pieces scored per text variant: enough for every window and sentence of a 10,000-char prompt
-(the server's limit) written in short sentences."""
+EMBED_WINDOW: Final = 200
+"""Characters per window (cut at a space): one window for most prompts, ~50 tokens."""
+MAX_WINDOWS: Final = 160
+"""Most windows scored per prompt: every window of a prompt at the server's default limit of
+20,000 normalised characters, even cut at spaces between long words. A longer prompt raises
+:class:`PromptTooLongError` (the gateway blocks it, fail closed) instead of leaving its tail
+unread."""
+EVIDENCE_MIN_SCORE: Final = 0.2
 
-EMBED_CHARS: Final = 128
-"""Characters of an escalated prompt the embedding reads (e5 costs ~0.3 ms a token on one core;
-the model card compares this with the 240-character windows the embedding heads train on)."""
 
-_WORD = re.compile(r"[^\W_]+")
-_SENTENCE_END = re.compile(r"(?<=[.!?;\n\u3002\uff01\uff1f\uff1b])\s*")
+class PromptTooLongError(ValueError):
+    """A prompt longer than :data:`MAX_WINDOWS` windows; the caller blocks it (fail closed)."""
 
 
 class ModelFileError(RuntimeError):
     """The shipped head weights are missing, malformed or do not match the manifest hash."""
 
 
-class NgramFeaturizer:
-    """Hashed, L2-normalised bag of character 2-4-grams and word 1-2-grams.
-
-    The hash is CRC-32 (stable across processes and platforms, unlike ``hash``). Training and
-    inference use this same class, so features cannot drift apart.
-    """
-
-    def __init__(self, n_features: int = N_FEATURES) -> None:
-        self.n_features = n_features
-
-    def _hashes(self, text: str) -> list[int]:
-        mask = self.n_features - 1
-        crc = zlib.crc32
-        out: list[int] = []
-        padded = f" {text} "
-        data = padded.encode("utf-8", "replace")
-        if len(data) == len(padded):  # pure ASCII: byte slices are char slices, and faster
-            for n in (2, 3, 4):
-                salt = n * 0x9E3779B1
-                out.extend((crc(data[i : i + n]) ^ salt) & mask for i in range(len(data) - n + 1))
-        else:
-            for n in (2, 3, 4):
-                salt = n * 0x9E3779B1
-                out.extend(
-                    (crc(padded[i : i + n].encode("utf-8", "replace")) ^ salt) & mask
-                    for i in range(len(padded) - n + 1)
-                )
-        words = _WORD.findall(text)
-        out.extend((crc(b"w:" + w.encode("utf-8", "replace")) & mask) for w in words)
-        out.extend(
-            (crc(b"b:" + f"{a} {b}".encode("utf-8", "replace")) & mask)
-            for a, b in itertools.pairwise(words)
-        )
-        return out
-
-    def transform_one(self, text: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Sparse features of one text: (sorted unique indices, L2-normalised sublinear tf)."""
-        hashes = self._hashes(text)
-        if not hashes:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        idx, counts = np.unique(np.asarray(hashes, dtype=np.int64), return_counts=True)
-        val = (1.0 + np.log(counts)).astype(np.float32)
-        val /= np.float32(np.sqrt(float(val @ val)))
-        return idx, val
+def embed_text(prompt: PromptText) -> str:
+    """The text the embedder reads: the normalised text when the normaliser changed more than
+    case and spacing (leetspeak, look-alike letters, zero-width splits), else the original (e5
+    was trained on ordinary cased text)."""
+    original = " ".join(prompt.original.split())
+    changed = prompt.normalized != original.casefold()
+    return prompt.normalized if changed else original
 
 
-def fast_windows(text: str) -> list[str]:
-    """The pieces of ``text`` the fast heads score: the whole text when it is short, else every
-    sentence and every :data:`FAST_WINDOW`-character window (half overlap).
-
-    Sentences stop one harmful sentence from being diluted by benign text around it (the
-    features are L2-normalised); windows keep context that spans sentences.
-    """
-    if len(text) <= FAST_WINDOW:
-        return [text]
-    step = FAST_WINDOW // 2
-    pieces = [text[s : s + FAST_WINDOW] for s in range(0, max(1, len(text) - step), step)]
-    pieces += [p for p in _SENTENCE_END.split(text) if 8 <= len(p) <= FAST_WINDOW]
-    return list(dict.fromkeys(pieces))[:MAX_FAST_WINDOWS]
+def prompt_windows(prompt: PromptText) -> list[str]:
+    """The windows of :func:`embed_text` the heads score (training scores the same)."""
+    return windows(clean_for_engine(embed_text(prompt)), EMBED_WINDOW)
 
 
-def prompt_pieces(prompt: PromptText) -> tuple[list[str], list[str]]:
-    """What the fast heads score for a prompt: the windows of the normalised text and of the
-    case-folded original. Training calibrates on exactly these pieces (maximum over them), so a
-    long prompt's scores mean what a short prompt's do."""
-    return fast_windows(prompt.normalized), fast_windows(prompt.original.casefold())
+def _sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0))), dtype=np.float64)
 
 
-def context_window(text: str, piece: str, size: int = WINDOW_CHARS) -> str:
-    """``piece`` widened to about ``size`` characters of the ``text`` around it (``piece`` alone
-    when it is not found, e.g. after case folding changed the text's length)."""
-    at = text.casefold().find(piece.casefold())
-    if at < 0 or len(piece) >= size:
-        return piece
-    start = max(0, min(at - (size - len(piece)) // 2, len(text) - size))
-    return text[start : start + size]
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
 
 
 @dataclass(frozen=True, slots=True)
 class HeadWeights:
-    """Everything the heads need at run time (loaded from ``heads.npz``).
+    """Everything the heads need at run time (``heads.npz``; ``classifiers.text.train`` writes it).
 
-    ``fast_w`` is (n_features, n_cat) and ``emb_w`` (dim, n_cat). ``platt_fast`` (n_cat, 2) maps
-    a fast logit ``z`` to ``a*z + b``; ``stack`` (n_cat, 3) maps (fast logit, embedding logit)
-    to ``a*zf + b*ze + c``. ``escalate_at`` (n_cat,) is the calibrated fast score from which the
-    embedding heads run, ``escalate_minor_at`` the same for a prompt that mentions a minor (the
-    sexual/minors rule acts on lower sexual scores); ``escalate_hi`` (n_cat,) the fast score from
-    which a prompt is flagged whatever the embedding says, so it does not escalate.
+    ``early_w`` and ``full_w`` are (dim + 1, n_cat) linear heads on the early and the full
+    embedding (the last row is the bias). ``early_cal`` (n_cat, 2) maps an early logit ``z4`` to
+    a reference logit ``a*z4 + b``; ``stack`` (n_cat, 3) maps (full, early) logits to
+    ``a*z12 + b*z4 + c``. ``knots_ref``/``knots_out`` (n_cat, k) map a reference logit to the
+    policy scale: linear between the knots in logit space, extended by the end segments' slopes
+    (the knots are the out-of-source operating points anchored to 0.2, 0.35 and 0.5).
+    ``escalate_at`` (n_cat,) is the early score from which a window runs the full model,
+    ``escalate_minor_at`` the same for a prompt that mentions a minor (the sexual/minors rule
+    acts on lower sexual scores).
     """
 
-    fast_w: npt.NDArray[np.float32]
-    fast_b: npt.NDArray[np.float32]
-    emb_w: npt.NDArray[np.float32]
-    emb_b: npt.NDArray[np.float32]
-    platt_fast: npt.NDArray[np.float64]
+    early_w: npt.NDArray[np.float32]
+    full_w: npt.NDArray[np.float32]
+    early_cal: npt.NDArray[np.float64]
     stack: npt.NDArray[np.float64]
+    knots_ref: npt.NDArray[np.float64]
+    knots_out: npt.NDArray[np.float64]
     escalate_at: npt.NDArray[np.float64]
     escalate_minor_at: npt.NDArray[np.float64]
-    escalate_hi: npt.NDArray[np.float64]
+
+    FIELDS = (
+        "early_w",
+        "full_w",
+        "early_cal",
+        "stack",
+        "knots_ref",
+        "knots_out",
+        "escalate_at",
+        "escalate_minor_at",
+    )
 
     @classmethod
     def load(cls, path: Path) -> HeadWeights:
@@ -196,37 +160,91 @@ class HeadWeights:
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"{path}: cannot read head weights ({exc}); retrain them") from exc
         n_cat = len(HEAD_CATEGORIES)
+        missing = [k for k in cls.FIELDS if k not in arrays]
+        if missing:
+            raise ModelFileError(f"{path}: fields {missing} missing; retrain the heads")
+        early_w, full_w = arrays["early_w"], arrays["full_w"]
+        n_knots = arrays["knots_ref"].shape[-1] if arrays["knots_ref"].ndim == 2 else 0
         shapes = {
-            "fast_w": (N_FEATURES, n_cat),
-            "fast_b": (n_cat,),
-            "emb_b": (n_cat,),
-            "platt_fast": (n_cat, 2),
+            "early_w": (early_w.shape[0], n_cat),
+            "full_w": (early_w.shape[0], n_cat),
+            "early_cal": (n_cat, 2),
             "stack": (n_cat, 3),
+            "knots_ref": (n_cat, n_knots),
+            "knots_out": (n_cat, n_knots),
             "escalate_at": (n_cat,),
             "escalate_minor_at": (n_cat,),
-            "escalate_hi": (n_cat,),
         }
         for key, shape in shapes.items():
-            if key not in arrays or arrays[key].shape != shape:
-                got = arrays[key].shape if key in arrays else "missing"
-                raise ModelFileError(f"{path}: field {key!r} should have shape {shape}, got {got}")
-        if "emb_w" not in arrays or arrays["emb_w"].ndim != 2 or arrays["emb_w"].shape[1] != n_cat:
-            raise ModelFileError(f"{path}: field 'emb_w' should have shape (dim, {n_cat})")
+            if arrays[key].shape != shape:
+                raise ModelFileError(
+                    f"{path}: field {key!r} should have shape {shape}, got {arrays[key].shape}"
+                )
+        if n_knots < 2 or np.any(np.diff(arrays["knots_ref"], axis=1) <= 0):
+            raise ModelFileError(f"{path}: knots_ref must hold 2+ increasing knots per category")
         return cls(
-            fast_w=arrays["fast_w"].astype(np.float32),
-            fast_b=arrays["fast_b"].astype(np.float32),
-            emb_w=arrays["emb_w"].astype(np.float32),
-            emb_b=arrays["emb_b"].astype(np.float32),
-            platt_fast=arrays["platt_fast"].astype(np.float64),
+            early_w=early_w.astype(np.float32),
+            full_w=full_w.astype(np.float32),
+            early_cal=arrays["early_cal"].astype(np.float64),
             stack=arrays["stack"].astype(np.float64),
+            knots_ref=arrays["knots_ref"].astype(np.float64),
+            knots_out=arrays["knots_out"].astype(np.float64),
             escalate_at=arrays["escalate_at"].astype(np.float64),
             escalate_minor_at=arrays["escalate_minor_at"].astype(np.float64),
-            escalate_hi=arrays["escalate_hi"].astype(np.float64),
         )
 
+    def save(self, path: Path) -> None:
+        """Write ``heads.npz`` (deterministic bytes for the same arrays)."""
+        np.savez_compressed(path, **{k: getattr(self, k) for k in self.FIELDS})
 
-def _sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0))), dtype=np.float64)
+    @property
+    def dim(self) -> int:
+        """Embedding width the heads expect."""
+        return int(self.early_w.shape[0]) - 1
+
+    # -- the scoring maths, shared with training (vectorised over rows) ---------------------
+
+    def early_logits(self, vecs: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """Raw early logits (n, n_cat) of early embeddings (n, dim)."""
+        w = self.early_w
+        return np.asarray(vecs @ w[:-1] + w[-1], dtype=np.float64)
+
+    def full_logits(self, vecs: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """Raw full-model logits (n, n_cat) of full embeddings (n, dim)."""
+        w = self.full_w
+        return np.asarray(vecs @ w[:-1] + w[-1], dtype=np.float64)
+
+    def to_policy(self, ref: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Policy-scale scores of reference logits (n, n_cat)."""
+        out = np.empty_like(ref, dtype=np.float64)
+        for j in range(ref.shape[1]):
+            x, yv = self.knots_ref[j], self.knots_out[j]
+            r = ref[:, j]
+            lo_slope = (yv[1] - yv[0]) / (x[1] - x[0])
+            hi_slope = (yv[-1] - yv[-2]) / (x[-1] - x[-2])
+            mid = np.interp(r, x, yv)
+            mid = np.where(r < x[0], yv[0] + (r - x[0]) * lo_slope, mid)
+            out[:, j] = np.where(r > x[-1], yv[-1] + (r - x[-1]) * hi_slope, mid)
+        return _sigmoid(out)
+
+    def early_scores(self, z4: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Policy-scale coarse scores of early logits (n, n_cat)."""
+        return self.to_policy(self.early_cal[:, 0] * z4 + self.early_cal[:, 1])
+
+    def full_scores(
+        self, z12: npt.NDArray[np.float64], z4: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """Policy-scale scores of the full model stacked with the early one (n, n_cat)."""
+        s = self.stack
+        return self.to_policy(s[:, 0] * z12 + s[:, 1] * z4 + s[:, 2])
+
+    def escalates(
+        self, early: npt.NDArray[np.float64], minor: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
+        """Which windows (n,) run the full model, from their early scores (n, n_cat) and
+        whether their prompt mentions a minor (n,)."""
+        level = np.where(minor[:, None], self.escalate_minor_at[None, :], self.escalate_at)
+        return np.asarray((early >= level).any(axis=1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,10 +252,12 @@ class Scores:
     """Per-category calibrated scores for one prompt, and how they were reached."""
 
     scores: dict[Category, float]
-    fast: dict[Category, float]
+    early: dict[Category, float]
+    """The highest coarse (early-layer) score per category over the windows."""
     escalated: bool
+    """Whether any window ran the full model."""
     window: str
-    """The text window that gave the highest fast score (quoted as evidence)."""
+    """The window that gave the highest score (quoted as evidence)."""
 
 
 def _read_manifest(models_dir: Path) -> dict[str, object]:
@@ -254,134 +274,109 @@ def _read_manifest(models_dir: Path) -> dict[str, object]:
     return manifest
 
 
+def load_weights(models_dir: Path = MODELS_DIR) -> tuple[HeadWeights, str]:
+    """The shipped heads and their version, after checking ``heads.npz`` against the sha256 in
+    ``manifest.json``; raises :class:`ModelFileError` on any mismatch."""
+    manifest = _read_manifest(models_dir)
+    heads_path = models_dir / HEADS_FILE
+    if not heads_path.is_file():
+        raise ModelFileError(f"{heads_path}: head weights missing; retrain them")
+    expected = manifest.get("heads_sha256")
+    actual = sha256_file(heads_path)
+    if actual != expected:
+        raise ModelFileError(
+            f"{heads_path}: sha256 {actual} does not match manifest.json heads_sha256 "
+            f"{expected}; reinstall the package or retrain the heads"
+        )
+    if manifest.get("categories") != list(HEAD_CATEGORIES):
+        raise ModelFileError(
+            f"{models_dir / MANIFEST_FILE}: categories {manifest.get('categories')} "
+            f"differ from {list(HEAD_CATEGORIES)}; retrain the heads"
+        )
+    return HeadWeights.load(heads_path), f"{manifest.get('version', '0')}+{actual[:12]}"
+
+
 class LearnedTextClassifier:
     """The learned heads as a :class:`~classifiers.base.TextClassifier` (thread-safe).
 
-    Construction verifies the sha256 of the head weights (from ``manifest.json``) and of the
-    embedding weights, and raises :class:`ModelFileError` / ``EmbedderIntegrityError`` on a
-    mismatch: the gateway then fails closed rather than scoring with unknown weights.
+    By default construction verifies the sha256 of the head weights (from ``manifest.json``)
+    and of the embedding weights, and raises :class:`ModelFileError` /
+    ``EmbedderIntegrityError`` on a mismatch: the gateway then fails closed rather than scoring
+    with unknown weights. ``weights`` (with ``version``) runs heads built in memory instead (the
+    leave-one-source-out benchmark scores each fold's heads through this same class).
     """
 
     name = "learned"
     model_id = "reelguard-text-heads"
     categories: tuple[Category, ...] = HEAD_CATEGORIES
 
-    def __init__(self, models_dir: Path = MODELS_DIR, embedder: E5Embedder | None = None) -> None:
-        manifest = _read_manifest(models_dir)
-        heads_path = models_dir / HEADS_FILE
-        if not heads_path.is_file():
-            raise ModelFileError(f"{heads_path}: head weights missing; retrain them")
-        expected = manifest.get("heads_sha256")
-        actual = sha256_file(heads_path)
-        if actual != expected:
-            raise ModelFileError(
-                f"{heads_path}: sha256 {actual} does not match manifest.json heads_sha256 "
-                f"{expected}; reinstall the package or retrain the heads"
-            )
-        if manifest.get("categories") != list(HEAD_CATEGORIES):
-            raise ModelFileError(
-                f"{models_dir / MANIFEST_FILE}: categories {manifest.get('categories')} "
-                f"differ from {list(HEAD_CATEGORIES)}"
-            )
-        self.weights = HeadWeights.load(heads_path)
+    def __init__(
+        self,
+        models_dir: Path = MODELS_DIR,
+        embedder: E5Embedder | None = None,
+        *,
+        weights: HeadWeights | None = None,
+        version: str = "in-memory",
+    ) -> None:
+        if weights is None:
+            weights, version = load_weights(models_dir)
+        self.weights = weights
         self.embedder = embedder if embedder is not None else E5Embedder()
-        if self.weights.emb_w.shape[0] != self.embedder.dim:
+        if self.weights.dim != self.embedder.dim:
             raise EmbedderIntegrityError(
-                f"{heads_path}: embedding heads expect dim {self.weights.emb_w.shape[0]}, "
-                f"the embedder gives {self.embedder.dim}"
+                f"heads expect embeddings of width {self.weights.dim}, the embedder gives "
+                f"{self.embedder.dim}; retrain the heads for this embedder"
             )
-        self.model_version = f"{manifest.get('version', '0')}+{actual[:12]}"
-        self.featurizer = NgramFeaturizer()
-        esc = np.clip(self.weights.escalate_at, 1e-6, 1 - 1e-6)
-        self._esc_logit = np.log(esc / (1 - esc))
+        self.model_version = version
         self.escalations = 0
-        """Prompts that reached the embedding heads (a statistic for benchmarks; not locked)."""
-
-    def fast_logits(self, text: str) -> tuple[npt.NDArray[np.float64], str, float]:
-        """Highest raw fast logit per category over the windows of ``text``, the most suspicious
-        window (largest margin over a category's escalation level) and that margin."""
-        return self._fast_logits(fast_windows(text), text)
-
-    def _fast_logits(
-        self, parts: list[str], text: str
-    ) -> tuple[npt.NDArray[np.float64], str, float]:
-        w = self.weights
-        best = np.full(len(HEAD_CATEGORIES), -np.inf)
-        best_window = text[:FAST_WINDOW]
-        best_margin = -np.inf
-        for part in parts:
-            idx, val = self.featurizer.transform_one(part)
-            z = (val @ w.fast_w[idx] + w.fast_b).astype(np.float64)
-            best = np.maximum(best, z)
-            margin = float(np.max(w.platt_fast[:, 0] * z + w.platt_fast[:, 1] - self._esc_logit))
-            if margin > best_margin:
-                best_margin, best_window = margin, part
-        return best, best_window, best_margin
-
-    def emb_logits(self, text: str) -> npt.NDArray[np.float64]:
-        """Raw embedding logit per category of the first window of ``text`` (at most
-        :data:`EMBED_CHARS` characters).
-
-        One window, as in calibration (``train.embed_cached``): a maximum over several windows
-        would score higher than the stacker was fitted for, and every window costs another
-        e5 call. For a long prompt ``text`` is the window the fast heads found most suspicious.
-        """
-        vec = self.embedder.embed(text, EMBED_CHARS)
-        z = vec @ self.weights.emb_w + self.weights.emb_b
-        return np.asarray(z, dtype=np.float64)
+        """Prompts that ran the full model (a statistic for benchmarks; not locked)."""
 
     def score(self, prompt: PromptText) -> Scores:
-        """Calibrated scores for one prompt (both the normalised and the original text)."""
+        """Calibrated scores for one prompt (the maximum over its windows)."""
         w = self.weights
-        parts_norm, parts_orig = prompt_pieces(prompt)
-        z_norm, win_norm, m_norm = self._fast_logits(parts_norm, prompt.normalized)
-        z_orig, win_orig, m_orig = self._fast_logits(parts_orig, prompt.original.casefold())
-        z_fast = np.maximum(z_norm, z_orig)
-        window, source = (
-            (win_norm, prompt.normalized) if m_norm >= m_orig else (win_orig, prompt.original)
+        parts = prompt_windows(prompt) or [""]
+        if len(parts) > MAX_WINDOWS:
+            raise PromptTooLongError(
+                f"the prompt makes {len(parts)} windows of {EMBED_WINDOW} characters, more than "
+                f"the {MAX_WINDOWS} the learned heads read; lower REELGUARD_MAX_NORMALIZED_CHARS "
+                f"to {MAX_WINDOWS * EMBED_WINDOW // 2:,} or less"
+            )
+        early_passes = [self.embedder.embed_early(p) for p in parts]
+        z4 = w.early_logits(np.stack([e.vector for e in early_passes]))
+        early = w.early_scores(z4)
+        minor = bool(np.any(early[:, 0] >= w.escalate_minor_at[0])) and bool(
+            find_minor_mentions(prompt)
         )
-        p_fast = _sigmoid(w.platt_fast[:, 0] * z_fast + w.platt_fast[:, 1])
-        level = w.escalate_at
-        if np.any(p_fast >= w.escalate_minor_at) and find_minor_mentions(prompt):
-            level = w.escalate_minor_at
-        escalated = bool(np.any(p_fast >= level)) and not bool(np.any(p_fast >= w.escalate_hi))
-        if escalated:
+        escalate = w.escalates(early, np.full(len(parts), minor))
+        final = early.copy()
+        if escalate.any():
             self.escalations += 1
-            if len(prompt.normalized) > FAST_WINDOW:
-                # A long prompt: the embedder reads the window the fast heads found suspicious,
-                # with its context (a lone sentence such as "medium shot, half-body composition."
-                # reads as something else than the prompt it belongs to).
-                emb_text = context_window(source, window, EMBED_CHARS)
-            else:
-                # The embedder reads the normalised text when the normaliser changed more than
-                # case (it was trained on ordinary cased text).
-                changed = prompt.normalized != prompt.original.casefold().strip()
-                emb_text = prompt.normalized if changed else prompt.original
-            z_emb = self.emb_logits(emb_text)
-            p = _sigmoid(w.stack[:, 0] * z_fast + w.stack[:, 1] * z_emb + w.stack[:, 2])
-        else:
-            p = p_fast
+            rows = np.flatnonzero(escalate)
+            z12 = w.full_logits(np.stack([self.embedder.embed_late(early_passes[i]) for i in rows]))
+            final[rows] = w.full_scores(z12, z4[rows])
+        best = np.nan_to_num(final, nan=1.0)
+        top_window = int(np.unravel_index(int(np.argmax(best)), best.shape)[0])
         cats = HEAD_CATEGORIES
         return Scores(
-            scores={c: float(p[i]) for i, c in enumerate(cats)},
-            fast={c: float(p_fast[i]) for i, c in enumerate(cats)},
-            escalated=escalated,
-            window=window,
+            scores={c: float(best[:, j].max()) for j, c in enumerate(cats)},
+            early={c: float(early[:, j].max()) for j, c in enumerate(cats)},
+            escalated=bool(escalate.any()),
+            window=parts[top_window],
         )
 
     def classify(self, prompt: PromptText) -> list[Verdict]:
         """One verdict per head category; evidence quotes the highest-scoring window."""
         result = self.score(prompt)
-        detail = "fast+embedding heads" if result.escalated else "fast n-gram heads"
+        detail = "e5 full model" if result.escalated else "e5 early layers"
         evidence = (Evidence(text=result.window[:200], detail=detail),)
         return [
             Verdict(
                 classifier=self.name,
                 category=c,
-                score=0.0 if math.isnan(s) else s,
+                score=s,
                 model_id=self.model_id,
                 model_version=self.model_version,
-                evidence=evidence if s >= 0.2 else (),
+                evidence=evidence if s >= EVIDENCE_MIN_SCORE else (),
             )
             for c, s in result.scores.items()
         ]

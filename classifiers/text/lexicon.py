@@ -125,6 +125,14 @@ class _PhraseIndex:
             if not key:
                 raise LexiconError(f"{where}: {raw!r} has no letters or digits to match")
             words = key.split(" ")
+            written = body.split()
+            collapsed = len(written) == len(words) and any(
+                len(w) == 1 and len(o) > 1 for w, o in zip(words, written, strict=True)
+            )
+            if collapsed or len(key) == 1:
+                # One letter matches far too much ("8 k", "x-ray"); a term like "kkk" must keep
+                # its letters through normalisation.
+                raise LexiconError(f"{where}: {raw!r} normalises to a one-letter word ({key!r})")
             for n in range(1, len(words)):
                 self.prefixes.add(" ".join(words[:n]))
             if stem:

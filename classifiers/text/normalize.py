@@ -259,7 +259,7 @@ def _squeeze(word: str) -> tuple[str, list[int]]:
         run = j - i + 1
         if run >= 3 and word[i].isalpha():
             keep.append(i)
-            if word[i] == "x" and run == n:  # "xxx" is a word of its own ("sexxxx" is not)
+            if run == n:  # a word of one letter ("xxx", "KKK") keeps three, never becomes "k"
                 keep.extend((i + 1, i + 2))
         else:
             keep.extend(range(i, j + 1))

@@ -1,4 +1,4 @@
-"""Reviewer accounts and console sessions, in the gateway's SQLite database.
+"""Reviewer accounts and console sessions, in the gateway's database (:mod:`storage`).
 
 Reviewer accounts are separate from tenant API keys: a person signs in to the review console
 (``/review``) with a name and password; an API key only ever calls ``/v1``. A ``reviewer``
@@ -27,16 +27,15 @@ import hmac
 import json
 import re
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from audit.sqlite_open import connect_wal
 from gateway.keys import validate_tenant
+from storage import Database, StorageConflict
+from storage.database import split_statements
 
 Role = Literal["reviewer", "admin"]
 ROLES: tuple[Role, ...] = ("reviewer", "admin")
@@ -50,7 +49,7 @@ SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 15, 8, 1
 LAST_SEEN_WRITE_S = 30.0
 """A session's ``last_seen`` is written at most this often (not on every request)."""
 
-_SCHEMA = """
+_SCHEMA = split_statements("""
 CREATE TABLE IF NOT EXISTS reviewers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
@@ -72,7 +71,7 @@ CREATE TABLE IF NOT EXISTS reviewer_sessions (
     last_seen REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reviewer_sessions_reviewer ON reviewer_sessions (reviewer_id);
-"""
+""")
 
 
 class AccountError(Exception):
@@ -208,47 +207,36 @@ def _check_password(password: str) -> None:
 
 
 class ReviewerStore:
-    """Reviewer accounts and sessions (tables ``reviewers``, ``reviewer_sessions``).
+    """Reviewer accounts and sessions (tables ``reviewers``, ``reviewer_sessions``) in the
+    gateway's database (a :class:`~storage.Database`, shared with the audit log, jobs and keys;
+    or a path or URL to open one).
 
-    Every method opens its own short connection, so one store is safe to share between threads
+    Every method runs its own short transaction, so one store is safe to share between threads
     and processes. ``idle_s``/``max_s`` bound a session's life; ``lockout_failures`` wrong
-    passwords in a row lock an account for ``lockout_s``.
+    passwords in a row lock an account for ``lockout_s``. The tables are created with
+    :meth:`storage.Database.create_schema`, as the job queue and the key store create theirs.
     """
 
     def __init__(
         self,
-        db_path: Path,
+        database: Database | Path | str,
         *,
         idle_s: float = 3600.0,
         max_s: float = 12 * 3600.0,
         lockout_failures: int = 5,
         lockout_s: float = 900.0,
     ) -> None:
-        self.db_path = Path(db_path)
+        if isinstance(database, Database):
+            self.database = database
+        else:
+            self.database = Database.from_url(database, durable=True)
         self.idle_s, self.max_s = idle_s, max_s
         self.lockout_failures, self.lockout_s = lockout_failures, lockout_s
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
+        self.database.create_schema(_SCHEMA)
 
-    @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = connect_wal(self.db_path, synchronous="FULL", timeout_s=30.0)
-        conn.row_factory = sqlite3.Row
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._conn() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+    def _row(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        with self.database.transaction() as tx:
+            return tx.record(sql, params)
 
     # -- administration (the `reelguard reviewers` commands) --------------------------------
 
@@ -273,13 +261,13 @@ class ReviewerStore:
         password = new_password()
         now = time.time()
         try:
-            with self._write() as conn:
-                conn.execute(
+            with self.database.transaction(write=True) as tx:
+                tx.execute(
                     "INSERT INTO reviewers (name, role, tenants, password_hash, created_at, "
                     "password_set_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (name, role, json.dumps(scope), hash_password(password), now, now),
                 )
-        except sqlite3.IntegrityError:
+        except StorageConflict:
             raise InvalidAccount(
                 f"a reviewer named {name!r} exists already (names are never reused, even of "
                 "disabled accounts); choose another name"
@@ -288,8 +276,7 @@ class ReviewerStore:
 
     def get(self, name: str) -> Reviewer:
         """The account called ``name``; :class:`UnknownReviewer` if there is none."""
-        with self._conn() as conn:
-            row = conn.execute("SELECT * FROM reviewers WHERE name = ?", (name,)).fetchone()
+        row = self._row("SELECT * FROM reviewers WHERE name = ?", (name,))
         if row is None:
             raise UnknownReviewer(
                 f"no reviewer named {name!r}; `reelguard reviewers list` shows the accounts"
@@ -298,23 +285,19 @@ class ReviewerStore:
 
     def list(self) -> list[Reviewer]:
         """Every account, oldest first."""
-        with self._conn() as conn:
-            rows = conn.execute("SELECT * FROM reviewers ORDER BY id").fetchall()
+        with self.database.transaction() as tx:
+            rows = tx.records("SELECT * FROM reviewers ORDER BY id")
         return [_reviewer(r) for r in rows]
 
     def disable(self, name: str) -> Reviewer:
         """Disable an account (idempotent): its sessions end now and it cannot sign in."""
-        self.get(name)
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE reviewers SET disabled_at = coalesce(disabled_at, ?) WHERE name = ?",
-                (time.time(), name),
+        reviewer = self.get(name)
+        with self.database.transaction(write=True) as tx:
+            tx.execute(
+                "UPDATE reviewers SET disabled_at = coalesce(disabled_at, ?) WHERE id = ?",
+                (time.time(), reviewer.id),
             )
-            conn.execute(
-                "DELETE FROM reviewer_sessions WHERE reviewer_id = "
-                "(SELECT id FROM reviewers WHERE name = ?)",
-                (name,),
-            )
+            tx.execute("DELETE FROM reviewer_sessions WHERE reviewer_id = ?", (reviewer.id,))
         return self.get(name)
 
     def reset_password(self, name: str) -> NewAccount:
@@ -322,13 +305,13 @@ class ReviewerStore:
         reviewer = self.get(name)
         password = new_password()
         now = time.time()
-        with self._write() as conn:
-            conn.execute(
+        with self.database.transaction(write=True) as tx:
+            tx.execute(
                 "UPDATE reviewers SET password_hash = ?, password_set_at = ?, failed_logins = 0, "
                 "locked_until = NULL WHERE id = ?",
                 (hash_password(password), now, reviewer.id),
             )
-            conn.execute("DELETE FROM reviewer_sessions WHERE reviewer_id = ?", (reviewer.id,))
+            tx.execute("DELETE FROM reviewer_sessions WHERE reviewer_id = ?", (reviewer.id,))
         return NewAccount(self.get(name), password)
 
     # -- signing in and out -------------------------------------------------------------------
@@ -340,40 +323,43 @@ class ReviewerStore:
         wrong password, a disabled account or one locked after too many failures.
         """
         now = time.time() if now is None else now
-        with self._conn() as conn:
-            row = conn.execute("SELECT * FROM reviewers WHERE name = ?", (name,)).fetchone()
+        row = self._row("SELECT * FROM reviewers WHERE name = ?", (name,))
         if row is None or len(password) > MAX_PASSWORD_CHARS:
             verify_password(password[:MAX_PASSWORD_CHARS], _DUMMY_HASH)  # same time either way
             raise SignInFailed("unknown account")
+        # The slow hash runs outside any transaction: it must not hold the write lock.
         good = verify_password(password, row["password_hash"])
         if row["disabled_at"] is not None:
             raise SignInFailed(f"account {name!r} is disabled")
-        with self._write() as conn:
-            fresh = conn.execute(
+        with self.database.transaction(write=True) as tx:
+            fresh = tx.record(
                 "SELECT failed_logins, locked_until FROM reviewers WHERE id = ?", (row["id"],)
-            ).fetchone()
+            )
+            if fresh is None:  # deleted meanwhile (no command deletes accounts)
+                raise SignInFailed("unknown account")
             if fresh["locked_until"] is not None and fresh["locked_until"] > now:
                 raise SignInFailed(f"account {name!r} is locked")
             if not good:
                 failures = fresh["failed_logins"] + 1
                 locked = now + self.lockout_s if failures >= self.lockout_failures else None
-                conn.execute(
+                tx.execute(
                     "UPDATE reviewers SET failed_logins = ?, locked_until = ? WHERE id = ?",
                     (0 if locked else failures, locked, row["id"]),
                 )
         if not good:
             raise SignInFailed(f"wrong password for {name!r}")
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with self._write() as conn:
-            conn.execute(
+        with self.database.transaction(write=True) as tx:
+            tx.execute(
                 "UPDATE reviewers SET failed_logins = 0, locked_until = NULL WHERE id = ?",
                 (row["id"],),
             )
-            conn.execute(
-                "INSERT INTO reviewer_sessions VALUES (?, ?, ?, ?, ?)",
+            tx.execute(
+                "INSERT INTO reviewer_sessions (token_hash, reviewer_id, csrf_token, created_at, "
+                "last_seen) VALUES (?, ?, ?, ?, ?)",
                 (token_hash(token), row["id"], csrf, now, now),
             )
-            conn.execute(
+            tx.execute(
                 "DELETE FROM reviewer_sessions WHERE last_seen < ? OR created_at < ?",
                 (now - self.idle_s, now - self.max_s),
             )
@@ -385,36 +371,37 @@ class ReviewerStore:
             return None
         now = time.time() if now is None else now
         key = token_hash(token)
-        with self._conn() as conn:
-            row = conn.execute(
-                "SELECT s.csrf_token, s.created_at AS s_created, s.last_seen, r.* FROM "
-                "reviewer_sessions s JOIN reviewers r ON r.id = s.reviewer_id "
-                "WHERE s.token_hash = ?",
-                (key,),
-            ).fetchone()
-            if row is None:
-                return None
-            expired = now - row["last_seen"] > self.idle_s or now - row["s_created"] > self.max_s
-            if expired or row["disabled_at"] is not None:
-                conn.execute("DELETE FROM reviewer_sessions WHERE token_hash = ?", (key,))
-                return None
-            if now - row["last_seen"] > LAST_SEEN_WRITE_S:
-                conn.execute(
+        row = self._row(
+            "SELECT s.csrf_token, s.created_at AS s_created, s.last_seen, r.* FROM "
+            "reviewer_sessions s JOIN reviewers r ON r.id = s.reviewer_id "
+            "WHERE s.token_hash = ?",
+            (key,),
+        )
+        if row is None:
+            return None
+        expired = now - row["last_seen"] > self.idle_s or now - row["s_created"] > self.max_s
+        if expired or row["disabled_at"] is not None:
+            with self.database.transaction(write=True) as tx:
+                tx.execute("DELETE FROM reviewer_sessions WHERE token_hash = ?", (key,))
+            return None
+        if now - row["last_seen"] > LAST_SEEN_WRITE_S:
+            with self.database.transaction(write=True) as tx:
+                tx.execute(
                     "UPDATE reviewer_sessions SET last_seen = ? WHERE token_hash = ?", (now, key)
                 )
         return Session(_reviewer(row), row["csrf_token"], row["s_created"])
 
     def sign_out(self, token: str) -> None:
         """End the session of ``token`` (nothing happens for an unknown token)."""
-        with self._write() as conn:
-            conn.execute("DELETE FROM reviewer_sessions WHERE token_hash = ?", (token_hash(token),))
+        with self.database.transaction(write=True) as tx:
+            tx.execute("DELETE FROM reviewer_sessions WHERE token_hash = ?", (token_hash(token),))
 
     # -- the account's own settings --------------------------------------------------------
 
     def set_blur(self, reviewer_id: int, blur_flagged: bool) -> None:
         """The per-account setting: blur and grey flagged frame thumbnails until clicked."""
-        with self._write() as conn:
-            conn.execute(
+        with self.database.transaction(write=True) as tx:
+            tx.execute(
                 "UPDATE reviewers SET blur_flagged = ? WHERE id = ?",
                 (int(blur_flagged), reviewer_id),
             )
@@ -425,18 +412,15 @@ class ReviewerStore:
         """Replace the password after checking the current one; every session but
         ``keep_token``'s (the one making the change) ends."""
         _check_password(new)
-        with self._conn() as conn:
-            row = conn.execute(
-                "SELECT password_hash FROM reviewers WHERE id = ?", (reviewer_id,)
-            ).fetchone()
+        row = self._row("SELECT password_hash FROM reviewers WHERE id = ?", (reviewer_id,))
         if row is None or not verify_password(current, row["password_hash"]):
             raise InvalidAccount("the current password is not right")
-        with self._write() as conn:
-            conn.execute(
+        with self.database.transaction(write=True) as tx:
+            tx.execute(
                 "UPDATE reviewers SET password_hash = ?, password_set_at = ? WHERE id = ?",
                 (hash_password(new), time.time(), reviewer_id),
             )
-            conn.execute(
+            tx.execute(
                 "DELETE FROM reviewer_sessions WHERE reviewer_id = ? AND token_hash != ?",
                 (reviewer_id, token_hash(keep_token or "")),
             )
@@ -450,7 +434,7 @@ def validate_tenant_or_explain(tenant: str) -> str:
         raise InvalidAccount(str(exc)) from None
 
 
-def _reviewer(row: sqlite3.Row) -> Reviewer:
+def _reviewer(row: Mapping[str, Any]) -> Reviewer:
     return Reviewer(
         id=row["id"],
         name=row["name"],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gateway.options import db_option
+from gateway.commands.common import db_option
 
 
 @click.group("reviewers", context_settings={"help_option_names": ["-h", "--help"]})

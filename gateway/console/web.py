@@ -5,7 +5,9 @@ SameSite=Lax, path ``/review``, Secure over https); every form carries the sessi
 (the sign-in form a token of its own, double-submitted in a cookie) and a form post without it,
 or from another origin, is refused with 403. A reviewer sees only its tenants' items: anything
 else is a 404, exactly like an id that does not exist. Approving or rejecting goes through
-:func:`audit.release.apply_review`, the code ``reelguard audit review`` runs.
+:func:`gateway.review.apply_review`, the code ``reelguard audit review`` runs (a review and the
+release or rejection it causes commit in one transaction). Every read goes through the app's
+shared :class:`~storage.Database` (``app.state.audit``, ``app.state.jobs``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from litestar.response import File, Redirect
 from litestar.static_files import create_static_files_router
 
 from audit import insights
-from audit.errors import AuditError, ReleaseFailed, UnknownRecord
+from audit.errors import AuditError, InvalidRecord, UnknownRecord
 from audit.evidence import resolve_evidence_path
 from audit.log import AuditLog
 from audit.records import Story
-from audit.release import MAX_NOTE_CHARS, apply_review
 from classifiers.base import CATEGORIES
+from config.settings import Settings
 from gateway import metrics
 from gateway.console.accounts import (
     AccountError,
@@ -59,9 +61,9 @@ from gateway.console.views import (
     item_state,
     queue_page,
 )
-from gateway.jobs import JobNotFound, JobStore
+from gateway.jobs import JobError, JobNotFound, JobStore
 from gateway.problems import Problem
-from gateway.settings import Settings
+from gateway.review import MAX_NOTE_CHARS, Verdict, apply_review
 
 log = logging.getLogger("reelguard.console")
 
@@ -112,11 +114,13 @@ _ENV.globals.update(base=BASE, kinds=KINDS, max_note=MAX_NOTE_CHARS)
 
 @dataclass
 class Console:
-    """What the console keeps per app: accounts, a read-only audit connection, thumbnails."""
+    """What the console keeps per app: accounts, the app's audit log and job store (both on
+    the shared database), frame thumbnails."""
 
     settings: Settings
     reviewers: ReviewerStore
-    reader: AuditLog
+    audit: AuditLog
+    jobs: JobStore
     thumbnails: FrameThumbnails
 
 
@@ -132,20 +136,19 @@ def console(state: State) -> Console:
         found = getattr(state, "console", None)
         if found is None:
             settings: Settings = state.settings
-            reader = AuditLog(settings.db)  # its own connection: reads never wait on writes
             found = Console(
                 settings=settings,
                 reviewers=ReviewerStore(
-                    settings.db,
+                    state.database,
                     idle_s=settings.review_session_idle_s,
                     max_s=settings.review_session_max_s,
                     lockout_failures=settings.review_lockout_failures,
                     lockout_s=settings.review_lockout_s,
                 ),
-                reader=reader,
+                audit=state.audit,
+                jobs=state.jobs,
                 thumbnails=FrameThumbnails(),
             )
-            state.review_reader = reader  # the metrics scrape reads the backlog through it
             state.console = found
     return found
 
@@ -311,7 +314,9 @@ def _visible_tenants(c: Console, session: Session, state: State) -> list[str]:
     scope = session.reviewer.scope()
     if scope is not None:
         return sorted(scope)
-    known = set(state.policies.versions()) | set(insights.tenants_seen(c.settings.db))
+    with c.audit.snapshot() as tx:
+        seen = insights.tenants_seen(tx)
+    known = set(state.policies.versions()) | set(seen)
     return sorted(known)
 
 
@@ -347,8 +352,9 @@ def queue(
     ):
         if value and value not in allowed:
             raise _bad_filter(name, value, allowed)
-    items = [i for i in c.reader.queue(None) if session.reviewer.can_see(i.tenant)]
-    stages = insights.item_stages(c.settings.db, items)
+    items = [i for i in c.audit.queue(None) if session.reviewer.can_see(i.tenant)]
+    with c.audit.snapshot() as tx:
+        stages = insights.item_stages(tx, items)
     flt = QueueFilter(tenant, category, stage, age, max(1, page))
     result = queue_page(
         items,
@@ -358,9 +364,10 @@ def queue(
         categories=CATEGORIES,
         page_size=c.settings.review_page_size,
     )
-    excerpts = insights.prompt_excerpts(
-        c.settings.db, [r.item.request_id for r in result.rows if r.item.request_id]
-    )
+    with c.audit.snapshot() as tx:
+        excerpts = insights.prompt_excerpts(
+            tx, [r.item.request_id for r in result.rows if r.item.request_id]
+        )
     notice = None
     if reviewed and verdict in ("approve", "reject"):
         notice = f"{'Approved' if verdict == 'approve' else 'Rejected'} {reviewed}."
@@ -388,7 +395,7 @@ class _Item:
 def _load_item(request: Request[Any, Any, State], session: Session, ref: str) -> _Item:
     c = console(request.app.state)
     try:
-        story = c.reader.story(ref)
+        story = c.audit.story(ref)
     except UnknownRecord:
         story = None
     if story is None:
@@ -410,7 +417,7 @@ def _item_context(request: Request[Any, Any, State], item: _Item) -> dict[str, A
     job = None
     if state.job_id is not None:
         try:
-            job = JobStore(c.settings.db).get(state.job_id)
+            job = c.jobs.get(state.job_id)
         except JobNotFound:
             job = None
     has_video = state.job_id is not None and video_path(c.settings.data_dir, state.job_id)
@@ -539,17 +546,24 @@ def review_item(request: Request[Any, Any, State], ref: FromPath[str], data: For
             **_item_context(request, item),
         )
     c = console(request.app.state)
+    choice: Verdict = "approve" if verdict == "approve" else "reject"
     try:
         outcome = apply_review(
-            request.app.state.audit,
-            c.settings.db,
-            c.settings.data_dir,
-            ref,
-            verdict,
-            session.reviewer.name,
-            note,
+            c.audit, c.settings.data_dir, ref, session.reviewer.name, choice, note
         )
-    except ReleaseFailed as exc:
+    except InvalidRecord as exc:  # the shared checks refused it (the form checked first)
+        return _page(
+            request,
+            "item.html",
+            session=session,
+            status=422,
+            nav="queue",
+            blur=session.reviewer.blur_flagged,
+            form_error=str(exc).capitalize() + ".",
+            note=note,
+            **_item_context(request, item),
+        )
+    except JobError as exc:  # the job system refused: decided meanwhile, or its file is gone
         raise Problem(409, "conflict", str(exc)) from None
     metrics.annotate(request, action=verdict)
     log.info("console review: %s", outcome.message)
@@ -623,7 +637,7 @@ def policy_page(request: Request[Any, Any, State], tenant: FromPath[str]) -> Res
         width=100,
         default_flow_style=None,
     )
-    changes = list(reversed(c.reader.policy_changes(tenant)))
+    changes = list(reversed(c.audit.policy_changes(tenant)))
     return _page(
         request,
         "policy.html",
@@ -659,14 +673,16 @@ def dashboard(request: Request[Any, Any, State], days: FromQuery[int] = 14) -> R
     since = datetime.fromisoformat(labels[0]).replace(tzinfo=UTC).timestamp()
     short = [d[5:] for d in labels]
 
-    decisions = insights.decisions_per_day(c.settings.db, since, scope)
+    with c.audit.snapshot() as tx:
+        decisions = insights.decisions_per_day(tx, since, scope)
+        flags = insights.flags_per_day(tx, since, scope)
+        withheld = insights.frame_withhold_rate(tx, since, scope)
     by_action = {
         a: tuple(
             float(sum(x.count for x in decisions if x.day == d and x.key == a)) for d in labels
         )
         for a in ("allow", "review", "block")
     }
-    flags = insights.flags_per_day(c.settings.db, since, scope)
     categories = sorted({f.key for f in flags})
     by_category = {
         cat: tuple(
@@ -674,8 +690,8 @@ def dashboard(request: Request[Any, Any, State], days: FromQuery[int] = 14) -> R
         )
         for cat in categories
     }
-    rates = {r.day: r for r in insights.frame_withhold_rate(c.settings.db, since, scope)}
-    items = [i for i in c.reader.queue(None) if session.reviewer.can_see(i.tenant)]
+    rates = {r.day: r for r in withheld}
+    items = [i for i in c.audit.queue(None) if session.reviewer.can_see(i.tenant)]
     buckets: tuple[tuple[str, float, float], ...] = (
         ("under 1 h", 0.0, 3600.0),
         ("1-24 h", 3600.0, 86400.0),

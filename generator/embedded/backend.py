@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from gateway.settings import Settings
+from config.settings import Settings
 from generator.base import (
     BackendUnavailable,
     InvalidVideoRequest,

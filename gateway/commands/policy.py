@@ -14,6 +14,8 @@ import click
 import yaml
 
 from classifiers.base import CATEGORIES, TextClassifier
+from config.settings import get_settings
+from gateway.commands.common import db_option, settings_from_flags
 from policies.decision import Action
 from policies.evaluate import (
     CheckMany,
@@ -40,21 +42,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _default_policy() -> Path:
-    from gateway.settings import get_settings
-
     return get_settings().policy
 
 
 def _default_tenant_dir() -> Path | None:
-    from gateway.settings import get_settings
-
     return get_settings().tenant_policy_dir
 
 
 def _loader(base: Path | None) -> PolicyLoader:
     """A loader for ``base`` (default: the configured base) with the configured file cap."""
-    from gateway.settings import get_settings
-
     settings = get_settings()
     return PolicyLoader(
         base if base is not None else settings.policy, max_file_bytes=settings.policy_max_bytes
@@ -256,7 +252,6 @@ def _moderators(*policies: ResolvedPolicy) -> list[CheckMany]:
 
     from classifiers.registry import TEXT_CLASSIFIERS
     from gateway.pipeline import TextModerator
-    from gateway.settings import get_settings
 
     built: dict[str, TextClassifier] = {}
     lock = threading.Lock()
@@ -522,3 +517,63 @@ def diff(
         click.echo(f"  {label}: {side.reasons[0].message}")
     if len(shown) < len(changes):
         click.echo(f"\n... {len(changes) - len(shown)} more; use --limit 0 or --json for all")
+
+
+# -- policy changes in the audit chain (the commands that need the database) --
+
+
+@policy.command("ack")
+@click.argument("tenant")
+@click.option("--actor", required=True, help="Who acknowledges (kept in the chained record).")
+@db_option
+def policy_ack(tenant: str, actor: str, db: Path) -> None:
+    """Acknowledge that TENANT's overlay was removed on purpose (it now gets the base policy).
+
+    A running server shows an overlay removed while it ran in /healthz (status degraded) until
+    this is recorded; the acknowledgement is a chained audit record naming --actor.
+    """
+    from gateway.policy_audit import acknowledge
+    from gateway.serve import open_audit_or_explain
+
+    if not actor.strip():
+        raise click.UsageError("--actor must name who acknowledges")
+    log = open_audit_or_explain(settings_from_flags(db=db))
+    try:
+        removal = acknowledge(log, tenant, actor)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        log.close()
+    click.echo(
+        f"Acknowledged: tenant {tenant!r} gets the base policy (version {removal['version']}, "
+        f"was {removal['previous']}); recorded for {actor}."
+    )
+
+
+@policy.command("history")
+@click.option("--tenant", default=None, help="Only this tenant's changes.")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def policy_history(tenant: str | None, db: Path, as_json: bool) -> None:
+    """Policy changes the servers recorded in the audit chain (loads, edits, removals, acks)."""
+    import json
+    from datetime import UTC, datetime
+
+    from gateway.serve import open_audit_or_explain
+
+    log = open_audit_or_explain(settings_from_flags(db=db))
+    try:
+        rows = log.policy_changes(tenant)
+    finally:
+        log.close()
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r))
+            continue
+        when = datetime.fromtimestamp(r["recorded_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(
+            f"{when}  {r['tenant']:<16} {r['change']:<8} {r['previous'] or '-':>12} -> "
+            f"{r['version']:<12}  {r['actor']}"
+        )
+    if not rows and not as_json:
+        click.echo("No policy changes recorded (a server records them when it starts).", err=True)

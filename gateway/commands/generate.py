@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from gateway.settings import get_settings
+from config.settings import get_settings
 from generator.base import BackendError, InvalidVideoRequest, VideoRequest
 from generator.registry import BACKENDS, get_backend
 

@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     remote_retries: int = Field(
         3, ge=0, le=10, description="Retries on 5xx, 429 and network errors."
     )
-    # video jobs (gateway/jobs.py, gateway/worker.py): the queue, the worker pool, webhooks
+    # video jobs (gateway/jobs.py, gateway/worker/): the queue, the worker pool, webhooks
     video_workers: int = Field(
         1, ge=0, le=64, description="Worker processes `reelguard serve` starts (0: none)."
     )

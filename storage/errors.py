@@ -1,0 +1,32 @@
+"""The storage layer's errors: what a driver raised, translated into what a caller can act on.
+
+::
+
+    StorageError
+    ├── StorageUnavailable  the database cannot be opened or written now (locked past the busy
+    │                       timeout, read-only file or disk, disk full, missing folder, not a
+    │                       database); nothing was written by the failed transaction
+    ├── StorageConflict     a write broke a uniqueness or integrity constraint
+    └── StorageUnsupported  a database URL this version cannot use (PostgreSQL, until issue 13)
+
+Driver errors that mean a bug (SQL that does not parse, a closed connection used) are not
+translated: they surface as the driver's own exceptions, with their tracebacks.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of the storage layer's errors; the message names the database."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be opened or written now; the transaction was rolled back."""
+
+
+class StorageConflict(StorageError):
+    """A write broke a uniqueness or integrity constraint (e.g. an id used twice)."""
+
+
+class StorageUnsupported(StorageError):
+    """The database URL names a backend this version does not support."""
