@@ -12,6 +12,7 @@ page, the dashboard, and a /metrics scrape. Run::
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import statistics
 import sys
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         settings = Settings(db=root / "bench.db", data_dir=root / "videos", metrics_token=TOKEN)
