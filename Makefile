@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint layers typecheck pytest bench clean
+.PHONY: install browser run test lint layers typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
+
+browser:  # headless Chromium + chromedriver for the console's browser tests (apt on CI)
+	@sh scripts/ensure-browser.sh
 
 run: install
 	$(BIN)/reelguard serve
@@ -27,7 +30,7 @@ layers: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install browser
 	$(BIN)/pytest
 
 test: lint layers typecheck pytest

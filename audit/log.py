@@ -27,8 +27,8 @@ Writers::
     log.record_review(job_or_request_id, reviewer, "approve", note)
 
 Readers: :meth:`list_requests`, :meth:`iter_requests` (for export), :meth:`story`,
-:meth:`queue`, :meth:`stats`, :meth:`verify`; retention: :meth:`purge`, :meth:`redact`,
-:meth:`set_prompt_retention`.
+:meth:`queue`, :meth:`stats`, :meth:`verify`, :meth:`snapshot` (for :mod:`audit.insights`);
+retention: :meth:`purge`, :meth:`redact`, :meth:`set_prompt_retention`.
 """
 
 from __future__ import annotations
@@ -144,6 +144,13 @@ class AuditLog:
         """A consistent snapshot for multi-query reads (WAL readers never block writers)."""
         self._ensure()
         with self.database.transaction() as tx:
+            yield tx
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Tx]:
+        """A read transaction (one snapshot) for queries written elsewhere against the audit
+        tables (:mod:`audit.insights`): ``with log.snapshot() as tx: insights.x(tx, ...)``."""
+        with self._read() as tx:
             yield tx
 
     # -- writers --------------------------------------------------------------------------------

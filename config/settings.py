@@ -213,6 +213,57 @@ class Settings(BaseSettings):
         None,
         description="Extra open_clip model config JSON to register (its file stem is the name).",
     )
+    # review console (gateway/console/): reviewer sign-in, sessions, lockout
+    review_console: bool = Field(
+        True, description="Serve the review console at /review (reviewer accounts sign in)."
+    )
+    review_session_idle_s: float = Field(
+        3600.0, gt=0, description="A console session ends after this long without a request."
+    )
+    review_session_max_s: float = Field(
+        12 * 3600.0, gt=0, description="A console session ends this long after sign-in."
+    )
+    review_lockout_failures: int = Field(
+        5, ge=1, le=100, description="Failed sign-ins in a row that lock a reviewer account."
+    )
+    review_lockout_s: float = Field(
+        900.0, gt=0, description="How long a locked reviewer account stays locked (seconds)."
+    )
+    review_cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Mark the console's cookies Secure: auto (when the request came over https, "
+        "e.g. from a TLS proxy uvicorn trusts), always, or never.",
+    )
+    review_page_size: int = Field(25, ge=5, le=200, description="Queue items per console page.")
+    # metrics and logs (gateway/metrics.py, gateway/logs.py)
+    metrics_token: str | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token that GET /metrics on the main port requires (unset: /metrics "
+        "is not served there).",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics without a token on this separate port (metrics_host), for a "
+        "scraper on a private network; `reelguard serve` starts it.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Interface of the metrics port.")
+    metrics_dir: Path | None = Field(
+        None,
+        description="Folder where every process (web, workers) keeps its metric values, so they "
+        "add up (prometheus-client multiprocess mode). Default: PROMETHEUS_MULTIPROC_DIR if set, "
+        "else 'metrics' beside the database.",
+    )
+    log_format: Literal["plain", "json"] = Field(
+        "plain",
+        description="plain: readable lines; json: one JSON object per line (request and job "
+        "events with request id, tenant, action and latency).",
+    )
+    log_prompts: bool = Field(
+        False, description="Let JSON request/job events carry prompt text (off: never logged)."
+    )
 
     @field_validator("database_url")
     @classmethod

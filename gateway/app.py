@@ -23,6 +23,8 @@ from litestar.types import ControllerRouterHandler
 from audit.log import AuditLog
 from classifiers.base import ERROR_MARKER
 from config.settings import Settings
+from gateway import metrics
+from gateway.console.web import console_router
 from gateway.jobs import JobStore
 from gateway.keys import KeyStore
 from gateway.limits import admission_middleware
@@ -141,6 +143,7 @@ def healthz(request: Request[Any, Any, State]) -> Response[Health]:
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     healthz,
+    metrics.metrics_endpoint,
     ModerationController,
     VideoController,
 ]
@@ -178,6 +181,7 @@ def create_app(
 ) -> Litestar:
     """Build the gateway. ``classifiers`` replaces the text classifier registry (tests)."""
     settings = settings or Settings()
+    metrics.setup(settings)
     policies = PolicyStore(
         settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
     )
@@ -208,8 +212,9 @@ def create_app(
             "write_probe": WriteProbe(database),
         }
     )
-    return Litestar(
-        route_handlers=[*ROUTE_HANDLERS, assets_router()],
+    consoles = [console_router()] if settings.review_console else []
+    app = Litestar(
+        route_handlers=[*ROUTE_HANDLERS, *consoles, assets_router()],
         state=state,
         lifespan=[_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -221,6 +226,8 @@ def create_app(
             "Safety and moderation gateway in front of a text-to-video generator.",
         ),
     )
+    metrics.instrument(app, settings)  # every request, 404s included, counted and logged
+    return app
 
 
 def _version() -> str:

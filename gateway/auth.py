@@ -22,6 +22,7 @@ from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 
 from gateway.keys import ApiKey, KeyStore
+from gateway.metrics import annotate
 from gateway.problems import Problem
 
 _STATE_KEY = "reelguard_api_key"
@@ -52,6 +53,7 @@ def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiKey:
     if key is None:
         raise _unauthorized("Unknown or revoked API key.")
     connection.state[_STATE_KEY] = key
+    annotate(connection, tenant=key.tenant)
     return key
 
 

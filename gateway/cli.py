@@ -14,6 +14,7 @@ from gateway.commands.common import DbTarget, F, db_label, db_option, settings_f
 from gateway.commands.generate import generate as generate_command
 from gateway.commands.policy import policy as policy_group
 from gateway.commands.worker import worker_command
+from gateway.console.cli import reviewers as reviewers_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,16 +91,26 @@ def serve(
         bootstrap_key=bootstrap_key,
         video_workers=workers,
     )
+    from gateway import metrics
+    from gateway.logs import configure_logging
+
+    # A fresh start counts from zero: the files of processes that no longer run go first.
+    metrics.prepare_dir(metrics.metrics_dir(settings))
     app = build_app_or_explain(settings)
+    json_logs = configure_logging(settings)  # after the app, whose logging setup it replaces
     click.echo(first_run_key(settings), err=True)
     from gateway.worker import start_workers
 
+    stop_metrics = metrics.serve_port(settings, app.state.database)
     pool = start_workers(settings)  # separate processes: the web process never generates
+    log_options = {"log_config": None, "access_log": False} if json_logs else {}
     try:
-        uvicorn.Server(uvicorn_config(app, settings, log_level="info")).run()
+        uvicorn.Server(uvicorn_config(app, settings, log_level="info", **log_options)).run()
     finally:
         if pool is not None:
             pool.stop()
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 @click.group()
@@ -290,6 +301,7 @@ COMMANDS: dict[str, click.Command] = {
     "policy": policy_group,
     "serve": serve,
     "keys": keys,
+    "reviewers": reviewers_group,
     "moderate": moderate,
     "worker": worker_command,
     "audit": audit_group,

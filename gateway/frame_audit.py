@@ -55,6 +55,7 @@ from classifiers.base import (
 from classifiers.frame.registry import FRAME_CLASSIFIERS, STATIC_CATEGORIES, FailedFrameClassifier
 from classifiers.frame.sampler import sample_frames
 from config.settings import Settings
+from gateway import metrics
 from policies.decision import Action, Decision, Reason
 from policies.engine import with_thresholds
 from policies.release import decide_release
@@ -241,8 +242,11 @@ def _collect(
         _check_output(clf, verdicts, frames, categories)
         if not runs:
             return verdicts, 0.0
-        return verdicts, (max(r.end for r in runs) - min(r.start for r in runs)) * 1000.0
+        took = max(r.end for r in runs) - min(r.start for r in runs)
+        metrics.observe_classifier("frame", clf.name, took)
+        return verdicts, took * 1000.0
     except FutureTimeout:
+        metrics.count_classifier_error("frame", clf.name, "timeout")
         if any(f.running() or f.done() for f in futures):
             message = f"{clf.name} timed out: no answer within the {budget_s:g}s frame-audit budget"
         else:
@@ -252,6 +256,7 @@ def _collect(
             )
         _ABANDONED.add(clf, futures)
     except Exception as exc:  # any failure withholds the video; the message says which and why
+        metrics.count_classifier_error("frame", clf.name, "error")
         message = f"{clf.name} failed: {type(exc).__name__}: {exc}"
     waited_ms = (time.perf_counter() - started) * 1000.0
     return error_verdicts(
@@ -269,6 +274,7 @@ def _stuck_verdicts(clf: FrameClassifier, policy: ResolvedPolicy) -> list[Verdic
         "not started again (restart the worker if it does not recover)"
     )
     categories = _categories_of(clf, policy)
+    metrics.count_classifier_error("frame", clf.name, "timeout")
     return error_verdicts(
         clf.name, message, categories, model_id=clf.model_id, model_version=clf.model_version
     )

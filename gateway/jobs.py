@@ -33,7 +33,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -405,6 +405,17 @@ class JobStore:
         """Jobs waiting for a worker."""
         with self.database.transaction() as tx:
             return int(tx.value("SELECT count(*) FROM video_jobs WHERE status = 'queued'"))
+
+    def status_counts(self, statuses: Sequence[str]) -> dict[str, int]:
+        """How many jobs are in each of ``statuses`` now (a status with none is absent)."""
+        marks = ", ".join("?" * len(statuses))
+        with self.database.transaction() as tx:
+            rows = tx.all(
+                f"SELECT status, count(*) FROM video_jobs WHERE status IN ({marks}) "
+                "GROUP BY status",
+                tuple(statuses),
+            )
+        return {status: int(n) for status, n in rows}
 
     def has_queued(self) -> bool:
         """Whether any job waits for a worker: the one indexed read an idle worker peeks with

@@ -36,6 +36,7 @@ from classifiers.base import CATEGORIES, Category, Evidence
 from config.settings import Settings
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
 from gateway.limits import check_normalized_size
+from gateway.metrics import annotate
 from gateway.pipeline import ModerationOutcome, TextModerator, moderation_record
 from gateway.problems import FieldError, Problem, problem_responses
 from policies.decision import Reason
@@ -287,6 +288,8 @@ class ModerationController(Controller):
                 "retry shortly.",
                 headers={"Retry-After": "1"},
             ) from exc
+        worst = max((o.decision.action for o in outcomes), key=lambda a: a.severity)
+        annotate(request, request_id=request_id, action=str(worst), items=len(outcomes))
         body = ModerationResponse(
             id=request_id, model=MODEL_NAME, results=[to_result(o) for o in outcomes]
         )

@@ -64,6 +64,7 @@ from classifiers.base import (
 from classifiers.registry import TEXT_CLASSIFIERS
 from classifiers.text.lexicon import find_minor_mentions
 from classifiers.text.normalize import normalize
+from gateway import metrics
 from policies.decision import Decision
 from policies.engine import decide
 from policies.resolved import ResolvedPolicy
@@ -268,7 +269,7 @@ class TextModerator:
         stop_at = time.monotonic() + deadline
         future = _pool().submit(self._check_many, list(texts), tenant, policy, stop_at)
         try:
-            return future.result(timeout=deadline)
+            outcomes = future.result(timeout=deadline)
         except (concurrent.futures.TimeoutError, _DeadlinePassed):
             admission = self.admission
             if admission is not None:  # the thread may run on: it keeps a place till it ends
@@ -278,7 +279,11 @@ class TextModerator:
             log.error(
                 "text check for tenant %s missed its %.1f s deadline; blocking", tenant, deadline
             )
-            return self._abandoned(list(texts), tenant, policy, names, deadline)
+            metrics.count_classifier_error("prompt", "pipeline", "timeout")
+            outcomes = self._abandoned(list(texts), tenant, policy, names, deadline)
+        for outcome in outcomes:
+            metrics.count_decision(tenant, "prompt", outcome.decision)
+        return outcomes
 
     def _abandoned(
         self,
@@ -343,6 +348,7 @@ class TextModerator:
             on_time()
             clf = self._classifier(name)
             if isinstance(clf, BaseException):
+                metrics.count_classifier_error("prompt", name, "unavailable")
                 model_versions[name] = f"{name}@{ERROR_MODEL_VERSION}"
                 for i in range(n):
                     verdicts[i].extend(error_verdicts(name, clf))
@@ -434,6 +440,8 @@ class TextModerator:
                 took = time.perf_counter() - t0
                 results = [error_verdicts(name, exc, covered) for _ in prompts]
             share = took / len(prompts)
+            for _ in prompts:
+                metrics.observe_classifier("prompt", name, share)
             return [(r, share) for r in results]
         each = []
         for p in prompts:
@@ -452,7 +460,10 @@ class TextModerator:
                 raise ClassifierTimeout(_overrun(took, self._budget_s))
         except Exception as exc:
             _log_failure(name, exc)
-            return error_verdicts(name, exc, covered), time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            metrics.observe_classifier("prompt", name, took)
+            return error_verdicts(name, exc, covered), took
+        metrics.observe_classifier("prompt", name, took)
         return found, took
 
 
@@ -504,6 +515,8 @@ def _overrun(took: float, budget: float) -> str:
 
 
 def _log_failure(name: str, exc: Exception) -> None:
+    kind = "timeout" if isinstance(exc, ClassifierTimeout) else "error"
+    metrics.count_classifier_error("prompt", name, kind)
     if isinstance(exc, ClassifierTimeout | InvalidVerdict):
         log.warning("text classifier %s failed closed: %s", name, exc)
     else:

@@ -22,12 +22,16 @@ them without parsing prose:
 - ``unauthorized`` (401): missing, malformed, unknown or revoked API key
 - ``content-withheld`` (403): the output moderation withheld the video; its content is never
   served
+- ``forbidden`` (403): the review console refused a form that did not carry the session's
+  CSRF token or came from another origin (the console shows it as an HTML page)
 - ``not-found`` (404): no such route or resource
 - ``method-not-allowed`` (405): the route exists, the method does not
 - ``idempotency-conflict`` (409): an ``Idempotency-Key`` reused with a different request
 - ``not-ready`` (409): the video is not completed yet, so it has no content to download
 - ``video-failed`` (409): the video failed (the detail gives its error code), so it has no
   content
+- ``conflict`` (409): the review console's item was decided already, or the job system
+  refused the review (e.g. the video is no longer withheld)
 - ``input-too-large`` (413): too many characters or items (see ``errors``)
 - ``validation-error`` (422): wrong types, unknown fields (see ``errors``)
 - ``queue-full`` (429, ``Retry-After``): the video queue holds ``REELGUARD_VIDEO_QUEUE_MAX``

@@ -2,11 +2,14 @@
 video, and the one that records a rejection.
 
 The reviewer CLI (``reelguard audit review ID --approve|--reject``,
-:mod:`gateway.commands.audit`) calls :func:`apply_review`. For a withheld video it moves the
-files out of quarantine (approve) and then, in **one transaction**, records the release, marks
-the job completed (or, on reject, marks the review rejected) and records the review, so no
-crash can leave a release without its review or a reviewed job without its record. The video
-object shows the outcome as ``moderation.review`` (see :func:`review_view`)::
+:mod:`gateway.commands.audit`) and the review console (``POST /review/items/ID/review``,
+:mod:`gateway.console.web`) both call :func:`apply_review`, so every approve and reject takes
+one code path with the same checks (:func:`check_review`: a named reviewer, a note of at most
+:data:`MAX_NOTE_CHARS` characters). For a withheld video it moves the files out of quarantine
+(approve) and then, in **one transaction**, records the release, marks the job completed (or,
+on reject, marks the review rejected) and records the review, so no crash can leave a release
+without its review or a reviewed job without its record. The video object shows the outcome
+as ``moderation.review`` (see :func:`review_view`)::
 
     "review": "pending" | "approved" | "rejected" | null,   # null: the video was not withheld
     "reviewer": "alice" | null, "reviewed_at": 1767225600 | null, "review_note": "..." | null
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from audit.errors import InvalidRecord
 from audit.log import AuditLog
 from config.settings import Settings, database_fields
 from gateway.jobs import (
@@ -38,6 +42,9 @@ from storage import Tx
 
 Verdict = Literal["approve", "reject"]
 
+MAX_NOTE_CHARS = 4000
+"""Longest review note kept (the note is evidence, not an essay)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ReviewOutcome:
@@ -45,9 +52,33 @@ class ReviewOutcome:
 
     ref: str
     verdict: Verdict
+    reviewer: str
     job_id: str | None
     withheld: bool
     released: bool
+
+    @property
+    def message(self) -> str:
+        """One line for a person: what was recorded, and what became of the video."""
+        done = f"Recorded {self.verdict} of {self.ref} by {self.reviewer}."
+        if self.released:
+            done += f" Video {self.job_id} released."
+        elif self.verdict == "approve" and not self.withheld and self.job_id is not None:
+            done += " (The video was not withheld, so nothing was released.)"
+        return done
+
+
+def check_review(reviewer: str, verdict: str, note: str) -> None:
+    """Raise :class:`~audit.errors.InvalidRecord` for a review that is not taken: a verdict
+    other than approve/reject, no reviewer, no note, or a note over :data:`MAX_NOTE_CHARS`."""
+    if verdict not in ("approve", "reject"):
+        raise InvalidRecord(f"review verdict {verdict!r} is not one of approve, reject")
+    if not reviewer.strip():
+        raise InvalidRecord("the reviewer must be named (who reviews)")
+    if not note.strip():
+        raise InvalidRecord("a review needs a note saying why (it is kept in the audit log)")
+    if len(note) > MAX_NOTE_CHARS:
+        raise InvalidRecord(f"the note is {len(note)} characters; keep it to {MAX_NOTE_CHARS}")
 
 
 def review_view(job: VideoJob) -> dict[str, Any]:
@@ -75,11 +106,13 @@ def apply_review(
 
     When ``ref`` is (or belongs to) a video the frame audit withheld, approving releases it and
     rejecting marks it rejected, each in the review's own transaction. Raises
+    :class:`~audit.errors.InvalidRecord` for a review :func:`check_review` refuses,
     :class:`~audit.errors.UnknownRecord` for an unknown id, and the job system's errors
     (:class:`~gateway.jobs.JobNotFound` when approving a video the job store does not hold,
     :class:`~gateway.jobs.NotWithheld`, :class:`~gateway.jobs.MissingVideoFile`): then nothing
     was recorded.
     """
+    check_review(reviewer, verdict, note)
     story = audit.story(ref)
     JobStore(audit.database)  # its table, even in an audit-only copy of the database
     job_id = (story.request or {}).get("job_id") or (
@@ -88,16 +121,16 @@ def apply_review(
     withheld = bool(story.releases) and story.releases[-1]["action"] == "withheld"
     if not withheld or job_id is None:
         audit.record_review(ref, reviewer, verdict, note)
-        return ReviewOutcome(ref, verdict, job_id, withheld, released=False)
+        return ReviewOutcome(ref, verdict, reviewer, job_id, withheld, released=False)
     if verdict == "approve":
         release_withheld(audit, data_dir, job_id, reviewer, note, review_of=ref)
-        return ReviewOutcome(ref, verdict, job_id, withheld, released=True)
+        return ReviewOutcome(ref, verdict, reviewer, job_id, withheld, released=True)
     try:
         reject_withheld(audit, job_id, reviewer, note, review_of=ref)
     except JobNotFound:
         # An audit-only copy of the database has no job: the review alone is recorded.
         audit.record_review(ref, reviewer, verdict, note)
-    return ReviewOutcome(ref, verdict, job_id, withheld, released=False)
+    return ReviewOutcome(ref, verdict, reviewer, job_id, withheld, released=False)
 
 
 def _withheld(tx: Tx, job_id: str, what: str) -> VideoJob:

@@ -60,6 +60,7 @@ from gateway.jobs import (
     VideoJob,
     videos_dir,
 )
+from gateway.metrics import annotate
 from gateway.pipeline import moderation_record
 from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem
 from gateway.video_requests import CreateVideo, check_with_backend, parse_create, read_body
@@ -289,6 +290,7 @@ class VideoController(Controller):
             return self._replay(replay, spec)
         created_at = time.time()
         outcome = state.moderator.check(spec.prompt, tenant)
+        annotate(request, request_id=request_id, action=str(outcome.decision.action))
         if outcome.decision.action == "block":
             _record_prompt(state, outcome, request_id, created_at, job_id=None)
             return blocked_response(request, outcome)

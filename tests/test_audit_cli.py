@@ -207,6 +207,20 @@ def test_rejecting_a_withheld_video_keeps_it_withheld(db: Path) -> None:
     assert [r["action"] for r in story["releases"]] == ["withheld"]
 
 
+def test_a_review_without_a_note_or_with_an_essay_is_refused(db: Path) -> None:
+    """The CLI takes the review console's rules (one implementation, gateway.review): a blank
+    note, or one over MAX_NOTE_CHARS, is refused and nothing is recorded."""
+    from gateway.review import MAX_NOTE_CHARS
+
+    for note, says in (("   ", "needs a note"), ("x" * (MAX_NOTE_CHARS + 1), "keep it to")):
+        result = run(
+            "review", "req-review", "--reject", "--note", note, "--reviewer", "alice", "--db", db
+        )
+        assert result.exit_code == 1 and says in result.output, result.output
+    story = json.loads(run("show", "req-review", "--db", db, "--json").output)
+    assert story["reviews"] == []
+
+
 def test_export_jsonl_and_csv(db: Path, tmp_path: Path) -> None:
     result = run("export", "--db", db, "--format", "jsonl", "--tenant", "acme")
     lines = [json.loads(line) for line in result.output.splitlines()]

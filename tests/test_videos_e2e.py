@@ -33,6 +33,7 @@ pytestmark = [
 ]
 
 REELGUARD = str(Path(sys.executable).with_name("reelguard"))
+METRICS_TOKEN = "e2e-metrics-token-0123456789"
 STRICT_TENANT = """\
 extends: default
 categories:
@@ -50,7 +51,12 @@ def free_port() -> int:
 
 def env_for(settings: Settings) -> dict[str, str]:
     """The process environment that gives a server or worker these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGUARD_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("REELGUARD_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env["REELGUARD_METRICS_TOKEN"] = METRICS_TOKEN
     for name in (
         "db",
         "data_dir",
@@ -221,6 +227,35 @@ def test_withheld_video_is_never_served(server: Server) -> None:
             client.videos.download_content(video.id, variant=variant)  # type: ignore[arg-type]
     assert not (server.settings.data_dir / "released" / f"{video.id}.mp4").exists()
     assert (server.settings.data_dir / "quarantine" / f"{video.id}.mp4").exists()
+
+
+def test_metrics_add_up_the_web_and_worker_processes(server: Server) -> None:
+    """One scrape of the web process shows what its worker process counted too."""
+    client = server.client()
+    video = client.videos.create(prompt="a yellow square moving left", seconds="1")  # type: ignore[arg-type]
+    wait_done(client, video.id)
+    answer = httpx.get(
+        server.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30
+    )
+    assert answer.status_code == 200
+    lines = dict(
+        line.rsplit(" ", 1) for line in answer.text.splitlines() if not line.startswith("#")
+    )
+    assert float(lines["reelguard_workers"]) == 1.0  # the worker process is alive
+    finished = [float(v) for k, v in lines.items() if k.startswith("reelguard_jobs_finished")]
+    assert sum(finished) >= 1  # counted in the worker process
+    frame = [
+        float(v)
+        for k, v in lines.items()
+        if k.startswith("reelguard_moderation_decisions_total") and 'stage="frame"' in k
+    ]
+    assert sum(frame) >= 1  # the worker's frame decisions
+    posts = [
+        float(v)
+        for k, v in lines.items()
+        if k.startswith("reelguard_http_requests_total") and 'route="/v1/videos"' in k
+    ]
+    assert sum(posts) >= 1  # counted in the web process
 
 
 def wait_running(server: Server, video_id: str, timeout_s: float = 120) -> VideoJob:

@@ -350,12 +350,7 @@ def review(
     if not reviewer.strip():
         raise click.UsageError("--reviewer must name who reviews")
     outcome = _apply_review(open_log(db), data_dir, ref, verdict, reviewer, note)
-    done = f"Recorded {verdict} of {ref} by {reviewer}."
-    if outcome.released:
-        done += f" Video {outcome.job_id} released."
-    elif verdict == "approve" and not outcome.withheld and outcome.job_id is not None:
-        done += " (The video was not withheld, so nothing was released.)"
-    click.echo(done)
+    click.echo(outcome.message)
 
 
 def _apply_review(

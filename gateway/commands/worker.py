@@ -48,10 +48,21 @@ def worker_command(db: DbTarget, data_dir: Path | None, workers: int | None) -> 
         )
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load, so no job can run:\n{exc}") from None
+    from gateway import metrics
+    from gateway.logs import configure_logging
     from gateway.worker.pool import start_workers
 
+    configure_logging(settings)
+    metrics.prepare_dir(metrics.setup(settings))  # before the workers inherit the folder
+    stop_metrics = metrics.serve_port(settings)
     pool = start_workers(settings, count)
     assert pool is not None
-    with pool:
-        click.echo(f"reelguard worker: {count} process(es) on {settings.database_label}", err=True)
-        stop.wait()
+    try:
+        with pool:
+            click.echo(
+                f"reelguard worker: {count} process(es) on {settings.database_label}", err=True
+            )
+            stop.wait()
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import click
 
 from config.settings import Settings
+from gateway import metrics
 from gateway.doorbell import Doorbell, open_doorbell
 from gateway.jobs import JobStore
 from gateway.worker.runner import Components, JobRunner
@@ -37,8 +38,12 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
 
     The worker id, ``<host>:<pid>:w<slot>:<random>``, is what the job row's ``worker_id`` shows.
     """
+    from gateway.logs import configure_logging
+
     worker_id = f"{socket.gethostname()}:{os.getpid()}:w{slot}:{secrets.token_hex(3)}"
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {worker_id} %(message)s")
+    if not configure_logging(settings, process=worker_id):
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {worker_id} %(message)s")
+    metrics.setup(settings)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.torch_threads))
     shutdown = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -55,6 +60,7 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
         target=_watch_parent, args=(orphaned, shutdown), name="parent-watch", daemon=True
     ).start()
     runner = JobRunner(settings, Components.load(settings), worker_id, shutdown)
+    metrics.worker_alive()
     log.info("worker %s ready (pid %d)", worker_id, os.getpid())
     from gateway.webhooks import deliver_due
 
@@ -74,6 +80,7 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
                 except Exception:  # e.g. a locked database: fall back to a plain pause
                     log.exception("waiting for work failed")
                     shutdown.wait(settings.worker_poll_interval_s)
+    metrics.process_gone(os.getpid())
     log.info("worker %s stopped", worker_id)
 
 
@@ -165,6 +172,8 @@ class WorkerPool:
             for slot, proc in enumerate(self.processes):
                 if proc.is_alive() or self._stopping.is_set():
                     continue
+                if proc.pid is not None:
+                    metrics.process_gone(proc.pid)  # a killed worker counts no more
                 # A worker that dies right after starting (bad weights, bad policy) is restarted
                 # with a growing pause, not in a tight loop.
                 quick = time.monotonic() - started[slot] < 30.0
@@ -192,6 +201,8 @@ class WorkerPool:
             if proc.is_alive():
                 proc.kill()
                 proc.join(2)
+            if proc.pid is not None:
+                metrics.process_gone(proc.pid)
 
     def __enter__(self) -> WorkerPool:
         if not self.processes:

@@ -27,6 +27,7 @@ from audit.evidence import flagged_thumbnails
 from audit.log import AuditLog
 from classifiers.base import Evidence, FrameClassifier
 from config.settings import Settings
+from gateway import metrics
 from gateway.jobs import JobStore, VideoJob, videos_dir
 from gateway.worker.lease import Heartbeat, LeaseLost, Shutdown, StopJob
 from generator.base import VideoBackend, VideoOutput
@@ -154,6 +155,16 @@ class JobRunner:
 
     def run(self, job: VideoJob) -> None:
         """Take one claimed job to completed or failed (or back to the queue on shutdown)."""
+        self._run(job)
+        with contextlib.suppress(Exception):  # metrics and the log line must not fail a job
+            done = self.store.get(job.id)
+            if done.status in ("completed", "failed"):
+                metrics.observe_job(done)
+                from gateway.logs import job_event
+
+                job_event(done, worker_id=self.worker_id)
+
+    def _run(self, job: VideoJob) -> None:
         if job.stage == "decided":
             log.info("job %s: finishing from its recorded decision", job.id)
             try:
@@ -173,6 +184,7 @@ class JobRunner:
             try:
                 self._pipeline(job, hb)
             except LeaseLost:
+                metrics.count_lease_loss()
                 log.warning("job %s: lease lost; another worker owns it now", job.id)
             except Shutdown:
                 self._requeue(job)
@@ -324,6 +336,7 @@ class JobRunner:
         thumbnails = flagged_thumbnails(
             self.settings.data_dir, job.id, output.frames, audit.decision
         )
+        metrics.count_decision(job.tenant, "frame", audit.decision)
         self.c.audit_log.record_frame_audit(
             FrameAuditRecord(
                 job_id=job.id,
@@ -401,6 +414,7 @@ class JobRunner:
             self._cancelled(job, allowed)
             return
         except JobLost:
+            metrics.count_lease_loss()
             log.warning("job %s: another worker owns it now; leaving it", job.id)
             return
         enqueue_event(self.settings, self.store.get(job.id), database=self.store.database)
