@@ -186,6 +186,12 @@ MENTIONS = [
      "the model as typed (the normaliser reads a7R as leetspeak)"),
     ("a can of Coca-Cola 330 ml on a table", "ip", "brand", "Coca-Cola",
      "a number after a brand is no camera model"),
+    ("a model on a beach, natural light, sharp, Canon- 70-200mm lens", "ip", "credit", "Canon",
+     "a lens typed in pieces after the brand"),
+    ("a heron at dawn, low camera angle, Canon 5 D, 4 k", "ip", "credit", "Canon",
+     "a body typed in pieces ('5 D' is the 5D)"),
+    ("a Nike ad with a 5 year old runner", "ip", "brand", "Nike",
+     "words after a brand are joined only into a camera body or lens"),
 ]  # fmt: skip
 
 

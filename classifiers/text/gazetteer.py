@@ -522,6 +522,8 @@ _CAMERA_MODEL = re.compile(
     r"|portra|ektar|ektachrome|tri-?x|velvia|provia|superia|hp5|nikkor|summilux|summicron"
     r"|\d{2,3}mm)"
 )
+_SPLIT_MODEL = re.compile(r"\d{1,2}d(?:s|x|\d)?|\d{2,3}(?:\d{2,3})?mm")
+"""A body or lens typed in pieces after the brand: "Canon 5 D", "Canon 70-200mm"."""
 """A camera body, lens or film stock right after a brand ("Canon EOS R5", "Sony A7R",
 "Nikon D850", "Kodak Portra", "Leica 50mm"): the brand credits the equipment, as after
 "shot on"."""
@@ -575,6 +577,11 @@ class _CreditZones:
             if any(
                 _CAMERA_MODEL.fullmatch(w) for w in (self.words[w1], prompt.original[a:b].lower())
             ):
+                return True
+        for end in range(w1 + 2, min(w1 + 3, len(self.words)) + 1):
+            a, b = prompt.original_span(self.spans[w1][0], self.spans[end - 1][1])
+            typed = re.sub(r"[\s-]+", "", prompt.original[a:b].lower())
+            if _SPLIT_MODEL.fullmatch(typed):
                 return True
         before = self.words[max(0, w0 - 3) : w0]
         return any(before[-len(m.split()) :] == m.split() for m in _EQUIPMENT_BEFORE if before)
