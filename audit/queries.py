@@ -318,6 +318,11 @@ def _action_condition(f: ListFilter) -> tuple[list[str], list[Any]]:
         return ["r.action = ?"], [f.action]
     if f.stage == "frame":
         return [frame], [f.action]
+    if f.stage == "input":
+        return [
+            "r.request_id IN (SELECT request_id FROM decisions WHERE stage = 'input' "
+            "AND action = ?)"
+        ], [f.action]
     return [f"(r.action = ? OR {frame})"], [f.action, f.action]
 
 
