@@ -118,7 +118,8 @@ def test_a_face_reason_says_which_setting_decided(default: ResolvedPolicy) -> No
         ("inputs: {faces: block}\n", Action.BLOCK),
         ("inputs: {faces: allow}\n", Action.ALLOW),
         (
-            "categories:\n  celebrity:\n    input: {enabled: false, review_at: 0.5, block_at: 0.8}\n",
+            "categories:\n  celebrity:\n"
+            "    input: {enabled: false, review_at: 0.5, block_at: 0.8}\n",
             Action.ALLOW,
         ),
     ],
@@ -157,7 +158,8 @@ LOOSENING = [
     ),
     (
         "disable sexual/minors on uploads",
-        "categories:\n  sexual/minors:\n    input: {enabled: false, review_at: 0.3, block_at: 0.5}\n",
+        "categories:\n  sexual/minors:\n"
+        "    input: {enabled: false, review_at: 0.3, block_at: 0.5}\n",
         "categories.sexual/minors.input: sexual/minors can never be disabled",
     ),
     (

@@ -15,6 +15,7 @@ the processes in :mod:`gateway.worker.pool`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import threading
@@ -30,7 +31,7 @@ from config.settings import Settings
 from gateway import metrics
 from gateway.jobs import JobStore, VideoJob, videos_dir
 from gateway.worker.lease import Heartbeat, LeaseLost, Shutdown, StopJob
-from generator.base import VideoBackend, VideoOutput
+from generator.base import Conditioning, VideoBackend, VideoOutput
 from policies.resolved import ResolvedPolicy
 from policies.store import PolicyStore
 
@@ -237,6 +238,7 @@ class JobRunner:
             width=job.width,
             height=job.height,
             seed=job.seed,
+            conditioning=job_conditioning(job),
         )
 
         hb.stage("generating", s.video_generate_timeout_s, progress=0)
@@ -331,7 +333,8 @@ class JobRunner:
         from policies.decision import Action
 
         prompt_action = Action(job.prompt_moderation.get("action", "allow"))
-        final = max(prompt_action, audit.decision.action, key=lambda a: a.severity)
+        input_action = Action((job.input_moderation or {}).get("action", "allow"))
+        final = max(prompt_action, input_action, audit.decision.action, key=lambda a: a.severity)
         latency = {k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()}
         thumbnails = flagged_thumbnails(
             self.settings.data_dir, job.id, output.frames, audit.decision
@@ -457,6 +460,19 @@ class JobRunner:
         self.store.requeue(job.id, self.worker_id)
 
 
+def job_conditioning(job: VideoJob) -> Conditioning | None:
+    """The start image a job conditions on (its checked upload or its remix source's first
+    frame), decoded from the job row; ``None`` for a text-only job."""
+    if job.input_image is None:
+        return None
+    from classifiers.frame.images import decode_image
+
+    data = base64.b64decode(job.input_image, validate=True)
+    pixels = decode_image(data, max_pixels=job.width * job.height).pixels
+    source = f"remix:{job.remixed_from}" if job.remixed_from else "input_reference"
+    return Conditioning(start_image=pixels, source=source)
+
+
 def prompt_minor_mentions(prompt: str) -> tuple[Evidence, ...]:
     """Evidence that ``prompt`` mentions a child, found exactly as the prompt stage finds it
     (normalised text, :func:`classifiers.text.lexicon.find_minor_mentions`).
@@ -495,9 +511,12 @@ def withhold_cause(job: VideoJob) -> tuple[str, str]:
         ev = next((e for e in r.get("evidence", []) if "timestamp_s" in e), None)
         where = f" at {ev['timestamp_s']:.2f} s" if ev else ""
         parts.append(f"{r.get('category')} ({r.get('source')}, {r.get('action')}){where}")
+    input_review = (job.input_moderation or {}).get("action") == "review"
     if frame.get("action", "block") != "allow" or parts:
         if job.prompt_moderation.get("action") == "review":
             parts.append("the prompt also needs human review")
+        if input_review:
+            parts.append("the reference image also needs human review")
         return "output_moderation", "withheld by the output moderation: " + (
             "; ".join(parts) or "not allowed"
         )
@@ -506,6 +525,17 @@ def withhold_cause(job: VideoJob) -> tuple[str, str]:
         for r in job.prompt_moderation.get("reasons", [])
         if r.get("action") == "review"
     ][:5]
+    if input_review and job.prompt_moderation.get("action") != "review":
+        image = [
+            f"{r.get('category')} ({r.get('message')})"
+            for r in (job.input_moderation or {}).get("reasons", [])
+            if r.get("action") == "review"
+        ][:5]
+        return "prompt_review", (
+            "withheld until a reviewer approves it: the reference image needs human review ("
+            + ("; ".join(image) or "policy")
+            + "); the frame audit found nothing"
+        )
     return "prompt_review", (
         "withheld until a reviewer approves it: the prompt needs human review ("
         + ("; ".join(prompt) or "policy")
