@@ -289,15 +289,22 @@ class JobStore:
 
     def _add_columns(self) -> None:
         """Bring a ``video_jobs`` table made by an older version up to date (idempotent)."""
+        postgres = self.database.dialect.postgres
         with self.database.transaction(write=True) as tx:
-            if self.database.dialect.postgres:
-                for name in _ADDED_COLUMNS:
-                    tx.execute(f"ALTER TABLE video_jobs ADD COLUMN IF NOT EXISTS {name} TEXT")
-                return
-            have = {row[1] for row in tx.all("PRAGMA table_info(video_jobs)")}
+            if postgres:
+                have = {
+                    str(name)
+                    for (name,) in tx.all(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND table_name = 'video_jobs'"
+                    )
+                }
+            else:
+                have = {str(row[1]) for row in tx.all("PRAGMA table_info(video_jobs)")}
             for name in _ADDED_COLUMNS:
-                if name not in have:
-                    tx.execute(f"ALTER TABLE video_jobs ADD COLUMN {name} TEXT")
+                if name not in have:  # (ALTER locks the table: only when it is needed)
+                    exists = " IF NOT EXISTS" if postgres else ""
+                    tx.execute(f"ALTER TABLE video_jobs ADD COLUMN{exists} {name} TEXT")
 
     # -- web process ---------------------------------------------------------------------------
 
