@@ -177,6 +177,21 @@ class Settings(BaseSettings):
         description="Most pixels (width x height) an uploaded image may declare; more is a 400 "
         "(decompression bomb), refused before the pixels are decoded.",
     )
+    c2pa_key: Path | None = Field(
+        None,
+        description="PEM private key that signs released videos' C2PA manifests (with "
+        "c2pa_cert); unset: videos are released unsigned.",
+    )
+    c2pa_cert: Path | None = Field(
+        None,
+        description="PEM certificate chain of the C2PA key: the signer's certificate first, "
+        "then its issuers.",
+    )
+    c2pa_required: bool = Field(
+        False,
+        description="true: a worker without a usable C2PA key does not start, and a video whose "
+        "signing fails is withheld (fail closed).",
+    )
     input_check_timeout_s: float = Field(
         20.0,
         gt=0,

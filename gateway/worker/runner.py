@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit.evidence import flagged_thumbnails
@@ -32,6 +33,7 @@ from gateway import metrics
 from gateway.jobs import JobStore, VideoJob, videos_dir
 from gateway.worker.lease import Heartbeat, LeaseLost, Shutdown, StopJob
 from generator.base import Conditioning, VideoBackend, VideoOutput
+from generator.provenance import SigningKey
 from policies.resolved import ResolvedPolicy
 from policies.store import PolicyStore
 
@@ -92,6 +94,8 @@ class Components:
     policies: PolicyStore
     audit_log: AuditLog
     frame_classifiers: FrameClassifiers
+    signing_key: SigningKey | None = None
+    """The C2PA key released videos are signed with (``None``: unsigned)."""
 
     @classmethod
     def load(cls, settings: Settings) -> Components:
@@ -115,6 +119,7 @@ class Components:
             policies=policies,
             audit_log=AuditLog(settings.database),
             frame_classifiers=classifiers,
+            signing_key=load_signing_key(settings),
         )
 
     def backend(self, name: str) -> VideoBackend:
@@ -277,6 +282,9 @@ class JobRunner:
         finally:
             # Never leave the encoder writing behind a failed job (whose files _fail deletes).
             encoder.join(s.video_encode_timeout_s)
+        t_sign = time.perf_counter()
+        self._sign(job, output, audit, quarantine / job.file_name)
+        timings["sign_s"] = time.perf_counter() - t_sign
 
         hb.stage("recording", s.video_encode_timeout_s, progress=98)
         t = time.perf_counter()
@@ -292,6 +300,49 @@ class JobRunner:
         # Decided: apply the decision; a cancellation that commits before the release wins
         # there (gateway.cancel), so the trail ends with the release, withholding or cancel.
         self._finalize(self.store.get(job.id), t_record=t)
+
+    def _sign(
+        self, job: VideoJob, output: VideoOutput, audit: FrameAuditResult, path: Path
+    ) -> None:
+        """Embed the C2PA manifest in the quarantined MP4 (see :mod:`generator.provenance`).
+
+        Without a key the video stays unsigned (the worker said so at start-up). A signing
+        failure of a video the frame audit allowed withholds it when
+        ``REELGUARD_C2PA_REQUIRED`` is true (recorded, then the job fails
+        ``provenance_failed``: nothing is released); otherwise it is logged and the video
+        goes on unsigned.
+        """
+        from generator.provenance import Provenance, ProvenanceError, sign_mp4
+
+        key = self.c.signing_key
+        if key is None:
+            return
+        info = Provenance(
+            job_id=job.id,
+            policy_version=audit.policy_version,
+            backend=output.backend,
+            model_id=output.model_id,
+            seed=output.seed,
+            remixed_from=job.remixed_from,
+        )
+        try:
+            sign_mp4(path, info, key)
+        except ProvenanceError as exc:
+            if not self.settings.c2pa_required or not audit.released:
+                # Unsigned but allowed by settings, or withheld anyway (its frame audit is
+                # still recorded as evidence).
+                log.error("job %s: not signed: %s", job.id, exc)
+                return
+            message = f"withheld: the C2PA signature is required and failed ({exc})"
+            self.c.audit_log.record_release(
+                job_id=job.id,
+                tenant=job.tenant,
+                action="withheld",
+                path=None,
+                reason=message,
+                actor=f"worker:{self.worker_id}",
+            )
+            raise StopJob("provenance_failed", message) from None
 
     def _audit(
         self, job: VideoJob, output: VideoOutput, policy: ResolvedPolicy
@@ -458,6 +509,33 @@ class JobRunner:
     def _requeue(self, job: VideoJob) -> None:
         """Hand a job back to the queue (worker shutdown); this run does not count."""
         self.store.requeue(job.id, self.worker_id)
+
+
+def load_signing_key(settings: Settings) -> SigningKey | None:
+    """The C2PA key and chain from ``REELGUARD_C2PA_KEY``/``_CERT``, or ``None`` (unsigned,
+    logged). With ``REELGUARD_C2PA_REQUIRED`` a missing or unreadable key raises
+    :class:`~generator.provenance.ProvenanceError`: the worker does not start."""
+    from generator.provenance import ProvenanceError
+
+    key, cert = settings.c2pa_key, settings.c2pa_cert
+    if key is None or cert is None:
+        if settings.c2pa_required:
+            raise ProvenanceError(
+                "REELGUARD_C2PA_REQUIRED is true but REELGUARD_C2PA_KEY and REELGUARD_C2PA_CERT "
+                "are not both set; set them (PEM files) or set REELGUARD_C2PA_REQUIRED=false"
+            )
+        log.warning(
+            "no C2PA key configured (REELGUARD_C2PA_KEY, REELGUARD_C2PA_CERT): videos are "
+            "released without a provenance manifest"
+        )
+        return None
+    try:
+        return SigningKey.load(key, cert)
+    except ProvenanceError:
+        if settings.c2pa_required:
+            raise
+        log.exception("C2PA key unusable: videos are released without a provenance manifest")
+        return None
 
 
 def job_conditioning(job: VideoJob) -> Conditioning | None:
