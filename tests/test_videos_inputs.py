@@ -240,6 +240,19 @@ def test_a_face_goes_to_review_and_the_video_is_withheld(env: Env) -> None:
     assert "reference image needs human review" in done.error.message
     with pytest.raises(openai.PermissionDeniedError):
         env.sdk().videos.download_content(video.id)
+    # A reviewer who checked the person's consent approves it: then it is released.
+    from gateway.review import apply_review
+
+    log = AuditLog(env.settings.db)
+    try:
+        outcome = apply_review(
+            log, env.settings.data_dir, video.id, "alice", "approve", "consent form on file"
+        )
+    finally:
+        log.close()
+    assert outcome.released
+    assert env.sdk().videos.retrieve(video.id).status == "completed"
+    assert env.sdk().videos.download_content(video.id).read()[4:8] == b"ftyp"
 
 
 def test_a_blocked_image_is_a_400_like_a_blocked_prompt_and_no_job(env: Env) -> None:
