@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,6 +20,7 @@ from test_videos_support import PatternBackend, make_settings, run_all, runner
 
 from config.settings import Settings
 from gateway.app import create_app
+from gateway.cli import main
 from gateway.keys import KeyStore
 from gateway.worker.runner import load_signing_key
 from generator.provenance import (
@@ -148,12 +150,19 @@ def test_a_released_video_carries_a_signed_manifest(
         "signingCredential.untrusted"
     }
 
+    shown = CliRunner().invoke(main, ["provenance", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "state:      Valid (signer not on the trust list)" in shown.output
+    assert "trainedAlgorithmicMedia" in shown.output and video_id in shown.output
+
     # A cut or re-encoded copy no longer matches its manifest.
     data = bytearray(content.content)
     middle = data.find(b"mdat") + 64
     data[middle] ^= 0xFF
     path.write_bytes(bytes(data))
     assert read_manifest(path)["validation_state"] == "Invalid"
+    shown = CliRunner().invoke(main, ["provenance", str(path)])
+    assert shown.exit_code == 1 and "problem:" in shown.output, shown.output
 
 
 def test_without_a_key_videos_are_released_unsigned(
@@ -166,6 +175,8 @@ def test_without_a_key_videos_are_released_unsigned(
     path.write_bytes(content.content)
     with pytest.raises(ProvenanceError):
         read_manifest(path)
+    shown = CliRunner().invoke(main, ["provenance", str(path)])
+    assert shown.exit_code == 1 and "it was not signed" in shown.output
 
 
 def test_a_required_signature_that_fails_withholds_the_video(
