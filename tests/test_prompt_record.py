@@ -123,7 +123,7 @@ def test_an_uploaded_images_decision_is_chained_with_the_prompt_record(
     in the same transaction as the job row; the request's action is the more severe one."""
     from dataclasses import replace
 
-    from audit.records import InputCheck
+    from audit.records import InputCheck, ListFilter
     from classifiers.base import Evidence, Verdict
     from policies.decision import Decision, Reason
 
@@ -173,4 +173,13 @@ def test_an_uploaded_images_decision_is_chained_with_the_prompt_record(
     assert {v["classifier"] for v in story.verdicts} >= {"faces", "lexicon"}
     assert [r["stage"] for r in story.reasons if r["action"] == "review"] == ["input"]
     assert audit.prompt_decision(job.id) == "review"
+    listed = [
+        r.request_id
+        for r in audit.list_requests(ListFilter(action="review", stage="input"), limit=None)
+    ]
+    assert "vidr-input" in listed
+    assert "vidr-input" not in [
+        r.request_id
+        for r in audit.list_requests(ListFilter(action="review", stage="prompt"), limit=None)
+    ]
     assert audit.verify().ok
