@@ -255,6 +255,42 @@ def test_a_face_goes_to_review_and_the_video_is_withheld(env: Env) -> None:
     assert env.sdk().videos.download_content(video.id).read()[4:8] == b"ftyp"
 
 
+def test_the_reviewer_sees_the_reference_image_in_the_console(
+    tmp_path: Path, text_classifiers: Mapping[str, Any]
+) -> None:
+    from gateway.console.accounts import ReviewerStore
+
+    settings = make_settings(tmp_path, embedded_weights=embedded_weights(tmp_path))
+    keys = KeyStore(settings.db)
+    auth = {"Authorization": f"Bearer {keys.create('acme').token}"}
+    keys.close()
+    password = ReviewerStore(settings.db).create("alice", "reviewer", ["acme"]).password
+    bob = ReviewerStore(settings.db).create("bob", "reviewer", ["globex"]).password
+    with TestClient(create_app(settings, classifiers=text_classifiers)) as web:
+        created = web.post(
+            "/v1/videos",
+            headers=auth,
+            data={"prompt": "a green circle growing", "seconds": "1", "size": "64x64"},
+            files={"input_reference": ("face.png", FACE_PNG, "image/png")},
+        )
+        assert created.status_code == 202, created.text
+        video_id = created.json()["id"]
+        run_all(runner(settings))
+        from test_console import sign_in
+
+        sign_in(web, "alice", password)
+        page = web.get(f"/review/items/{video_id}").text
+        assert "Reference image" in page and f"/review/items/{video_id}/reference" in page
+        assert "Input-stage decision: <strong>review</strong>" in page
+        image = web.get(f"/review/items/{video_id}/reference")
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+        shown = decode_image(image.content, max_pixels=10_000).pixels.astype(np.int16)
+        assert np.abs(shown - fit_to(face_pixels(), 64, 64).astype(np.int16)).max() <= 1
+    with TestClient(create_app(settings, classifiers=text_classifiers)) as other:
+        sign_in(other, "bob", bob)  # another tenant's reviewer
+        assert other.get(f"/review/items/{video_id}/reference").status_code == 404
+
+
 def test_a_blocked_image_is_a_400_like_a_blocked_prompt_and_no_job(env: Env) -> None:
     before = len(list(env.sdk("strict").videos.list()))
     with pytest.raises(openai.BadRequestError) as info:
