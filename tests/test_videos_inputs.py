@@ -515,6 +515,23 @@ def test_check_common_refuses_conditioning_unless_the_backend_takes_it() -> None
         check_common(wrong, max_seconds=10, max_side=512, conditioning=True)
 
 
+def test_the_diffusers_and_remote_backends_refuse_a_start_image(tmp_path: Path) -> None:
+    from generator.base import Conditioning
+    from generator.diffusers_backend import DiffusersBackend
+    from generator.remote import RemoteBackend
+
+    (tmp_path / "Wan2.1-T2V-1.3B-Diffusers" / "vae").mkdir(parents=True)
+    start = np.zeros((64, 64, 3), np.uint8)
+    request = VideoRequest("a red circle", 1.0, 64, 64, conditioning=Conditioning(start))
+    for backend in (
+        DiffusersBackend(str(tmp_path / "Wan2.1-T2V-1.3B-Diffusers")),
+        RemoteBackend("http://127.0.0.1:9", api_key="sk-test"),
+    ):
+        with pytest.raises(InvalidVideoRequest) as info:
+            backend.check_inputs(request)
+        assert info.value.field == "input_reference", backend
+
+
 def test_the_face_detector_finds_a_face_and_nothing_in_a_landscape() -> None:
     detector = FaceDetector()
     (face,) = detector.classify([SampledFrame(0, 0.0, face_pixels())])
