@@ -314,10 +314,13 @@ def _action_condition(f: ListFilter) -> tuple[list[str], list[Any]]:
     if f.action not in _ACTIONS:
         raise BadFilter(f"action {f.action!r} is not one of {', '.join(_ACTIONS)}")
     frame = "r.job_id IN (SELECT job_id FROM decisions WHERE stage = 'frame' AND action = ?)"
-    if f.stage == "prompt":
-        return ["r.action = ?"], [f.action]
     if f.stage == "frame":
         return [frame], [f.action]
+    if f.stage in ("prompt", "input"):
+        # Not r.action: with an uploaded image that is the more severe of the two decisions.
+        return [
+            "r.request_id IN (SELECT request_id FROM decisions WHERE stage = ? AND action = ?)"
+        ], [f.stage, f.action]
     return [f"(r.action = ? OR {frame})"], [f.action, f.action]
 
 

@@ -35,6 +35,27 @@ without the salt, so nothing about the text can be recovered."""
 
 
 @dataclass(frozen=True, slots=True)
+class InputCheck:
+    """An uploaded image's ``input``-stage story (``POST /v1/videos`` with ``input_reference``).
+
+    ``sha256``, ``media_type``, ``width``, ``height`` and ``bytes`` describe the upload as
+    received (the image itself is not kept in the log); ``verdicts`` are the frame
+    classifiers' scores for it (frame 0), ``decision`` the input-stage decision.
+    """
+
+    field: str
+    sha256: str
+    media_type: str
+    width: int
+    height: int
+    bytes: int
+    verdicts: Sequence[Verdict]
+    decision: Decision
+    model_versions: Mapping[str, str]
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModerationRecord:
     """One request's prompt-stage story: what was sent, every verdict, and the decision.
 
@@ -55,6 +76,10 @@ class ModerationRecord:
     model_versions: Mapping[str, str]
     latency_ms: float
     job_id: str | None = None
+    input: InputCheck | None = None
+    """The uploaded image's check, when the request carried one. The request's ``action`` is
+    then the more severe of the prompt's and the image's decisions (each decision is recorded
+    with its own stage)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,9 @@ def moderation_rows(rec: ModerationRecord, retention: str) -> TableRows:
     d = rec.decision
     common = {"request_id": rec.request_id, "tenant": rec.tenant, "created_at": rec.created_at}
     models = json_text(dict(rec.model_versions))
+    action = Action(d.action)
+    if rec.input is not None:
+        action = max(action, Action(rec.input.decision.action), key=lambda a: a.severity)
     rows: TableRows = [
         (
             "requests",
@@ -122,7 +125,7 @@ def moderation_rows(rec: ModerationRecord, retention: str) -> TableRows:
                 **common,
                 "endpoint": rec.endpoint,
                 "job_id": rec.job_id,
-                "action": Action(d.action).value,
+                "action": action.value,
                 "policy_version": d.policy_version,
                 "model_versions": models,
                 "latency_ms": rec.latency_ms,
@@ -132,7 +135,7 @@ def moderation_rows(rec: ModerationRecord, retention: str) -> TableRows:
             },
         )
     ]
-    for v in rec.verdicts:
+    for v in (*rec.verdicts, *(rec.input.verdicts if rec.input is not None else ())):
         evidence, quotes = evidence_parts(v.evidence)
         rows.append(
             (
@@ -159,6 +162,25 @@ def moderation_rows(rec: ModerationRecord, retention: str) -> TableRows:
         models,
         {"latency_ms": json_text({"total": rec.latency_ms}), "frames": None},
     )
+    if rec.input is not None:
+        i = rec.input
+        upload = {
+            i.field: {
+                "sha256": i.sha256,
+                "media_type": i.media_type,
+                "width": i.width,
+                "height": i.height,
+                "bytes": i.bytes,
+            }
+        }
+        rows += decision_rows(
+            i.decision,
+            {**common, "job_id": rec.job_id},
+            "input",
+            retention,
+            json_text(dict(i.model_versions)),
+            {"latency_ms": json_text({"total": i.latency_ms}), "frames": json_text(upload)},
+        )
     return rows
 
 

@@ -29,12 +29,16 @@ Category = Literal[
 
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 
-Mention = Literal["depicted", "brand", "credit"]
+Mention = Literal["depicted", "brand", "credit", "face"]
 """How a verdict's names are used: ``depicted`` (what the video would show; thresholds apply),
 ``brand`` (a brand, logo or product) or ``credit`` (an artist credit: "by X", "in the style of
-X"). The policy's ``names:`` settings decide what ``brand`` and ``credit`` verdicts do."""
+X"). The policy's ``names:`` settings decide what ``brand`` and ``credit`` verdicts do.
+``face``: a face found in an uploaded image (``celebrity``; whose face is unknown, so consent
+cannot be checked); the policy's ``inputs.faces`` decides what it does."""
 
-Stage = Literal["prompt", "frame"]
+Stage = Literal["prompt", "frame", "input"]
+"""``prompt``: the request's text; ``frame``: generated video frames; ``input``: images the
+client uploads (``input_reference``), checked by frame classifiers before any job exists."""
 STAGES: tuple[Stage, ...] = get_args(Stage)
 
 

@@ -166,6 +166,38 @@ class Settings(BaseSettings):
     )
     video_generate_timeout_s: float = Field(900.0, gt=0, description="Generation stage limit.")
     video_audit_timeout_s: float = Field(120.0, gt=0, description="Frame audit stage limit.")
+    max_upload_mb: float = Field(
+        10.0,
+        gt=0,
+        description="Largest uploaded file (input_reference image) in MiB; larger is 413.",
+    )
+    max_upload_pixels: int = Field(
+        16_777_216,
+        ge=1,
+        description="Most pixels (width x height) an uploaded image may declare; more is a 400 "
+        "(decompression bomb), refused before the pixels are decoded.",
+    )
+    c2pa_key: Path | None = Field(
+        None,
+        description="PEM private key that signs released videos' C2PA manifests (with "
+        "c2pa_cert); unset: videos are released unsigned.",
+    )
+    c2pa_cert: Path | None = Field(
+        None,
+        description="PEM certificate chain of the C2PA key: the signer's certificate first, "
+        "then its issuers.",
+    )
+    c2pa_required: bool = Field(
+        False,
+        description="true: a worker without a usable C2PA key does not start, and a video whose "
+        "signing fails is withheld (fail closed).",
+    )
+    input_check_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Time the frame classifiers have for an uploaded image (input stage); a "
+        "classifier that has not answered by then blocks the request (fail closed).",
+    )
     video_encode_timeout_s: float = Field(120.0, gt=0, description="MP4 encoding stage limit.")
     video_stage_grace_s: float = Field(
         15.0,

@@ -2,7 +2,8 @@
 
 ``create_app()`` builds everything a request needs once (key store, policy store, text
 moderator, audit log) and keeps it on ``app.state``; handlers read it from there. Routes are
-listed in :data:`ROUTE_HANDLERS`, so adding an area (e.g. video jobs) is one line.
+listed in :data:`ROUTE_HANDLERS` (the video routes are mounted with their own body limit), so
+adding an area is one line.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.types import ControllerRouterHandler
 
@@ -145,9 +146,9 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     healthz,
     metrics.metrics_endpoint,
     ModerationController,
-    VideoController,
 ]
-"""Every route the gateway serves. Add a controller here to add an area."""
+"""Every route the gateway serves (and :class:`VideoController`, mounted by :func:`create_app`
+with its own body limit). Add a controller here to add an area."""
 
 
 @contextlib.asynccontextmanager
@@ -172,6 +173,15 @@ def body_limit(settings: Settings) -> int:
     if settings.max_body_bytes is not None:
         return settings.max_body_bytes
     return settings.max_input_chars * settings.max_input_items * 6 + 64 * 1024
+
+
+def video_body_limit(settings: Settings) -> int:
+    """Largest body ``/v1/videos`` accepts: :func:`body_limit`, or one upload of
+    ``REELGUARD_MAX_UPLOAD_MB`` plus its form fields if that is more, so that an image over
+    the upload limit gets the upload's own 413 (naming ``input_reference``). Only this route
+    takes uploads; the others keep :func:`body_limit`."""
+    upload = int(settings.max_upload_mb * 1024 * 1024) + 256 * 1024
+    return max(body_limit(settings), upload)
 
 
 def create_app(
@@ -214,7 +224,16 @@ def create_app(
     )
     consoles = [console_router()] if settings.review_console else []
     app = Litestar(
-        route_handlers=[*ROUTE_HANDLERS, *consoles, assets_router()],
+        route_handlers=[
+            *ROUTE_HANDLERS,
+            Router(
+                "/",
+                route_handlers=[VideoController],
+                request_max_body_size=video_body_limit(settings),
+            ),
+            *consoles,
+            assets_router(),
+        ],
         state=state,
         lifespan=[_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from gateway.commands.audit import audit as audit_group
 from gateway.commands.common import DbTarget, F, db_label, db_option, settings_from_flags
 from gateway.commands.generate import generate as generate_command
 from gateway.commands.policy import policy as policy_group
+from gateway.commands.provenance import provenance as provenance_command
 from gateway.commands.worker import worker_command
 from gateway.console.cli import reviewers as reviewers_group
 
@@ -306,6 +307,7 @@ COMMANDS: dict[str, click.Command] = {
     "worker": worker_command,
     "audit": audit_group,
     "generate": generate_command,
+    "provenance": provenance_command,
     "train-text": train_text_command,
     "build-gazetteers": build_gazetteers_command,
 }

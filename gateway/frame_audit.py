@@ -484,6 +484,62 @@ def audit_frames(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ImageScores:
+    """The frame classifiers' verdicts on one uploaded image (frame 0), with their versions and
+    per-classifier wall times (ms); error verdicts for a classifier that failed or timed out."""
+
+    verdicts: tuple[Verdict, ...]
+    model_versions: dict[str, str]
+    timings_ms: dict[str, float]
+
+
+def classify_image(
+    image: npt.NDArray[np.uint8],
+    policy: ResolvedPolicy,
+    classifiers: Sequence[FrameClassifier],
+    *,
+    timeout_s: float,
+    threads: int | None = None,
+) -> ImageScores:
+    """Run every classifier on one image (``(H, W, 3)`` uint8 RGB) within ``timeout_s``.
+
+    The same threads, checks and fail-closed rules as :func:`audit_frames` (a classifier that
+    raises, times out or answers with the wrong shape yields error verdicts); the caller
+    decides with the ``input`` stage (:func:`policies.engine.decide`).
+    """
+    frames = [SampledFrame(index=0, timestamp_s=0.0, image=image)]
+    budget_s = timeout_s
+    deadline = time.perf_counter() + budget_s
+    verdicts: list[Verdict] = []
+    model_versions: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    if not classifiers:
+        verdicts += error_verdicts(
+            "input-check",
+            "no classifiers configured for uploaded images; list some under the policy's "
+            "classifiers.input",
+            [c for c in CATEGORIES if policy.stage(c, "input").enabled],
+            model_version="none",
+        )
+    stuck = [_stuck(clf) for clf in classifiers]
+    work = [(clf, [] if dead else [frames]) for clf, dead in zip(classifiers, stuck, strict=True)]
+    scheduler = _Scheduler(work, max(1, threads if threads is not None else len(classifiers)))
+    try:
+        scheduler.wait(deadline)
+        for clf, parts, dead in zip(classifiers, scheduler.futures, stuck, strict=True):
+            if not dead:
+                got, elapsed_ms = _collect(clf, parts, frames, policy, deadline, budget_s)
+            else:
+                got, elapsed_ms = _stuck_verdicts(clf, policy), 0.0
+            verdicts += got
+            timings[f"classify:{clf.name}"] = elapsed_ms
+            model_versions[clf.name] = f"{clf.model_id}@{clf.model_version}"
+    finally:
+        scheduler.cancel_pending()
+    return ImageScores(tuple(verdicts), model_versions, timings)
+
+
 def failed_audit(policy: ResolvedPolicy, message: str) -> FrameAuditResult:
     """A fail-closed result for an audit that could not run at all (e.g. malformed frames).
 
@@ -536,6 +592,10 @@ class FrameClassifierCache:
     def __call__(self, policy: ResolvedPolicy) -> list[FrameClassifier]:
         return [self.get(name, policy) for name in policy.policy.classifiers.frame]
 
+    def for_input(self, policy: ResolvedPolicy) -> list[FrameClassifier]:
+        """The classifiers the policy's ``classifiers.input`` names (uploaded images)."""
+        return [self.get(name, policy) for name in policy.policy.classifiers.input]
+
     def get(self, name: str, policy: ResolvedPolicy) -> FrameClassifier:
         """The classifier ``name`` for ``policy`` (built on first use)."""
         factory = FRAME_CLASSIFIERS.get(name)
@@ -544,8 +604,8 @@ class FrameClassifierCache:
             return FailedFrameClassifier(
                 name,
                 covered_categories(name, policy),
-                f"unknown frame classifier {name!r} in the policy's classifiers.frame; "
-                f"use one of: {known}",
+                f"unknown frame classifier {name!r} in the policy's classifiers.frame or "
+                f"classifiers.input; use one of: {known}",
             )
         key = (name, policy_cache_key(name, policy))
         with self._lock:
@@ -584,6 +644,7 @@ __all__ = [
     "FrameAuditResult",
     "FrameClassifierCache",
     "audit_frames",
+    "classify_image",
     "failed_audit",
     "is_error_verdict",
     "load_frame_classifiers",

@@ -84,13 +84,19 @@ CREATE TABLE IF NOT EXISTS video_jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     deleted_at REAL,
-    timings TEXT NOT NULL DEFAULT '{}'
+    timings TEXT NOT NULL DEFAULT '{}',
+    remixed_from TEXT,
+    input_moderation TEXT,
+    input_image TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS video_jobs_idempotency
     ON video_jobs (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS video_jobs_queue ON video_jobs (status, seq);
 CREATE INDEX IF NOT EXISTS video_jobs_tenant ON video_jobs (tenant, seq);
 """)
+_ADDED_COLUMNS = ("remixed_from", "input_moderation", "input_image")
+"""Columns added after the first release (all TEXT, NULL for older rows): a database made
+before them gets them at start-up (:meth:`JobStore._add_columns`)."""
 
 
 class JobError(Exception):
@@ -157,6 +163,13 @@ class VideoJob:
     cancel_requested: bool
     deleted_at: float | None
     timings: dict[str, float] = field(default_factory=dict)
+    remixed_from: str | None = None
+    """The source video of a remix (same tenant, released when the remix was made)."""
+    input_moderation: dict[str, Any] | None = None
+    """The input-stage decision on the uploaded reference image (``None``: no upload)."""
+    input_image: str | None = None
+    """The start image the backend conditions on: base64 PNG at the video's size (an upload
+    that passed the input stage, or a remix source's first frame)."""
 
     @property
     def file_name(self) -> str:
@@ -185,6 +198,9 @@ class NewJob:
     seed: int | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    remixed_from: str | None = None
+    input_moderation: dict[str, Any] | None = None
+    input_image: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +260,11 @@ def row_to_job(row: Mapping[str, Any]) -> VideoJob:
         cancel_requested=bool(row["cancel_requested"]),
         deleted_at=row["deleted_at"],
         timings=json.loads(row["timings"]),
+        remixed_from=row.get("remixed_from"),
+        input_moderation=json.loads(row["input_moderation"])
+        if row.get("input_moderation")
+        else None,
+        input_image=row.get("input_image"),
     )
 
 
@@ -264,6 +285,26 @@ class JobStore:
         self.db_path = self.database.path
         """The SQLite file (``None`` on PostgreSQL)."""
         self.database.create_schema(_SCHEMA)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Bring a ``video_jobs`` table made by an older version up to date (idempotent)."""
+        postgres = self.database.dialect.postgres
+        with self.database.transaction(write=True) as tx:
+            if postgres:
+                have = {
+                    str(name)
+                    for (name,) in tx.all(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND table_name = 'video_jobs'"
+                    )
+                }
+            else:
+                have = {str(row[1]) for row in tx.all("PRAGMA table_info(video_jobs)")}
+            for name in _ADDED_COLUMNS:
+                if name not in have:  # (ALTER locks the table: only when it is needed)
+                    exists = " IF NOT EXISTS" if postgres else ""
+                    tx.execute(f"ALTER TABLE video_jobs ADD COLUMN{exists} {name} TEXT")
 
     # -- web process ---------------------------------------------------------------------------
 
@@ -322,8 +363,10 @@ class JobStore:
         tx.execute(
             """INSERT INTO video_jobs (id, tenant, model, prompt, seconds, size, width, height,
                seed, status, stage, progress, created_at, updated_at, prompt_moderation,
-               policy_version, idempotency_key, request_hash)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', 0, ?, ?, ?, ?, ?, ?)""",
+               policy_version, idempotency_key, request_hash, remixed_from, input_moderation,
+               input_image)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', 0, ?, ?, ?, ?, ?, ?,
+                       ?, ?, ?)""",
             (
                 job_id,
                 new.tenant,
@@ -340,6 +383,9 @@ class JobStore:
                 new.policy_version,
                 new.idempotency_key,
                 new.request_hash,
+                new.remixed_from,
+                None if new.input_moderation is None else json.dumps(new.input_moderation),
+                new.input_image,
             ),
         )
         _ring(tx)

@@ -19,6 +19,12 @@ them without parsing prose:
 - ``prompt-blocked`` (400): the policy blocked a video prompt; no job was created (the body's
   ``moderation`` member and ``error.code == "prompt_moderation"`` say why)
 - ``prompt-not-understood`` (400): the video generator understands no word of the prompt
+- ``input-blocked`` (400): the policy's input stage blocked the uploaded ``input_reference``
+  image; no job was created (``moderation`` and ``error.code == "input_moderation"`` say why)
+- ``invalid-image`` (400): the upload is a decompression bomb (declares more than
+  ``REELGUARD_MAX_UPLOAD_PIXELS``), or a PNG/JPEG/WebP that does not decode
+- ``unsupported-input`` (400): the chosen generator cannot start from a reference image or a
+  remix source
 - ``unauthorized`` (401): missing, malformed, unknown or revoked API key
 - ``content-withheld`` (403): the output moderation withheld the video; its content is never
   served
@@ -30,9 +36,12 @@ them without parsing prose:
 - ``not-ready`` (409): the video is not completed yet, so it has no content to download
 - ``video-failed`` (409): the video failed (the detail gives its error code), so it has no
   content
+- ``source-not-released`` (409): a remix of a video that is not completed and released
 - ``conflict`` (409): the review console's item was decided already, or the job system
   refused the review (e.g. the video is no longer withheld)
 - ``input-too-large`` (413): too many characters or items (see ``errors``)
+- ``upload-too-large`` (413): an uploaded file over ``REELGUARD_MAX_UPLOAD_MB``
+- ``unsupported-media-type`` (415): an upload that is not a PNG, JPEG or WebP image
 - ``validation-error`` (422): wrong types, unknown fields (see ``errors``)
 - ``queue-full`` (429, ``Retry-After``): the video queue holds ``REELGUARD_VIDEO_QUEUE_MAX``
   jobs; retry later

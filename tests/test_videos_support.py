@@ -206,6 +206,7 @@ def runner(
         policies=base.policies,
         audit_log=base.audit_log,
         frame_classifiers=frame_classifiers or base.frame_classifiers,  # type: ignore[arg-type]
+        signing_key=base.signing_key,
     )
     return JobRunner(settings, components, worker_id)
 

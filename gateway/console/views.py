@@ -23,7 +23,7 @@ AGES: dict[str, tuple[str, float]] = {
 }
 """The queue's age filter: value -> (label, minimum seconds waiting)."""
 
-STAGES = ("prompt", "frame")
+STAGES = ("prompt", "input", "frame")
 KINDS = {"withheld_video": "withheld video", "prompt_review": "prompt sent to review"}
 
 

@@ -12,6 +12,7 @@ shared :class:`~storage.Database` (``app.state.audit``, ``app.state.jobs``).
 
 from __future__ import annotations
 
+import base64
 import hmac
 import logging
 import secrets
@@ -490,6 +491,28 @@ def _evidence_thumbnail(settings: Settings, story: Story, index: int) -> bytes |
     return None
 
 
+@get("/items/{ref:str}/reference", sync_to_thread=True)
+def reference_image(request: Request[Any, Any, State], ref: FromPath[str]) -> Response[bytes]:
+    """The video's start image: the uploaded ``input_reference`` that passed (or was sent to
+    review by) the input stage, scaled to the video's size, as PNG. A reviewer judging a face
+    needs to see it. Only to reviewers of the item's tenant."""
+    session = _session(request)
+    item = _load_item(request, session, ref)
+    job = None
+    if item.state.job_id is not None:
+        try:
+            job = console(request.app.state).jobs.get(item.state.job_id)
+        except JobNotFound:
+            job = None
+    if job is None or job.input_image is None:
+        raise Problem(404, "not-found", f"{ref} has no reference image.")
+    return Response(
+        base64.b64decode(job.input_image),
+        media_type="image/png",
+        headers={"Cache-Control": "private, no-store"},
+    )
+
+
 @get("/items/{ref:str}/video", sync_to_thread=True)
 def item_video(request: Request[Any, Any, State], ref: FromPath[str]) -> File:
     """The item's MP4, quarantined or released: only for reviewers of its tenant, never
@@ -899,6 +922,7 @@ def console_router() -> Router:
             queue,
             item_page,
             frame_image,
+            reference_image,
             item_video,
             review_item,
             item_history,

@@ -15,12 +15,14 @@ the processes in :mod:`gateway.worker.pool`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit.evidence import flagged_thumbnails
@@ -30,7 +32,8 @@ from config.settings import Settings
 from gateway import metrics
 from gateway.jobs import JobStore, VideoJob, videos_dir
 from gateway.worker.lease import Heartbeat, LeaseLost, Shutdown, StopJob
-from generator.base import VideoBackend, VideoOutput
+from generator.base import Conditioning, VideoBackend, VideoOutput
+from generator.provenance import SigningKey
 from policies.resolved import ResolvedPolicy
 from policies.store import PolicyStore
 
@@ -91,6 +94,8 @@ class Components:
     policies: PolicyStore
     audit_log: AuditLog
     frame_classifiers: FrameClassifiers
+    signing_key: SigningKey | None = None
+    """The C2PA key released videos are signed with (``None``: unsigned)."""
 
     @classmethod
     def load(cls, settings: Settings) -> Components:
@@ -114,6 +119,7 @@ class Components:
             policies=policies,
             audit_log=AuditLog(settings.database),
             frame_classifiers=classifiers,
+            signing_key=load_signing_key(settings),
         )
 
     def backend(self, name: str) -> VideoBackend:
@@ -237,6 +243,7 @@ class JobRunner:
             width=job.width,
             height=job.height,
             seed=job.seed,
+            conditioning=job_conditioning(job),
         )
 
         hb.stage("generating", s.video_generate_timeout_s, progress=0)
@@ -275,6 +282,9 @@ class JobRunner:
         finally:
             # Never leave the encoder writing behind a failed job (whose files _fail deletes).
             encoder.join(s.video_encode_timeout_s)
+        t_sign = time.perf_counter()
+        self._sign(job, output, audit, quarantine / job.file_name)
+        timings["sign_s"] = time.perf_counter() - t_sign
 
         hb.stage("recording", s.video_encode_timeout_s, progress=98)
         t = time.perf_counter()
@@ -290,6 +300,49 @@ class JobRunner:
         # Decided: apply the decision; a cancellation that commits before the release wins
         # there (gateway.cancel), so the trail ends with the release, withholding or cancel.
         self._finalize(self.store.get(job.id), t_record=t)
+
+    def _sign(
+        self, job: VideoJob, output: VideoOutput, audit: FrameAuditResult, path: Path
+    ) -> None:
+        """Embed the C2PA manifest in the quarantined MP4 (see :mod:`generator.provenance`).
+
+        Without a key the video stays unsigned (the worker said so at start-up). A signing
+        failure of a video the frame audit allowed withholds it when
+        ``REELGUARD_C2PA_REQUIRED`` is true (recorded, then the job fails
+        ``provenance_failed``: nothing is released); otherwise it is logged and the video
+        goes on unsigned.
+        """
+        from generator.provenance import Provenance, ProvenanceError, sign_mp4
+
+        key = self.c.signing_key
+        if key is None:
+            return
+        info = Provenance(
+            job_id=job.id,
+            policy_version=audit.policy_version,
+            backend=output.backend,
+            model_id=output.model_id,
+            seed=output.seed,
+            remixed_from=job.remixed_from,
+        )
+        try:
+            sign_mp4(path, info, key)
+        except ProvenanceError as exc:
+            if not self.settings.c2pa_required or not audit.released:
+                # Unsigned but allowed by settings, or withheld anyway (its frame audit is
+                # still recorded as evidence).
+                log.error("job %s: not signed: %s", job.id, exc)
+                return
+            message = f"withheld: the C2PA signature is required and failed ({exc})"
+            self.c.audit_log.record_release(
+                job_id=job.id,
+                tenant=job.tenant,
+                action="withheld",
+                path=None,
+                reason=message,
+                actor=f"worker:{self.worker_id}",
+            )
+            raise StopJob("provenance_failed", message) from None
 
     def _audit(
         self, job: VideoJob, output: VideoOutput, policy: ResolvedPolicy
@@ -331,7 +384,8 @@ class JobRunner:
         from policies.decision import Action
 
         prompt_action = Action(job.prompt_moderation.get("action", "allow"))
-        final = max(prompt_action, audit.decision.action, key=lambda a: a.severity)
+        input_action = Action((job.input_moderation or {}).get("action", "allow"))
+        final = max(prompt_action, input_action, audit.decision.action, key=lambda a: a.severity)
         latency = {k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()}
         thumbnails = flagged_thumbnails(
             self.settings.data_dir, job.id, output.frames, audit.decision
@@ -457,6 +511,46 @@ class JobRunner:
         self.store.requeue(job.id, self.worker_id)
 
 
+def load_signing_key(settings: Settings) -> SigningKey | None:
+    """The C2PA key and chain from ``REELGUARD_C2PA_KEY``/``_CERT``, or ``None`` (unsigned,
+    logged). With ``REELGUARD_C2PA_REQUIRED`` a missing or unreadable key raises
+    :class:`~generator.provenance.ProvenanceError`: the worker does not start."""
+    from generator.provenance import ProvenanceError
+
+    key, cert = settings.c2pa_key, settings.c2pa_cert
+    if key is None or cert is None:
+        if settings.c2pa_required:
+            raise ProvenanceError(
+                "REELGUARD_C2PA_REQUIRED is true but REELGUARD_C2PA_KEY and REELGUARD_C2PA_CERT "
+                "are not both set; set them (PEM files) or set REELGUARD_C2PA_REQUIRED=false"
+            )
+        log.warning(
+            "no C2PA key configured (REELGUARD_C2PA_KEY, REELGUARD_C2PA_CERT): videos are "
+            "released without a provenance manifest"
+        )
+        return None
+    try:
+        return SigningKey.load(key, cert)
+    except ProvenanceError:
+        if settings.c2pa_required:
+            raise
+        log.exception("C2PA key unusable: videos are released without a provenance manifest")
+        return None
+
+
+def job_conditioning(job: VideoJob) -> Conditioning | None:
+    """The start image a job conditions on (its checked upload or its remix source's first
+    frame), decoded from the job row; ``None`` for a text-only job."""
+    if job.input_image is None:
+        return None
+    from classifiers.frame.images import decode_image
+
+    data = base64.b64decode(job.input_image, validate=True)
+    pixels = decode_image(data, max_pixels=job.width * job.height).pixels
+    source = f"remix:{job.remixed_from}" if job.remixed_from else "input_reference"
+    return Conditioning(start_image=pixels, source=source)
+
+
 def prompt_minor_mentions(prompt: str) -> tuple[Evidence, ...]:
     """Evidence that ``prompt`` mentions a child, found exactly as the prompt stage finds it
     (normalised text, :func:`classifiers.text.lexicon.find_minor_mentions`).
@@ -495,9 +589,12 @@ def withhold_cause(job: VideoJob) -> tuple[str, str]:
         ev = next((e for e in r.get("evidence", []) if "timestamp_s" in e), None)
         where = f" at {ev['timestamp_s']:.2f} s" if ev else ""
         parts.append(f"{r.get('category')} ({r.get('source')}, {r.get('action')}){where}")
+    input_review = (job.input_moderation or {}).get("action") == "review"
     if frame.get("action", "block") != "allow" or parts:
         if job.prompt_moderation.get("action") == "review":
             parts.append("the prompt also needs human review")
+        if input_review:
+            parts.append("the reference image also needs human review")
         return "output_moderation", "withheld by the output moderation: " + (
             "; ".join(parts) or "not allowed"
         )
@@ -506,6 +603,17 @@ def withhold_cause(job: VideoJob) -> tuple[str, str]:
         for r in job.prompt_moderation.get("reasons", [])
         if r.get("action") == "review"
     ][:5]
+    if input_review and job.prompt_moderation.get("action") != "review":
+        image = [
+            f"{r.get('category')} ({r.get('message')})"
+            for r in (job.input_moderation or {}).get("reasons", [])
+            if r.get("action") == "review"
+        ][:5]
+        return "prompt_review", (
+            "withheld until a reviewer approves it: the reference image needs human review ("
+            + ("; ".join(image) or "policy")
+            + "); the frame audit found nothing"
+        )
     return "prompt_review", (
         "withheld until a reviewer approves it: the prompt needs human review ("
         + ("; ".join(prompt) or "policy")

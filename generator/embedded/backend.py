@@ -178,7 +178,7 @@ class EmbeddedBackend:
         """Shared checks: 0 < seconds <= 10, even sides 16..1024, fps 1..60; and, unless
         ``refuse_not_understood`` is off, a prompt with at least one word the model knows
         (:class:`~generator.base.PromptNotUnderstood` otherwise)."""
-        check_common(request, max_seconds=MAX_SECONDS, max_side=MAX_SIDE)
+        check_common(request, max_seconds=MAX_SECONDS, max_side=MAX_SIDE, conditioning=True)
         if self.refuse_not_understood:
             parsed = parse_prompt(request.prompt)
             if not parsed.understood:
@@ -203,6 +203,8 @@ class EmbeddedBackend:
         fps = float(request.fps or FPS)
         frames = retime_frames(clip, FPS, fps, request.seconds)
         frames = resize_frames(frames, request.width, request.height)
+        if request.conditioning is not None:
+            frames = blend_start(frames, request.conditioning.start_image)
         progress(1.0)
         return VideoOutput(
             frames=frames,
@@ -213,6 +215,30 @@ class EmbeddedBackend:
             understood=parsed.understood,
             ignored=parsed.ignored,
         )
+
+
+START_BLEND_S = 0.5
+"""How long the embedded model's start image fades into the generated clip (seconds at the
+native frame rate: the first :data:`START_BLEND_FRAMES` frames)."""
+START_BLEND_FRAMES = round(START_BLEND_S * FPS)
+
+
+def blend_start(
+    frames: npt.NDArray[np.uint8], start: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """The clip opening on ``start`` and cross-fading into the generated frames.
+
+    The tiny model was not trained with image conditioning, so a reference image is used as
+    a start frame: frame 0 is the image, and its weight falls linearly to 0 over
+    :data:`START_BLEND_FRAMES` frames. (SDEdit-style sampling from a noised start image is
+    the better method; it is not done here.) Every output frame is audited as usual.
+    """
+    out = frames.astype(np.float32)
+    n = min(len(frames), START_BLEND_FRAMES)
+    for t in range(n):
+        w = 1.0 - t / max(1, n)
+        out[t] = w * start.astype(np.float32) + (1.0 - w) * out[t]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _short_hash(path: Path) -> str:
