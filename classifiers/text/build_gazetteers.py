@@ -54,12 +54,7 @@ from pathlib import Path
 
 import click
 
-from classifiers.text.curated_names import (
-    CURATED_BRANDS,
-    CURATED_CONTEXT,
-    CURATED_IP,
-    CURATED_PEOPLE,
-)
+from classifiers.text.curated_names import load_curated
 from classifiers.text.normalize import WORD_RE, normalize
 
 FORMAT_VERSION = "2"
@@ -349,17 +344,18 @@ def brand_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
 
 def curated_entries() -> Iterator[Entry]:
     """The hand-curated additions (:mod:`classifiers.text.curated_names`)."""
-    for name, aliases, detail in CURATED_PEOPLE:
+    curated = load_curated()
+    for name, aliases, detail in curated.people:
         yield Entry(
             "celebrity", name.lstrip("~?"), detail, "curated", 0.95, "person", [name, *aliases]
         )
-    for name, aliases, detail in CURATED_IP:
+    for name, aliases, detail in curated.ip:
         bare = name.lstrip("~?")
-        ctx = "brand" if bare in CURATED_BRANDS else "film"
+        ctx = "brand" if bare in curated.brands else "film"
         if "Marvel" in detail or detail.startswith("DC"):
             ctx = "comic"
         entry = Entry("ip", bare, detail, "curated", 0.95, ctx, [name, *aliases], [detail])
-        entry.fixed_context = list(CURATED_CONTEXT.get(bare, ()))
+        entry.fixed_context = list(curated.context.get(bare, ()))
         yield entry
 
 
