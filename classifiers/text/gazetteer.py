@@ -50,9 +50,10 @@ from typing import overload
 from rapidfuzz.distance import OSA
 
 from classifiers.base import Category, Evidence, Mention, PromptText, Verdict
-from classifiers.text.build_gazetteers import CJK_RE, OUTPUT_NAME
+from classifiers.text.build_gazetteers import OUTPUT_NAME
 from classifiers.text.curated_names import CONTEXT_WORDS, CREDIT_KINDS, ROLE_WORDS
 from classifiers.text.descriptions import DESCRIPTION_SCORE, DescriptionHit, DescriptionMatcher
+from classifiers.text.gazetteer_keys import CJK_RE
 from classifiers.text.normalize import WORD_RE, normalize_key
 
 __all__ = [
