@@ -35,7 +35,7 @@ from classifiers.base import PromptText, TextClassifier, Verdict
 from classifiers.text.learned import LearnedTextClassifier, prompt_windows
 from classifiers.text.lexicon import LexiconClassifier
 from classifiers.text.normalize import normalize
-from classifiers.text.train import VIDEO_SOURCES
+from classifiers.text.train_corpus import VIDEO_SOURCES
 
 FALLBACK_PROMPTS = [
     "a red fox jumping over a fence in the snow",

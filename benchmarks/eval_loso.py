@@ -47,16 +47,16 @@ from classifiers.text.augment import obfuscate
 from classifiers.text.e5_onnx import EarlyPass
 from classifiers.text.embed import E5Embedder
 from classifiers.text.learned import LearnedTextClassifier
-from classifiers.text.train import (
+from classifiers.text.train import build_model
+from classifiers.text.train_corpus import (
     TEMPLATED,
     VIDEO_SOURCES,
     Corpus,
-    build_model,
     is_implicit,
     load_corpus,
-    ridge_stats,
     split_of,
 )
+from classifiers.text.train_ridge import ridge_stats
 from gateway.pipeline import ModerationOutcome, TextModerator
 from policies.loader import DEFAULT_POLICY_PATH
 from policies.store import PolicyStore

@@ -11,7 +11,7 @@ concern). It prints:
 1. **Ordinary prompts**: the flagged rate per benign source of ``train.jsonl`` (every source
    with benign rows, worst first) and pooled over the video/caption sources. The benign rows
    are split by sha1 of their text into a *tune* half (the only half the gazetteer build reads,
-   :func:`classifiers.text.build_gazetteers.half_of`) and a *report* half; the figures are on
+   :func:`classifiers.text.gazetteer_words.half_of`) and a *report* half; the figures are on
    the report half unless ``--half`` says otherwise, and ``--show`` (flagged examples, for
    finding failure classes) only shows tune-half rows.
 2. **Held-out sets** (``benchmarks/data/names_*.jsonl``, written by hand before the matcher was
@@ -46,8 +46,8 @@ import click
 
 from classifiers.base import Category
 from classifiers.text.augment import obfuscate
-from classifiers.text.build_gazetteers import half_of
 from classifiers.text.gazetteer import GazetteerClassifier, load_gazetteer
+from classifiers.text.gazetteer_words import half_of
 from classifiers.text.normalize import normalize
 from policies.decision import Action
 from policies.engine import decide

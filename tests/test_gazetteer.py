@@ -425,10 +425,31 @@ def test_cli_registers_build_gazetteers() -> None:
 
 def test_shipped_keys_match_the_current_normaliser() -> None:
     """The shipped keys were made by normalize(); if it changes, rebuild the file."""
-    from classifiers.text.curated_names import CURATED_IP, CURATED_PEOPLE
+    from classifiers.text.curated_names import load_curated
     from classifiers.text.normalize import normalize_key
 
     g = load_gazetteer()
-    for name, _, _ in CURATED_PEOPLE + CURATED_IP:
+    curated = load_curated()
+    for name, _, _ in curated.people + curated.ip:
         key = normalize_key(name.lstrip("~"))
         assert key in g.phrases, f"{name!r} -> {key!r} missing: run `reelguard build-gazetteers`"
+
+
+def test_curated_table_ships_as_data_and_a_broken_file_is_named(tmp_path: Path) -> None:
+    """The curated names live in data/curated_names.json (package data); a missing or
+    malformed copy is an error naming the file, not a KeyError from deep in the build."""
+    from classifiers.text.curated_names import DATA_PATH, load_curated
+
+    curated = load_curated()
+    assert DATA_PATH.parent.name == "data" and DATA_PATH.is_file()
+    assert ("Taylor Swift", ("泰勒·斯威夫特", "泰勒斯威夫特", "霉霉", "泰勒絲"), "musician") in (
+        curated.people
+    )
+    assert "Canon" in curated.brands and "camera" in curated.context["Canon"]
+    assert all(isinstance(a, tuple) for _, a, _ in curated.people + curated.ip)
+    for text in (None, '{"people": []}'):
+        path = tmp_path / "curated_names.json"
+        if text is not None:
+            path.write_text(text, encoding="utf-8")
+        with pytest.raises(RuntimeError, match=r"curated_names\.json: cannot read"):
+            load_curated(path)

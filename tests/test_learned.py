@@ -28,7 +28,7 @@ from classifiers.text.learned import (
 )
 from classifiers.text.lexicon import find_minor_mentions
 from classifiers.text.normalize import normalize
-from classifiers.text.train import ANCHORS, BASE_SCORE, score_windows
+from classifiers.text.train_calibrate import ANCHORS, BASE_SCORE, score_windows
 
 REVIEW_AT = 0.35
 
@@ -146,7 +146,7 @@ def test_knots_map_the_operating_points_to_the_policy_anchors(clf: LearnedTextCl
 def test_training_scores_exactly_what_the_classifier_scores(
     clf: LearnedTextClassifier, embedder: E5Embedder
 ) -> None:
-    # Calibration reads train.score_windows; the gateway runs LearnedTextClassifier.score.
+    # Calibration reads train_calibrate.score_windows; the gateway runs LearnedTextClassifier.score.
     texts = [
         "she slowly undresses for the camera",
         "a red fox jumping over a fence",

@@ -8,20 +8,10 @@ import numpy as np
 import pytest
 
 from classifiers.text.learned import HEAD_CATEGORIES, HeadWeights
-from classifiers.text.train import (
-    ANCHORS,
-    BASE_SCORE,
-    TEMPLATED,
-    Corpus,
-    RidgeStats,
-    Row,
-    build_model,
-    label_matrix,
-    out_of_source_logits,
-    ridge_stats,
-    row_weights,
-    score_windows,
-)
+from classifiers.text.train import build_model
+from classifiers.text.train_calibrate import ANCHORS, BASE_SCORE, score_windows
+from classifiers.text.train_corpus import TEMPLATED, Corpus, Row, label_matrix, row_weights
+from classifiers.text.train_ridge import RidgeStats, out_of_source_logits, ridge_stats
 
 DIM = 8
 SOURCES = ["alpha", "beta", "gamma", "coco_captions_esd", "didemo"]

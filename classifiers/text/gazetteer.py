@@ -38,26 +38,39 @@ from __future__ import annotations
 
 import bisect
 import gc
-import gzip
-import itertools
-import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import overload
 
 from rapidfuzz.distance import OSA
 
 from classifiers.base import Category, Evidence, Mention, PromptText, Verdict
-from classifiers.text.build_gazetteers import CJK_RE, OUTPUT_NAME
-from classifiers.text.curated_names import CONTEXT_WORDS, CREDIT_KINDS, ROLE_WORDS
-from classifiers.text.descriptions import DESCRIPTION_SCORE, DescriptionHit, DescriptionMatcher
-from classifiers.text.normalize import WORD_RE, normalize_key
+from classifiers.text.build_gazetteers import OUTPUT_NAME
+from classifiers.text.curated_names import CREDIT_KINDS
+from classifiers.text.descriptions import DESCRIPTION_SCORE, DescriptionHit
+from classifiers.text.gazetteer_context import (
+    CreditZones,
+    NearWords,
+    capitalised_name,
+    word_range,
+)
+from classifiers.text.gazetteer_index import (
+    FUZZY_MIN_SCORE,
+    FUZZY_MIN_WORD_LEN,
+    Entity,
+    Found,
+    GazetteerError,
+    GazetteerIndex,
+    Key,
+    deletion_variants,
+)
+from classifiers.text.gazetteer_keys import CJK_RE
+from classifiers.text.normalize import WORD_RE
 
 __all__ = [
     "CAPITALISED_SCORE",
     "DATA_PATH",
+    "Entity",
     "Gazetteer",
     "GazetteerClassifier",
     "GazetteerError",
@@ -72,35 +85,8 @@ CAPITALISED_SCORE = 0.4
 CAPITALISED_MIN_SCORE = 0.85
 CONTEXT_WINDOW = 8
 """Context words count within this many words either side of a name."""
-FUZZY_MIN_SCORE = 0.8
-FUZZY_MIN_KEY_LEN = 9
-FUZZY_MIN_WORD_LEN = 4
 FUZZY_PENALTY = 0.95
 MAX_EVIDENCE = 5
-
-
-class GazetteerError(RuntimeError):
-    """The shipped gazetteer file is missing or malformed (the classifier fails closed)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entity:
-    """One gazetteer entry."""
-
-    category: Category
-    name: str
-    detail: str
-    tier: str
-    score: float
-    context_class: str
-    context: tuple[str, ...]
-    franchise: str = ""
-    """The first word of a character's franchise ("marvel", "dc", "pokemon"), else ``""``:
-    another well-known name from the same franchise is context for a common-word one."""
-
-    @property
-    def is_brand(self) -> bool:
-        return self.context_class == "brand"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,165 +101,18 @@ class Hit:
     mention: Mention = "depicted"
 
 
-@dataclass(frozen=True, slots=True)
-class _Key:
-    entity: int
-    needs_context: bool
-    proper: bool = False
-    """An ordinary proper noun ("Sandra", "Persian"): a capital letter is no evidence."""
+class Gazetteer(GazetteerIndex):
+    """The in-memory lookup built from ``gazetteer.tsv.gz``. Immutable and thread-safe.
 
-    @classmethod
-    def decode(cls, code: int) -> _Key:
-        return cls(code >> 2, bool(code & 1), bool(code & 2))
-
-
-_Found = list[tuple[int, int, _Key, str]]  # (start, end, key, how) in the normalised text
-
-
-class _Entities(Sequence[Entity]):
-    """Entities parsed from their file rows on first use (most are never matched)."""
-
-    def __init__(self) -> None:
-        self.rows: list[list[str]] = []
-        self.scores: list[float] = []
-        self._cache: dict[int, Entity] = {}
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @overload
-    def __getitem__(self, index: int) -> Entity: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Entity]: ...
-    def __getitem__(self, index: int | slice) -> Entity | Sequence[Entity]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        entity = self._cache.get(index)
-        if entity is None:
-            category, name, detail, tier, score, ctx_class, context, _ = self.rows[index]
-            franchise = ""
-            if ctx_class in ("comic", "pokemon", "film"):
-                franchise = next(iter(normalize_key(detail).split()), "")
-            entity = Entity(
-                category,  # type: ignore[arg-type]
-                name, detail, tier, float(score), ctx_class,
-                tuple(c for c in context.split("|") if c), franchise,
-            )  # fmt: skip
-            self._cache[index] = entity
-        return entity
-
-
-class Gazetteer:
-    """The in-memory lookup built from ``gazetteer.tsv.gz``. Immutable and thread-safe."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.version = ""
-        self.entities = _Entities()
-        self.phrases: dict[str, list[int]] = {}  # key -> [entity index * 2 + needs context]
-        self.prefixes: set[str] = set()
-        self.cjk: dict[str, list[int]] = {}
-        self.cjk_lengths: dict[str, tuple[int, ...]] = {}  # first 2 characters -> key lengths
-        self.fuzzy_deletes: dict[str, set[str]] = {}
-        self.fuzzy_pairs: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = {}
-        self.ordinary_words: frozenset[str] = frozenset()
-        self.plain_words: frozenset[str] = frozenset()
-        self.given_names: frozenset[str] = frozenset()
-        self.context_phrases: dict[str, frozenset[str]] = {}
-        self.role_phrases: dict[str, frozenset[str]] = {}
-        self.descriptions = DescriptionMatcher()
-        self._load(path)
-
-    # -- loading ---------------------------------------------------------------------------
-
-    def _load(self, path: Path) -> None:
-        try:
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise GazetteerError(
-                f"{path}: cannot read the gazetteer ({exc}); rebuild it with "
-                "`reelguard build-gazetteers --source <kit>/gazetteers`"
-            ) from exc
-        header = re.search(r"content=(\w+)", lines[0]) if lines else None
-        if header is None:
-            raise GazetteerError(f"{path}: missing '# reelguard gazetteer' header; rebuild it")
-        self.version = header.group(1)
-        fuzzy_keys: list[tuple[str, int]] = []
-        rows, scores = self.entities.rows, self.entities.scores
-        for lineno, line in enumerate(lines, 1):
-            if line.startswith("#") or not line:
-                continue
-            if line.startswith("_"):
-                name, _, words = line.partition("\t")
-                lists = {"_ordinary": "ordinary_words", "_plain": "plain_words",
-                         "_given": "given_names"}  # fmt: skip
-                if name in lists:
-                    setattr(self, lists[name], frozenset(words.split("|")))
-                continue
-            cols = line.split("\t")
-            if len(cols) != 8 or cols[0] not in ("celebrity", "ip"):
-                raise GazetteerError(
-                    f"{path}:{lineno}: expected 8 columns (category..keys); rebuild it"
-                )
-            idx = len(rows)
-            score = float(cols[4])
-            rows.append(cols)
-            scores.append(score)
-            self._index_keys(idx, cols[7], score >= FUZZY_MIN_SCORE, fuzzy_keys)
-        lengths: dict[str, set[int]] = {}
-        for k in self.cjk:
-            lengths.setdefault(k[:2], set()).add(len(k))
-        self.cjk_lengths = {p: tuple(sorted(n)) for p, n in lengths.items()}
-        self._build_fuzzy(fuzzy_keys)
-        self.context_phrases = {
-            cls: frozenset(normalize_key(w) for w in words) for cls, words in CONTEXT_WORDS.items()
-        }
-        self.role_phrases = {
-            kind: frozenset(normalize_key(w) for w in words) for kind, words in ROLE_WORDS.items()
-        }
-
-    def _index_keys(
-        self, idx: int, keys: str, fuzzy_ok: bool, fuzzy_keys: list[tuple[str, int]]
-    ) -> None:
-        phrases, cjk, prefixes = self.phrases, self.cjk, self.prefixes
-        for raw in keys.split("|"):
-            proper = raw[0] == "?"
-            needs_ctx = proper or raw[0] == "~"
-            key = raw[1:] if needs_ctx else raw
-            code = idx * 4 + needs_ctx + 2 * proper
-            if key[0] == "=":
-                cjk.setdefault(key[1:], []).append(code)
-                continue
-            phrases.setdefault(key, []).append(code)
-            if " " in key:
-                words = key.split(" ")
-                for n in range(1, len(words)):
-                    prefixes.add(" ".join(words[:n]))
-                if fuzzy_ok and not needs_ctx:
-                    fuzzy_keys.append((key, idx))
-
-    def _build_fuzzy(self, fuzzy_keys: list[tuple[str, int]]) -> None:
-        vocab: set[str] = set()
-        for key, idx in fuzzy_keys:
-            if len(key) < FUZZY_MIN_KEY_LEN:
-                continue
-            words = tuple(key.split(" "))
-            self.fuzzy_pairs.setdefault((words[0], words[1]), []).append((words, idx))
-            vocab.update(w for w in words if len(w) >= FUZZY_MIN_WORD_LEN and w.isalpha())
-        deletes = self.fuzzy_deletes
-        for w in vocab:
-            deletes.setdefault(w, set()).add(w)
-            for d in _deletes(w):
-                deletes.setdefault(d, set()).add(w)
-
-    # -- matching --------------------------------------------------------------------------
+    Its tables are those of :class:`~classifiers.text.gazetteer_index.GazetteerIndex`; this
+    class matches prompts against them.
+    """
 
     def find(self, prompt: PromptText) -> list[Hit]:
         """Every entity named in ``prompt`` (longest match wins where spans overlap)."""
         spans = [m.span() for m in WORD_RE.finditer(prompt.normalized)]
         words = [prompt.normalized[a:b] for a, b in spans]
-        found: _Found = []
+        found: Found = []
         self._exact(words, spans, found)
         self._cjk_substrings(words, spans, found)
         self._fuzzy(words, spans, found)
@@ -284,22 +123,20 @@ class Gazetteer:
                 hits.append(_description_hit(d, spans))
         return hits
 
-    def _exact(self, words: list[str], spans: list[tuple[int, int]], found: _Found) -> None:
+    def _exact(self, words: list[str], spans: list[tuple[int, int]], found: Found) -> None:
         n = len(words)
         for i in range(n):
             key = words[i]
             j = i
             while True:
                 for code in self.phrases.get(key, ()):
-                    found.append((spans[i][0], spans[j][1], _Key.decode(code), "exact"))
+                    found.append((spans[i][0], spans[j][1], Key.decode(code), "exact"))
                 j += 1
                 if j >= n or key not in self.prefixes:
                     break
                 key = f"{key} {words[j]}"
 
-    def _cjk_substrings(
-        self, words: list[str], spans: list[tuple[int, int]], found: _Found
-    ) -> None:
+    def _cjk_substrings(self, words: list[str], spans: list[tuple[int, int]], found: Found) -> None:
         if not self.cjk or not any(CJK_RE.search(w) for w in words):
             return
         stream = "".join(words)
@@ -313,9 +150,9 @@ class Gazetteer:
                 if p + length > size:
                     break
                 for code in self.cjk.get(stream[p : p + length], ()):
-                    found.append((where[p], where[p + length - 1] + 1, _Key.decode(code), "exact"))
+                    found.append((where[p], where[p + length - 1] + 1, Key.decode(code), "exact"))
 
-    def _fuzzy(self, words: list[str], spans: list[tuple[int, int]], found: _Found) -> None:
+    def _fuzzy(self, words: list[str], spans: list[tuple[int, int]], found: Found) -> None:
         n = len(words)
         if n < 2:
             return
@@ -336,9 +173,7 @@ class Gazetteer:
                             words[i + t] == kw or kw in near[i + t]
                             for t, kw in enumerate(key_words)
                         ):
-                            found.append(
-                                (spans[i][0], spans[end - 1][1], _Key(idx, False), "fuzzy")
-                            )
+                            found.append((spans[i][0], spans[end - 1][1], Key(idx, False), "fuzzy"))
 
     def _near(self, word: str) -> tuple[str, ...]:
         """Name words one edit away from ``word`` (never for ordinary words or short ones)."""
@@ -350,7 +185,7 @@ class Gazetteer:
         ):
             return ()
         cands: set[str] = set(self.fuzzy_deletes.get(word, ()))
-        for d in _deletes(word):
+        for d in deletion_variants(word):
             cands.update(self.fuzzy_deletes.get(d, ()))
         cands.discard(word)
         return tuple(c for c in cands if OSA.distance(word, c, score_cutoff=1) <= 1)
@@ -360,7 +195,7 @@ class Gazetteer:
         prompt: PromptText,
         words: list[str],
         spans: list[tuple[int, int]],
-        found: _Found,
+        found: Found,
     ) -> list[Hit]:
         # Longest span first, then the best score: a span inside an accepted one (or the same
         # span again, for the same category) is the same mention.
@@ -376,14 +211,14 @@ class Gazetteer:
         max_end: dict[int, int] = {}  # accepted span start -> furthest end
         longest = 0
         hits: list[Hit] = []
-        credits = _CreditZones(prompt.normalized, words, spans)
+        credits = CreditZones(prompt.normalized, words, spans)
         for start, end, key, how in found:
             entity = self.entities[key.entity]
             if entity.category in taken.get((start, end), ()) or max_end.get(start, -1) > end:
                 continue
             if any(max_end.get(a, -1) >= end for a in range(max(0, start - longest), start)):
                 continue  # inside a longer accepted span: the same mention
-            w0, w1 = _word_range(spans, start, end)
+            w0, w1 = word_range(spans, start, end)
             if self._part_of_longer_name(entity, prompt, words, w0, w1):
                 continue
             score = entity.score * (FUZZY_PENALTY if how == "fuzzy" else 1.0)
@@ -436,7 +271,7 @@ class Gazetteer:
         end: int,
         entity: Entity,
         strong: dict[str, list[tuple[int, int]]],
-        key: _Key,
+        key: Key,
     ) -> tuple[str, float] | None:
         """A name that is also ordinary text: ("context", 1.0) with context tied to the entity
         (its franchise, group or role words; for well-known entries also their class words),
@@ -456,7 +291,7 @@ class Gazetteer:
             # Chinese runs are one "word" however long: the rest of the run is context too.
             text = prompt.normalized
             near += [text[spans[first][0] : start], text[end : spans[last][1]]]
-        context = _Context(near)
+        context = NearWords(near)
         # Class words ("superhero", "logo") and a person's role words ("singer", "on stage")
         # are not tied to one entity: they count for well-known names only, and for a name
         # that is an everyday word only when the class words are specific ("Apple logo") or
@@ -484,12 +319,12 @@ class Gazetteer:
             not key.proper
             and entity.score >= CAPITALISED_MIN_SCORE
             and prompt.normalized[start:end] not in self.ordinary_words
-            and _capitalised_name(prompt, start, end)
+            and capitalised_name(prompt, start, end)
         ):
             return "capitalised", CAPITALISED_SCORE
         return None
 
-    def _has_context(self, entity: Entity, context: _Context, *, generic: bool) -> bool:
+    def _has_context(self, entity: Entity, context: NearWords, *, generic: bool) -> bool:
         """Context tied to the entity (its own franchise/group words), or with ``generic`` its
         class's words ("logo" for a brand) or, for a person, their role words ("rapper")."""
         if any(context.has(p) for p in entity.context):
@@ -502,143 +337,12 @@ class Gazetteer:
         return any(context.has(p) for p in words)
 
 
-def _word_range(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
-    """Indexes ``[w0, w1)`` of the words that a character span ``[start, end)`` covers."""
-    w0 = bisect.bisect_right(spans, (start, _BIG)) - 1
-    w1 = bisect.bisect_left(spans, (end, -1))
-    return max(w0, 0), max(w1, w0 + 1)
-
-
-_BIG = 1 << 62
-_CREDIT_BEFORE = ("by", "style of", "manner of", "styled after", "inspired by", "a la", "art of")
-_CREDIT_FIRST = frozenset(m.split()[0] for m in _CREDIT_BEFORE)
-_CREDIT_AFTER = ("style", "styled", "inspired", "esque", "aesthetic", "s style", "like style")
-_EQUIPMENT_BEFORE = (
-    "shot on", "shot with", "taken with", "taken on", "filmed on", "filmed with", "photo on",
-    "captured on", "captured with", "shot on a", "shot with a", "taken with a", "camera",
-)  # fmt: skip
-_CAMERA_MODEL = re.compile(
-    r"(eos|alpha|lumix|gfx\w*|x-?t\d*|x100\w*|a\d{1,4}\w*|d\d{2,4}\w*|z\d{1,2}\w*|rx\d+\w*"
-    r"|portra|ektar|ektachrome|tri-?x|velvia|provia|superia|hp5|nikkor|summilux|summicron"
-    r"|\d{2,3}mm)"
-)
-_SPLIT_MODEL = re.compile(r"\d{1,2}d(?:s|x|\d)?|\d{2,3}(?:\d{2,3})?mm")
-"""A body or lens typed in pieces after the brand: "Canon 5 D", "Canon 70-200mm"."""
-"""A camera body, lens or film stock right after a brand ("Canon EOS R5", "Sony A7R",
-"Nikon D850", "Kodak Portra", "Leica 50mm"): the brand credits the equipment, as after
-"shot on"."""
-_CREDIT_STOP = re.compile(r"[.;:!?|\n()\[\]]")
-CREDIT_RUN = 40
-"""A credit list ("by A, B and C") runs at most this many words after its "by"."""
-
-
-class _CreditZones:
-    """Where names are credited, not depicted: the comma/"and" list after "by" / "in the
-    style of" (up to a full stop, a semicolon or :data:`CREDIT_RUN` words), and a name
-    followed by "style", "-style", "'s style", "inspired", "esque"."""
-
-    def __init__(self, text: str, words: list[str], spans: list[tuple[int, int]]) -> None:
-        self.text, self.words, self.spans = text, words, spans
-        self._zones: list[tuple[int, int]] | None = None
-
-    @property
-    def zones(self) -> list[tuple[int, int]]:
-        if self._zones is None:  # built on first use: most prompts credit nobody
-            self._zones = self._find_zones()
-        return self._zones
-
-    def _find_zones(self) -> list[tuple[int, int]]:
-        text, words, spans = self.text, self.words, self.spans
-        zones = []
-        n = len(words)
-        for i in range(n):
-            if words[i] not in _CREDIT_FIRST:
-                continue
-            for marker in _CREDIT_BEFORE:
-                parts = marker.split()
-                if words[i : i + len(parts)] != parts:
-                    continue
-                begin = i + len(parts)
-                stop = begin
-                while stop < min(n, begin + CREDIT_RUN):
-                    gap = text[spans[stop - 1][1] : spans[stop][0]] if stop > begin else ""
-                    if _CREDIT_STOP.search(gap):
-                        break
-                    stop += 1
-                zones.append((begin, stop))
-        return zones
-
-    def equipment(self, w0: int, w1: int, prompt: PromptText) -> bool:
-        """A brand credited as the camera or film ("shot on Hasselblad", "Kodak Portra",
-        "Canon EOS R5"). The model name is read as typed too: the normaliser reads "a7R" as
-        leetspeak."""
-        if w1 < len(self.words):
-            a, b = prompt.original_span(*self.spans[w1])
-            if any(
-                _CAMERA_MODEL.fullmatch(w) for w in (self.words[w1], prompt.original[a:b].lower())
-            ):
-                return True
-        for end in range(w1 + 2, min(w1 + 3, len(self.words)) + 1):
-            a, b = prompt.original_span(self.spans[w1][0], self.spans[end - 1][1])
-            typed = re.sub(r"[\s-]+", "", prompt.original[a:b].lower())
-            if _SPLIT_MODEL.fullmatch(typed):
-                return True
-        before = self.words[max(0, w0 - 3) : w0]
-        return any(before[-len(m.split()) :] == m.split() for m in _EQUIPMENT_BEFORE if before)
-
-    def covers(self, w0: int, w1: int) -> bool:
-        if any(a <= w0 and w1 <= b for a, b in self.zones):
-            return True
-        after = self.words[w1 : w1 + 2]
-        return any(after[: len(m.split())] == m.split() for m in _CREDIT_AFTER)
-
-
-class _Context:
-    """The words near a name, for context look-ups."""
-
-    def __init__(self, words: list[str]) -> None:
-        self.keys = set(words) | {f"{a} {b}" for a, b in itertools.pairwise(words)}
-        self.text = f" {' '.join(words)} "
-        self.stream = "".join(words)
-
-    def has(self, phrase: str) -> bool:
-        if CJK_RE.search(phrase):
-            return phrase.replace(" ", "") in self.stream
-        if phrase.count(" ") <= 1:
-            return phrase in self.keys
-        return f" {phrase} " in self.text
-
-
-_SENTENCE_END = re.compile(r"[.!?。！？\n:;\"“(]\s*$")
-
-
-def _capitalised_name(prompt: PromptText, start: int, end: int) -> bool:
-    """Is the match written as a proper name in a prompt that is not in Title Case: with a
-    capital in mid-sentence, or with every word capitalised ("The Rock", at any position)?"""
-    o_start, o_end = prompt.original_span(start, end)
-    typed = prompt.original[o_start:o_end]
-    if not typed[:1].isupper():
-        return False
-    alpha = [w for w in prompt.original.split() if w[:1].isalpha()]
-    if sum(w[0].isupper() for w in alpha) * 2 > len(alpha):
-        return False  # Title Case: capitals say nothing
-    words = typed.split()
-    if len(words) > 1:  # every word capitalised, at any position ("The Rock", not "Black widow")
-        return all(w[:1].isupper() for w in words if w[:1].isalpha())
-    before = prompt.original[:o_start]
-    return bool(before.strip()) and not _SENTENCE_END.search(before)
-
-
 def _description_hit(d: DescriptionHit, spans: list[tuple[int, int]]) -> Hit:
     entity = Entity(
         "ip", d.character, d.franchise, "description", DESCRIPTION_SCORE, "film", (),
     )  # fmt: skip
     how = "description: " + " + ".join(repr(m) for m in d.matched)
     return Hit(entity, spans[d.start][0], spans[d.end - 1][1], DESCRIPTION_SCORE, how)
-
-
-def _deletes(word: str) -> Iterable[str]:
-    return {word[:i] + word[i + 1 :] for i in range(len(word))}
 
 
 @cache
