@@ -31,269 +31,50 @@ fix); :class:`PolicyError` carries them all, e.g.::
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
-import types
-import typing
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from classifiers.base import CATEGORIES, STAGES
-from policies.files import UnsafeFileError, read_policy_bytes, resolves_inside
+from classifiers.base import STAGES
+from policies.files import resolves_inside
 from policies.floor import floor_breaches
+from policies.issues import Loc, PolicyError, PolicyIssue, display_path, format_loc
 from policies.limits import (
     MAX_FILE_BYTES,
     MAX_PATTERN_PROGRAM,
     MAX_PATTERNS,
     MAX_TERMS,
-    MAX_YAML_DEPTH,
 )
+from policies.messages import issue_from_error, line_for, shown_value
 from policies.patterns import compile_pattern
 from policies.resolved import ResolvedPolicy
 from policies.schema import MINORS_CATEGORY, Policy
+from policies.yaml_doc import PolicyDoc, read_yaml
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "default.yaml"
 """The packaged base policy."""
 
-Loc = tuple[str | int, ...]
 _LIST_KEYS = ("blocklist", "allowlist")
 
-
-@dataclass(frozen=True, slots=True)
-class PolicyIssue:
-    """One problem in a policy file: where it is, which field, and how to fix it."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
-
-
-class PolicyError(Exception):
-    """A policy file that cannot be used; ``str()`` lists every issue, one per line."""
-
-    def __init__(self, issues: Sequence[PolicyIssue]) -> None:
-        self.issues = tuple(issues)
-        super().__init__("\n".join(str(i) for i in self.issues))
-
-
-def display_path(path: Path) -> str:
-    """``path`` relative to the working directory when it is inside it (for messages)."""
-    if not path.is_absolute():
-        return str(path)
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:  # pragma: no cover - another drive on Windows
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
-
-
-def format_loc(loc: Loc) -> str:
-    """``("categories", "sexual", "blocklist", "terms", 2)``
-    -> ``categories.sexual.blocklist.terms[2]``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-# --- YAML with line numbers -------------------------------------------------------------------
-
-
-@dataclass
-class _Doc:
-    data: dict[str, Any]
-    lines: dict[Loc, tuple[str, int]] = field(default_factory=dict)
-
-
-class _PolicyYamlLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors/aliases and deep nesting while composing, i.e. before
-    anything is expanded or constructed."""
-
-    def __init__(self, text: str, name: str) -> None:
-        super().__init__(text)
-        self._name = name
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()
-        line = event.start_mark.line + 1 if event.start_mark is not None else None
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise PolicyError(
-                [
-                    PolicyIssue(
-                        self._name,
-                        line,
-                        "",
-                        "YAML anchors and aliases (&name, *name) are not allowed in policy "
-                        "files; write the values out",
-                    )
-                ]
-            )
-        if self._depth >= MAX_YAML_DEPTH:
-            raise PolicyError(
-                [
-                    PolicyIssue(
-                        self._name,
-                        line,
-                        "",
-                        f"nested more than {MAX_YAML_DEPTH} levels deep; a policy needs 6, "
-                        "check the indentation and brackets",
-                    )
-                ]
-            )
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _read_text(path: Path, name: str, max_bytes: int) -> str:
-    try:
-        data = read_policy_bytes(path, max_bytes)
-    except FileNotFoundError:
-        raise PolicyError([PolicyIssue(name, None, "", "file not found; check the path")]) from None
-    except UnsafeFileError as exc:
-        raise PolicyError([PolicyIssue(name, None, "", str(exc))]) from None
-    except OSError as exc:
-        raise PolicyError(
-            [
-                PolicyIssue(
-                    name,
-                    None,
-                    "",
-                    f"cannot read the file ({exc.strerror or exc}); check that it is readable",
-                )
-            ]
-        ) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PolicyError(
-            [PolicyIssue(name, None, "", f"cannot read the file ({exc}); save it as UTF-8 text")]
-        ) from None
-
-
-def _read_yaml(path: Path, max_bytes: int = MAX_FILE_BYTES) -> _Doc:
-    name = display_path(path)
-    text = _read_text(path, name, max_bytes)
-    loader = _PolicyYamlLoader(text, name)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise PolicyError(
-                [PolicyIssue(name, 1, "", "the file is empty; start from policies/default.yaml")]
-            )
-        lines: dict[Loc, tuple[str, int]] = {}
-        data = _convert(loader, node, (), name, lines)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "syntax error"
-        raise PolicyError(
-            [
-                PolicyIssue(
-                    name,
-                    line,
-                    "",
-                    f"invalid YAML ({problem}); check indentation, colons and quotes near here",
-                )
-            ]
-        ) from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise PolicyError(
-            [PolicyIssue(name, None, "", f"invalid YAML ({exc}); write plain values")]
-        ) from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise PolicyError(
-            [PolicyIssue(name, 1, "", "the file must be a mapping (key: value lines) at the top")]
-        )
-    return _Doc(data, lines)
-
-
-def _convert(
-    loader: yaml.SafeLoader,
-    node: yaml.Node,
-    loc: Loc,
-    name: str,
-    lines: dict[Loc, tuple[str, int]],
-) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise PolicyError(
-                    [
-                        PolicyIssue(
-                            name,
-                            line,
-                            format_loc(loc),
-                            "YAML merge keys (<<) are not supported; write the keys out",
-                        )
-                    ]
-                )
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key).lower() if isinstance(key, bool) else str(key)
-            if key in out:
-                raise PolicyError(
-                    [
-                        PolicyIssue(
-                            name,
-                            line,
-                            format_loc((*loc, key)),
-                            f"duplicate key (first on line {lines[(*loc, key)][1]}); keep one",
-                        )
-                    ]
-                )
-            lines[(*loc, key)] = (name, line)
-            out[key] = _convert(loader, value_node, (*loc, key), name, lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for i, item in enumerate(node.value):
-            lines[(*loc, i)] = (name, item.start_mark.line + 1)
-            items.append(_convert(loader, item, (*loc, i), name, lines))
-        return items
-    try:
-        return loader.construct_object(node, deep=True)
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        reason = str(exc).split(";")[0]
-        raise PolicyError(
-            [
-                PolicyIssue(
-                    name,
-                    node.start_mark.line + 1,
-                    format_loc(loc),
-                    f"cannot read this value ({reason}); quote it to make it text, or shorten it",
-                )
-            ]
-        ) from None
+__all__ = [
+    "DEFAULT_POLICY_PATH",
+    "Loc",
+    "PolicyError",
+    "PolicyIssue",
+    "PolicyLoader",
+    "display_path",
+    "format_loc",
+    "load_policy",
+]
 
 
 # --- overlays ---------------------------------------------------------------------------------
 
 
-def _merge(parent: Any, overlay: Any, loc: Loc, doc: _Doc) -> Any:
+def _merge(parent: Any, overlay: Any, loc: Loc, doc: PolicyDoc) -> Any:
     """Deep-merge ``overlay`` onto ``parent``; re-key list-item line numbers that shift."""
     if not (isinstance(parent, dict) and isinstance(overlay, dict)):
         return overlay
@@ -311,7 +92,7 @@ def _merge(parent: Any, overlay: Any, loc: Loc, doc: _Doc) -> Any:
     return out
 
 
-def _union(old: Any, new: list[Any], loc: Loc, doc: _Doc, *, fold: bool) -> list[Any]:
+def _union(old: Any, new: list[Any], loc: Loc, doc: PolicyDoc, *, fold: bool) -> list[Any]:
     """The parent's list plus the overlay's new items (line numbers follow the items)."""
     merged = list(old) if isinstance(old, list | tuple) else []
     seen = {str(v).casefold() if fold else v for v in merged}
@@ -327,12 +108,12 @@ def _union(old: Any, new: list[Any], loc: Loc, doc: _Doc, *, fold: bool) -> list
     return merged
 
 
-def _minors_issues(parent: Policy, merged: Policy, doc: _Doc, name: str) -> list[PolicyIssue]:
+def _minors_issues(parent: Policy, merged: Policy, doc: PolicyDoc, name: str) -> list[PolicyIssue]:
     """An overlay may only tighten ``sexual/minors`` and may not drop classifiers."""
     issues: list[PolicyIssue] = []
 
     def issue(loc: Loc, message: str) -> None:
-        issues.append(PolicyIssue(name, _line_for(loc, doc, name)[1], format_loc(loc), message))
+        issues.append(PolicyIssue(name, line_for(loc, doc, name)[1], format_loc(loc), message))
 
     old, new = parent.categories.get(MINORS_CATEGORY), merged.categories.get(MINORS_CATEGORY)
     for stage in STAGES:
@@ -380,136 +161,13 @@ def _minors_issues(parent: Policy, merged: Policy, doc: _Doc, name: str) -> list
     return issues
 
 
-# --- pydantic errors -> located, fixable messages ---------------------------------------------
-
-
-def _line_for(loc: Loc, doc: _Doc, name: str) -> tuple[str, int | None]:
-    exact = doc.lines.get(loc)
-    if exact is not None and exact[0] == name:
-        return exact
-    # A cross-field error in a block the overlay touched: point at the overlay's line.
-    for other, where in doc.lines.items():
-        if where[0] == name and len(other) == len(loc) and other[:-1] == loc[:-1] and loc:
-            return where
-    if exact is not None:
-        return exact
-    for n in range(len(loc) - 1, -1, -1):
-        prefix = doc.lines.get(loc[:n])
-        if prefix is not None:
-            return prefix
-    return name, None
-
-
-def _annotation_at(loc: Loc) -> Any:
-    """The type expected at ``loc`` in :class:`Policy` (for listing allowed keys)."""
-    current: Any = Policy
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            fields = {(f.alias or n): f for n, f in current.model_fields.items()}
-            if part not in fields:
-                return None
-            current = fields[part].annotation
-        elif typing.get_origin(current) in (dict, Mapping):
-            current = typing.get_args(current)[1]
-        elif typing.get_origin(current) in (tuple, list):
-            current = typing.get_args(current)[0]
-        else:
-            return None
-    return _unwrap(current)
-
-
-def _unwrap(tp: Any) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(tp)[0])
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _unwrap(args[0]) if len(args) == 1 else tp
-    return tp
-
-
-def _allowed_keys(loc: Loc) -> list[str]:
-    tp = _annotation_at(loc)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return [(f.alias or n) for n, f in tp.model_fields.items()]
-    if typing.get_origin(tp) in (dict, Mapping):
-        return list(CATEGORIES)
-    return []
-
-
-def _got(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-_TYPE_MESSAGES = {
-    "float_parsing": "must be a number (got {got}); write a number such as 0.5",
-    "float_type": "must be a number (got {got}); write a number such as 0.5",
-    "int_parsing": "must be a whole number (got {got}); write e.g. 3",
-    "int_type": "must be a whole number (got {got}); write e.g. 3",
-    "int_from_float": "must be a whole number (got {got}); drop the fraction",
-    "bool_parsing": "must be true or false (got {got}); write true or false",
-    "bool_type": "must be true or false (got {got}); write true or false",
-    "string_type": "must be text (got {got}); put it in quotes",
-    "string_too_short": "is too short (got {got}); write a longer value",
-    "tuple_type": "must be a list (got {got}); write [a, b] or one '- item' per line",
-    "list_type": "must be a list (got {got}); write [a, b] or one '- item' per line",
-    "model_type": "must be a section of key: value lines (got {got}); indent its keys under it",
-    "model_attributes_type": "must be a section of key: value lines (got {got}); indent its keys "
-    "under it",
-    "dict_type": "must be a section of key: value lines (got {got}); indent its keys under it",
-    "string_pattern_mismatch": "must be a registry name in lowercase letters, digits, '_', '-' or "
-    "'.' (got {got}); see `reelguard policy schema`",
-    "greater_than": "must be greater than {gt} (got {got}); use a larger value",
-    "greater_than_equal": "must be at least {ge} (got {got}); use a larger value",
-    "less_than_equal": "must be at most {le} (got {got}); use a smaller value",
-}
-
-
-def _issue_from_error(err: Any, doc: _Doc, name: str) -> PolicyIssue:
-    loc: Loc = tuple(p for p in err["loc"] if p != "[key]")
-    kind = err["type"]
-    got = _got(err.get("input"))
-    ctx = err.get("ctx") or {}
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"did you mean {near[0]!r}? " if near else ""
-        message = f"unknown field {loc[-1]!r}; {hint}allowed here: {', '.join(allowed)}"
-        file, line = _line_for(loc, doc, name)
-        return PolicyIssue(file, line, format_loc(loc[:-1]) or "(top level)", message)
-    if kind == "missing":
-        message = f"required; add '{loc[-1]}:'"
-        if loc[:1] == ("categories",) and len(loc) == 2:
-            message += " (a base policy names every category; an overlay starts with 'extends:')"
-        elif len(loc) == 1:
-            message += " (a base policy needs it; an overlay starts with 'extends: default')"
-        file, line = _line_for(loc, doc, name)
-        return PolicyIssue(file, line, format_loc(loc), message)
-    if kind == "literal_error" and "[key]" in err["loc"]:
-        near = difflib.get_close_matches(str(loc[-1]), CATEGORIES, n=1)
-        hint = f"did you mean {near[0]!r}? " if near else ""
-        message = f"unknown category {loc[-1]!r}; {hint}use one of {', '.join(CATEGORIES)}"
-    elif kind == "literal_error":
-        message = f"must be one of {ctx.get('expected', '')} (got {got})"
-    elif kind in _TYPE_MESSAGES:
-        message = _TYPE_MESSAGES[kind].format(got=got, **ctx)
-    elif ";" in err["msg"]:  # our own PydanticCustomError messages already end with the fix
-        message = err["msg"]
-    else:
-        message = f"{err['msg']} (got {got}); see `reelguard policy schema`"
-    file, line = _line_for(loc, doc, name)
-    return PolicyIssue(file, line, format_loc(loc), message)
-
-
 # --- loading ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Loaded:
     resolved: ResolvedPolicy
-    doc: _Doc
+    doc: PolicyDoc
 
 
 _PARENT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
@@ -534,8 +192,8 @@ class PolicyLoader:
         """Load, merge and validate ``path``; raises :class:`PolicyError`."""
         return self._load(Path(path), ()).resolved
 
-    def _parent_path(self, value: Any, path: Path, doc: _Doc, name: str) -> Path:
-        line = _line_for(("extends",), doc, name)[1]
+    def _parent_path(self, value: Any, path: Path, doc: PolicyDoc, name: str) -> Path:
+        line = line_for(("extends",), doc, name)[1]
         if not isinstance(value, str) or not value.strip():
             raise PolicyError(
                 [
@@ -543,7 +201,7 @@ class PolicyLoader:
                         name,
                         line,
                         "extends",
-                        f"must name a policy (got {_got(value)}); write 'extends: default'",
+                        f"must name a policy (got {shown_value(value)}); write 'extends: default'",
                     )
                 ]
             )
@@ -563,8 +221,8 @@ class PolicyLoader:
                         line,
                         "extends",
                         "must be 'default' (the base policy) or the name of a policy file in "
-                        f"this file's folder without '.yaml' (got {_got(value)}); paths, '..' "
-                        f"and files elsewhere are not allowed: {hint}",
+                        f"this file's folder without '.yaml' (got {shown_value(value)}); paths, "
+                        f"'..' and files elsewhere are not allowed: {hint}",
                     )
                 ]
             )
@@ -592,7 +250,7 @@ class PolicyLoader:
                     )
                 ]
             )
-        doc = _read_yaml(path, self.max_file_bytes)
+        doc = read_yaml(path, self.max_file_bytes)
         parent: _Loaded | None = None
         data: dict[str, Any] = doc.data
         if "extends" in doc.data:
@@ -600,7 +258,7 @@ class PolicyLoader:
             try:
                 parent = self._load(parent_path, (*chain, key))
             except PolicyError as exc:
-                line = _line_for(("extends",), doc, name)[1]
+                line = line_for(("extends",), doc, name)[1]
                 raise PolicyError(
                     [
                         PolicyIssue(
@@ -610,20 +268,20 @@ class PolicyLoader:
                     ]
                 ) from None
             merged_lines = dict(parent.doc.lines)
-            merged_doc = _Doc(doc.data, dict(doc.lines))
+            merged_doc = PolicyDoc(doc.data, dict(doc.lines))
             data = _merge(parent.resolved.policy.canonical(), doc.data, (), merged_doc)
             merged_lines.update(merged_doc.lines)
-            doc = _Doc(data, merged_lines)
+            doc = PolicyDoc(data, merged_lines)
         try:
             policy = Policy.model_validate(data)
         except ValidationError as exc:
-            found = [_issue_from_error(e, doc, name) for e in exc.errors()]
+            found = [issue_from_error(e, doc, name) for e in exc.errors()]
             found.sort(key=lambda i: (i.file != name, i.file, i.line or 0))
             raise PolicyError(found) from None
         issues = _minors_issues(parent.resolved.policy, policy, doc, name) if parent else []
         if not issues:  # the parent held the floor, so only a file without one can break it
             issues = [
-                PolicyIssue(name, _line_for(b.loc, doc, name)[1], format_loc(b.loc), b.message)
+                PolicyIssue(name, line_for(b.loc, doc, name)[1], format_loc(b.loc), b.message)
                 for b in floor_breaches(policy)
             ]
         issues += _limit_issues(policy, doc, name)
@@ -636,7 +294,7 @@ class PolicyLoader:
         return loaded
 
 
-def _limit_issues(policy: Policy, doc: _Doc, name: str) -> list[PolicyIssue]:
+def _limit_issues(policy: Policy, doc: PolicyDoc, name: str) -> list[PolicyIssue]:
     """Terms and patterns over :mod:`policies.limits` (each costs a scan of every prompt)."""
     terms: list[Loc] = []
     patterns: list[tuple[Loc, str]] = []
@@ -649,7 +307,7 @@ def _limit_issues(policy: Policy, doc: _Doc, name: str) -> list[PolicyIssue]:
     issues: list[PolicyIssue] = []
 
     def over(at: Loc, message: str) -> None:
-        issues.append(PolicyIssue(name, _line_for(at, doc, name)[1], format_loc(at), message))
+        issues.append(PolicyIssue(name, line_for(at, doc, name)[1], format_loc(at), message))
 
     if len(terms) > MAX_TERMS:
         over(
