@@ -186,8 +186,14 @@ def sign_in(site: Site, driver: Any, name: str, password: str | None = None) -> 
 
 
 def wait_for(test: Any, timeout_s: float = 15.0) -> None:
-    """Poll ``test`` until true; an element replaced by a page load meanwhile counts as not yet."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    """Poll ``test`` until true; an element replaced by a page load meanwhile counts as not yet
+    (chromedriver reports that as a stale element, or, mid-navigation, as an inspector error
+    saying the node no longer belongs to the document)."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -196,6 +202,9 @@ def wait_for(test: Any, timeout_s: float = 15.0) -> None:
                 return
         except (StaleElementReferenceException, NoSuchElementException):
             pass
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc):
+                raise
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
 
