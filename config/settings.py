@@ -34,6 +34,27 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("var/videos"), description="Video files: released/ and quarantine/."
     )
+    storage_url: str | None = Field(
+        None,
+        description="Object storage instead of data_dir: s3://BUCKET[/PREFIX] (videos, "
+        "thumbnails and evidence frames; endpoint in s3_endpoint_url, credentials from "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, SeaweedFS, ...); none: AWS."
+    )
+    s3_region: str = Field("us-east-1", description="S3 region name (signing).")
+    s3_timeout_s: float = Field(
+        10.0, gt=0, description="Connect and read timeout of one object-store request."
+    )
+    s3_presigned_downloads: bool = Field(
+        False,
+        description="GET /v1/videos/{id}/content answers 307 to a short-lived presigned URL of "
+        "the released object instead of streaming it (storage_url only).",
+    )
+    s3_presigned_expiry_s: int = Field(
+        300, ge=1, le=7 * 24 * 3600, description="Lifetime of a presigned download URL (s)."
+    )
     policy: Path = Field(PACKAGE_POLICY, description="Base policy YAML file.")
     tenant_policy_dir: Path | None = Field(
         None, description="Folder of tenant overlays, one <tenant>.yaml each (extends the base)."
@@ -277,6 +298,19 @@ class Settings(BaseSettings):
                 f"REELGUARD_DATABASE_URL={shown}: takes a postgresql:// URL "
                 "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME); a SQLite file goes in "
                 "REELGUARD_DB"
+            )
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _s3_only(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # "" (an unset variable) means the local data_dir
+        if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", value):
+            raise ValueError(
+                "REELGUARD_STORAGE_URL: takes s3://BUCKET or s3://BUCKET/PREFIX (bucket: 3-63 "
+                "lower-case letters, digits, '.', '-'); unset it to keep files in "
+                "REELGUARD_DATA_DIR"
             )
         return value
 

@@ -28,11 +28,13 @@ from audit.log import AuditLog
 from classifiers.base import Evidence, FrameClassifier
 from config.settings import Settings
 from gateway import metrics
-from gateway.jobs import JobStore, VideoJob, videos_dir
+from gateway.jobs import JobStore, VideoJob, video_key
 from gateway.worker.lease import Heartbeat, LeaseLost, Shutdown, StopJob
 from generator.base import VideoBackend, VideoOutput
 from policies.resolved import ResolvedPolicy
 from policies.store import PolicyStore
+from storage import StorageError
+from storage.objects import ObjectStoreUnavailable, object_store
 
 if TYPE_CHECKING:
     from gateway.frame_audit import FrameAuditResult
@@ -139,6 +141,7 @@ class JobRunner:
         self.c = components
         self.worker_id = worker_id
         self.store = JobStore(settings.database)
+        self.files = object_store(settings)
         self.shutdown = shutdown or threading.Event()
 
     def run_next(self) -> bool:
@@ -253,13 +256,14 @@ class JobRunner:
         output.frames.flags.writeable = False
         hb.stage("auditing", s.video_audit_timeout_s, progress=90)
         t, cpu = time.perf_counter(), time.process_time()
-        quarantine = videos_dir(s.data_dir, "quarantine")
-        encoder = BackgroundEncode(
-            lambda: (
-                write_thumbnail(output.frames[0], quarantine / job.thumbnail_name),
-                encode_mp4(output.frames, output.fps, quarantine / job.file_name),
-            )
-        )
+
+        def encode() -> None:
+            with self.files.writing(video_key("quarantine", job.thumbnail_name)) as poster:
+                write_thumbnail(output.frames[0], poster)
+            with self.files.writing(video_key("quarantine", job.file_name)) as mp4:
+                encode_mp4(output.frames, output.fps, mp4)
+
+        encoder = BackgroundEncode(encode)
         try:
             audit = self._audit(job, output, policy)
             timings["audit_s"] = time.perf_counter() - t
@@ -333,9 +337,7 @@ class JobRunner:
         prompt_action = Action(job.prompt_moderation.get("action", "allow"))
         final = max(prompt_action, audit.decision.action, key=lambda a: a.severity)
         latency = {k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()}
-        thumbnails = flagged_thumbnails(
-            self.settings.data_dir, job.id, output.frames, audit.decision
-        )
+        thumbnails = flagged_thumbnails(self.files, job.id, output.frames, audit.decision)
         metrics.count_decision(job.tenant, "frame", audit.decision)
         self.c.audit_log.record_frame_audit(
             FrameAuditRecord(
@@ -350,7 +352,6 @@ class JobRunner:
                 },
                 latency_ms=latency,
                 thumbnails=thumbnails,
-                data_dir=self.settings.data_dir,
             )
         )
         return {
@@ -384,13 +385,12 @@ class JobRunner:
         actor = f"worker:{self.worker_id}"
         timings = dict(job.timings)
         allowed = job.frame_moderation.get("final_action") == "allow"
-        data_dir = self.settings.data_dir
         try:
             if allowed:
                 timings["record_s"] = time.perf_counter() - t
                 release(
                     self.c.audit_log,
-                    data_dir,
+                    self.files,
                     job,
                     self.worker_id,
                     reason="the frame audit allowed every sampled frame",
@@ -402,7 +402,7 @@ class JobRunner:
                 code, reason = withhold_cause(job)
                 withhold(
                     self.c.audit_log,
-                    data_dir,
+                    self.files,
                     job,
                     self.worker_id,
                     code=code,
@@ -426,7 +426,10 @@ class JobRunner:
         from gateway.webhooks import enqueue_event
 
         if allowed:
-            remove_files(self.settings.data_dir, job)
+            try:
+                remove_files(self.files, job)
+            except StorageError as exc:  # unreleased and never servable; only space is lost
+                log.warning("job %s: cannot delete its files now: %s", job.id, exc)
             message = "deleted while running; the video was not released and its files are gone"
         else:
             message = (
@@ -444,9 +447,11 @@ class JobRunner:
         from gateway.webhooks import enqueue_event
 
         if self.store.get(job.id).stage != "decided":  # audited files are evidence: keep them
-            quarantine = videos_dir(self.settings.data_dir, "quarantine")
             for name in (job.file_name, job.thumbnail_name):
-                (quarantine / name).unlink(missing_ok=True)
+                try:
+                    self.files.delete(video_key("quarantine", name))
+                except StorageError as exc:  # quarantined files are never served
+                    log.warning("job %s: cannot delete unaudited %s: %s", job.id, name, exc)
         if self.store.finish(
             job.id, self.worker_id, status="failed", error_code=code, error_message=message
         ):
@@ -478,6 +483,8 @@ def _error_code(exc: Exception) -> str:
         return "invalid_request"
     if isinstance(exc, BackendError):
         return "generation_failed"
+    if isinstance(exc, ObjectStoreUnavailable):
+        return "storage_unavailable"
     return "internal_error"
 
 
