@@ -379,7 +379,12 @@ def _s3_client(endpoint_url: str | None, region: str, timeout_s: float) -> Any:
 def _translate(exc: Exception, store: S3Store, what: str, key: str) -> Exception:
     """boto3's error as ours: a missing key is :class:`ObjectMissing`, anything else that the
     store or the network raised :class:`ObjectStoreUnavailable` (with the fix to try)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
 
     where = f"{store.label}: {what} {key!r}"
     if isinstance(exc, ClientError):
@@ -397,6 +402,11 @@ def _translate(exc: Exception, store: S3Store, what: str, key: str) -> Exception
                 "AWS_SECRET_ACCESS_KEY and the bucket's policy"
             )
         return ObjectStoreUnavailable(f"{where}: the store answered {code or 'an error'}")
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return ObjectStoreUnavailable(
+            f"{where}: no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+            "another source boto3 reads: a profile, an instance role)"
+        )
     if isinstance(exc, BotoCoreError):
         return ObjectStoreUnavailable(
             f"{where}: cannot reach the store ({type(exc).__name__}); check "
