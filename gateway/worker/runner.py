@@ -7,6 +7,10 @@
            review/block: stay in quarantine, record the withholding, failed (output_moderation,
            or prompt_review when only the prompt was sent to review)
 
+The files live in the object store (:mod:`storage.objects`: the data folder or an S3 bucket);
+a store that cannot be reached fails the job (``storage_unavailable``, or ``release_failed`` for
+a decided job) and releases nothing.
+
 A job is generated only when its prompt decision in the audit log allows it; a job whose worker
 died is recovered by the next claim (a ``decided`` one is finished from its recorded decision,
 anything earlier is run again). The lease and the stops are in :mod:`gateway.worker.lease`,
