@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    web_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Web processes `reelguard serve` runs on the port (each loads its own "
+        "models; keys, the queue and the audit log are shared through the database).",
+    )
     max_input_chars: int = Field(10_000, ge=1, description="Longest prompt accepted (characters).")
     max_input_items: int = Field(32, ge=1, description="Most prompts in one moderation request.")
     # request limits (gateway/limits.py): what one request may cost, and how much may wait

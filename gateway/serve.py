@@ -28,6 +28,18 @@ def build_app_or_explain(settings: Settings) -> Litestar:
         ) from None
 
 
+def check_policy_or_explain(settings: Settings) -> None:
+    """Load the policy files once, or stop with a message naming the fix."""
+    try:
+        PolicyStore(
+            settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
+        )
+    except PolicyError as exc:
+        raise click.ClickException(
+            f"the policy does not load, so nothing is served:\n{exc}"
+        ) from None
+
+
 def open_audit_or_explain(settings: Settings) -> AuditLog:
     """The audit log, opened (schema created or migrated), or a message saying how to fix it."""
     try:
