@@ -313,11 +313,16 @@ class Settings(BaseSettings):
     def _s3_only(cls, value: str | None) -> str | None:
         if not value:
             return None  # "" (an unset variable) means the local data_dir
-        if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", value):
+        match = re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", value)
+        prefix = (match.group(1) or "").strip("/") if match else ""
+        parts = prefix.split("/") if prefix else []
+        if match is None or any(
+            p in (".", "..") or not re.fullmatch(r"[A-Za-z0-9_.-]+", p) for p in parts
+        ):
             raise ValueError(
                 "REELGUARD_STORAGE_URL: takes s3://BUCKET or s3://BUCKET/PREFIX (bucket: 3-63 "
-                "lower-case letters, digits, '.', '-'); unset it to keep files in "
-                "REELGUARD_DATA_DIR"
+                "lower-case letters, digits, '.', '-'; prefix: names of letters, digits, '.', "
+                "'_', '-' separated by '/'); unset it to keep files in REELGUARD_DATA_DIR"
             )
         return value
 

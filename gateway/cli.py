@@ -130,13 +130,19 @@ def _serve_many(settings: Settings) -> None:
     """``serve`` with ``settings.web_workers`` web processes (:mod:`gateway.web_pool`)."""
     from gateway import metrics
     from gateway.logs import configure_logging
-    from gateway.serve import check_policy_or_explain, first_run_key, open_audit_or_explain
+    from gateway.serve import (
+        check_policy_or_explain,
+        check_store_or_explain,
+        first_run_key,
+        open_audit_or_explain,
+    )
     from gateway.web_pool import serve_many
     from gateway.worker import start_workers
 
     metrics.prepare_dir(metrics.metrics_dir(settings))
     open_audit_or_explain(settings).close()  # refuse to start on a database it cannot write
     check_policy_or_explain(settings)  # before N processes each fail on it
+    check_store_or_explain(settings)
     configure_logging(settings)
     click.echo(first_run_key(settings), err=True)
     stop_metrics = metrics.serve_port(settings)

@@ -20,12 +20,27 @@ def build_app_or_explain(settings: Settings) -> Litestar:
     from gateway.app import create_app
 
     open_audit_or_explain(settings).close()  # refuse to start on a database it cannot write
+    check_store_or_explain(settings)
     try:
         return create_app(settings)
     except PolicyError as exc:
         raise click.ClickException(
             f"the policy does not load, so nothing is served:\n{exc}"
         ) from None
+
+
+def check_store_or_explain(settings: Settings) -> None:
+    """Stop with a message naming the fix when the video store (an S3 bucket) cannot be
+    reached; a local folder is created on first write, so it is not checked."""
+    from storage.objects import LocalFolderStore, ObjectStoreUnavailable, object_store
+
+    files = object_store(settings)
+    if isinstance(files, LocalFolderStore):
+        return
+    try:
+        files.exists("released/.reelguard-start-check")
+    except ObjectStoreUnavailable as exc:
+        raise click.ClickException(f"the video store cannot be used: {exc}") from None
 
 
 def check_policy_or_explain(settings: Settings) -> None:

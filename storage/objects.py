@@ -260,7 +260,10 @@ class S3Store:
         try:
             return call(**kwargs)
         except Exception as exc:
-            raise _translate(exc, self, what, key) from exc
+            ours = _translate(exc, self, what, key)
+            if ours is exc:
+                raise  # not boto3's: a bug, with its own traceback
+            raise ours from exc
 
     def exists(self, key: str) -> bool:
         try:
@@ -306,7 +309,10 @@ class S3Store:
             try:
                 yield from body.iter_chunks(CHUNK_BYTES)
             except Exception as exc:
-                raise _translate(exc, self, "read", key) from exc
+                ours = _translate(exc, self, "read", key)
+                if ours is exc:
+                    raise
+                raise ours from exc
 
         return ObjectStream(int(answer["ContentLength"]), chunks(), body.close)
 
@@ -346,14 +352,15 @@ class S3Store:
         )
 
 
-_clients: dict[tuple[int, str | None, str, float], Any] = {}
+_clients: dict[tuple[int, str | None, str, float, str | None], Any] = {}
 _clients_lock = threading.Lock()
 
 
 def _s3_client(endpoint_url: str | None, region: str, timeout_s: float) -> Any:
-    """One boto3 client per process and endpoint (clients are thread-safe; not fork-safe, so
-    the process id is part of the key)."""
-    key = (os.getpid(), endpoint_url, region, timeout_s)
+    """One boto3 client per process, endpoint and access key (clients are thread-safe; not
+    fork-safe, so the process id is part of the key; credentials are read when the client is
+    built, so a changed ``AWS_ACCESS_KEY_ID`` gets a new one)."""
+    key = (os.getpid(), endpoint_url, region, timeout_s, os.environ.get("AWS_ACCESS_KEY_ID"))
     with _clients_lock:
         client = _clients.get(key)
         if client is None:

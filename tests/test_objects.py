@@ -22,6 +22,7 @@ import pytest
 from litestar.testing import TestClient
 from pydantic import ValidationError
 from s3server import S3Server
+from test_videos_e2e import free_port
 from test_videos_support import PatternBackend, enqueue_job, make_settings, new_job, run_all, runner
 
 from audit.errors import UnsafePath
@@ -52,6 +53,13 @@ STRICT_TENANT = (
 @pytest.fixture
 def store(store_target: dict[str, object], tmp_path: Path) -> ObjectStore:
     return object_store(Settings(**store_target))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some credentials, so requests are signed and sent (to a store that is not there)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rg-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rg-test-secret")
 
 
 def dead_store(tmp_path: Path) -> dict[str, object]:
@@ -149,6 +157,19 @@ def test_s3_store_keeps_objects_under_its_prefix(s3_url: str, s3_server: S3Serve
     assert store.location("released/a.mp4") == f"s3://{bucket}/rg/released/a.mp4"
 
 
+def test_missing_credentials_say_which_variables_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = object_store(Settings(**dead_store(tmp_path)))  # type: ignore[arg-type]
+    with pytest.raises(ObjectStoreUnavailable, match="set AWS_ACCESS_KEY_ID"):
+        store.put_bytes("quarantine/a.mp4", b"x")
+
+
 def test_s3_presigned_url_serves_without_credentials(s3_url: str, s3_server: S3Server) -> None:
     store = object_store(Settings(storage_url=s3_url, s3_endpoint_url=s3_server.endpoint))
     store.put_bytes("released/p.mp4", b"presigned body")
@@ -160,7 +181,7 @@ def test_s3_presigned_url_serves_without_credentials(s3_url: str, s3_server: S3S
     assert httpx.get(url.split("?")[0]).status_code == 403  # the bucket is not public
 
 
-def test_unreachable_store_is_object_store_unavailable(tmp_path: Path) -> None:
+def test_unreachable_store_is_object_store_unavailable(tmp_path: Path, credentials: None) -> None:
     store = object_store(Settings(**dead_store(tmp_path)))  # type: ignore[arg-type]
     for call in (
         lambda: store.exists("released/a.mp4"),
@@ -181,11 +202,29 @@ def test_missing_bucket_says_how_to_fix_it(s3_server: S3Server, s3_url: str) -> 
 
 
 @pytest.mark.parametrize(
-    "url", ["s3://", "s3://UPPER", "http://bucket/x", "s3://a", "s3://bucket/has space"]
+    "url",
+    [
+        "s3://",
+        "s3://UPPER",
+        "http://bucket/x",
+        "s3://a",
+        "s3://bucket/has space",
+        "s3://bucket/a//b",
+        "s3://bucket/../x",
+        "s3://bucket/a/./b",
+    ],
 )
 def test_settings_refuse_a_bad_storage_url(url: str) -> None:
     with pytest.raises(ValidationError, match="s3://BUCKET"):
         Settings(storage_url=url)
+
+
+@pytest.mark.parametrize(
+    ("url", "prefix"), [("s3://bucket", ""), ("s3://bucket/", ""), ("s3://b-1.x/a/b_c/", "a/b_c/")]
+)
+def test_settings_and_store_agree_on_a_good_url(url: str, prefix: str) -> None:
+    store = object_store(Settings(storage_url=url))
+    assert isinstance(store, S3Store) and store.prefix == prefix
 
 
 # -- the worker on each store ----------------------------------------------------------------
@@ -342,7 +381,7 @@ def test_crash_after_decision_releases_from_the_store(
     assert not files.exists(video_key("quarantine", job.file_name))
 
 
-def test_unreachable_store_fails_the_job_closed(tmp_path: Path) -> None:
+def test_unreachable_store_fails_the_job_closed(tmp_path: Path, credentials: None) -> None:
     settings = product_settings(tmp_path, dead_store(tmp_path))
     job = enqueue(settings)
     run_all(runner(settings, backend=PatternBackend()))
@@ -466,3 +505,26 @@ def test_unreachable_store_is_a_503_with_retry_after(api: Api, tmp_path: Path) -
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "video store" in r.json()["detail"] and "127.0.0.1" not in r.text
+
+
+@pytest.mark.parametrize("command", [["worker"], ["serve", "--workers", "0"]])
+def test_commands_refuse_to_start_on_an_unreachable_store(
+    tmp_path: Path, command: list[str]
+) -> None:
+    settings = Settings(**{**dead_store(tmp_path), "db": tmp_path / "rg.db"})  # type: ignore[arg-type]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGUARD_")}
+    env.update(
+        REELGUARD_DB=str(settings.db),
+        REELGUARD_STORAGE_URL=str(settings.storage_url),
+        REELGUARD_S3_ENDPOINT_URL=str(settings.s3_endpoint_url),
+        REELGUARD_S3_TIMEOUT_S="1",
+        REELGUARD_PORT=str(free_port()),
+        AWS_ACCESS_KEY_ID="x",
+        AWS_SECRET_ACCESS_KEY="y",
+    )
+    done = subprocess.run(
+        [REELGUARD, *command], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the video store cannot be used" in done.stderr
+    assert "REELGUARD_S3_ENDPOINT_URL" in done.stderr and "Traceback" not in done.stderr
