@@ -27,7 +27,10 @@ Responses and errors (problem details, ``application/problem+json``):
 - ``GET /v1/videos/{id}/content`` serves the MP4 (``?variant=thumbnail``: the JPEG poster) only
   when the video is ``completed`` (the frame audit released it): 409 ``not-ready`` before,
   403 ``content-withheld`` for a video the output moderation withheld (``failed`` with
-  ``error.code == "output_moderation"``), 409 ``video-failed`` for other failures.
+  ``error.code == "output_moderation"``), 409 ``video-failed`` for other failures. The file
+  comes from the object store (:func:`serve_object`): a local file, a stream from S3, or with
+  ``REELGUARD_S3_PRESIGNED_DOWNLOADS`` a 307 to a presigned URL; a store that cannot be
+  reached is a 503 ``unavailable`` with ``Retry-After``.
 - Another tenant's video is a 404, exactly like a missing one.
 """
 
