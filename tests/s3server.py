@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 START_TIMEOUT_S = 90.0
@@ -34,7 +35,9 @@ class S3Server:
         secret_key: str,
         process: subprocess.Popen[bytes] | None,
         folder: Path,
+        ports: Sequence[int] = (),
     ) -> None:
+        self.ports = tuple(ports)
         self.endpoint = endpoint
         self.access_key = access_key
         self.secret_key = secret_key
@@ -80,6 +83,9 @@ class S3Server:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+        for port in self.ports:  # weed puts its unix sockets in /tmp whatever TMPDIR says
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
 
 def free_port() -> int:
@@ -173,11 +179,23 @@ def start() -> S3Server:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         cwd=folder,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder)},
+        # TMPDIR: its unix sockets and logs go in the folder deleted at stop, not in /tmp
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(folder),
+            "TMPDIR": str(folder),
+        },
         start_new_session=True,
     )
     log.close()
-    server = S3Server(f"http://127.0.0.1:{ports['s3']}", access, secret, process, folder)
+    server = S3Server(
+        f"http://127.0.0.1:{ports['s3']}",
+        access,
+        secret,
+        process,
+        folder,
+        [p + offset for p in ports.values() for offset in (0, 10000)],
+    )
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if process.poll() is not None:
