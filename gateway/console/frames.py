@@ -25,7 +25,7 @@ MAX_FRAMES = 20_000
 CACHED_VIDEOS = 8
 
 
-def video_key(files: ObjectStore, job_id: str) -> str | None:
+def video_object(files: ObjectStore, job_id: str) -> str | None:
     """The key of the job's MP4 in quarantine/ or released/, or None when it is in neither."""
     name = f"{job_id}.mp4"
     for folder in (QUARANTINE_DIR, RELEASED_DIR):

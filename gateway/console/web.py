@@ -48,7 +48,7 @@ from gateway.console.accounts import (
     SignInFailed,
 )
 from gateway.console.charts import ACTION_COLOURS, Series, colour_for, stacked_bars
-from gateway.console.frames import FrameThumbnails, video_key
+from gateway.console.frames import FrameThumbnails, video_object
 from gateway.console.views import (
     AGES,
     KINDS,
@@ -425,7 +425,7 @@ def _item_context(request: Request[Any, Any, State], item: _Item) -> dict[str, A
             job = c.jobs.get(state.job_id)
         except JobNotFound:
             job = None
-    has_video = state.job_id is not None and video_key(c.files, state.job_id)
+    has_video = state.job_id is not None and video_object(c.files, state.job_id)
     reasons = sorted(
         story.reasons, key=lambda r: (r.get("action") == "allow", r.get("stage") != "frame")
     )
@@ -472,7 +472,7 @@ def frame_image(
     if index not in sampled or item.state.job_id is None:
         raise Problem(404, "not-found", f"Frame {index} was not sampled in {ref}.")
     data: bytes | None = None
-    key = video_key(c.files, item.state.job_id)
+    key = video_object(c.files, item.state.job_id)
     if key is not None:
         try:
             data = c.thumbnails.get(c.files, key, index, sampled)
@@ -504,7 +504,7 @@ def item_video(request: Request[Any, Any, State], ref: FromPath[str]) -> Respons
     session = _session(request)
     item = _load_item(request, session, ref)
     c = console(request.app.state)
-    key = video_key(c.files, item.state.job_id) if item.state.job_id is not None else None
+    key = video_object(c.files, item.state.job_id) if item.state.job_id is not None else None
     gone = f"No video file is kept for {ref}."
     if key is None:
         raise Problem(404, "not-found", gone)
