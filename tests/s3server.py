@@ -4,7 +4,8 @@ apt, no running service needed), its data in a temp folder, every port (HTTP and
 127.0.0.1 port, one identity with an access key, stopped and deleted at the end.
 
 ``REELGUARD_TEST_S3_ENDPOINT`` (with ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``) points
-the tests at an existing server instead; each test still gets a bucket of its own.
+the tests at an existing server instead. The tests share one bucket, each under a prefix of its
+own (every SeaweedFS bucket is a collection with volumes of its own).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class S3Server:
         ports: Sequence[int] = (),
     ) -> None:
         self.ports = tuple(ports)
+        self.bucket = ""
+        """The bucket the tests share (each under a prefix of its own), made by :func:`start`."""
         self.endpoint = endpoint
         self.access_key = access_key
         self.secret_key = secret_key
@@ -59,7 +62,8 @@ class S3Server:
         )
 
     def create_bucket(self) -> str:
-        """A new empty bucket; returns its name."""
+        """A new empty bucket; returns its name. Each bucket is a SeaweedFS collection with
+        volumes of its own: tests share :attr:`bucket` under prefixes of their own instead."""
         name = f"rg-{secrets.token_hex(6)}"
         self.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
         return name
@@ -130,13 +134,15 @@ def start() -> S3Server:
     when it does not come up."""
     given = os.environ.get("REELGUARD_TEST_S3_ENDPOINT")
     if given:
-        return S3Server(
+        server = S3Server(
             given,
             os.environ["AWS_ACCESS_KEY_ID"],
             os.environ["AWS_SECRET_ACCESS_KEY"],
             None,
             Path(tempfile.mkdtemp(prefix="reelguard-s3-")),
         )
+        server.bucket = server.create_bucket()
+        return server
     folder = Path(tempfile.mkdtemp(prefix="reelguard-s3-"))
     access, secret = f"rg{secrets.token_hex(8)}", secrets.token_hex(20)
     config = folder / "s3.json"
@@ -161,9 +167,9 @@ def start() -> S3Server:
         f"-dir={folder / 'data'}",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
-        "-volume.max=0",
+        "-volume.max=200",  # not "free disk / volume size": a full disk must not starve it
         "-volume.preStopSeconds=0",
-        "-master.volumeSizeLimitMB=64",
+        "-master.volumeSizeLimitMB=16",  # volumes are sparse files: small tests, small limit
         "-s3",
         f"-s3.config={config}",
         "-s3.port.iceberg=0",  # extra servers on fixed ports would clash between runs
@@ -203,6 +209,7 @@ def start() -> S3Server:
             server.stop()
             raise RuntimeError(f"weed server exited ({process.returncode}):\n{text}")
         if _answers(ports["s3"]) and _ready(server):
+            server.bucket = server.create_bucket()
             return server
         if time.monotonic() > deadline:
             text = (folder / "server.log").read_text(errors="replace")[-4000:]

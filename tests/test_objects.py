@@ -149,12 +149,12 @@ def test_local_store_is_the_data_folder_byte_for_byte(tmp_path: Path) -> None:
 def test_s3_store_keeps_objects_under_its_prefix(s3_url: str, s3_server: S3Server) -> None:
     settings = Settings(storage_url=s3_url, s3_endpoint_url=s3_server.endpoint)
     store = object_store(settings)
-    assert isinstance(store, S3Store) and store.prefix == "rg/"
+    assert isinstance(store, S3Store) and store.prefix == s3_url.split("/")[-1] + "/"
     store.put_bytes("released/a.mp4", b"x")
-    bucket = s3_url.removeprefix("s3://").split("/")[0]
-    listed = s3_server.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
-    assert [o["Key"] for o in listed["Contents"]] == ["rg/released/a.mp4"]
-    assert store.location("released/a.mp4") == f"s3://{bucket}/rg/released/a.mp4"
+    bucket, prefix = s3_url.removeprefix("s3://").split("/")
+    listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=prefix)  # type: ignore[attr-defined]
+    assert [o["Key"] for o in listed["Contents"]] == [f"{prefix}/released/a.mp4"]
+    assert store.location("released/a.mp4") == f"s3://{bucket}/{prefix}/released/a.mp4"
 
 
 def test_missing_credentials_say_which_variables_to_set(

@@ -65,7 +65,7 @@ def deployment(
     tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server
 ) -> Iterator[Deployment]:
     tmp = tmp_path_factory.mktemp("s3e2e")
-    url = f"s3://{s3_server.create_bucket()}/prod"
+    url = f"s3://{s3_server.bucket}/e2e-{tmp.name}"
     base = make_settings(
         tmp,
         storage_url=url,
