@@ -1,10 +1,11 @@
 """Evidence thumbnails for flagged frames, kept in a private folder apart from released videos.
 
-A thumbnail is a small JPEG of the frame a reviewer needs to see. It lives under
-``<data_dir>/evidence/<job id>/`` (owner-only permissions), never under ``released/``, so a
-withheld frame is never reachable through a public path. The audit record stores its path,
-relative to the data folder (``evidence/<job id>/frame_000016.jpg``), and its SHA-256
-(:meth:`audit.log.AuditLog.record_frame_audit`).
+A thumbnail is a small JPEG of the frame a reviewer needs to see. It is the object
+``evidence/<job id>/frame_000016.jpg`` of the object store (:mod:`storage.objects`): in the
+local folder ``<data_dir>/evidence/<job id>/`` (owner-only permissions), or under the S3
+bucket's prefix; never under ``released/``, so a withheld frame is never reachable through a
+public path. The audit record stores that key as its path (relative to the data folder) and the
+SHA-256 of the bytes written (:meth:`audit.log.AuditLog.record_frame_audit`).
 
 A path read back from the database is input like any other (a row can be edited, a database
 restored next to another deployment's files): :func:`resolve_evidence_path` is the only way
@@ -16,10 +17,10 @@ rows are never rewritten to migrate them).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ import numpy.typing as npt
 from PIL import Image
 
 from audit.errors import InvalidRecord, UnsafePath
+from audit.records import StoredEvidence
 from policies.decision import Decision
+from storage.objects import LocalFolderStore, ObjectStore, as_object_store
 
 log = logging.getLogger("reelguard.audit")
 
@@ -75,6 +78,72 @@ def resolve_evidence_path(stored: str, data_dir: Path) -> Path:
     return target
 
 
+def resolve_evidence_key(stored: str, files: Path | ObjectStore) -> str:
+    """The object key a stored evidence path names, checked to lie under ``evidence/``.
+
+    In a local folder this is :func:`resolve_evidence_path` (absolute paths of old records,
+    symbolic links); in an object store the stored path must be a key ``evidence/<...>``
+    without ``..``. Raises :class:`UnsafePath` naming the path and why.
+    """
+    store = as_object_store(files)
+    if isinstance(store, LocalFolderStore):
+        target = resolve_evidence_path(stored, store.root)
+        return target.relative_to(Path(store.root).resolve()).as_posix()
+    parts = stored.split("/") if stored else []
+    if (
+        len(parts) < 2
+        or parts[0] != EVIDENCE_DIR
+        or any(p in ("", ".", "..") for p in parts)
+        or "\x00" in stored
+        or "\\" in stored
+    ):
+        raise UnsafePath(
+            f"evidence path {stored!r} is not a key under {EVIDENCE_DIR}/ of {store.label}; it "
+            "was edited, or the database belongs with another store (REELGUARD_STORAGE_URL)"
+        )
+    return stored
+
+
+def _jpeg(image: npt.NDArray[np.uint8], max_side: int) -> bytes:
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise InvalidRecord(
+            f"evidence frame must be RGB uint8 (H, W, 3), got {arr.dtype} {arr.shape}"
+        )
+    picture = Image.fromarray(arr, mode="RGB")
+    picture.thumbnail((max_side, max_side))
+    out = io.BytesIO()
+    picture.save(out, format="JPEG", quality=80)
+    return out.getvalue()
+
+
+def put_thumbnail(
+    files: Path | ObjectStore,
+    job_id: str,
+    frame_index: int,
+    image: npt.NDArray[np.uint8],
+    *,
+    max_side: int = MAX_SIDE,
+) -> StoredEvidence:
+    """Store a JPEG thumbnail of ``image`` (RGB uint8, H x W x 3) as
+    ``evidence/<job_id>/frame_<index>.jpg`` and return its key, SHA-256 and size.
+
+    In a local folder the file is written atomically with mode 0600 in a 0700 folder. Raises
+    :class:`InvalidRecord` for an unsafe job id or an image that is not RGB uint8, and
+    :class:`storage.objects.ObjectStoreUnavailable` when the store cannot be written.
+    """
+    if not _SAFE_ID.match(job_id):
+        raise InvalidRecord(
+            f"job id {job_id!r} cannot name an evidence folder: use letters, digits, '.', '_', '-'"
+        )
+    if frame_index < 0:
+        raise InvalidRecord(f"frame index must be >= 0, got {frame_index}")
+    data = _jpeg(image, max_side)
+    key = f"{EVIDENCE_DIR}/{job_id}/frame_{frame_index:06d}.jpg"
+    as_object_store(files).put_bytes(key, data, private=True)
+    return StoredEvidence(key, hashlib.sha256(data).hexdigest(), len(data))
+
+
 def write_thumbnail(
     data_dir: Path,
     job_id: str,
@@ -89,34 +158,8 @@ def write_thumbnail(
     mode 0600 in a 0700 folder. Raises :class:`InvalidRecord` for an unsafe job id or an image
     that is not RGB uint8.
     """
-    if not _SAFE_ID.match(job_id):
-        raise InvalidRecord(
-            f"job id {job_id!r} cannot name an evidence folder: use letters, digits, '.', '_', '-'"
-        )
-    if frame_index < 0:
-        raise InvalidRecord(f"frame index must be >= 0, got {frame_index}")
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise InvalidRecord(
-            f"evidence frame must be RGB uint8 (H, W, 3), got {arr.dtype} {arr.shape}"
-        )
-    folder = evidence_dir(data_dir) / job_id
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    picture = Image.fromarray(arr, mode="RGB")
-    picture.thumbnail((max_side, max_side))
-    target = folder / f"frame_{frame_index:06d}.jpg"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".jpg")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            picture.save(out, format="JPEG", quality=80)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    stored = put_thumbnail(data_dir, job_id, frame_index, image, max_side=max_side)
+    return Path(data_dir) / stored.key
 
 
 MAX_EVIDENCE_FRAMES = 16
@@ -124,21 +167,21 @@ MAX_EVIDENCE_FRAMES = 16
 
 
 def flagged_thumbnails(
-    data_dir: Path,
+    files: Path | ObjectStore,
     job_id: str,
     frames: npt.NDArray[np.uint8],
     decision: Decision,
     *,
     limit: int = MAX_EVIDENCE_FRAMES,
-) -> dict[int, Path]:
+) -> dict[int, StoredEvidence]:
     """Write a thumbnail for each frame a review/block reason of ``decision`` cites, for the
     reviewer (``frames`` is the video, ``(T, H, W, 3)`` uint8 RGB; at most ``limit`` thumbnails,
     lowest frame indexes first).
 
-    Returns ``{frame index: path}``, ready for ``FrameAuditRecord.thumbnails``. Frames the
-    decision does not cite get none (an allowed video leaves no evidence files). A thumbnail
-    that cannot be written is logged and skipped: evidence is a convenience, the scores are
-    recorded regardless.
+    Returns ``{frame index: stored evidence}``, ready for ``FrameAuditRecord.thumbnails``.
+    Frames the decision does not cite get none (an allowed video leaves no evidence files). A
+    thumbnail that cannot be written is logged and skipped: evidence is a convenience, the
+    scores are recorded regardless.
     """
     cited = sorted(
         {
@@ -148,10 +191,10 @@ def flagged_thumbnails(
             if e.frame_index is not None and 0 <= e.frame_index < len(frames)
         }
     )[:limit]
-    thumbnails: dict[int, Path] = {}
+    thumbnails: dict[int, StoredEvidence] = {}
     for index in cited:
         try:
-            thumbnails[index] = write_thumbnail(data_dir, job_id, index, frames[index])
-        except Exception:
-            log.warning("job %s: evidence thumbnail of frame %d failed", job_id, index)
+            thumbnails[index] = put_thumbnail(files, job_id, index, frames[index])
+        except Exception as exc:
+            log.warning("job %s: evidence thumbnail of frame %d failed: %s", job_id, index, exc)
     return thumbnails

@@ -70,6 +70,7 @@ from audit.rows import (
 )
 from audit.verify import verify
 from storage import Database, StorageConflict, Tx
+from storage.objects import ObjectStore
 
 
 class AuditLog:
@@ -242,15 +243,16 @@ class AuditLog:
         *,
         actor: str,
         now: float | None = None,
-        data_dir: Path | None = None,
+        data_dir: Path | ObjectStore | None = None,
     ) -> PurgeReport:
         """Delete every row recorded more than ``older_than_s`` seconds ago, keeping the chain
         (see :func:`audit.retention.purge_rows`; an edited row stops it: :class:`InvalidRecord`).
 
         Evidence thumbnails of removed rows are deleted after the purge commits, and only where
-        their stored path resolves inside ``<data_dir>/evidence/``
-        (:func:`audit.evidence.resolve_evidence_path`); the others, and all of them when
-        ``data_dir`` is ``None``, are left alone and listed in :attr:`PurgeReport.kept`.
+        their stored path resolves inside ``<data_dir>/evidence/`` (``data_dir`` a folder or an
+        object store: keys under ``evidence/`` only, :func:`audit.evidence.resolve_evidence_key`);
+        the others, and all of them when ``data_dir`` is ``None``, are left alone and listed in
+        :attr:`PurgeReport.kept`.
         """
         with self._write() as tx:
             purged = retention.purge_rows(tx, older_than_s, actor=actor, now=now)
@@ -354,7 +356,7 @@ class AuditLog:
         max_problems: int = 100,
         workers: int | None = None,
         anchors: Sequence[Anchor] = (),
-        data_dir: Path | None = None,
+        data_dir: Path | ObjectStore | None = None,
     ) -> VerifyReport:
         """Recompute the whole chain; name the first row that does not match, and the rest
         (see :func:`audit.verify.verify` for what it catches and how it splits the work)."""

@@ -91,14 +91,26 @@ class FrameRef:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredEvidence:
+    """An evidence thumbnail as written to the object store (:func:`audit.evidence.
+    put_thumbnail`): its key (``evidence/<job id>/frame_000016.jpg``, what the log stores as
+    its path), the SHA-256 of the bytes written, and their count."""
+
+    key: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class FrameAuditRecord:
     """One video job's frame-stage story.
 
     ``frames`` lists every sampled frame (index and timestamp); ``verdicts`` holds one verdict per
     (frame, category, classifier), each with frame evidence (``frame_index``, ``timestamp_s``).
     ``decision`` is the frame-stage decision (its ``policy_version`` is recorded).
-    ``thumbnails`` maps a flagged frame's index to its evidence thumbnail (see
-    :func:`audit.evidence.write_thumbnail`); ``latency_ms`` is the per-stage breakdown
+    ``thumbnails`` maps a flagged frame's index to its evidence thumbnail: a
+    :class:`StoredEvidence` (:func:`audit.evidence.flagged_thumbnails`), or a file path (hashed
+    where it lies, see ``data_dir``); ``latency_ms`` is the per-stage breakdown
     (e.g. ``{"generate": ..., "sample": ..., "classify": ...}``).
     """
 
@@ -108,7 +120,7 @@ class FrameAuditRecord:
     verdicts: Sequence[Verdict]
     decision: Decision
     model_versions: Mapping[str, str]
-    thumbnails: Mapping[int, Path] = field(default_factory=dict)
+    thumbnails: Mapping[int, Path | StoredEvidence] = field(default_factory=dict)
     latency_ms: Mapping[str, float] = field(default_factory=dict)
     created_at: float | None = None
     """When the frame audit finished (epoch seconds); ``None`` means now."""

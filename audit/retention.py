@@ -17,12 +17,13 @@ from typing import Any
 
 from audit.append import append
 from audit.errors import BadFilter, InvalidRecord, UnsafePath
-from audit.evidence import resolve_evidence_path
+from audit.evidence import resolve_evidence_key
 from audit.records import PROMPT_RETENTIONS, PurgeReport, RedactReport
 from audit.rows import need, setting_row
 from audit.schema import ALL_TENANTS, TABLES
 from audit.verify import check_range
-from storage import Tx
+from storage import StorageError, Tx
+from storage.objects import ObjectStore, as_object_store
 
 
 def set_prompt_retention(tx: Tx, tenant: str, mode: str, *, actor: str = "unknown") -> int:
@@ -193,24 +194,28 @@ def redact(
     return RedactReport(who, mode, int(through), rows)  # type: ignore[arg-type]
 
 
-def delete_evidence(stored: Sequence[str], data_dir: Path | None) -> tuple[int, list[str]]:
-    """Delete the evidence files of purged rows that lie inside ``<data_dir>/evidence/``;
-    return (files deleted, ``"<path>: <why>"`` for each one left alone)."""
+def delete_evidence(
+    stored: Sequence[str], data_dir: Path | ObjectStore | None
+) -> tuple[int, list[str]]:
+    """Delete the evidence objects of purged rows whose stored path lies under ``evidence/``
+    of ``data_dir`` (a folder or an object store); return (objects deleted, ``"<path>: <why>"``
+    for each one left alone)."""
     deleted, kept = 0, []
+    store = None if data_dir is None else as_object_store(data_dir)
     for path in stored:
-        if data_dir is None:
+        if store is None:
             kept.append(f"{path}: no data folder given, so no file is deleted")
             continue
         try:
-            target = resolve_evidence_path(path, data_dir)
+            key = resolve_evidence_key(path, store)
         except UnsafePath as exc:
             kept.append(f"{path}: {exc}")
             continue
-        if not target.is_file():
-            continue  # already gone (or not a file): nothing to delete
+        local = store.local_path(key)
+        if local is not None and local.exists() and not local.is_file():
+            continue  # not a file: nothing of ours to delete
         try:
-            target.unlink()
-            deleted += 1
-        except OSError as exc:
+            deleted += int(store.delete(key))
+        except (OSError, StorageError) as exc:
             kept.append(f"{path}: {exc}")
     return deleted, kept

@@ -25,6 +25,7 @@ from audit.records import (
     REVIEW_VERDICTS,
     FrameAuditRecord,
     ModerationRecord,
+    StoredEvidence,
 )
 from audit.schema import TableSpec
 from classifiers.base import Evidence, Verdict
@@ -265,11 +266,18 @@ def frame_audit_rows(
             )
         )
     stamps = {f.index: f.timestamp_s for f in rec.frames}
-    for index, path in sorted(rec.thumbnails.items()):
-        digest, size = file_sha256(Path(path))
-        stored = (
-            str(path) if rec.data_dir is None else stored_evidence_path(Path(path), rec.data_dir)
-        )
+    for index, thumb in sorted(rec.thumbnails.items()):
+        digest: str | None
+        size: int | None
+        if isinstance(thumb, StoredEvidence):  # hashed as written: the store may be remote
+            stored, digest, size = thumb.key, thumb.sha256, thumb.size
+        else:
+            digest, size = file_sha256(Path(thumb))
+            stored = (
+                str(thumb)
+                if rec.data_dir is None
+                else stored_evidence_path(Path(thumb), rec.data_dir)
+            )
         rows.append(
             (
                 "evidence",

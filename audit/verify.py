@@ -26,11 +26,11 @@ from typing import Any
 
 from audit import chain
 from audit.errors import UnsafePath
-from audit.evidence import resolve_evidence_path
+from audit.evidence import resolve_evidence_key
 from audit.records import Anchor, VerifyProblem, VerifyReport
-from audit.rows import file_sha256
 from audit.schema import ALL_TENANTS, TABLES, TableSpec
-from storage import Database, Tx
+from storage import Database, StorageUnavailable, Tx
+from storage.objects import ObjectMissing, ObjectStore, as_object_store
 
 
 def verify(
@@ -40,15 +40,16 @@ def verify(
     max_problems: int = 100,
     workers: int | None = None,
     anchors: Sequence[Anchor] = (),
-    data_dir: Path | None = None,
+    data_dir: Path | ObjectStore | None = None,
 ) -> VerifyReport:
     """Recompute the whole chain; name the first row that does not match, and the rest.
 
     Catches an edited, deleted, inserted or reordered row in any audited table, prompt text
     edited in place, text removed without a chained redaction, a cut-off tail (against the
     head in ``audit_chain``) and, with ``check_files``, evidence thumbnails changed on disk
-    (their stored paths are resolved inside ``<data_dir>/evidence/``; a path that leads
-    elsewhere is a problem; without ``data_dir`` only absolute paths can be read).
+    (their stored paths are resolved inside ``<data_dir>/evidence/``, ``data_dir`` a folder
+    or an object store; a path that leads elsewhere is a problem; without ``data_dir`` only
+    absolute paths can be read).
 
     Every row stores its hash, so row ``n`` can be checked against the stored hash of row
     ``n - 1`` alone: large logs are split into ranges checked by ``workers`` processes
@@ -63,7 +64,7 @@ def verify(
     caught. Anchors before the purge base are skipped (their rows are gone by design).
     """
     started = time.perf_counter()
-    folder = None if data_dir is None else str(data_dir)
+    folder = None if data_dir is None else as_object_store(data_dir)
     with database.transaction() as tx:
         _, base_seq, base_hash, head_seq, head_hash = tx.execute(
             "SELECT schema_version, base_seq, base_hash, head_seq, head_hash "
@@ -333,7 +334,7 @@ def _verify_range(
     covered: Mapping[str, int],
     check_files: bool,
     max_problems: int,
-    data_dir: str | None = None,
+    data_dir: ObjectStore | None = None,
 ) -> tuple[int, int, str, list[tuple[int, str, str, str]]]:
     """Check rows ``lo..hi`` (in a worker process, or in-process for small logs)."""
     database = Database.from_url(path, durable=False)
@@ -352,7 +353,7 @@ def check_range(
     covered: Mapping[str, int],
     check_files: bool,
     max_problems: int,
-    data_dir: str | None = None,
+    data_dir: ObjectStore | None = None,
 ) -> tuple[int, int, str, list[tuple[int, str, str, str]]]:
     problems: list[tuple[int, str, str, str]] = []
 
@@ -424,22 +425,32 @@ def _gap(seq: int, expect: int, table: str, problem: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _FileCheck:
-    """``verify --check-files``: where stored evidence paths are resolved (a string, so it
-    pickles to the verifier processes)."""
+    """``verify --check-files``: the store stored evidence paths are resolved in (stores
+    pickle, so it goes to the verifier processes too)."""
 
-    data_dir: str | None
+    data_dir: ObjectStore | None
 
 
 def _check_file(plan: _Plan, row: Sequence[Any], problem: Any, files: _FileCheck) -> None:
     path, digest = row[-1], row[plan.sha256_at]
     if files.data_dir is not None:
         try:
-            target = resolve_evidence_path(path, Path(files.data_dir))
+            key = resolve_evidence_key(path, files.data_dir)
         except UnsafePath as exc:
             problem(row[0], plan.name, "file", str(exc))
             return
+        try:
+            data: bytes | None = files.data_dir.get_bytes(key)
+        except (ObjectMissing, OSError):
+            data = None
+        except StorageUnavailable as exc:
+            problem(row[0], plan.name, "file", f"evidence file {path} cannot be read: {exc}")
+            return
     elif Path(path).is_absolute():
-        target = Path(path)
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            data = None
     else:
         problem(
             row[0],
@@ -448,8 +459,7 @@ def _check_file(plan: _Plan, row: Sequence[Any], problem: Any, files: _FileCheck
             f"evidence path {path} is relative to the data folder; give it (--data-dir)",
         )
         return
-    actual, _ = file_sha256(target)
-    if actual is None:
+    if data is None:
         problem(row[0], plan.name, "file", f"evidence file {path} is missing")
-    elif actual != digest:
+    elif hashlib.sha256(data).hexdigest() != digest:
         problem(row[0], plan.name, "file", f"evidence file {path} was changed after recording")

@@ -34,12 +34,40 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("var/videos"), description="Video files: released/ and quarantine/."
     )
+    storage_url: str | None = Field(
+        None,
+        description="Object storage instead of data_dir: s3://BUCKET[/PREFIX] (videos, "
+        "thumbnails and evidence frames; endpoint in s3_endpoint_url, credentials from "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, SeaweedFS, ...); none: AWS."
+    )
+    s3_region: str = Field("us-east-1", description="S3 region name (signing).")
+    s3_timeout_s: float = Field(
+        10.0, gt=0, description="Connect and read timeout of one object-store request."
+    )
+    s3_presigned_downloads: bool = Field(
+        False,
+        description="GET /v1/videos/{id}/content answers 307 to a short-lived presigned URL of "
+        "the released object instead of streaming it (storage_url only).",
+    )
+    s3_presigned_expiry_s: int = Field(
+        300, ge=1, le=7 * 24 * 3600, description="Lifetime of a presigned download URL (s)."
+    )
     policy: Path = Field(PACKAGE_POLICY, description="Base policy YAML file.")
     tenant_policy_dir: Path | None = Field(
         None, description="Folder of tenant overlays, one <tenant>.yaml each (extends the base)."
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    web_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Web processes `reelguard serve` runs on the port (each loads its own "
+        "models; keys, the queue and the audit log are shared through the database).",
+    )
     max_input_chars: int = Field(10_000, ge=1, description="Longest prompt accepted (characters).")
     max_input_items: int = Field(32, ge=1, description="Most prompts in one moderation request.")
     # request limits (gateway/limits.py): what one request may cost, and how much may wait
@@ -309,6 +337,24 @@ class Settings(BaseSettings):
                 f"REELGUARD_DATABASE_URL={shown}: takes a postgresql:// URL "
                 "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME); a SQLite file goes in "
                 "REELGUARD_DB"
+            )
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _s3_only(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # "" (an unset variable) means the local data_dir
+        match = re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", value)
+        prefix = (match.group(1) or "").strip("/") if match else ""
+        parts = prefix.split("/") if prefix else []
+        if match is None or any(
+            p in (".", "..") or not re.fullmatch(r"[A-Za-z0-9_.-]+", p) for p in parts
+        ):
+            raise ValueError(
+                "REELGUARD_STORAGE_URL: takes s3://BUCKET or s3://BUCKET/PREFIX (bucket: 3-63 "
+                "lower-case letters, digits, '.', '-'; prefix: names of letters, digits, '.', "
+                "'_', '-' separated by '/'); unset it to keep files in REELGUARD_DATA_DIR"
             )
         return value
 

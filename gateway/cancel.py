@@ -20,7 +20,6 @@ worker removes an allowed video's files, and keeps a withheld one's in quarantin
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -31,9 +30,10 @@ from gateway.jobs import (
     VideoJob,
     move_to_released,
     row_to_job,
-    videos_dir,
+    video_key,
 )
 from storage import Tx
+from storage.objects import ObjectStore, as_object_store
 
 
 class JobCancelled(JobError):
@@ -132,14 +132,14 @@ def _end(
 
 def release(
     audit: AuditLog,
-    data_dir: Path,
+    files: Path | ObjectStore,
     job: VideoJob,
     worker_id: str,
     *,
     reason: str,
     actor: str,
     timings: dict[str, float],
-) -> Path:
+) -> str:
     """Release an allowed video: move its files out of quarantine, then record the release and
     complete the job in one transaction, unless its owner cancelled it first.
 
@@ -147,10 +147,10 @@ def release(
     leaves a ``decided`` job whose recovery repeats this; the API serves nothing until the job is
     ``completed``. Raises :class:`JobCancelled` or :class:`JobLost` (nothing recorded).
     """
-    path = move_to_released(data_dir, job)
+    path = move_to_released(files, job)
     with audit.transaction() as conn:
         _own(conn, job, worker_id)
-        audit.record_release(job.id, job.tenant, "released", str(path), reason, actor)
+        audit.record_release(job.id, job.tenant, "released", path, reason, actor)
         _end(
             conn,
             job,
@@ -166,7 +166,7 @@ def release(
 
 def withhold(
     audit: AuditLog,
-    data_dir: Path,
+    files: Path | ObjectStore,
     job: VideoJob,
     worker_id: str,
     *,
@@ -174,16 +174,16 @@ def withhold(
     reason: str,
     actor: str,
     timings: dict[str, float],
-) -> Path:
+) -> str:
     """Keep a video the decision did not allow in quarantine: record the withholding and fail
     the job (``code``) in one transaction, unless its owner cancelled it first.
 
     Raises :class:`JobCancelled` or :class:`JobLost` (nothing recorded).
     """
-    path = videos_dir(data_dir, "quarantine") / job.file_name
+    path = as_object_store(files).location(video_key("quarantine", job.file_name))
     with audit.transaction() as conn:
         _own(conn, job, worker_id)
-        audit.record_release(job.id, job.tenant, "withheld", str(path), reason, actor)
+        audit.record_release(job.id, job.tenant, "withheld", path, reason, actor)
         _end(
             conn,
             job,
@@ -197,11 +197,9 @@ def withhold(
     return path
 
 
-def remove_files(data_dir: Path, job: VideoJob) -> None:
+def remove_files(files: Path | ObjectStore, job: VideoJob) -> None:
     """Delete a job's MP4 and thumbnail from both released/ and quarantine/ (if there)."""
-    for kind in ("released", "quarantine"):
-        folder = Path(data_dir) / kind
-        for name in (job.file_name, job.thumbnail_name):
-            with_path = folder / name
-            if with_path.exists():
-                os.unlink(with_path)
+    store = as_object_store(files)
+    for name in (job.file_name, job.thumbnail_name):
+        store.delete(video_key("released", name))
+        store.delete(video_key("quarantine", name))

@@ -9,6 +9,7 @@ import click
 
 from classifiers.text.build_gazetteers import build_gazetteers_command
 from classifiers.text.train import main as train_text_command
+from config.settings import Settings
 from gateway.commands.audit import audit as audit_group
 from gateway.commands.common import DbTarget, F, db_label, db_option, settings_from_flags
 from gateway.commands.generate import generate as generate_command
@@ -64,6 +65,13 @@ def policy_options(func: F) -> F:
     help="Video worker processes to start next to the web server; 0 when `reelguard worker` "
     "runs elsewhere [default: REELGUARD_VIDEO_WORKERS or 1].",
 )
+@click.option(
+    "--web-workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Web processes answering on the port (each loads its own models) "
+    "[default: REELGUARD_WEB_WORKERS or 1].",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -72,6 +80,7 @@ def serve(
     tenant_dir: Path | None,
     bootstrap_key: bool | None,
     workers: int | None,
+    web_workers: int | None,
 ) -> None:
     """Start the HTTP gateway (uvicorn). Ctrl-C stops it.
 
@@ -91,7 +100,11 @@ def serve(
         tenant_policy_dir=tenant_dir,
         bootstrap_key=bootstrap_key,
         video_workers=workers,
+        web_workers=web_workers,
     )
+    if settings.web_workers > 1:
+        _serve_many(settings)
+        return
     from gateway import metrics
     from gateway.logs import configure_logging
 
@@ -107,6 +120,36 @@ def serve(
     log_options = {"log_config": None, "access_log": False} if json_logs else {}
     try:
         uvicorn.Server(uvicorn_config(app, settings, log_level="info", **log_options)).run()
+    finally:
+        if pool is not None:
+            pool.stop()
+        if stop_metrics is not None:
+            stop_metrics()
+
+
+def _serve_many(settings: Settings) -> None:
+    """``serve`` with ``settings.web_workers`` web processes (:mod:`gateway.web_pool`)."""
+    from gateway import metrics
+    from gateway.logs import configure_logging
+    from gateway.serve import (
+        check_policy_or_explain,
+        check_store_or_explain,
+        first_run_key,
+        open_audit_or_explain,
+    )
+    from gateway.web_pool import serve_many
+    from gateway.worker import start_workers
+
+    metrics.prepare_dir(metrics.metrics_dir(settings))
+    open_audit_or_explain(settings).close()  # refuse to start on a database it cannot write
+    check_policy_or_explain(settings)  # before N processes each fail on it
+    check_store_or_explain(settings)
+    configure_logging(settings)
+    click.echo(first_run_key(settings), err=True)
+    stop_metrics = metrics.serve_port(settings)
+    pool = start_workers(settings)
+    try:
+        serve_many(settings, settings.web_workers)
     finally:
         if pool is not None:
             pool.stop()

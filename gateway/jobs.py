@@ -29,8 +29,8 @@ Errors (all subclasses of :class:`JobError`)::
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from storage import Database, Tx
 from storage.database import split_statements
+from storage.objects import ObjectMissing, ObjectStore, as_object_store
 
 if TYPE_CHECKING:
     from audit.log import AuditLog
@@ -633,24 +634,34 @@ def read_job(tx: Tx, job_id: str) -> VideoJob:
 
 
 def videos_dir(data_dir: Path, kind: Literal["released", "quarantine"]) -> Path:
-    """``data_dir/released`` or ``data_dir/quarantine``, created on first use."""
+    """``data_dir/released`` or ``data_dir/quarantine``, created on first use (the local
+    folder store; use :func:`video_key` with an :class:`~storage.objects.ObjectStore`)."""
     path = Path(data_dir) / (RELEASED_DIR if kind == "released" else QUARANTINE_DIR)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def move_to_released(data_dir: Path, job: VideoJob) -> Path:
+def video_key(kind: Literal["released", "quarantine"], name: str) -> str:
+    """The object key of ``name`` (a job's :attr:`~VideoJob.file_name` or
+    :attr:`~VideoJob.thumbnail_name`) in ``released/`` or ``quarantine/``."""
+    return f"{RELEASED_DIR if kind == 'released' else QUARANTINE_DIR}/{name}"
+
+
+def move_to_released(files: Path | ObjectStore, job: VideoJob) -> str:
     """Move a job's MP4 and thumbnail out of quarantine (idempotent: a repeat finds them
-    already moved). Same filesystem, so each move is an atomic rename."""
-    quarantine, released = videos_dir(data_dir, "quarantine"), videos_dir(data_dir, "released")
+    already moved) and return where the MP4 now is. In a local folder each move is an atomic
+    rename; in S3 a copy, then the quarantined object is deleted. Call it only after the
+    decision that allows it is committed."""
+    store = as_object_store(files)
     for name in (job.thumbnail_name, job.file_name):  # the MP4 last: its presence means done
-        src = quarantine / name
-        if src.exists():
-            os.replace(src, released / name)
-    target = released / job.file_name
-    if not target.exists():
+        if store.exists(video_key("quarantine", name)):
+            with contextlib.suppress(ObjectMissing):  # a concurrent repeat moved it first
+                store.move(video_key("quarantine", name), video_key("released", name))
+    target = video_key("released", job.file_name)
+    if not store.exists(target):
         raise MissingVideoFile(
-            f"{quarantine / job.file_name}: the video file is missing (and it is not in "
-            f"{released}); check REELGUARD_DATA_DIR points at the folder the workers write to"
+            f"{store.location(video_key('quarantine', job.file_name))}: the video file is "
+            f"missing (and it is not in released/ of {store.label}); check REELGUARD_DATA_DIR "
+            "or REELGUARD_STORAGE_URL points at the store the workers write to"
         )
-    return target
+    return store.location(target)

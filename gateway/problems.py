@@ -49,8 +49,9 @@ them without parsing prose:
 - ``audit-unavailable`` (503): the audit log cannot be written, so no decision is returned
 - ``overloaded`` (503, ``Retry-After``): too many moderation requests in flight in this
   process (``gateway.limits.admission_middleware``)
-- ``unavailable`` (503, ``Retry-After`` when it is the database): a dependency is down (e.g.
-  the database cannot be reached, even to check the API key); retry
+- ``unavailable`` (503, ``Retry-After`` when it is the database or the video store): a
+  dependency is down (e.g. the database cannot be reached, even to check the API key, or the
+  S3 store holding the video); retry
 
 Raise :class:`Problem` from handlers; :data:`EXCEPTION_HANDLERS` turns Litestar's own HTTP
 exceptions and any unexpected exception into the same shape.
@@ -79,6 +80,7 @@ from litestar.exceptions import (
 from litestar.openapi import ResponseSpec
 
 from storage import StorageUnavailable
+from storage.objects import ObjectStoreUnavailable
 
 log = logging.getLogger("reelguard.gateway")
 
@@ -211,6 +213,18 @@ def _client_problem(exc: ClientException) -> Problem:
     return Problem(exc.status_code, "bad-request", exc.detail, headers=exc.headers)
 
 
+def _unavailable(request: Request[Any, Any, Any], exc: StorageUnavailable) -> Problem:
+    """503 + ``Retry-After`` for a store that cannot be reached: not a bug. The message names
+    the database or the bucket and endpoint, so it goes to the log only."""
+    if isinstance(exc, ObjectStoreUnavailable):
+        log.warning("object store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        what = "The video store cannot be reached now; nothing was served or changed."
+    else:  # a PostgreSQL server restarting, a network split, a locked SQLite file
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        what = "The database cannot be reached now; nothing was allowed, generated or changed."
+    return Problem(503, "unavailable", f"{what} Retry shortly.", headers={"Retry-After": "1"})
+
+
 def to_problem(request: Request[Any, Any, Any], exc: Exception) -> Problem:
     """Map any exception to a :class:`Problem` (unknown exceptions become a logged 500)."""
     if isinstance(exc, Problem):
@@ -247,16 +261,7 @@ def to_problem(request: Request[Any, Any, Any], exc: Exception) -> Problem:
     if isinstance(exc, HTTPException) and exc.status_code == 503:
         return Problem(503, "unavailable", exc.detail, headers=exc.headers)
     if isinstance(exc, StorageUnavailable):
-        # The database is down or unreachable (a PostgreSQL server restarting, a network
-        # split): not a bug. The message names the database, so it goes to the log only.
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return Problem(
-            503,
-            "unavailable",
-            "The database cannot be reached now; nothing was allowed, generated or changed. "
-            "Retry shortly.",
-            headers={"Retry-After": "1"},
-        )
+        return _unavailable(request, exc)
     log.error(
         "unhandled error on %s %s", request.method, request.url.path, exc_info=exc
     )  # a bug: keep the traceback in the log, never in the response

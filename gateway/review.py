@@ -39,6 +39,7 @@ from gateway.jobs import (
     read_job,
 )
 from storage import Tx
+from storage.objects import ObjectStore
 
 Verdict = Literal["approve", "reject"]
 
@@ -100,7 +101,12 @@ def review_view(job: VideoJob) -> dict[str, Any]:
 
 
 def apply_review(
-    audit: AuditLog, data_dir: Path, ref: str, reviewer: str, verdict: Verdict, note: str
+    audit: AuditLog,
+    data_dir: Path | ObjectStore,
+    ref: str,
+    reviewer: str,
+    verdict: Verdict,
+    note: str,
 ) -> ReviewOutcome:
     """Record ``reviewer``'s review of a request or video job (``ref`` is either id).
 
@@ -145,7 +151,7 @@ def _withheld(tx: Tx, job_id: str, what: str) -> VideoJob:
 
 def release_withheld(
     audit: AuditLog,
-    data_dir: Path,
+    data_dir: Path | ObjectStore,
     job_id: str,
     actor: str,
     note: str,
@@ -163,7 +169,7 @@ def release_withheld(
     """
     with audit.transaction() as tx:  # check first, so a refused release moves no file
         job = _withheld(tx, job_id, "released")
-    target = move_to_released(Path(data_dir), job)
+    target = move_to_released(data_dir, job)
     now = time.time()
     with audit.transaction() as tx:
         job = _withheld(tx, job_id, "released")
@@ -171,7 +177,7 @@ def release_withheld(
             job_id=job.id,
             tenant=job.tenant,
             action="released",
-            path=str(target),
+            path=target,
             reason=f"released after review: {note}",
             actor=actor,
         )

@@ -21,6 +21,7 @@ def build_app_or_explain(settings: Settings) -> Litestar:
 
     open_audit_or_explain(settings).close()  # refuse to start on a database it cannot write
     signing_key_or_explain(settings)
+    check_store_or_explain(settings)
     try:
         return create_app(settings)
     except PolicyError as exc:
@@ -40,6 +41,32 @@ def signing_key_or_explain(settings: Settings) -> None:
         load_signing_key(settings)
     except ProvenanceError as exc:
         raise click.ClickException(f"{exc}; no video could be released") from None
+
+
+def check_store_or_explain(settings: Settings) -> None:
+    """Stop with a message naming the fix when the video store (an S3 bucket) cannot be
+    reached; a local folder is created on first write, so it is not checked."""
+    from storage.objects import LocalFolderStore, ObjectStoreUnavailable, object_store
+
+    files = object_store(settings)
+    if isinstance(files, LocalFolderStore):
+        return
+    try:
+        files.exists("released/.reelguard-start-check")
+    except ObjectStoreUnavailable as exc:
+        raise click.ClickException(f"the video store cannot be used: {exc}") from None
+
+
+def check_policy_or_explain(settings: Settings) -> None:
+    """Load the policy files once, or stop with a message naming the fix."""
+    try:
+        PolicyStore(
+            settings.policy, settings.tenant_policy_dir, max_file_bytes=settings.policy_max_bytes
+        )
+    except PolicyError as exc:
+        raise click.ClickException(
+            f"the policy does not load, so nothing is served:\n{exc}"
+        ) from None
 
 
 def open_audit_or_explain(settings: Settings) -> AuditLog:

@@ -38,7 +38,10 @@ Responses and errors (problem details, ``application/problem+json``):
 - ``GET /v1/videos/{id}/content`` serves the MP4 (``?variant=thumbnail``: the JPEG poster) only
   when the video is ``completed`` (the frame audit released it): 409 ``not-ready`` before,
   403 ``content-withheld`` for a video the output moderation withheld (``failed`` with
-  ``error.code == "output_moderation"``), 409 ``video-failed`` for other failures.
+  ``error.code == "output_moderation"``), 409 ``video-failed`` for other failures. The file
+  comes from the object store (:func:`serve_object`): a local file, a stream from S3, or with
+  ``REELGUARD_S3_PRESIGNED_DOWNLOADS`` a 307 to a presigned URL; a store that cannot be
+  reached is a 503 ``unavailable`` with ``Retry-After``.
 - Another tenant's video is a 404, exactly like a missing one.
 """
 
@@ -47,9 +50,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
@@ -58,7 +61,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
-from litestar.response import File
+from litestar.response import File, Redirect, Stream
 
 from audit.errors import AuditError
 from classifiers.frame.images import DecodedImage, fit_to
@@ -73,13 +76,14 @@ from gateway.jobs import (
     NewJob,
     QueueFull,
     VideoJob,
-    videos_dir,
+    video_key,
 )
 from gateway.metrics import annotate
 from gateway.pipeline import moderation_record
 from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem
 from gateway.video_requests import CreateVideo, check_with_backend, parse_create, read_body
 from storage import StorageError
+from storage.objects import ObjectMissing, object_store
 
 log = logging.getLogger("reelguard.videos")
 
@@ -529,7 +533,7 @@ class VideoController(Controller):
         tenant: NamedDependency[str],
         video_id: FromPath[str],
         variant: FromQuery[str] = "video",
-    ) -> File:
+    ) -> Response[Any]:
         """The MP4 (or ``variant=thumbnail``: a JPEG), only after the frame audit released it."""
         state = request.app.state
         job = _get(state, video_id, tenant)
@@ -541,14 +545,13 @@ class VideoController(Controller):
                 errors=[FieldError("#/variant", "one of: video, thumbnail")],
             )
         _check_servable(job)
-        released = videos_dir(state.settings.data_dir, "released")
         name = job.file_name if variant == "video" else job.thumbnail_name
-        path = released / name
-        if not path.is_file():
-            raise Problem(404, "not-found", f"The {variant} of video {video_id} is gone.")
         media_type = "video/mp4" if variant == "video" else "image/jpeg"
-        return File(
-            path=Path(path), media_type=media_type, filename=name, content_disposition_type="inline"
+        return serve_object(
+            state.settings,
+            video_key("released", name),
+            media_type,
+            gone=f"The {variant} of video {video_id} is gone.",
         )
 
     @delete("/{video_id:str}", status_code=200, sync_to_thread=True, summary="Delete a video")
@@ -574,10 +577,57 @@ class VideoController(Controller):
         except JobNotFound:
             raise Problem(404, "not-found", f"No video {video_id!r}.") from None
         if job.release == "released":
-            released = videos_dir(state.settings.data_dir, "released")
+            files = object_store(state.settings)
             for name in (job.file_name, job.thumbnail_name):
-                (released / name).unlink(missing_ok=True)
+                try:
+                    files.delete(video_key("released", name))
+                except StorageError as exc:  # deleted jobs are never served; only space is lost
+                    log.warning("video %s: cannot delete %s now: %s", job.id, name, exc)
         return VideoDeleted(id=job.id, deleted=True)
+
+
+def serve_object(
+    settings: Settings, key: str, media_type: str, *, gone: str, presign: bool = True
+) -> Response[Any]:
+    """The object ``key`` as a response: a file from the local folder, a stream from an object
+    store, or (``s3_presigned_downloads`` and ``presign``) a 307 to a short-lived presigned
+    URL. Call it only
+    for an object the caller may serve; a missing one is 404 ``gone``, an unreachable store
+    raises :class:`~storage.objects.ObjectStoreUnavailable` (503 + ``Retry-After``)."""
+    files = object_store(settings)
+    name = key.rsplit("/", 1)[-1]
+    local = files.local_path(key)
+    if local is not None:
+        if not local.is_file():
+            raise Problem(404, "not-found", gone)
+        return File(
+            path=local, media_type=media_type, filename=name, content_disposition_type="inline"
+        )
+    if presign and settings.s3_presigned_downloads:
+        if not files.exists(key):
+            raise Problem(404, "not-found", gone)
+        url = files.presigned_url(key, settings.s3_presigned_expiry_s, media_type)
+        if url is not None:
+            return Redirect(url, status_code=307, headers={"Cache-Control": "no-store"})
+    try:
+        stream = files.open(key)
+    except ObjectMissing:
+        raise Problem(404, "not-found", gone) from None
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from stream.chunks
+        finally:
+            stream.close()
+
+    return Stream(
+        chunks(),
+        media_type=media_type,
+        headers={
+            "Content-Length": str(stream.size),
+            "Content-Disposition": f'inline; filename="{name}"',
+        },
+    )
 
 
 def _check_servable(job: VideoJob) -> None:
@@ -612,11 +662,11 @@ def _first_frame(state: State, source: VideoJob) -> Any:
     MP4), as RGB pixels; 409 when the released files are gone."""
     from classifiers.frame.images import ImageRejected, decode_image
 
-    path = videos_dir(state.settings.data_dir, "released") / source.thumbnail_name
+    files = object_store(state.settings)  # an unreachable store raises: 503 + Retry-After
     try:
-        data = path.read_bytes()
+        data = files.get_bytes(video_key("released", source.thumbnail_name))
         return decode_image(data, max_pixels=state.settings.max_upload_pixels).pixels
-    except (OSError, ImageRejected) as exc:
+    except (ObjectMissing, OSError, ImageRejected) as exc:
         log.error("remix source %s: first frame unreadable: %s", source.id, exc)
         raise Problem(
             409,

@@ -3,11 +3,14 @@
 Text classifiers are built once per test session (the gazetteers take a moment to load) and
 shared by every app and moderator the tests create. Storage tests run on both databases through
 :func:`db_target` (``sqlite``: a temp file; ``postgres``: a fresh database on the session's
-throwaway PostgreSQL server, :mod:`pgserver`).
+throwaway PostgreSQL server, :mod:`pgserver`). Object-store tests run on both stores through
+:func:`store_target` (``local``: a temp folder; ``s3``: a fresh prefix in the bucket of the
+session's throwaway SeaweedFS S3 server, :mod:`s3server`).
 """
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 import time
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pgserver
 import pytest
+import s3server
 import uvicorn
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -58,6 +62,38 @@ def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
         return tmp_path / "reelguard.db"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[s3server.S3Server]:
+    """A real S3-compatible server (SeaweedFS) for the whole session (started on first use)."""
+    server = s3server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_server: s3server.S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<the session's bucket>/<a new prefix>``, with the server's endpoint and
+    credentials in the environment (as ``REELGUARD_S3_ENDPOINT_URL`` / ``AWS_ACCESS_KEY_ID`` /
+    ... name them)."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{s3_server.bucket}/t{secrets.token_hex(6)}"
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, object]:
+    """The settings that choose the object store, once per store: the local folder
+    ``tmp_path/videos``, then a fresh prefix in the session's S3 bucket (the folder is still
+    named, and must stay empty of videos)."""
+    fields: dict[str, object] = {"data_dir": tmp_path / "videos"}
+    if request.param == "s3":
+        fields["storage_url"] = request.getfixturevalue("s3_url")
+        fields["s3_endpoint_url"] = request.getfixturevalue("s3_server").endpoint
+    return fields
 
 
 @pytest.fixture(scope="session")

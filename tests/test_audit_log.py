@@ -3,6 +3,7 @@ the review queue, stats, the full story of a request, and evidence thumbnails.""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -288,7 +289,10 @@ def test_flagged_thumbnails_only_for_cited_frames(tmp_path: Path) -> None:
     frames = np.stack([np.full((40, 60, 3), i, np.uint8) for i in range(32)])  # the video
     thumbs = flagged_thumbnails(tmp_path / "videos", "video_y", frames, record.decision)
     assert sorted(thumbs) == [16, 24]
-    assert all(p.exists() for p in thumbs.values())
+    for t in thumbs.values():  # stored under their key, with the digest of what was written
+        data = (tmp_path / "videos" / t.key).read_bytes()
+        assert t.key.startswith("evidence/video_y/") and t.size == len(data)
+        assert t.sha256 == hashlib.sha256(data).hexdigest()
     assert list(
         flagged_thumbnails(tmp_path / "v", "video_y", frames, record.decision, limit=1)
     ) == [16]

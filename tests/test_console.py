@@ -434,13 +434,19 @@ def test_console_colours_meet_contrast() -> None:
         assert ratio(var[fg], var[bg]) >= 4.5, (fg, bg)
 
 
-def test_frames_and_video_of_a_worker_withheld_job(tmp_path: Path, text_classifiers: Any) -> None:
+def test_frames_and_video_of_a_worker_withheld_job(
+    tmp_path: Path, text_classifiers: Any, store_target: dict[str, object]
+) -> None:
     """Thumbnails are cut from the quarantined MP4; when it is gone, a flagged frame falls back
-    to its evidence thumbnail and the video answers 404."""
+    to its evidence thumbnail and the video answers 404 (on the local folder and on S3)."""
     from test_videos_support import PatternBackend, enqueue_job, make_settings, new_job, run_all
     from test_videos_support import runner as worker
 
-    settings = make_settings(tmp_path)
+    from gateway.jobs import video_key
+    from storage.objects import object_store
+
+    settings = make_settings(tmp_path, **store_target)
+    files = object_store(settings)
     flagging = (
         "extends: default\ncategories:\n  sexual:\n    frame: {review_at: 0.0, block_at: 0.99}\n"
     )
@@ -459,7 +465,9 @@ def test_frames_and_video_of_a_worker_withheld_job(tmp_path: Path, text_classifi
         assert web.get(f"/review/items/{job.id}/frames/9999").status_code == 404  # not sampled
         video = web.get(f"/review/items/{job.id}/video")
         assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
-        (settings.data_dir / "quarantine" / f"{job.id}.mp4").unlink()
+        assert video.headers["cache-control"] == "private, no-store"
+        assert video.content == files.get_bytes(video_key("quarantine", f"{job.id}.mp4"))
+        assert files.delete(video_key("quarantine", f"{job.id}.mp4"))
         evidence = AuditLog(settings.db).story(job.id).evidence
         flagged = evidence[0]["frame_index"]
         fallback = web.get(f"/review/items/{job.id}/frames/{flagged}")
@@ -468,7 +476,7 @@ def test_frames_and_video_of_a_worker_withheld_job(tmp_path: Path, text_classifi
 
 
 def test_console_approval_commits_release_and_review_together_on_the_shared_database(
-    tmp_path: Path, text_classifiers: Any
+    tmp_path: Path, text_classifiers: Any, store_target: dict[str, object]
 ) -> None:
     """The console approves through gateway.review.apply_review, the CLI's code, on the app's
     one Database: the release, the job row and the review named after the account are one
@@ -484,7 +492,11 @@ def test_console_approval_commits_release_and_review_together_on_the_shared_data
     )
     from test_videos_support import runner as worker
 
-    settings = make_settings(tmp_path)
+    from gateway.jobs import video_key
+    from storage.objects import object_store
+
+    settings = make_settings(tmp_path, **store_target)
+    files = object_store(settings)
     prompt = {"action": "allow", "reasons": [], "policy_version": "test"}
     job = enqueue_job(settings.db, new_job("acme", prompt_moderation=prompt))
 
@@ -511,6 +523,8 @@ def test_console_approval_commits_release_and_review_together_on_the_shared_data
     story = AuditLog(settings.db).story(job.id)
     assert [r["action"] for r in story.releases] == ["withheld", "released"]
     assert [(r["reviewer"], r["verdict"]) for r in story.reviews] == [("alice", "approve")]
+    assert files.exists(video_key("released", f"{job.id}.mp4"))  # moved out of quarantine
+    assert not files.exists(video_key("quarantine", f"{job.id}.mp4"))
 
 
 def test_reviewer_accounts_live_in_the_shared_database(tmp_path: Path) -> None:

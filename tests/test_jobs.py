@@ -175,8 +175,8 @@ def test_move_to_released_is_atomic_and_idempotent(store: JobStore, tmp_path: Pa
     data = tmp_path / "videos"
     (videos_dir(data, "quarantine") / job.file_name).write_bytes(b"mp4")
     (videos_dir(data, "quarantine") / job.thumbnail_name).write_bytes(b"jpg")
-    path = move_to_released(data, job)
-    assert path.read_bytes() == b"mp4" and path.parent.name == "released"
+    path = move_to_released(data, job)  # where the MP4 is now, as the audit log records it
+    assert Path(path).read_bytes() == b"mp4" and Path(path).parent.name == "released"
     assert move_to_released(data, job) == path  # a recovered worker repeating the move
     assert not any((data / "quarantine").iterdir())
 

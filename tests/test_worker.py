@@ -31,11 +31,12 @@ from audit.log import AuditLog
 from classifiers.base import Evidence, SampledFrame, Verdict
 from config.settings import Settings, database_fields
 from gateway.cancel import cancel
-from gateway.jobs import JobStore, VideoJob, videos_dir
+from gateway.jobs import JobStore, VideoJob, video_key, videos_dir
 from gateway.webhooks import WebhookConfigError, check_config, deliver_due, deliveries
 from gateway.worker import EXIT_STAGE_OVERRUN
 from generator.base import BackendError
 from storage import Database
+from storage.objects import object_store
 
 
 @pytest.fixture(scope="module")
@@ -549,14 +550,18 @@ def test_stage_that_ignores_its_timeout_ends_the_worker_process(tmp_path: Path) 
     assert done.status == "failed" and done.error_code == "timeout"
 
 
-def test_reviewer_cli_releases_a_withheld_video(tmp_path: Path) -> None:
+def test_reviewer_cli_releases_a_withheld_video(
+    tmp_path: Path, store_target: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`reelguard audit queue` lists the withheld video; `audit review --approve` releases it
-    through gateway.jobs.release_withheld; `--reject` would have kept it withheld."""
+    through gateway.jobs.release_withheld; `--reject` would have kept it withheld. On S3 the
+    CLI finds the bucket in REELGUARD_STORAGE_URL (no --data-dir)."""
     from click.testing import CliRunner
 
     from gateway.cli import main
 
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **store_target)
+    files = object_store(settings)
     job = enqueue(settings)
     run_all(
         runner(
@@ -568,7 +573,10 @@ def test_reviewer_cli_releases_a_withheld_video(tmp_path: Path) -> None:
     queue = cli.invoke(main, ["audit", "queue", "--json", "--db", str(settings.database)])
     assert queue.exit_code == 0 and job.id in queue.output
     common = ["--note", "looked at it", "--reviewer", "bob", "--db", str(settings.database)]
-    common += ["--data-dir", str(settings.data_dir)]
+    if settings.storage_url:
+        monkeypatch.setenv("REELGUARD_STORAGE_URL", settings.storage_url)
+    else:
+        common += ["--data-dir", str(settings.data_dir)]
     rejected = cli.invoke(main, ["audit", "review", job.id, "--reject", *common])
     assert rejected.exit_code == 0, rejected.output
     assert JobStore(settings.database).get(job.id).release == "withheld"
@@ -576,8 +584,8 @@ def test_reviewer_cli_releases_a_withheld_video(tmp_path: Path) -> None:
     assert approved.exit_code == 0, approved.output
     done = JobStore(settings.database).get(job.id)
     assert done.status == "completed" and done.release == "released" and done.error_code is None
-    assert (videos_dir(settings.data_dir, "released") / done.file_name).is_file()
-    assert not (videos_dir(settings.data_dir, "quarantine") / done.file_name).exists()
+    assert files.exists(video_key("released", done.file_name))
+    assert not files.exists(video_key("quarantine", done.file_name))
     releases = AuditLog(settings.database).story(job.id).releases
     assert [(r["action"], r["actor"]) for r in releases][-1] == ("released", "bob")
     again = cli.invoke(main, ["audit", "review", job.id, "--approve", *common])

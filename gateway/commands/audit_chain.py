@@ -76,7 +76,8 @@ def append_anchor(path: Path, seq: int, head_hash: str) -> None:
 @click.option(
     "--check-files",
     is_flag=True,
-    help="Also re-hash evidence thumbnails on disk (under --data-dir/evidence).",
+    help="Also re-hash evidence thumbnails (under --data-dir/evidence, or evidence/ in the "
+    "REELGUARD_STORAGE_URL bucket).",
 )
 @click.option(
     "--anchor",
@@ -165,14 +166,15 @@ def purge(
     The oldest rows are removed and a chained purge record commits to the last removed row's
     hash, which becomes the verified start of the chain. If any of those rows fails
     verification, nothing is purged. Their evidence thumbnails are deleted only inside
-    --data-dir/evidence/; a stored path that leads elsewhere is left alone and listed.
+    --data-dir/evidence/ (or under evidence/ in the REELGUARD_STORAGE_URL bucket); a stored
+    path that leads elsewhere is left alone and listed.
     """
     log = open_log(db)
     folder = resolve_data_dir(data_dir)
     if not yes and sys.stdin.isatty():
         click.confirm(
             f"Delete audit rows older than {older_than / 86400:g} days from {db_label(db)} (and "
-            f"their evidence files in {folder / 'evidence'})?",
+            f"their evidence files under evidence/ in {folder.label})?",
             abort=True,
         )
     report = guard(lambda: log.purge(older_than, actor=actor, data_dir=folder))

@@ -162,15 +162,18 @@ def data_dir_option(func: F) -> F:
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Video folder (released/, quarantine/, evidence/); default REELGUARD_DATA_DIR "
-        "or var/videos.",
+        help="Video folder (released/, quarantine/, evidence/); default REELGUARD_STORAGE_URL "
+        "(an S3 bucket) if set, else REELGUARD_DATA_DIR or var/videos.",
     )(func)
 
 
-def resolve_data_dir(given: Path | None) -> Path:
+def resolve_data_dir(given: Path | None) -> Any:
+    """The object store a command reads and writes videos and evidence in: the ``--data-dir``
+    folder when given, else the store the settings name (an S3 bucket or the data folder)."""
     from config.settings import get_settings
+    from storage.objects import LocalFolderStore, object_store
 
-    return given if given is not None else get_settings().data_dir
+    return LocalFolderStore(given) if given is not None else object_store(get_settings())
 
 
 def open_log(db: DbTarget) -> Any:
@@ -186,10 +189,11 @@ def open_log(db: DbTarget) -> Any:
 def guard(call: Callable[[], Any]) -> Any:
     """Run ``call``; turn the audit log's errors into messages that say how to fix them."""
     from audit.errors import AuditError
+    from storage.objects import ObjectStoreUnavailable
 
     try:
         return call()
-    except AuditError as exc:
+    except (AuditError, ObjectStoreUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
 
 

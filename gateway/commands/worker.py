@@ -18,7 +18,9 @@ from gateway.jobs import JobStore
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Video folder with released/ and quarantine/ (default: REELGUARD_DATA_DIR).",
+    help="Video folder with released/ and quarantine/; given, it wins over "
+    "REELGUARD_STORAGE_URL (default: the REELGUARD_STORAGE_URL bucket if set, else "
+    "REELGUARD_DATA_DIR).",
 )
 @click.option(
     "-n",
@@ -33,7 +35,9 @@ def worker_command(db: DbTarget, data_dir: Path | None, workers: int | None) -> 
     Use it on machines that only generate, next to `reelguard serve --workers 0`. Stop with
     Ctrl-C or SIGTERM: running jobs go back to the queue.
     """
-    settings = settings_from_flags(db=db, data_dir=data_dir)
+    settings = settings_from_flags(
+        db=db, data_dir=data_dir, storage_url="" if data_dir is not None else None
+    )
     count = workers or max(1, settings.video_workers)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,9 +52,10 @@ def worker_command(db: DbTarget, data_dir: Path | None, workers: int | None) -> 
         )
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load, so no job can run:\n{exc}") from None
-    from gateway.serve import signing_key_or_explain
+    from gateway.serve import check_store_or_explain, signing_key_or_explain
 
     signing_key_or_explain(settings)
+    check_store_or_explain(settings)  # a worker that cannot store would fail every job
     from gateway import metrics
     from gateway.logs import configure_logging
     from gateway.worker.pool import start_workers

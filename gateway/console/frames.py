@@ -4,7 +4,8 @@ The MP4 holds exactly the frames the audit scored (the worker encodes the audite
 frame ``i`` of the file is sampled frame ``i``. One pass over the file keeps only the sampled
 frames, shrunk to :data:`THUMB_SIDE` pixels as JPEG; the results of the last few videos stay in
 memory. When the MP4 is gone, a flagged frame falls back to its evidence thumbnail (checked to
-lie inside ``<data dir>/evidence/``).
+lie under ``evidence/``). The files come from the object store (:mod:`storage.objects`): a local
+folder, or an S3 bucket (the MP4 is then read into memory for decoding).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.jobs import QUARANTINE_DIR, RELEASED_DIR
+from storage.objects import ObjectStore
 
 THUMB_SIDE = 192
 MAX_FRAMES = 20_000
@@ -23,13 +25,13 @@ MAX_FRAMES = 20_000
 CACHED_VIDEOS = 8
 
 
-def video_path(data_dir: Path, job_id: str) -> Path | None:
-    """The job's MP4 in quarantine/ or released/, or None when it is in neither."""
+def video_object(files: ObjectStore, job_id: str) -> str | None:
+    """The key of the job's MP4 in quarantine/ or released/, or None when it is in neither."""
     name = f"{job_id}.mp4"
     for folder in (QUARANTINE_DIR, RELEASED_DIR):
-        path = Path(data_dir) / folder / name
-        if path.is_file():
-            return path
+        key = f"{folder}/{name}"
+        if files.exists(key):
+            return key
     return None
 
 
@@ -44,11 +46,15 @@ class FrameThumbnails:
         self._lock = threading.Lock()
         self._decoding: dict[tuple[str, float, tuple[int, ...]], threading.Lock] = {}
 
-    def get(self, path: Path, index: int, wanted: Iterable[int]) -> bytes | None:
-        """Frame ``index`` of ``path`` as JPEG (None when the file has no such frame). The
-        file is read once for every frame in ``wanted`` (the job's sampled frames)."""
+    def get(self, files: ObjectStore, name: str, index: int, wanted: Iterable[int]) -> bytes | None:
+        """Frame ``index`` of the video ``name`` in ``files`` as JPEG (None when the file has
+        no such frame). The file is read once for every frame in ``wanted`` (the job's sampled
+        frames)."""
         frames = tuple(sorted({*wanted, index}))
-        key = (str(path), path.stat().st_mtime, frames)
+        path = files.local_path(name)
+        # An object's bytes never change under its key (a job's MP4 is written once, then
+        # moved); a local file's mtime still guards against a file replaced by hand.
+        key = (files.location(name), path.stat().st_mtime if path else 0.0, frames)
         with self._lock:
             found = self._cache.get(key)
             if found is not None:
@@ -60,7 +66,7 @@ class FrameThumbnails:
             with self._lock:
                 found = self._cache.get(key)
             if found is None:
-                found = _decode(path, frames)
+                found = _decode(path or io.BytesIO(files.get_bytes(name)), frames)
                 with self._lock:
                     self._cache[key] = found
                     while len(self._cache) > self._videos:
@@ -70,13 +76,13 @@ class FrameThumbnails:
         return found.get(index)
 
 
-def _decode(path: Path, frames: tuple[int, ...]) -> dict[int, bytes]:
+def _decode(path: Path | io.BytesIO, frames: tuple[int, ...]) -> dict[int, bytes]:
     import av
     from PIL import Image
 
     wanted, last = set(frames), max(frames)
     out: dict[int, bytes] = {}
-    with av.open(str(path), mode="r") as container:
+    with av.open(str(path) if isinstance(path, Path) else path, mode="r") as container:
         if not container.streams.video:
             return out
         stream = container.streams.video[0]

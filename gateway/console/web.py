@@ -31,12 +31,12 @@ from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.params import Body, FromPath, FromQuery
-from litestar.response import File, Redirect
+from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
 from audit import insights
 from audit.errors import AuditError, InvalidRecord, UnknownRecord
-from audit.evidence import resolve_evidence_path
+from audit.evidence import resolve_evidence_key
 from audit.log import AuditLog
 from audit.records import Story
 from classifiers.base import CATEGORIES
@@ -49,7 +49,7 @@ from gateway.console.accounts import (
     SignInFailed,
 )
 from gateway.console.charts import ACTION_COLOURS, Series, colour_for, stacked_bars
-from gateway.console.frames import FrameThumbnails, video_path
+from gateway.console.frames import FrameThumbnails, video_object
 from gateway.console.views import (
     AGES,
     KINDS,
@@ -65,6 +65,9 @@ from gateway.console.views import (
 from gateway.jobs import JobError, JobNotFound, JobStore
 from gateway.problems import Problem
 from gateway.review import MAX_NOTE_CHARS, Verdict, apply_review
+from gateway.videos import serve_object
+from storage import StorageUnavailable
+from storage.objects import ObjectMissing, ObjectStore, object_store
 
 log = logging.getLogger("reelguard.console")
 
@@ -123,6 +126,7 @@ class Console:
     audit: AuditLog
     jobs: JobStore
     thumbnails: FrameThumbnails
+    files: ObjectStore
 
 
 _INIT = threading.Lock()
@@ -149,6 +153,7 @@ def console(state: State) -> Console:
                 audit=state.audit,
                 jobs=state.jobs,
                 thumbnails=FrameThumbnails(),
+                files=object_store(settings),
             )
             state.console = found
     return found
@@ -421,7 +426,7 @@ def _item_context(request: Request[Any, Any, State], item: _Item) -> dict[str, A
             job = c.jobs.get(state.job_id)
         except JobNotFound:
             job = None
-    has_video = state.job_id is not None and video_path(c.settings.data_dir, state.job_id)
+    has_video = state.job_id is not None and video_object(c.files, state.job_id)
     reasons = sorted(
         story.reasons, key=lambda r: (r.get("action") == "allow", r.get("stage") != "frame")
     )
@@ -468,25 +473,27 @@ def frame_image(
     if index not in sampled or item.state.job_id is None:
         raise Problem(404, "not-found", f"Frame {index} was not sampled in {ref}.")
     data: bytes | None = None
-    path = video_path(c.settings.data_dir, item.state.job_id)
-    if path is not None:
+    key = video_object(c.files, item.state.job_id)
+    if key is not None:
         try:
-            data = c.thumbnails.get(path, index, sampled)
+            data = c.thumbnails.get(c.files, key, index, sampled)
+        except StorageUnavailable:
+            raise
         except Exception as exc:  # a damaged file: fall back to the evidence thumbnail
-            log.warning("console: cannot read frames of %s: %s", path, exc)
+            log.warning("console: cannot read frames of %s: %s", c.files.location(key), exc)
     if data is None:
-        data = _evidence_thumbnail(c.settings, item.story, index)
+        data = _evidence_thumbnail(c.files, item.story, index)
     if data is None:
         raise Problem(404, "not-found", f"No picture of frame {index} of {ref} is kept.")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
-def _evidence_thumbnail(settings: Settings, story: Story, index: int) -> bytes | None:
+def _evidence_thumbnail(files: ObjectStore, story: Story, index: int) -> bytes | None:
     for row in story.evidence:
         if row.get("frame_index") == index and row.get("path"):
             try:
-                return resolve_evidence_path(row["path"], settings.data_dir).read_bytes()
-            except (AuditError, OSError):
+                return files.get_bytes(resolve_evidence_key(row["path"], files))
+            except (AuditError, OSError, ObjectMissing):
                 return None
     return None
 
@@ -514,25 +521,19 @@ def reference_image(request: Request[Any, Any, State], ref: FromPath[str]) -> Re
 
 
 @get("/items/{ref:str}/video", sync_to_thread=True)
-def item_video(request: Request[Any, Any, State], ref: FromPath[str]) -> File:
+def item_video(request: Request[Any, Any, State], ref: FromPath[str]) -> Response[Any]:
     """The item's MP4, quarantined or released: only for reviewers of its tenant, never
-    through ``/v1``."""
+    through ``/v1`` (and never as a presigned URL: it is streamed through this route)."""
     session = _session(request)
     item = _load_item(request, session, ref)
-    path = (
-        video_path(console(request.app.state).settings.data_dir, item.state.job_id)
-        if item.state.job_id is not None
-        else None
-    )
-    if path is None:
-        raise Problem(404, "not-found", f"No video file is kept for {ref}.")
-    return File(
-        path=path,
-        media_type="video/mp4",
-        content_disposition_type="inline",
-        filename=path.name,
-        headers={"Cache-Control": "private, no-store"},
-    )
+    c = console(request.app.state)
+    key = video_object(c.files, item.state.job_id) if item.state.job_id is not None else None
+    gone = f"No video file is kept for {ref}."
+    if key is None:
+        raise Problem(404, "not-found", gone)
+    response = serve_object(c.settings, key, "video/mp4", gone=gone, presign=False)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @post("/items/{ref:str}/review", sync_to_thread=True, status_code=303)
@@ -571,9 +572,7 @@ def review_item(request: Request[Any, Any, State], ref: FromPath[str], data: For
     c = console(request.app.state)
     choice: Verdict = "approve" if verdict == "approve" else "reject"
     try:
-        outcome = apply_review(
-            c.audit, c.settings.data_dir, ref, session.reviewer.name, choice, note
-        )
+        outcome = apply_review(c.audit, c.files, ref, session.reviewer.name, choice, note)
     except InvalidRecord as exc:  # the shared checks refused it (the form checked first)
         return _page(
             request,

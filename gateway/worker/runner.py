@@ -7,6 +7,10 @@
            review/block: stay in quarantine, record the withholding, failed (output_moderation,
            or prompt_review when only the prompt was sent to review)
 
+The files live in the object store (:mod:`storage.objects`: the data folder or an S3 bucket);
+a store that cannot be reached fails the job (``storage_unavailable``, or ``release_failed`` for
+a decided job) and releases nothing.
+
 A job is generated only when its prompt decision in the audit log allows it; a job whose worker
 died is recovered by the next claim (a ``decided`` one is finished from its recorded decision,
 anything earlier is run again). The lease and the stops are in :mod:`gateway.worker.lease`,
@@ -18,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,12 +35,14 @@ from audit.log import AuditLog
 from classifiers.base import Evidence, FrameClassifier
 from config.settings import Settings
 from gateway import metrics
-from gateway.jobs import JobStore, VideoJob, videos_dir
+from gateway.jobs import JobStore, VideoJob, video_key
 from gateway.worker.lease import Heartbeat, LeaseLost, Shutdown, StopJob
 from generator.base import Conditioning, VideoBackend, VideoOutput
 from generator.provenance import SigningKey
 from policies.resolved import ResolvedPolicy
 from policies.store import PolicyStore
+from storage import StorageError
+from storage.objects import ObjectStoreUnavailable, object_store
 
 if TYPE_CHECKING:
     from gateway.frame_audit import FrameAuditResult
@@ -145,6 +152,7 @@ class JobRunner:
         self.c = components
         self.worker_id = worker_id
         self.store = JobStore(settings.database)
+        self.files = object_store(settings)
         self.shutdown = shutdown or threading.Event()
 
     def run_next(self) -> bool:
@@ -260,13 +268,14 @@ class JobRunner:
         output.frames.flags.writeable = False
         hb.stage("auditing", s.video_audit_timeout_s, progress=90)
         t, cpu = time.perf_counter(), time.process_time()
-        quarantine = videos_dir(s.data_dir, "quarantine")
-        encoder = BackgroundEncode(
-            lambda: (
-                write_thumbnail(output.frames[0], quarantine / job.thumbnail_name),
-                encode_mp4(output.frames, output.fps, quarantine / job.file_name),
-            )
-        )
+
+        def encode() -> None:
+            with self.files.writing(video_key("quarantine", job.thumbnail_name)) as poster:
+                write_thumbnail(output.frames[0], poster)
+            with self.files.writing(video_key("quarantine", job.file_name)) as mp4:
+                encode_mp4(output.frames, output.fps, mp4)
+
+        encoder = BackgroundEncode(encode)
         try:
             audit = self._audit(job, output, policy)
             timings["audit_s"] = time.perf_counter() - t
@@ -283,7 +292,7 @@ class JobRunner:
             # Never leave the encoder writing behind a failed job (whose files _fail deletes).
             encoder.join(s.video_encode_timeout_s)
         t_sign = time.perf_counter()
-        self._sign(job, output, audit, quarantine / job.file_name)
+        self._sign(job, output, audit, video_key("quarantine", job.file_name))
         timings["sign_s"] = time.perf_counter() - t_sign
 
         hb.stage("recording", s.video_encode_timeout_s, progress=98)
@@ -301,10 +310,10 @@ class JobRunner:
         # there (gateway.cancel), so the trail ends with the release, withholding or cancel.
         self._finalize(self.store.get(job.id), t_record=t)
 
-    def _sign(
-        self, job: VideoJob, output: VideoOutput, audit: FrameAuditResult, path: Path
-    ) -> None:
-        """Embed the C2PA manifest in the quarantined MP4 (see :mod:`generator.provenance`).
+    def _sign(self, job: VideoJob, output: VideoOutput, audit: FrameAuditResult, key: str) -> None:
+        """Embed the C2PA manifest in the quarantined MP4 ``key`` (see
+        :mod:`generator.provenance`): in place in a local folder; in an object store, signed in
+        a temporary copy that replaces the quarantined object (still unreleased).
 
         Without a key the video stays unsigned (the worker said so at start-up). A signing
         failure of a video the frame audit allowed withholds it when
@@ -314,8 +323,8 @@ class JobRunner:
         """
         from generator.provenance import Provenance, ProvenanceError, sign_mp4
 
-        key = self.c.signing_key
-        if key is None:
+        signing_key = self.c.signing_key
+        if signing_key is None:
             return
         info = Provenance(
             job_id=job.id,
@@ -326,7 +335,15 @@ class JobRunner:
             remixed_from=job.remixed_from,
         )
         try:
-            sign_mp4(path, info, key)
+            local = self.files.local_path(key)
+            if local is not None:
+                sign_mp4(local, info, signing_key)
+            else:
+                with tempfile.TemporaryDirectory(prefix="reelguard-sign-") as folder:
+                    copy = Path(folder) / job.file_name
+                    copy.write_bytes(self.files.get_bytes(key))
+                    sign_mp4(copy, info, signing_key)
+                    self.files.put_file(key, copy)
         except ProvenanceError as exc:
             if not self.settings.c2pa_required or not audit.released:
                 # Unsigned but allowed by settings, or withheld anyway (its frame audit is
@@ -387,9 +404,7 @@ class JobRunner:
         input_action = Action((job.input_moderation or {}).get("action", "allow"))
         final = max(prompt_action, input_action, audit.decision.action, key=lambda a: a.severity)
         latency = {k.removesuffix("_s"): v * 1000.0 for k, v in timings.items()}
-        thumbnails = flagged_thumbnails(
-            self.settings.data_dir, job.id, output.frames, audit.decision
-        )
+        thumbnails = flagged_thumbnails(self.files, job.id, output.frames, audit.decision)
         metrics.count_decision(job.tenant, "frame", audit.decision)
         self.c.audit_log.record_frame_audit(
             FrameAuditRecord(
@@ -404,7 +419,6 @@ class JobRunner:
                 },
                 latency_ms=latency,
                 thumbnails=thumbnails,
-                data_dir=self.settings.data_dir,
             )
         )
         return {
@@ -438,13 +452,12 @@ class JobRunner:
         actor = f"worker:{self.worker_id}"
         timings = dict(job.timings)
         allowed = job.frame_moderation.get("final_action") == "allow"
-        data_dir = self.settings.data_dir
         try:
             if allowed:
                 timings["record_s"] = time.perf_counter() - t
                 release(
                     self.c.audit_log,
-                    data_dir,
+                    self.files,
                     job,
                     self.worker_id,
                     reason="the frame audit allowed every sampled frame",
@@ -456,7 +469,7 @@ class JobRunner:
                 code, reason = withhold_cause(job)
                 withhold(
                     self.c.audit_log,
-                    data_dir,
+                    self.files,
                     job,
                     self.worker_id,
                     code=code,
@@ -480,7 +493,10 @@ class JobRunner:
         from gateway.webhooks import enqueue_event
 
         if allowed:
-            remove_files(self.settings.data_dir, job)
+            try:
+                remove_files(self.files, job)
+            except StorageError as exc:  # unreleased and never servable; only space is lost
+                log.warning("job %s: cannot delete its files now: %s", job.id, exc)
             message = "deleted while running; the video was not released and its files are gone"
         else:
             message = (
@@ -498,9 +514,11 @@ class JobRunner:
         from gateway.webhooks import enqueue_event
 
         if self.store.get(job.id).stage != "decided":  # audited files are evidence: keep them
-            quarantine = videos_dir(self.settings.data_dir, "quarantine")
             for name in (job.file_name, job.thumbnail_name):
-                (quarantine / name).unlink(missing_ok=True)
+                try:
+                    self.files.delete(video_key("quarantine", name))
+                except StorageError as exc:  # quarantined files are never served
+                    log.warning("job %s: cannot delete unaudited %s: %s", job.id, name, exc)
         if self.store.finish(
             job.id, self.worker_id, status="failed", error_code=code, error_message=message
         ):
@@ -572,6 +590,8 @@ def _error_code(exc: Exception) -> str:
         return "invalid_request"
     if isinstance(exc, BackendError):
         return "generation_failed"
+    if isinstance(exc, ObjectStoreUnavailable):
+        return "storage_unavailable"
     return "internal_error"
 
 

@@ -1,0 +1,478 @@
+"""Where video files, thumbnails and evidence frames live: one small object-store seam.
+
+Every file ReelGuard keeps is an *object* named by a key relative to the store's root:
+``quarantine/<job>.mp4``, ``released/<job>.jpg``, ``evidence/<job>/frame_000016.jpg``. Two
+stores implement :class:`ObjectStore`:
+
+- :class:`LocalFolderStore` (the default, ``REELGUARD_DATA_DIR``): a key is the file
+  ``<root>/<key>``; writes are atomic (a temporary file renamed into place), a move is one
+  ``os.replace`` (same filesystem). The files are exactly those of the releases before the seam.
+- :class:`S3Store` (``REELGUARD_STORAGE_URL=s3://BUCKET[/PREFIX]``, endpoint in
+  ``REELGUARD_S3_ENDPOINT_URL``, credentials from ``AWS_ACCESS_KEY_ID`` /
+  ``AWS_SECRET_ACCESS_KEY`` as boto3 reads them): a key is the object ``PREFIX/<key>`` in
+  the bucket; a move is a server-side copy then a delete of the source.
+
+The meanings stay with the callers (``gateway.jobs``, ``gateway.cancel``, ``audit.evidence``):
+nothing is served from ``quarantine/``, and a file moves to ``released/`` only after the audit
+decision is committed. Errors (see :mod:`storage.errors`)::
+
+    StorageError
+    ├── StorageUnavailable
+    │   └── ObjectStoreUnavailable  the store cannot be reached or refused the request
+    └── ObjectMissing               no object under that key
+
+Stores are frozen dataclasses that pickle (``audit verify`` hands one to its worker
+processes); an S3 client is built on first use in each process and reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from storage.errors import StorageError, StorageUnavailable
+
+CHUNK_BYTES = 256 * 1024
+"""Bytes per chunk when an object is streamed to a client."""
+
+_KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+class ObjectStoreUnavailable(StorageUnavailable):
+    """The object store cannot be reached now, or refused the request (credentials, bucket);
+    the message names the store and what to check. Nothing was changed by the failed call."""
+
+
+class ObjectMissing(StorageError):
+    """No object is stored under the key (the message names the store and the key)."""
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a relative, ``/``-separated name without ``.``/``..`` parts; else
+    :class:`ValueError` naming it."""
+    if not _KEY.match(key) or any(part in (".", "..") for part in key.split("/")):
+        raise ValueError(f"object key {key!r} is not a relative name like 'released/<id>.mp4'")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStream:
+    """An object opened for reading: its size and its bytes in chunks (close it when done)."""
+
+    size: int
+    chunks: Iterator[bytes]
+    close: Callable[[], object]
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Files by key (see the module docstring). Every method raises
+    :class:`ObjectStoreUnavailable` when the store cannot be reached."""
+
+    @property
+    def label(self) -> str:
+        """The store for messages: a folder, or ``s3://bucket/prefix`` (no credentials)."""
+        ...
+
+    def location(self, key: str) -> str:
+        """Where ``key`` lives, as the audit log records it (a file path or an ``s3://`` URL)."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes, *, private: bool = False) -> None:
+        """Store ``data`` under ``key`` (replacing it), atomically: a reader sees the old object
+        or the new one. ``private``: owner-only permissions where the store has them."""
+        ...
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Store the file ``source`` under ``key`` (replacing it), atomically."""
+        ...
+
+    def writing(self, key: str) -> contextlib.AbstractContextManager[Path]:
+        """A local path to write the object to; on a clean exit it is stored under ``key``."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """The object's bytes; :class:`ObjectMissing` when there is none."""
+        ...
+
+    def open(self, key: str) -> ObjectStream:
+        """The object for streaming; :class:`ObjectMissing` when there is none."""
+        ...
+
+    def move(self, source: str, target: str) -> None:
+        """Move ``source`` to ``target`` (replacing it); :class:`ObjectMissing` when
+        ``source`` is gone."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; False when there was nothing to delete."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """The file behind ``key`` when the store is a local folder, else None."""
+        ...
+
+    def presigned_url(self, key: str, expires_s: int, media_type: str) -> str | None:
+        """A URL that serves ``key`` without credentials for ``expires_s`` seconds (None when
+        the store has none: a local folder)."""
+        ...
+
+
+# -- a local folder --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFolderStore:
+    """Objects as files under ``root`` (the ``REELGUARD_DATA_DIR`` folder)."""
+
+    root: Path
+
+    @property
+    def label(self) -> str:
+        return str(self.root)
+
+    def path(self, key: str) -> Path:
+        """The file behind ``key`` (which is checked, so it stays inside ``root``)."""
+        return Path(self.root) / check_key(key)
+
+    def location(self, key: str) -> str:
+        return str(self.path(key))
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def put_bytes(self, key: str, data: bytes, *, private: bool = False) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            if private:
+                os.chmod(tmp, 0o600)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, source: Path) -> None:
+        target = self.path(key)
+        if Path(source).resolve() == target.resolve():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Iterator[Path]:
+        # The writers (the MP4 encoder, the thumbnail writer) write the file in place, as
+        # they always have: quarantine/ is never served, so a half-written file is harmless.
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        yield target
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectMissing(f"{self.path(key)}: no such file") from None
+
+    def open(self, key: str) -> ObjectStream:
+        try:
+            fh = self.path(key).open("rb")
+        except FileNotFoundError:
+            raise ObjectMissing(f"{self.path(key)}: no such file") from None
+        size = os.fstat(fh.fileno()).st_size
+        return ObjectStream(size, iter(lambda: fh.read(CHUNK_BYTES), b""), fh.close)
+
+    def move(self, source: str, target: str) -> None:
+        dest = self.path(target)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(self.path(source), dest)
+        except FileNotFoundError:
+            raise ObjectMissing(f"{self.path(source)}: no such file") from None
+
+    def delete(self, key: str) -> bool:
+        try:
+            self.path(key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def local_path(self, key: str) -> Path | None:
+        return self.path(key)
+
+    def presigned_url(self, key: str, expires_s: int, media_type: str) -> str | None:
+        return None
+
+
+# -- S3 and S3-compatible servers ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class S3Store:
+    """Objects in ``bucket`` under ``prefix`` (empty, or ending in ``/``), through boto3."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    timeout_s: float = 10.0
+
+    @property
+    def label(self) -> str:
+        where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        return where + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+
+    def name(self, key: str) -> str:
+        """The object name of ``key`` in the bucket."""
+        return self.prefix + check_key(key)
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.name(key)}"
+
+    def _client(self) -> Any:
+        return _s3_client(self.endpoint_url, self.region, self.timeout_s)
+
+    def _call(self, what: str, key: str, call: Any, **kwargs: Any) -> Any:
+        """``call(**kwargs)`` with boto3's errors translated (see :func:`_translate`)."""
+        try:
+            return call(**kwargs)
+        except Exception as exc:
+            ours = _translate(exc, self, what, key)
+            if ours is exc:
+                raise  # not boto3's: a bug, with its own traceback
+            raise ours from exc
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(
+                "head", key, self._client().head_object, Bucket=self.bucket, Key=self.name(key)
+            )
+        except ObjectMissing:
+            return False
+        return True
+
+    def put_bytes(self, key: str, data: bytes, *, private: bool = False) -> None:
+        c = self._client()
+        self._call("put", key, c.put_object, Bucket=self.bucket, Key=self.name(key), Body=data)
+
+    def put_file(self, key: str, source: Path) -> None:
+        with open(source, "rb") as fh:
+            c = self._client()
+            self._call("put", key, c.put_object, Bucket=self.bucket, Key=self.name(key), Body=fh)
+
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Iterator[Path]:
+        folder = Path(tempfile.mkdtemp(prefix="reelguard-obj-"))
+        try:
+            path = folder / Path(check_key(key)).name
+            yield path
+            self.put_file(key, path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def get_bytes(self, key: str) -> bytes:
+        stream = self.open(key)
+        try:
+            return b"".join(stream.chunks)
+        finally:
+            stream.close()
+
+    def open(self, key: str) -> ObjectStream:
+        c = self._client()
+        answer = self._call("get", key, c.get_object, Bucket=self.bucket, Key=self.name(key))
+        body = answer["Body"]
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from body.iter_chunks(CHUNK_BYTES)
+            except Exception as exc:
+                ours = _translate(exc, self, "read", key)
+                if ours is exc:
+                    raise
+                raise ours from exc
+
+        return ObjectStream(int(answer["ContentLength"]), chunks(), body.close)
+
+    def move(self, source: str, target: str) -> None:
+        c = self._client()
+        self._call(
+            "copy",
+            source,
+            c.copy_object,
+            Bucket=self.bucket,
+            Key=self.name(target),
+            CopySource={"Bucket": self.bucket, "Key": self.name(source)},
+        )
+        self.delete(source)
+
+    def delete(self, key: str) -> bool:
+        if not self.exists(key):
+            return False
+        c = self._client()
+        self._call("delete", key, c.delete_object, Bucket=self.bucket, Key=self.name(key))
+        return True
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def presigned_url(self, key: str, expires_s: int, media_type: str) -> str | None:
+        params = {"Bucket": self.bucket, "Key": self.name(key), "ResponseContentType": media_type}
+        return str(
+            self._call(
+                "presign",
+                key,
+                self._client().generate_presigned_url,
+                ClientMethod="get_object",
+                Params=params,
+                ExpiresIn=expires_s,
+            )
+        )
+
+
+_clients: dict[tuple[int, str | None, str, float, str | None], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _s3_client(endpoint_url: str | None, region: str, timeout_s: float) -> Any:
+    """One boto3 client per process, endpoint and access key (clients are thread-safe; not
+    fork-safe, so the process id is part of the key; credentials are read when the client is
+    built, so a changed ``AWS_ACCESS_KEY_ID`` gets a new one)."""
+    key = (os.getpid(), endpoint_url, region, timeout_s, os.environ.get("AWS_ACCESS_KEY_ID"))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region,
+                config=Config(
+                    connect_timeout=timeout_s,
+                    read_timeout=timeout_s,
+                    retries={"max_attempts": 2, "mode": "standard"},
+                    s3={"addressing_style": "path"},
+                    signature_version="s3v4",  # presigned URLs too (boto3's default is v2 there)
+                ),
+            )
+            _clients[key] = client
+    return client
+
+
+def _translate(exc: Exception, store: S3Store, what: str, key: str) -> Exception:
+    """boto3's error as ours: a missing key is :class:`ObjectMissing`, anything else that the
+    store or the network raised :class:`ObjectStoreUnavailable` (with the fix to try)."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+
+    where = f"{store.label}: {what} {key!r}"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return ObjectMissing(f"{where}: no such object")
+        if code in ("NoSuchBucket",):
+            return ObjectStoreUnavailable(
+                f"{where}: the bucket does not exist; create it or fix REELGUARD_STORAGE_URL"
+            )
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return ObjectStoreUnavailable(
+                f"{where}: access denied ({code}); check AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY and the bucket's policy"
+            )
+        return ObjectStoreUnavailable(f"{where}: the store answered {code or 'an error'}")
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return ObjectStoreUnavailable(
+            f"{where}: no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+            "another source boto3 reads: a profile, an instance role)"
+        )
+    if isinstance(exc, BotoCoreError):
+        return ObjectStoreUnavailable(
+            f"{where}: cannot reach the store ({type(exc).__name__}); check "
+            "REELGUARD_S3_ENDPOINT_URL and that the server is up"
+        )
+    return exc
+
+
+# -- from settings ---------------------------------------------------------------------------
+
+
+class ObjectStoreSettings(Protocol):
+    """The settings an object store is chosen from (``config.settings.Settings`` has them)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def storage_url(self) -> str | None: ...
+
+    @property
+    def s3_endpoint_url(self) -> str | None: ...
+
+    @property
+    def s3_region(self) -> str: ...
+
+    @property
+    def s3_timeout_s(self) -> float: ...
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://BUCKET[/PREFIX]`` as (bucket, prefix ending in ``/`` or empty); ValueError with
+    the fix when it is not one."""
+    match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[^\s]*)?", url)
+    if match is None:
+        raise ValueError(
+            f"{url!r} is not an object store URL: use s3://BUCKET or s3://BUCKET/PREFIX "
+            "(bucket: 3-63 lower-case letters, digits, '.', '-')"
+        )
+    prefix = (match.group(2) or "").strip("/")
+    if prefix:
+        check_key(prefix)
+    return match.group(1), f"{prefix}/" if prefix else ""
+
+
+def object_store(settings: ObjectStoreSettings) -> ObjectStore:
+    """The store ``settings`` name: S3 when ``storage_url`` is set, else the data folder."""
+    if not settings.storage_url:
+        return LocalFolderStore(Path(settings.data_dir))
+    bucket, prefix = parse_s3_url(settings.storage_url)
+    return S3Store(
+        bucket,
+        prefix,
+        endpoint_url=settings.s3_endpoint_url or None,
+        region=settings.s3_region,
+        timeout_s=settings.s3_timeout_s,
+    )
+
+
+def as_object_store(where: Path | ObjectStore) -> ObjectStore:
+    """``where`` as a store: a folder path becomes a :class:`LocalFolderStore`."""
+    return LocalFolderStore(Path(where)) if isinstance(where, str | os.PathLike) else where
