@@ -3,8 +3,8 @@ video, and the one that records a rejection.
 
 The reviewer CLI (``reelguard audit review ID --approve|--reject``,
 :mod:`gateway.commands.audit`) and the review console (``POST /review/items/ID/review``,
-:mod:`gateway.console.item_routes`) both call :func:`apply_review`, so every approve and reject takes
-one code path with the same checks (:func:`check_review`: a named reviewer, a note of at most
+:mod:`gateway.console.item_routes`) both call :func:`apply_review`, so every approve and reject
+takes one code path with the same checks (:func:`check_review`: a named reviewer, a note of at most
 :data:`MAX_NOTE_CHARS` characters). For a withheld video it moves the files out of quarantine
 (approve) and then, in **one transaction**, records the release, marks the job completed (or,
 on reject, marks the review rejected) and records the review, so no crash can leave a release
