@@ -370,3 +370,20 @@ class RedactReport:
             "through_seq": self.through_seq,
             "rows": self.rows,
         }
+
+
+def evidence_text(items: Sequence[Mapping[str, Any]] | None) -> str:
+    """A stored reason's evidence on one line, as ``audit show`` and the review console print it:
+    frames as ``frame 16 @ 2.00s``, text spans as ``'word' [4:8]`` (or their offsets when the
+    text was not stored), each with its detail."""
+    parts = []
+    for e in items or ():
+        if e.get("frame_index") is not None:
+            parts.append(f"frame {e['frame_index']} @ {e.get('timestamp_s', 0):.2f}s")
+        elif e.get("text") is not None:
+            parts.append(f"{e['text']!r} [{e.get('start')}:{e.get('end')}]")
+        elif "start" in e:
+            parts.append(f"[{e['start']}:{e.get('end')}] (text not stored)")
+        if e.get("detail"):
+            parts.append(str(e["detail"]))
+    return "; ".join(parts)

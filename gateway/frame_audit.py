@@ -453,23 +453,17 @@ def audit_frames(
             model_version="none",
         )
     n_threads = max(1, threads if threads is not None else default_audit_threads())
-    pieces = _pieces(sampled, n_threads)
-    stuck = [_stuck(clf) for clf in classifiers]
-    work = [(clf, [] if dead else pieces) for clf, dead in zip(classifiers, stuck, strict=True)]
-    scheduler = _Scheduler(work, n_threads)
-    try:
-        scheduler.wait(deadline)
-        for clf, parts, dead in zip(classifiers, scheduler.futures, stuck, strict=True):
-            if not dead:
-                got, elapsed_ms = _collect(clf, parts, sampled, policy, deadline, budget_s)
-            else:
-                got, elapsed_ms = _stuck_verdicts(clf, policy), 0.0
-            verdicts += got
-            timings[f"classify:{clf.name}"] = elapsed_ms
-            model_versions[clf.name] = f"{clf.model_id}@{clf.model_version}"
-    finally:
-        # A hung classifier keeps its threads; don't wait for them, start nothing more.
-        scheduler.cancel_pending()
+    verdicts += _run_classifiers(
+        classifiers,
+        _pieces(sampled, n_threads),
+        sampled,
+        policy,
+        deadline=deadline,
+        budget_s=budget_s,
+        threads=n_threads,
+        timings=timings,
+        model_versions=model_versions,
+    )
     t_decide = time.perf_counter()
     decision = decide_release(policy, verdicts, sampled, minor_mentions=minor_mentions)
     now = time.perf_counter()
@@ -522,9 +516,40 @@ def classify_image(
             [c for c in CATEGORIES if policy.stage(c, "input").enabled],
             model_version="none",
         )
+    verdicts += _run_classifiers(
+        classifiers,
+        [frames],
+        frames,
+        policy,
+        deadline=deadline,
+        budget_s=budget_s,
+        threads=max(1, threads if threads is not None else len(classifiers)),
+        timings=timings,
+        model_versions=model_versions,
+    )
+    return ImageScores(tuple(verdicts), model_versions, timings)
+
+
+def _run_classifiers(
+    classifiers: Sequence[FrameClassifier],
+    pieces: Sequence[Sequence[SampledFrame]],
+    frames: Sequence[SampledFrame],
+    policy: ResolvedPolicy,
+    *,
+    deadline: float,
+    budget_s: float,
+    threads: int,
+    timings: dict[str, float],
+    model_versions: dict[str, str],
+) -> list[Verdict]:
+    """Every classifier on every piece of ``frames`` on ``threads`` threads (see
+    :class:`_Scheduler`) until ``deadline``; a classifier stuck from an earlier call, or one
+    that fails or times out, yields fail-closed error verdicts. Fills in ``timings``
+    (``classify:<name>``, ms) and ``model_versions``."""
+    verdicts: list[Verdict] = []
     stuck = [_stuck(clf) for clf in classifiers]
-    work = [(clf, [] if dead else [frames]) for clf, dead in zip(classifiers, stuck, strict=True)]
-    scheduler = _Scheduler(work, max(1, threads if threads is not None else len(classifiers)))
+    work = [(clf, [] if dead else pieces) for clf, dead in zip(classifiers, stuck, strict=True)]
+    scheduler = _Scheduler(work, threads)
     try:
         scheduler.wait(deadline)
         for clf, parts, dead in zip(classifiers, scheduler.futures, stuck, strict=True):
@@ -536,8 +561,9 @@ def classify_image(
             timings[f"classify:{clf.name}"] = elapsed_ms
             model_versions[clf.name] = f"{clf.model_id}@{clf.model_version}"
     finally:
+        # A hung classifier keeps its threads; don't wait for them, start nothing more.
         scheduler.cancel_pending()
-    return ImageScores(tuple(verdicts), model_versions, timings)
+    return verdicts
 
 
 def failed_audit(policy: ResolvedPolicy, message: str) -> FrameAuditResult:

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,8 @@ def show(ref: str, as_json: bool, db: DbTarget) -> None:
 
 
 def _show_story(story: Any) -> None:
+    from audit.records import evidence_text
+
     req = story.request
     if req is not None:
         retention = req["redacted"] or req["retention"]
@@ -189,7 +191,7 @@ def _show_story(story: Any) -> None:
                     fmt_score(v["score"]),
                     fmt_score(v["threshold"]),
                     f"{v['model_id']}@{v['model_version']}",
-                    _evidence_text(v["evidence"]),
+                    evidence_text(v["evidence"]),
                 ]
                 for v in story.verdicts
                 if v["score"] or v["evidence"]
@@ -222,27 +224,13 @@ def _show_story(story: Any) -> None:
                     r["classifier"],
                     fmt_score(r["score"]),
                     fmt_score(r["threshold"]),
-                    _evidence_text(r["evidence"]) or r["message"],
+                    evidence_text(r["evidence"]) or r["message"],
                 ]
                 for r in story.reasons
             ),
         )
     _show_frames(story)
     _show_outcomes(story)
-
-
-def _evidence_text(items: Sequence[dict[str, Any]] | None) -> str:
-    parts = []
-    for e in items or ():
-        if e.get("frame_index") is not None:
-            parts.append(f"frame {e['frame_index']} @ {e.get('timestamp_s', 0):.2f}s")
-        elif e.get("text") is not None:
-            parts.append(f"{e['text']!r} [{e.get('start')}:{e.get('end')}]")
-        elif "start" in e:
-            parts.append(f"[{e['start']}:{e.get('end')}] (text not stored)")
-        if e.get("detail"):
-            parts.append(str(e["detail"]))
-    return "; ".join(parts)
 
 
 def _show_frames(story: Any) -> None:

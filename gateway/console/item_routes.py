@@ -18,7 +18,7 @@ from litestar.response import Redirect
 from audit import insights
 from audit.errors import AuditError, InvalidRecord, UnknownRecord
 from audit.evidence import resolve_evidence_key
-from audit.records import Story
+from audit.records import Story, evidence_text
 from classifiers.base import CATEGORIES
 from gateway import metrics
 from gateway.console.accounts import (
@@ -349,22 +349,8 @@ def item_history(request: Request[Any, Any, State], ref: FromPath[str]) -> Respo
         item=item.state,
         story=story,
         timeline=frame_timeline(story),
-        evidence_text=_evidence_text,
+        evidence_text=evidence_text,
     )
-
-
-def _evidence_text(items: list[dict[str, Any]] | None) -> str:
-    parts = []
-    for e in items or ():
-        if e.get("frame_index") is not None:
-            parts.append(f"frame {e['frame_index']} @ {e.get('timestamp_s', 0):.2f}s")
-        elif e.get("text") is not None:
-            parts.append(f"{e['text']!r} [{e.get('start')}:{e.get('end')}]")
-        elif "start" in e:
-            parts.append(f"[{e['start']}:{e.get('end')}] (text not stored)")
-        if e.get("detail"):
-            parts.append(str(e["detail"]))
-    return "; ".join(parts)
 
 
 # -- policies ------------------------------------------------------------------------------------
