@@ -34,7 +34,7 @@ def signing_key_or_explain(settings: Settings) -> None:
     """Check the C2PA signing settings before any worker starts: a required key that is
     missing or unreadable stops here with the fix, not in a worker restart loop; no key at
     all is logged (videos are released unsigned)."""
-    from gateway.worker.runner import load_signing_key
+    from gateway.worker.components import load_signing_key
     from generator.provenance import ProvenanceError
 
     try:

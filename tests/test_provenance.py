@@ -22,7 +22,7 @@ from config.settings import Settings
 from gateway.app import create_app
 from gateway.cli import main
 from gateway.keys import KeyStore
-from gateway.worker.runner import load_signing_key
+from gateway.worker.components import load_signing_key
 from generator.provenance import (
     TRAINED_ALGORITHMIC_MEDIA,
     ProvenanceError,

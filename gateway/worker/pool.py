@@ -27,7 +27,8 @@ from config.settings import Settings
 from gateway import metrics
 from gateway.doorbell import Doorbell, open_doorbell
 from gateway.jobs import JobStore
-from gateway.worker.runner import Components, JobRunner
+from gateway.worker.components import Components
+from gateway.worker.runner import JobRunner
 
 log = logging.getLogger("reelguard.worker")
 
