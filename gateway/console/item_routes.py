@@ -278,6 +278,23 @@ def item_video(request: Request[Any, Any, State], ref: FromPath[str]) -> Respons
     return response
 
 
+def _refused_form(
+    request: Request[Any, Any, State], session: Session, item: _Item, error: str, note: str
+) -> Response[str]:
+    """The item page again (422) with the review form's error and the note as typed."""
+    return render_page(
+        request,
+        "item.html",
+        session=session,
+        status=422,
+        nav="queue",
+        blur=session.reviewer.blur_flagged,
+        form_error=error,
+        note=note,
+        **_item_context(request, item),
+    )
+
+
 @post("/items/{ref:str}/review", sync_to_thread=True, status_code=303)
 def review_item(request: Request[Any, Any, State], ref: FromPath[str], data: Form) -> Response[Any]:
     """Approve or reject with a note; recorded with the signed-in reviewer's account."""
@@ -300,33 +317,13 @@ def review_item(request: Request[Any, Any, State], ref: FromPath[str], data: For
             "history.",
         )
     if error is not None:
-        return render_page(
-            request,
-            "item.html",
-            session=session,
-            status=422,
-            nav="queue",
-            blur=session.reviewer.blur_flagged,
-            form_error=error,
-            note=note,
-            **_item_context(request, item),
-        )
+        return _refused_form(request, session, item, error, note)
     c = console(request.app.state)
     choice: Verdict = "approve" if verdict == "approve" else "reject"
     try:
         outcome = apply_review(c.audit, c.files, ref, session.reviewer.name, choice, note)
     except InvalidRecord as exc:  # the shared checks refused it (the form checked first)
-        return render_page(
-            request,
-            "item.html",
-            session=session,
-            status=422,
-            nav="queue",
-            blur=session.reviewer.blur_flagged,
-            form_error=str(exc).capitalize() + ".",
-            note=note,
-            **_item_context(request, item),
-        )
+        return _refused_form(request, session, item, str(exc).capitalize() + ".", note)
     except JobError as exc:  # the job system refused: decided meanwhile, or its file is gone
         raise Problem(409, "conflict", str(exc)) from None
     metrics.annotate(request, action=verdict)
