@@ -49,6 +49,14 @@ LEXICON_CATEGORIES: tuple[Category, ...] = (
     "self-harm",
 )
 EXTRA_TERM_FACTOR = 0.5
+MENTION_FACTOR = 0.2
+"""A term that is *mentioned* ("what does the term 'X' mean?", "a film titled 'X'") rather than
+used scores this share of its weight: below every shipped review threshold, the sexual/minors
+one included, so a question about a word is not treated as a request for what it names."""
+MENTION_CUE_GAP = 3
+"""How many words before a mention cue are searched for a verb that makes it a use again
+("shouting the word 'X'", "a sign with the word 'X'")."""
+_QUOTES = "'\"‘’“”«»`"
 MAX_EVIDENCE = 5
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3]")
 _GROUP = re.compile(r"\(([^()]*)\)")
@@ -66,6 +74,15 @@ class LexiconError(ValueError):
     """The lexicon file is missing or invalid; the message names the file, field and fix."""
 
 
+class _MentionCues(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    before: list[str] = []
+    before_quoted: list[str] = []
+    after: list[str] = []
+    used_if_before: list[str] = []
+
+
 class _LexiconFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -73,6 +90,7 @@ class _LexiconFile(BaseModel):
     categories: dict[Category, dict[str, float]]
     exceptions: list[str] = []
     minors: list[str] = []
+    mentions: _MentionCues = _MentionCues()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +105,7 @@ class _Match:
     start: int
     end: int
     term: _Term
+    mentioned: bool = False
 
 
 def expand(term: str) -> list[str]:
@@ -211,6 +230,7 @@ class Lexicon:
             self._index.add(text, _Term(text, "exception", 0.0), f"{path}: exceptions")
         for text in data.minors:
             self._index.add(text, _Term(text, "minor", 0.0), f"{path}: minors")
+        self._cues = _CueIndex(path, data.mentions)
 
     def matches(self, prompt: PromptText) -> list[_Match]:
         """Every term hit in ``prompt`` that no exception phrase covers."""
@@ -229,7 +249,7 @@ class Lexicon:
             if m.term.category != "minor":
                 longer_end[m.start] = max(longer_end.get(m.start, -1), m.end)
         longest = max(m.end - m.start for m in found)
-        return [
+        kept = [
             m
             for m in found
             if m.term.category != "exception"
@@ -239,6 +259,81 @@ class Lexicon:
                 or not _inside(longer_end, m.start, m.end, longest, strictly_longer=True)
             )
         ]
+        return [
+            m
+            if m.term.category == "minor" or not self._cues.mentioned(prompt, words, spans, m)
+            else _Match(m.start, m.end, m.term, mentioned=True)
+            for m in kept
+        ]
+
+
+class _CueIndex:
+    """The lexicon's ``mentions`` cues: when a matched term is talked *about*, not used.
+
+    ``before``: words right before the term ("the term", "the slur", "titled", "known as");
+    ``before_quoted``: the same, but only when the term is in quotes ("the movie 'X'");
+    ``after``: words right after it ("X means", "X stands for"), when the term is quoted or a
+    question follows. A cue does not count when one of
+    ``used_if_before`` comes in the few words before it ("shouting the word", "a sign with the
+    word"): then the prompt depicts the word being used.
+    """
+
+    def __init__(self, path: Path, cues: _MentionCues) -> None:
+        def keys(field: str, phrases: list[str]) -> frozenset[tuple[str, ...]]:
+            out = set()
+            for raw in phrases:
+                for form in expand(raw):
+                    key = tuple(normalize_key(form).split())
+                    if not key or "*" in form:
+                        raise LexiconError(
+                            f"{path}: mentions.{field}: {raw!r} must be plain words "
+                            "(alternatives in '(a|b)' allowed; '*' only in used_if_before)"
+                        )
+                    out.add(key)
+            return frozenset(out)
+
+        self.before = keys("before", cues.before)
+        self.before_quoted = keys("before_quoted", cues.before_quoted)
+        self.after = keys("after", cues.after)
+        used = [f for raw in cues.used_if_before for f in expand(raw)]
+        self.used_words = frozenset(normalize_key(f) for f in used if not f.endswith("*"))
+        self.used_prefixes = tuple(normalize_key(f[:-1]) for f in used if f.endswith("*"))
+        lengths = [len(k) for k in (*self.before, *self.before_quoted, *self.after)]
+        self.longest = max(lengths, default=0)
+
+    def mentioned(
+        self,
+        prompt: PromptText,
+        words: list[str],
+        spans: list[tuple[int, int]],
+        m: _Match,
+    ) -> bool:
+        if not self.longest:
+            return False
+        first = next((i for i, (a, _) in enumerate(spans) if a >= m.start), None)
+        last = next((i for i in range(len(spans) - 1, -1, -1) if spans[i][1] <= m.end), None)
+        if first is None or last is None:
+            return False
+        text = prompt.normalized
+        gap_start = spans[first - 1][1] if first > 0 else 0
+        quoted = any(q in text[gap_start : m.start] for q in _QUOTES)
+        for n in range(1, self.longest + 1):
+            if first - n < 0:
+                break
+            cue = tuple(words[first - n : first])
+            if cue in self.before or (quoted and cue in self.before_quoted):
+                return not self._used(words, first - n)
+        if not (quoted or "?" in text[m.end :]):
+            return False
+        for n in range(1, self.longest + 1):
+            if tuple(words[last + 1 : last + 1 + n]) in self.after:
+                return not self._used(words, first)
+        return False
+
+    def _used(self, words: list[str], cue_start: int) -> bool:
+        """A speech or display verb shortly before the cue: the word is depicted in use."""
+        window = words[max(0, cue_start - MENTION_CUE_GAP) : cue_start]
+        return any(w in self.used_words or w.startswith(self.used_prefixes) for w in window)
 
 
 def _inside(
@@ -266,7 +361,7 @@ def _parse(path: Path, raw: bytes) -> _LexiconFile:
         field = ".".join(str(p) for p in first["loc"])
         raise LexiconError(
             f"{path}: {field}: {first['msg']} (expected keys: version, categories, exceptions, "
-            "minors; categories are policy category names)"
+            "minors, mentions; categories are policy category names)"
         ) from exc
 
 
@@ -313,6 +408,8 @@ class LexiconClassifier:
                 cats.append("violence")
             for cat in cats:
                 w = m.term.weight * (0.9 if cat != m.term.category else 1.0)
+                if m.mentioned:
+                    w *= MENTION_FACTOR
                 best = by_cat.setdefault(cat, {})
                 if m.term.text not in best or best[m.term.text][0] < w:
                     best[m.term.text] = (w, m)
@@ -320,7 +417,12 @@ class LexiconClassifier:
         for category in self.categories:
             hits = sorted(by_cat.get(category, {}).values(), key=lambda h: -h[0])
             evidence = tuple(
-                prompt.evidence(m.start, m.end, f"term {m.term.text!r} ({m.term.category}, {w:g})")
+                prompt.evidence(
+                    m.start,
+                    m.end,
+                    f"term {m.term.text!r} ({m.term.category}, {w:g}"
+                    + (", mentioned, not used)" if m.mentioned else ")"),
+                )
                 for w, m in hits[:MAX_EVIDENCE]
             )
             out.append(
