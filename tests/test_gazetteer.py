@@ -142,6 +142,9 @@ BENIGN = [
     ("a dark elf casting a spell, Arcane magic", "'Arcane' capitalised is still a word"),
     ("a mermaid with blonde hair near a coral reef", "no red hair: not Ariel's description"),
     ("a hedgehog sniffing leaves in the garden", "not blue: not Sonic"),
+    ("A toddler walks a pitbull.", "'a pitbull' is a dog, not the rapper"),
+    ("a drake swimming in a pond", "'a drake' is a duck"),
+    ("a painting of the Mona Lisa with a frown", "a public-domain painting, not a brand"),
 ]  # fmt: skip
 
 
@@ -149,6 +152,29 @@ BENIGN = [
 def test_benign(classifier: GazetteerClassifier, prompt: str, why: str) -> None:
     s = scores(classifier, prompt)
     assert s["celebrity"] < REVIEW_AT and s["ip"] < REVIEW_AT, (why, s)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "entity"),
+    [
+        ("Pitbull performing on stage", "Pitbull"),
+        ("a Drake concert in Toronto", "Drake"),
+        ("a Beyonce lookalike dancing", "Beyoncé"),
+    ],
+)
+def test_a_name_after_a_or_an_still_counts_with_the_persons_context(
+    classifier: GazetteerClassifier, prompt: str, entity: str
+) -> None:
+    assert scores(classifier, prompt)["celebrity"] >= BLOCK_AT
+    assert any(d.startswith(entity) for d in entity_names(classifier, prompt, "celebrity"))
+
+
+def test_a_person_is_not_also_a_minor_character_of_the_same_name(
+    classifier: GazetteerClassifier,
+) -> None:
+    # "Barack Obama" is also a rare Marvel Comics character in the kit's IP list.
+    s = scores(classifier, "Barack Obama giving a speech")
+    assert s["celebrity"] >= BLOCK_AT and s["ip"] == 0.0
 
 
 def test_capitalised_common_phrase_without_context_is_review_level(

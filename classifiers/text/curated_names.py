@@ -10,7 +10,7 @@ build reads them, through :func:`load_curated`; the product's matcher reads the 
 ``gazetteer.tsv.gz`` and, from this module, only :data:`ROLE_WORDS`, :data:`CREDIT_KINDS` and
 :data:`CONTEXT_WORDS`.
 
-The JSON file holds four tables:
+The JSON file holds five tables:
 
 * ``people`` and ``ip``: ``[name, [aliases...], detail]`` each. ``detail`` is the
   franchise/owner (IP) or a short description (people). Aliases may be English or Chinese;
@@ -26,6 +26,9 @@ The JSON file holds four tables:
   meant: its film, show or game, its team, its role ("the mermaid"), its sidekicks. Written as
   phrases, since an everyday word alone ("frozen", "mermaid"...) is weak: "Elsa walking on a
   frozen lake".
+* ``not_names``: names the kit lists that are no one's IP and no living person's likeness,
+  each with the reason: public-domain works ("Mona Lisa" is a painting, listed as a brand by a
+  logo dataset). The build leaves them out.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class CuratedNames:
     """Curated IP entries that are brands (their context words are logos and adverts)."""
     context: dict[str, tuple[str, ...]]
     """Entity-specific context for curated names that need it (matched as phrases)."""
+    not_names: dict[str, str]
+    """Kit names left out of the build -> why (public-domain works)."""
 
 
 @cache
@@ -63,6 +68,7 @@ def load_curated(path: Path = DATA_PATH) -> CuratedNames:
             ip=tuple((n, tuple(a), d) for n, a, d in data["ip"]),
             brands=frozenset(data["brands"]),
             context={k: tuple(v) for k, v in data["context"].items()},
+            not_names=dict(data["not_names"]),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RuntimeError(

@@ -212,14 +212,19 @@ class Gazetteer(GazetteerIndex):
         longest = 0
         hits: list[Hit] = []
         credits = CreditZones(prompt.normalized, words, spans)
+        person_at: dict[tuple[int, int], float] = {}  # span -> accepted celebrity score
         for start, end, key, how in found:
             entity = self.entities[key.entity]
             if entity.category in taken.get((start, end), ()) or max_end.get(start, -1) > end:
                 continue
+            if _shadowed_by_person(entity, person_at.get((start, end), 0.0)):
+                continue
             if any(max_end.get(a, -1) >= end for a in range(max(0, start - longest), start)):
                 continue  # inside a longer accepted span: the same mention
             w0, w1 = word_range(spans, start, end)
-            if self._part_of_longer_name(entity, prompt, words, w0, w1):
+            if self._part_of_longer_name(entity, prompt, words, w0, w1) or self._common_noun(
+                entity, prompt, words, w0, w1
+            ):
                 continue
             score = entity.score * (FUZZY_PENALTY if how == "fuzzy" else 1.0)
             if key.needs_context:
@@ -230,12 +235,11 @@ class Gazetteer(GazetteerIndex):
             taken.setdefault((start, end), set()).add(entity.category)
             max_end[start] = max(max_end.get(start, -1), end)
             longest = max(longest, end - start)
-            mention: Mention = "depicted"
-            if entity.is_brand:
-                mention = "credit" if credits.equipment(w0, w1, prompt) else "brand"
-            elif entity.category == "celebrity" and entity.detail in CREDIT_KINDS:
-                mention = "credit" if credits.covers(w0, w1) else "depicted"
-            hits.append(Hit(entity, start, end, score, how, mention))
+            hits.append(
+                Hit(entity, start, end, score, how, _mention(entity, credits, w0, w1, prompt))
+            )
+            if entity.category == "celebrity":
+                person_at[(start, end)] = max(person_at.get((start, end), 0.0), score)
         return hits
 
     def _part_of_longer_name(
@@ -253,7 +257,8 @@ class Gazetteer(GazetteerIndex):
         if w1 < len(words) and entity.category == "celebrity":
             nxt = words[w1]
             return (
-                len(nxt) >= 3
+                nxt not in _LIKENESS_AFTER
+                and len(nxt) >= 3
                 and nxt.isalpha()
                 and nxt.isascii()
                 and nxt not in self.plain_words
@@ -261,6 +266,24 @@ class Gazetteer(GazetteerIndex):
                 and nxt not in self.phrases
             )
         return False
+
+    def _common_noun(
+        self, entity: Entity, prompt: PromptText, words: list[str], w0: int, w1: int
+    ) -> bool:
+        """A one-word name after "a"/"an" names a thing, not the person ("a toddler walks a
+        pitbull", "a Drake swimming"), unless the words around it are the person's role
+        ("a Drake concert"). For characters, only where the name is an everyday word (not
+        "a Pikachu plush"). Brands are left alone: "a Porsche" is a product request."""
+        if w1 - w0 != 1 or w0 == 0 or words[w0 - 1] not in ("a", "an") or entity.is_brand:
+            return False
+        if CJK_RE.match(words[w0]):
+            return False
+        if entity.category != "celebrity" and words[w0] not in self.ordinary_words:
+            return False
+        if w1 < len(words) and words[w1] in _LIKENESS_AFTER:
+            return False  # "a Beyonce lookalike" is the person's likeness
+        near = words[max(0, w0 - CONTEXT_WINDOW - 1) : w0 - 1] + words[w1 : w1 + CONTEXT_WINDOW]
+        return not self._has_context(entity, NearWords(near), generic=True)
 
     def _judge_common(
         self,
@@ -335,6 +358,27 @@ class Gazetteer(GazetteerIndex):
         if entity.context_class == "person":
             words = self.role_phrases.get(entity.detail, frozenset())
         return any(context.has(p) for p in words)
+
+
+_LIKENESS_AFTER = frozenset(
+    {"lookalike", "look", "impersonator", "impersonation", "double", "doppelganger", "clone"}
+    | {"deepfake", "cosplay", "cosplayer", "costume", "wannabe", "clone"}
+)
+
+
+def _mention(entity: Entity, credits: CreditZones, w0: int, w1: int, prompt: PromptText) -> Mention:
+    """How a name is used: a brand (or camera credit), an artist credit, or depicted."""
+    if entity.is_brand:
+        return "credit" if credits.equipment(w0, w1, prompt) else "brand"
+    if entity.category == "celebrity" and entity.detail in CREDIT_KINDS:
+        return "credit" if credits.covers(w0, w1) else "depicted"
+    return "depicted"
+
+
+def _shadowed_by_person(entity: Entity, person_score: float) -> bool:
+    """A character hit on the very span a better-scored person took: "Barack Obama" is the
+    president, not the minor comic-book character of that name."""
+    return entity.category == "ip" and not entity.is_brand and entity.score < person_score
 
 
 def _description_hit(d: DescriptionHit, spans: list[tuple[int, int]]) -> Hit:
