@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -143,6 +143,28 @@ def tally_rows(tally: Tally, labels: Sequence[frozenset[str]], outcomes: list[Mo
                 tally.caught[lab] += 1
 
 
+def dump_row(row: Any, outcome: ModerationOutcome) -> dict[str, Any]:
+    """One held-out row's outcome, for ``--dump``."""
+    scores: dict[str, dict[str, float]] = defaultdict(dict)
+    for v in outcome.verdicts:
+        prev = scores[v.classifier].get(v.category, 0.0)
+        scores[v.classifier][v.category] = round(max(prev, v.score), 4)
+    return {
+        "id": row.id,
+        "source": row.source,
+        "labels": sorted(row.labels),
+        "text": row.text,
+        "action": outcome.decision.action.value,
+        "flagged": sorted(flagged_categories(outcome)),
+        "reasons": [
+            [r.category, r.classifier, r.action.value, round(r.score, 4)]
+            for r in outcome.decision.reasons
+            if r.action.severity > 0
+        ],
+        "scores": scores,
+    }
+
+
 def moderator(clf: LearnedTextClassifier) -> TextModerator:
     factories = dict(TEXT_CLASSIFIERS)
     factories["learned"] = lambda: clf
@@ -224,6 +246,12 @@ def eval_sets(clf: LearnedTextClassifier) -> dict[str, dict[str, Any]]:
     " 0 skips it).",
 )
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--dump",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every held-out row's outcome (decision, flagged categories, each classifier's"
+    " scores) as JSON lines, to read the misses and false positives.",
+)
 def main(
     data: Path,
     cache: Path,
@@ -232,6 +260,7 @@ def main(
     no_secondary: bool,
     detoxify_sample: int,
     json_out: Path | None,
+    dump: Path | None,
 ) -> None:
     """Leave-one-source-out figures of the whole text stage (module docstring)."""
     t_start = time.time()
@@ -241,7 +270,12 @@ def main(
     groups = corpus.kit_groups
     held = [s for s in sources.split(",") if s] or groups
     results: dict[str, Any] = {}
-    tallies, implicit = loso_section(corpus, embedder, stats, held, results)
+    dump_file = dump.open("w", encoding="utf-8") if dump else None
+    try:
+        tallies, implicit = loso_section(corpus, embedder, stats, held, results, dump_file)
+    finally:
+        if dump_file:
+            dump_file.close()
     summary_section(tallies, implicit, results)
     log("training the heads on every source for the hand-written sets")
     heads, cal = build_model(corpus, groups, stats)
@@ -268,6 +302,7 @@ def loso_section(
     stats: Any,
     held: list[str],
     results: dict[str, Any],
+    dump: TextIO | None = None,
 ) -> tuple[dict[str, Tally], Tally]:
     """Per held-out source: heads without it, its rows through the whole stage."""
     groups = corpus.kit_groups
@@ -286,6 +321,8 @@ def loso_section(
         t = Tally()
         for i, o in zip(idx, outcomes, strict=True):
             tally_rows(implicit if is_implicit(corpus.rows[i]) else t, [corpus.rows[i].labels], [o])
+            if dump:
+                dump.write(json.dumps(dump_row(corpus.rows[i], o), ensure_ascii=False) + "\n")
         tallies[source] = t
         print_source(source, t)
         log(f"{source}: {len(idx)} rows in {time.time() - t0:.0f}s")
