@@ -210,6 +210,21 @@ def _face_reason(
     )
 
 
+def _face_reasons(
+    policy: ResolvedPolicy, verdicts: Sequence[Verdict], frames: Sequence[FrameRef], stage: str
+) -> list[Reason]:
+    """The ``inputs.faces`` reasons for face verdicts (input stage only)."""
+    faces = [v for v in verdicts if v.mention == "face"]
+    if faces and stage != "input":
+        raise ValueError("face verdicts are an input-stage signal; the frame stage has none")
+    reasons = []
+    for category, face_scores in _best_per_frame(faces, frames).items():
+        face = _face_reason(policy, category, face_scores)
+        if face is not None and policy.stage(category, "input").enabled:
+            reasons.append(face)
+    return reasons
+
+
 def _error_reasons(verdicts: Sequence[Verdict], stage: VideoStage = "frame") -> list[Reason]:
     seen: set[tuple[str, Category]] = set()
     out = []
@@ -262,15 +277,8 @@ def decide_release(
     if not frames:
         raise ValueError("decide_release needs at least one sampled frame")
     reasons: list[Reason] = _error_reasons(verdicts, stage)
-    faces = [v for v in verdicts if v.mention == "face"]
-    if faces:
-        if stage != "input":
-            raise ValueError("face verdicts are an input-stage signal; the frame stage has none")
-        for category, face_scores in _best_per_frame(faces, frames).items():
-            face = _face_reason(policy, category, face_scores)
-            if face is not None and policy.stage(category, "input").enabled:
-                reasons.append(face)
-        verdicts = [v for v in verdicts if v.mention != "face"]
+    reasons += _face_reasons(policy, verdicts, frames, stage)
+    verdicts = [v for v in verdicts if v.mention != "face"]
     per_category = _best_per_frame(verdicts, frames)
     scores: dict[Category, float] = {}
     for category in CATEGORIES:
