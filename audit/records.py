@@ -36,7 +36,8 @@ without the salt, so nothing about the text can be recovered."""
 
 @dataclass(frozen=True, slots=True)
 class InputCheck:
-    """An uploaded image's ``input``-stage story (``POST /v1/videos`` with ``input_reference``).
+    """An uploaded image's or video's ``input``-stage story (``POST /v1/videos`` with
+    ``input_reference``; ``/v1/videos/extensions`` and ``/v1/videos/edits`` with a ``video``).
 
     ``sha256``, ``media_type``, ``width``, ``height`` and ``bytes`` describe the upload as
     received (the image itself is not kept in the log); ``verdicts`` are the frame
@@ -53,6 +54,9 @@ class InputCheck:
     decision: Decision
     model_versions: Mapping[str, str]
     latency_ms: float
+    video: Mapping[str, float | int] | None = None
+    """For an uploaded video (a video to extend or edit): ``frames``, ``fps``, ``duration_s``
+    and ``sampled_frames`` (the verdicts name each sampled frame); ``None`` for an image."""
 
 
 @dataclass(frozen=True, slots=True)

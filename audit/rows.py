@@ -172,6 +172,7 @@ def moderation_rows(rec: ModerationRecord, retention: str) -> TableRows:
                 "width": i.width,
                 "height": i.height,
                 "bytes": i.bytes,
+                **(dict(i.video) if i.video is not None else {}),
             }
         }
         rows += decision_rows(

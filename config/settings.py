@@ -197,13 +197,28 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(
         10.0,
         gt=0,
-        description="Largest uploaded file (input_reference image) in MiB; larger is 413.",
+        description="Largest uploaded file (input_reference image, video to extend or edit) in "
+        "MiB; larger is 413.",
     )
     max_upload_pixels: int = Field(
         16_777_216,
         ge=1,
         description="Most pixels (width x height) an uploaded image may declare; more is a 400 "
         "(decompression bomb), refused before the pixels are decoded.",
+    )
+    max_upload_video_s: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        description="Longest uploaded video (a video to extend or edit) in seconds; longer is "
+        "a 400 (checked on the declared length, then again while decoding).",
+    )
+    max_upload_video_frames: int = Field(
+        600,
+        ge=1,
+        le=20_000,
+        description="Most frames an uploaded video may hold; more is a 400, counted while "
+        "decoding (a container can lie about its length).",
     )
     c2pa_key: Path | None = Field(
         None,

@@ -34,6 +34,7 @@ from gateway.pipeline import Admission, ClassifierFactory, TextModerator
 from gateway.policy_audit import PolicyAudit
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.schema_ui import assets_router, openapi_config
+from gateway.video_sources import VideoSourceController
 from gateway.videos import VideoController
 from policies.store import BASE_TENANT, PolicyStore, PolicyWatcher
 from storage import Database
@@ -228,7 +229,7 @@ def create_app(
             *ROUTE_HANDLERS,
             Router(
                 "/",
-                route_handlers=[VideoController],
+                route_handlers=[VideoController, VideoSourceController],
                 request_max_body_size=video_body_limit(settings),
             ),
             *consoles,

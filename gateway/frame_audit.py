@@ -468,34 +468,48 @@ def classify_image(
     timeout_s: float,
     threads: int | None = None,
 ) -> ImageScores:
-    """Run every classifier on one image (``(H, W, 3)`` uint8 RGB) within ``timeout_s``.
+    """Run every classifier on one image (``(H, W, 3)`` uint8 RGB) within ``timeout_s``: the
+    one-frame case of :func:`classify_frames`."""
+    frames = [SampledFrame(index=0, timestamp_s=0.0, image=image)]
+    return classify_frames(frames, policy, classifiers, timeout_s=timeout_s, threads=threads)
+
+
+def classify_frames(
+    frames: Sequence[SampledFrame],
+    policy: ResolvedPolicy,
+    classifiers: Sequence[FrameClassifier],
+    *,
+    timeout_s: float,
+    threads: int | None = None,
+) -> ImageScores:
+    """Run every classifier on uploaded ``frames`` (an image, or an uploaded video's sampled
+    frames) within ``timeout_s``.
 
     The same threads, checks and fail-closed rules as :func:`audit_frames` (a classifier that
     raises, times out or answers with the wrong shape yields error verdicts); the caller
-    decides with the ``input`` stage (:func:`policies.engine.decide`).
+    decides with the ``input`` stage (:func:`policies.engine.decide` for an image,
+    :func:`policies.release.decide_release` with ``stage="input"`` for a video).
     """
-    frames = [SampledFrame(index=0, timestamp_s=0.0, image=image)]
-    budget_s = timeout_s
-    deadline = time.perf_counter() + budget_s
+    deadline = time.perf_counter() + timeout_s
     verdicts: list[Verdict] = []
     model_versions: dict[str, str] = {}
     timings: dict[str, float] = {}
     if not classifiers:
         verdicts += error_verdicts(
             "input-check",
-            "no classifiers configured for uploaded images; list some under the policy's "
-            "classifiers.input",
+            "no classifiers configured for uploads; list some under the policy's classifiers.input",
             [c for c in CATEGORIES if policy.stage(c, "input").enabled],
             model_version="none",
         )
+    n_threads = max(1, threads if threads is not None else default_audit_threads())
     verdicts += _run_classifiers(
         classifiers,
-        [frames],
+        _pieces(frames, n_threads) if len(frames) > 1 else [frames],
         frames,
         policy,
         deadline=deadline,
-        budget_s=budget_s,
-        threads=max(1, threads if threads is not None else len(classifiers)),
+        budget_s=timeout_s,
+        threads=n_threads if len(frames) > 1 else max(1, threads or len(classifiers)),
         timings=timings,
         model_versions=model_versions,
     )
@@ -573,6 +587,7 @@ __all__ = [
     "FrameAuditResult",
     "FrameClassifierCache",
     "audit_frames",
+    "classify_frames",
     "classify_image",
     "failed_audit",
     "is_error_verdict",

@@ -99,17 +99,18 @@ def max_upload_bytes(settings: Settings) -> int:
     return int(settings.max_upload_mb * 1024 * 1024)
 
 
-async def read_upload(part: Any, settings: Settings) -> Upload:
+async def read_upload(part: Any, settings: Settings, field: str = FIELD) -> Upload:
     """Read a multipart file part, at most the upload limit plus one byte (413 if over)."""
     limit = max_upload_bytes(settings)
     data = await part.read(limit + 1)
     if len(data) > limit:
+        what = "image" if field == FIELD else "file"
         raise Problem(
             413,
             "upload-too-large",
-            f"{FIELD} is over the upload limit of {settings.max_upload_mb:g} MiB "
-            "(REELGUARD_MAX_UPLOAD_MB); send a smaller image.",
-            errors=[FieldError(f"#/{FIELD}", f"at most {limit} bytes")],
+            f"{field} is over the upload limit of {settings.max_upload_mb:g} MiB "
+            f"(REELGUARD_MAX_UPLOAD_MB); send a smaller {what}.",
+            errors=[FieldError(f"#/{field}", f"at most {limit} bytes")],
         )
     return Upload(data=data, filename=part.filename, content_type=part.content_type)
 

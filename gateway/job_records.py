@@ -85,6 +85,10 @@ class VideoJob:
     input_image: str | None = None
     """The start image the backend conditions on: base64 PNG at the video's size (an upload
     that passed the input stage, or a remix source's first frame)."""
+    source_clip: dict[str, Any] | None = None
+    """The video an extension continues or an edit starts from: ``mode`` (``extend`` or
+    ``edit``), ``key`` (its frames in the object store, lossless), ``video_id`` (a referenced
+    video) or ``sha256`` (an upload), ``frames``, ``fps`` and ``seconds``."""
 
     @property
     def file_name(self) -> str:
@@ -116,6 +120,7 @@ class NewJob:
     remixed_from: str | None = None
     input_moderation: dict[str, Any] | None = None
     input_image: str | None = None
+    source_clip: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,4 +177,5 @@ def row_to_job(row: Mapping[str, Any]) -> VideoJob:
         if row.get("input_moderation")
         else None,
         input_image=row.get("input_image"),
+        source_clip=json.loads(row["source_clip"]) if row.get("source_clip") else None,
     )

@@ -101,14 +101,15 @@ CREATE TABLE IF NOT EXISTS video_jobs (
     timings TEXT NOT NULL DEFAULT '{}',
     remixed_from TEXT,
     input_moderation TEXT,
-    input_image TEXT
+    input_image TEXT,
+    source_clip TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS video_jobs_idempotency
     ON video_jobs (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS video_jobs_queue ON video_jobs (status, seq);
 CREATE INDEX IF NOT EXISTS video_jobs_tenant ON video_jobs (tenant, seq);
 """)
-_ADDED_COLUMNS = ("remixed_from", "input_moderation", "input_image")
+_ADDED_COLUMNS = ("remixed_from", "input_moderation", "input_image", "source_clip")
 """Columns added after the first release (all TEXT, NULL for older rows): a database made
 before them gets them at start-up (:meth:`JobStore._add_columns`)."""
 
@@ -217,9 +218,9 @@ class JobStore:
             """INSERT INTO video_jobs (id, tenant, model, prompt, seconds, size, width, height,
                seed, status, stage, progress, created_at, updated_at, prompt_moderation,
                policy_version, idempotency_key, request_hash, remixed_from, input_moderation,
-               input_image)
+               input_image, source_clip)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', 0, ?, ?, ?, ?, ?, ?,
-                       ?, ?, ?)""",
+                       ?, ?, ?, ?)""",
             (
                 job_id,
                 new.tenant,
@@ -239,6 +240,7 @@ class JobStore:
                 new.remixed_from,
                 None if new.input_moderation is None else json.dumps(new.input_moderation),
                 new.input_image,
+                None if new.source_clip is None else json.dumps(new.source_clip),
             ),
         )
         _ring(tx)

@@ -76,7 +76,9 @@ def check_normalized_size(
 
 # -- admission control ------------------------------------------------------------------------
 
-MODERATED = frozenset({"/v1/moderations", "/v1/videos"})
+MODERATED = frozenset(
+    {"/v1/moderations", "/v1/videos", "/v1/videos/extensions", "/v1/videos/edits"}
+)
 """The routes whose POST runs a text check and an audit write: the work admission bounds."""
 
 

@@ -35,6 +35,9 @@ class VideoObject(msgspec.Struct):
     remixed_from_video_id: str | None
     moderation: dict[str, Any]
     generation: dict[str, Any] | None
+    source: dict[str, Any] | None = None
+    """ReelGuard: what an extension or edit started from (``mode``, ``video_id`` or the
+    upload's ``sha256``, ``seconds``); ``None`` otherwise."""
     object: Literal["video"] = "video"
 
 
@@ -107,7 +110,17 @@ def video_object(job: VideoJob) -> VideoObject:
         remixed_from_video_id=job.remixed_from,
         moderation=moderation_view(job),
         generation=generation_view(job),
+        source=source_view(job),
     )
+
+
+def source_view(job: VideoJob) -> dict[str, Any] | None:
+    """The ``source`` member: an extension's or edit's source, without storage details."""
+    clip = job.source_clip
+    if clip is None:
+        return None
+    keep = ("mode", "video_id", "sha256", "media_type", "frames", "fps", "seconds")
+    return {k: clip[k] for k in keep if clip.get(k) is not None}
 
 
 def generation_view(job: VideoJob) -> dict[str, Any] | None:

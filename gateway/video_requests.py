@@ -39,7 +39,9 @@ class CreateVideo(msgspec.Struct, frozen=True, omit_defaults=True):
     input_sha256: str | None = None
     """SHA-256 of the uploaded ``input_reference`` (part of what an Idempotency-Key binds)."""
     remix_of: str | None = None
-    """The source video of a remix."""
+    """The source video of a remix (or of an extension or edit of a video id)."""
+    mode: str | None = None
+    """``extend`` or ``edit`` for ``/v1/videos/extensions`` and ``/v1/videos/edits``."""
 
     def request_hash(self) -> str:
         """What an Idempotency-Key is bound to."""
@@ -47,10 +49,13 @@ class CreateVideo(msgspec.Struct, frozen=True, omit_defaults=True):
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def check_with_backend(state: State, spec: CreateVideo, start_image: Any = None) -> None:
+def check_with_backend(
+    state: State, spec: CreateVideo, start_image: Any = None, conditioning: Any = None
+) -> None:
     """Ask the chosen backend whether it can serve the request (422 naming the field if not;
     400 ``unsupported-input`` when it cannot start from ``start_image``, the checked reference
-    image or remix source at the video's size).
+    image or remix source at the video's size, or use ``conditioning``, a
+    :class:`~generator.base.Conditioning` clip to extend or edit).
 
     Backends are built lazily and cached on ``app.state``; building one does not load its
     weights, and the web process never calls ``generate``.
@@ -75,7 +80,11 @@ def check_with_backend(state: State, spec: CreateVideo, start_image: Any = None)
                 width=spec.width,
                 height=spec.height,
                 seed=spec.seed,
-                conditioning=None if start_image is None else Conditioning(start_image),
+                conditioning=conditioning
+                if conditioning is not None
+                else None
+                if start_image is None
+                else Conditioning(start_image),
             )
         )
     except PromptNotUnderstood as exc:
@@ -86,12 +95,12 @@ def check_with_backend(state: State, spec: CreateVideo, start_image: Any = None)
             errors=[FieldError("#/prompt", f"no known word (ignored: {', '.join(exc.ignored)})")],
         ) from None
     except InvalidVideoRequest as exc:
-        if exc.field == "input_reference":
+        if exc.field in ("input_reference", "video"):
             raise Problem(
                 400,
                 "unsupported-input",
                 f"The {spec.model} generator cannot use this input: {exc}. No video was created.",
-                errors=[FieldError("#/input_reference", str(exc))],
+                errors=[FieldError(f"#/{exc.field}", str(exc))],
             ) from None
         pointer = "#/size" if exc.field in ("width", "height") else f"#/{exc.field}"
         raise Problem(

@@ -48,10 +48,7 @@ Responses and errors (problem details, ``application/problem+json``):
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -63,24 +60,18 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import File, Redirect, Stream
 
-from audit.errors import AuditError
-from classifiers.frame.images import DecodedImage, fit_to
+from classifiers.frame.images import fit_to
 from config.settings import Settings
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
-from gateway.frame_audit import FrameClassifierCache
-from gateway.inputs import InputOutcome, Upload, check_input, decode_upload, start_image
+from gateway.inputs import Upload, decode_upload
 from gateway.jobs import (
-    IdempotencyConflict,
     JobNotFound,
     JobStore,
-    NewJob,
-    QueueFull,
     VideoJob,
     video_key,
 )
-from gateway.metrics import annotate
-from gateway.pipeline import moderation_record
-from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, FieldError, Problem
+from gateway.problems import FieldError, Problem
+from gateway.video_admit import POLL_AFTER_MS, admit
 from gateway.video_objects import (
     VideoDeleted,
     VideoList,
@@ -92,67 +83,6 @@ from storage import StorageError
 from storage.objects import ObjectMissing, object_store
 
 log = logging.getLogger("reelguard.videos")
-
-POLL_AFTER_MS = "1000"
-STORAGE_ERRORS = (OSError, StorageError, AuditError)
-"""What a database that cannot be written raises (read-only file or disk, disk full, lock)."""
-
-
-def prompt_moderation_json(outcome: Any) -> dict[str, Any]:
-    """A prompt's :class:`~gateway.pipeline.ModerationOutcome` as stored on the job."""
-    return {**outcome.decision.as_json(), "model_versions": dict(outcome.model_versions)}
-
-
-# -- the blocked-prompt response -------------------------------------------------------------
-
-
-def blocked_response(request: Request[Any, Any, State], outcome: Any) -> Response[Any]:
-    """400 problem details for a blocked prompt, with an OpenAI-shaped ``error`` member."""
-    return _blocked(request, "prompt", outcome.decision, prompt_moderation_json(outcome))
-
-
-def input_blocked_response(
-    request: Request[Any, Any, State], checked: InputOutcome
-) -> Response[Any]:
-    """400 for a blocked ``input_reference`` image: the blocked prompt's shape, with
-    ``input-blocked`` / ``code: "input_moderation"`` / ``param: "input_reference"``."""
-    return _blocked(request, "input_reference", checked.decision, checked.as_json())
-
-
-def _blocked(
-    request: Request[Any, Any, State], param: str, decision: Any, moderation: dict[str, Any]
-) -> Response[Any]:
-    parts = []
-    for r in decision.reasons[:5]:
-        quote = next((e.text for e in r.evidence if e.text), None)
-        parts.append(f"{r.category} ({r.source}{f': {quote!r}' if quote else ''})")
-    what, kind, code = (
-        ("The prompt", "prompt-blocked", "prompt_moderation")
-        if param == "prompt"
-        else ("The reference image (input_reference)", "input-blocked", "input_moderation")
-    )
-    detail = (
-        f"{what} was blocked by policy {decision.policy_version}: "
-        + ("; ".join(parts) or "not allowed")
-        + ". No video was created."
-    )
-    body = {
-        "type": TYPE_PREFIX + kind,
-        "title": "Bad Request",
-        "status": 400,
-        "detail": detail,
-        "instance": request.url.path,
-        "error": {
-            "message": detail,
-            "type": "invalid_request_error",
-            "code": code,
-            "param": param,
-            "moderation": moderation,
-        },
-        "moderation": moderation,
-    }
-    return Response(body, status_code=400, media_type=MEDIA_TYPE)
-
 
 # -- handlers --------------------------------------------------------------------------------
 
@@ -202,99 +132,7 @@ class VideoController(Controller):
         image = decode_upload(upload, settings) if isinstance(upload, Upload) else None
         start = None if image is None else fit_to(image.pixels, spec.width, spec.height)
         check_with_backend(state, spec, start)
-        return self._admit(request, tenant, spec, key, image=image, start=start)
-
-    def _admit(
-        self,
-        request: Request[Any, Any, State],
-        tenant: str,
-        spec: CreateVideo,
-        key: str | None,
-        *,
-        image: DecodedImage | None = None,
-        start: Any = None,
-        remixed_from: str | None = None,
-    ) -> Response[Any]:
-        """Moderate the prompt (and the image), then enqueue: the rest of :meth:`create`,
-        shared with :meth:`remix`. ``start`` is the start image at the video's size."""
-        state = request.app.state
-        settings: Settings = state.settings
-        if key is not None and len(key) > 255:
-            raise Problem(422, "validation-error", "Idempotency-Key is longer than 255 characters.")
-        request_id = f"vidr-{uuid.uuid4().hex}"
-        try:
-            store = _store(state)
-            replay = store.find_idempotent(tenant, key) if key is not None else None
-        except STORAGE_ERRORS as exc:
-            raise _unavailable(request_id, exc) from exc
-        if replay is not None:
-            return self._replay(replay, spec)
-        created_at = time.time()
-        outcome = state.moderator.check(spec.prompt, tenant)
-        annotate(request, request_id=request_id, action=str(outcome.decision.action))
-        if outcome.decision.action == "block":
-            _record_prompt(state, outcome, request_id, created_at, job_id=None)
-            return blocked_response(request, outcome)
-        checked = None
-        if image is not None:
-            checked = check_input(
-                image,
-                state.policies.get(tenant),
-                _input_classifiers(state),
-                tenant=tenant,
-                prompt=spec.prompt,
-                timeout_s=settings.input_check_timeout_s,
-            )
-            annotate(request, input_action=str(checked.decision.action))
-            if checked.decision.action == "block":
-                _record_prompt(state, outcome, request_id, created_at, job_id=None, checked=checked)
-                return input_blocked_response(request, checked)
-        new = NewJob(
-            tenant=tenant,
-            model=spec.model,
-            prompt=spec.prompt,
-            seconds=spec.seconds,
-            size=spec.size,
-            width=spec.width,
-            height=spec.height,
-            seed=spec.seed,
-            prompt_moderation=prompt_moderation_json(outcome),
-            policy_version=outcome.decision.policy_version,
-            idempotency_key=key,
-            request_hash=spec.request_hash(),
-            remixed_from=remixed_from,
-            input_moderation=None if checked is None else checked.as_json(),
-            input_image=None if start is None else start_image(start, spec.width, spec.height),
-        )
-        record = moderation_record(
-            outcome, request_id=request_id, created_at=created_at, endpoint="videos"
-        )
-        if checked is not None:
-            record = replace(record, input=checked.record())
-        try:  # the job and its prompt (and image) record commit together, or neither does
-            job, created = store.create(
-                new,
-                queue_max=settings.video_queue_max,
-                workers=max(1, settings.video_workers),
-                audit=state.audit,
-                prompt_record=record,
-            )
-        except QueueFull as full:
-            _record_prompt(state, outcome, request_id, created_at, job_id=None, checked=checked)
-            raise Problem(
-                429, "queue-full", str(full), headers={"Retry-After": str(full.retry_after_s)}
-            ) from None
-        except IdempotencyConflict as conflict:
-            raise Problem(409, "idempotency-conflict", str(conflict)) from None
-        except STORAGE_ERRORS as exc:
-            raise _unavailable(request_id, exc) from exc
-        if not created:
-            return self._replay(job, spec)
-        return Response(
-            video_object(job),
-            status_code=202,
-            headers={"X-Request-ID": request_id, "openai-poll-after-ms": POLL_AFTER_MS},
-        )
+        return admit(request, tenant, spec, key, image=image, start=start)
 
     @post(
         "/{video_id:str}/remix",
@@ -359,18 +197,7 @@ class VideoController(Controller):
         first = _first_frame(state, source)
         start = fit_to(first, spec.width, spec.height)
         check_with_backend(state, spec, start)
-        return self._admit(request, tenant, spec, key, start=start, remixed_from=source.id)
-
-    @staticmethod
-    def _replay(job: VideoJob, spec: CreateVideo) -> Response[Any]:
-        if job.request_hash != spec.request_hash():
-            raise Problem(
-                409,
-                "idempotency-conflict",
-                f"Idempotency-Key {job.idempotency_key!r} was used for a different request; "
-                "send a new key for a new video.",
-            )
-        return Response(video_object(job), status_code=200, headers={"Idempotent-Replayed": "true"})
+        return admit(request, tenant, spec, key, start=start, remixed_from=source.id)
 
     @get("/", sync_to_thread=True, summary="List videos")
     def list_videos(
@@ -557,49 +384,3 @@ def _first_frame(state: State, source: VideoJob) -> Any:
             "source-not-released",
             f"Video {source.id}'s released files cannot be read, so it cannot be remixed.",
         ) from None
-
-
-def _input_classifiers(state: State) -> FrameClassifierCache:
-    """The web process's frame classifiers for uploaded images (built on first use)."""
-    from gateway.frame_audit import load_frame_classifiers
-
-    cache: FrameClassifierCache = state.setdefault(
-        "input_classifiers", load_frame_classifiers(state.settings)
-    )
-    return cache
-
-
-def _record_prompt(
-    state: State,
-    outcome: Any,
-    request_id: str,
-    created_at: float,
-    *,
-    job_id: str | None,
-    checked: InputOutcome | None = None,
-) -> None:
-    """Write a prompt decision (with the image's, if any) that creates no job (blocked, or the
-    queue was full) to the audit log, or raise a 503 problem: a decision that is not recorded
-    is not returned."""
-    record = moderation_record(
-        outcome, request_id=request_id, created_at=created_at, endpoint="videos", job_id=job_id
-    )
-    if checked is not None:
-        record = replace(record, input=checked.record())
-    try:
-        state.audit.record_moderation(record)
-    except STORAGE_ERRORS as exc:
-        raise _unavailable(request_id, exc) from exc
-
-
-def _unavailable(request_id: str, exc: BaseException) -> Problem:
-    """The 503 for a database that cannot be written (read-only, full, gone): nothing was
-    started and nothing is lost; the client retries."""
-    log.error("database write failed for %s: %s", request_id, exc)
-    return Problem(
-        503,
-        "audit-unavailable",
-        "The database cannot be written (the prompt decision could not be recorded), so no "
-        "video was started; retry shortly.",
-        headers={"Retry-After": "1"},
-    )

@@ -16,9 +16,9 @@ Errors::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -51,18 +51,81 @@ class BackendUnavailable(BackendError):
     """A backend cannot start here: its weights, packages or upstream are missing."""
 
 
+ConditioningKind = Literal["start_image", "extend", "edit"]
+"""What a :class:`Conditioning` asks of a backend (see there)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Conditioning:
-    """What a generation starts from besides the prompt.
+    """What a generation starts from besides the prompt; exactly one of three inputs.
 
-    ``start_image`` is RGB uint8 ``(height, width, 3)`` at the request's size: an uploaded
-    reference image that passed the ``input`` stage, or a remixed video's first frame. The
-    gateway checked it before the job existed; the output is frame-audited in full as always.
-    ``source`` says where it came from (``"input_reference"`` or ``"remix:<video id>"``).
+    * ``start_image`` (kind ``"start_image"``): RGB uint8 ``(height, width, 3)`` at the
+      request's size: an uploaded reference image that passed the ``input`` stage, or a
+      remixed video's first frame.
+    * ``keep_frames`` (kind ``"extend"``): RGB uint8 ``(T, height, width, 3)`` at ``fps``: the
+      video to extend. The output opens with exactly these frames and continues them up to
+      ``request.seconds`` (the stitched total), so the whole result, seam included, is
+      frame-audited.
+    * ``start_clip`` (kind ``"edit"``): RGB uint8 ``(T, height, width, 3)`` at ``fps``: the
+      video to edit. The output has its length and follows it as far as ``strength`` allows
+      (0: unchanged, 1: ignore it), SDEdit-style.
+
+    The gateway checked every input before the job existed; the output is frame-audited in
+    full as always. ``source`` says where it came from (``"input_reference"``,
+    ``"remix:<video id>"``, ``"extend:<video id or upload sha256>"``, ``"edit:..."``).
     """
 
-    start_image: npt.NDArray[np.uint8] = field(repr=False)
+    start_image: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
     source: str = "input_reference"
+    keep_frames: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
+    start_clip: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
+    fps: float | None = None
+    strength: float = 0.7
+
+    def __post_init__(self) -> None:
+        given = [x for x in (self.start_image, self.keep_frames, self.start_clip) if x is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "Conditioning takes exactly one of start_image, keep_frames, start_clip"
+            )
+        ndim = 3 if self.start_image is not None else 4
+        if given[0].dtype != np.uint8 or given[0].ndim != ndim or given[0].shape[-1] != 3:
+            raise ValueError(
+                f"Conditioning {self.kind} must be uint8 RGB with {ndim} dimensions, got "
+                f"{given[0].dtype} {given[0].shape}"
+            )
+        if ndim == 4 and not (self.fps and self.fps > 0 and len(given[0]) >= 1):
+            raise ValueError("a Conditioning clip needs at least one frame and fps > 0")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"Conditioning.strength must be in (0, 1], got {self.strength}")
+
+    @property
+    def kind(self) -> ConditioningKind:
+        """``"start_image"``, ``"extend"`` or ``"edit"``."""
+        if self.keep_frames is not None:
+            return "extend"
+        return "edit" if self.start_clip is not None else "start_image"
+
+    @property
+    def field(self) -> str:
+        """The API field the input came in (named in a refusal)."""
+        return "input_reference" if self.kind == "start_image" else "video"
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the image or clip."""
+        pixels = next(
+            x for x in (self.start_image, self.keep_frames, self.start_clip) if x is not None
+        )
+        shape = pixels.shape[-3:-1]
+        return int(shape[0]), int(shape[1])
+
+    @property
+    def kept_seconds(self) -> float:
+        """Length of ``keep_frames`` in seconds (0 unless extending)."""
+        if self.keep_frames is None or not self.fps:
+            return 0.0
+        return float(len(self.keep_frames) / self.fps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,29 +201,36 @@ def check_common(
     max_side: int,
     min_side: int = 16,
     max_fps: int = 60,
-    conditioning: bool = False,
+    conditioning: bool | Collection[ConditioningKind] = (),
+    max_total_seconds: float | None = None,
 ) -> None:
     """Checks every backend shares: a prompt, a positive bounded length, even bounded sizes,
-    and a conditioning input only where the backend takes one (``conditioning=True``), at the
-    request's size."""
+    and a conditioning input only of a kind the backend takes (``conditioning``: the kinds,
+    or ``True`` for a start image only), at the request's size.
+
+    For an extension ``request.seconds`` is the stitched total: the new part (total minus the
+    kept frames) must be in ``(0, max_seconds]`` and the total at most ``max_total_seconds``
+    (default ``max_seconds``).
+    """
+    kinds: Collection[ConditioningKind] = ()
+    if conditioning is True:
+        kinds = _START_IMAGE_ONLY
+    elif conditioning is not False:
+        kinds = conditioning
+    new_seconds = request.seconds
     if request.conditioning is not None:
-        if not conditioning:
-            raise InvalidVideoRequest(
-                "input_reference",
-                "this backend cannot start from a reference image or a source video; leave "
-                "input_reference out, or use the embedded model",
-            )
-        shape = request.conditioning.start_image.shape
-        if shape != (request.height, request.width, 3):
-            raise InvalidVideoRequest(
-                "input_reference",
-                f"the start image is {shape}, expected ({request.height}, {request.width}, 3)",
-            )
+        _check_conditioning(request, request.conditioning, kinds)
+        new_seconds = request.seconds - request.conditioning.kept_seconds
     if not request.prompt.strip():
         raise InvalidVideoRequest("prompt", "must not be empty")
-    if not 0 < request.seconds <= max_seconds:
+    total_max = max_seconds if max_total_seconds is None else max_total_seconds
+    if not 0 < new_seconds <= max_seconds or request.seconds > total_max:
+        what = "the new part" if new_seconds != request.seconds else "must be"
         raise InvalidVideoRequest(
-            "seconds", f"must be > 0 and <= {max_seconds:g}, got {request.seconds:g}"
+            "seconds",
+            f"{what} > 0 and <= {max_seconds:g}"
+            + (f" (and a total <= {total_max:g})" if total_max != max_seconds else "")
+            + f", got {new_seconds:g}",
         )
     for name, value in (("width", request.width), ("height", request.height)):
         if not min_side <= value <= max_side or value % 2:
@@ -171,6 +241,32 @@ def check_common(
         raise InvalidVideoRequest("fps", f"must be from 1 to {max_fps}, got {request.fps}")
     if request.seed is not None and not 0 <= request.seed < 2**32:
         raise InvalidVideoRequest("seed", f"must be from 0 to {2**32 - 1}, got {request.seed}")
+
+
+_START_IMAGE_ONLY: tuple[ConditioningKind, ...] = ("start_image",)
+_KIND_WORDS: dict[ConditioningKind, str] = {
+    "start_image": "start from a reference image or a remixed video (leave input_reference out)",
+    "extend": "extend a video (keep its frames and continue them)",
+    "edit": "edit a video (start from the noised source clip)",
+}
+
+
+def _check_conditioning(
+    request: VideoRequest, conditioning: Conditioning, kinds: Collection[ConditioningKind]
+) -> None:
+    if conditioning.kind not in kinds:
+        can = ", ".join(_KIND_WORDS[k].split(" (")[0] for k in kinds) or "nothing"
+        raise InvalidVideoRequest(
+            conditioning.field,
+            f"this backend cannot {_KIND_WORDS[conditioning.kind]}; it can: {can}. Use the "
+            "embedded model",
+        )
+    if conditioning.frame_size != (request.height, request.width):
+        raise InvalidVideoRequest(
+            conditioning.field,
+            f"the {conditioning.kind} input is {conditioning.frame_size} (height, width), "
+            f"expected ({request.height}, {request.width})",
+        )
 
 
 def resolve_seed(request: VideoRequest) -> int:

@@ -31,12 +31,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from classifiers.base import CATEGORIES, Category, Evidence, Verdict, is_error_verdict
 from policies.decision import Action, Decision, Reason
 from policies.resolved import ResolvedPolicy
 from policies.schema import MINORS_CATEGORY
+
+VideoStage = Literal["frame", "input"]
+"""The stages this rule decides: generated videos, and uploaded videos."""
 
 MAX_REVIEW_EVIDENCE = 16
 """At most this many frames (the highest-scoring) back a review reason, to keep rows small."""
@@ -124,15 +127,16 @@ def _span(scores: Sequence[_FrameScore]) -> str:
 def _reason(
     category: Category,
     action: Action,
-    threshold: float,
+    threshold: float | None,
     contributing: Sequence[_FrameScore],
     message: str,
+    stage: VideoStage = "frame",
 ) -> Reason:
     top = max(contributing, key=lambda s: s.score)
     return Reason(
         category=category,
         action=action,
-        stage="frame",
+        stage=stage,
         source="classifier",
         classifier=top.verdict.classifier,
         score=top.score,
@@ -143,9 +147,13 @@ def _reason(
 
 
 def _category_reason(
-    policy: ResolvedPolicy, category: Category, scores: Sequence[_FrameScore], n_frames: int
+    policy: ResolvedPolicy,
+    category: Category,
+    scores: Sequence[_FrameScore],
+    n_frames: int,
+    stage_name: VideoStage = "frame",
 ) -> Reason | None:
-    stage = policy.stage(category, "frame")
+    stage = policy.stage(category, stage_name)
     k_of_n = policy.policy.frame_audit.k_of_n
     k = 1 if category == MINORS_CATEGORY else k_of_n.k
     n = min(k_of_n.n, n_frames)
@@ -162,6 +170,7 @@ def _category_reason(
             contributing,
             f"{len(contributing)} of {n} consecutive sampled frames scored at or above block_at "
             f"{stage.block_at} ({_span(contributing)}; rule: {k} of {n})",
+            stage_name,
         )
     suspicious = [s for s in scores if s.score >= stage.review_at]
     if not suspicious:
@@ -174,10 +183,49 @@ def _category_reason(
         if hits
         else f"{len(suspicious)} frame(s) at or above review_at {stage.review_at}"
     )
-    return _reason(category, Action.REVIEW, stage.review_at, top, f"{why} ({_span(top)})")
+    return _reason(
+        category, Action.REVIEW, stage.review_at, top, f"{why} ({_span(top)})", stage_name
+    )
 
 
-def _error_reasons(verdicts: Sequence[Verdict]) -> list[Reason]:
+def _face_reason(
+    policy: ResolvedPolicy, category: Category, scores: Sequence[_FrameScore]
+) -> Reason | None:
+    """Input stage: a face in any sampled frame of an uploaded video takes ``inputs.faces``
+    (one frame suffices: whose face it is cannot be checked, however briefly it shows)."""
+    action = Action(policy.policy.inputs.faces)
+    review_at = policy.stage(category, "input").review_at
+    hits = [s for s in scores if s.score >= review_at]
+    if not hits or action is Action.ALLOW:
+        return None
+    shown = hits[:MAX_REVIEW_EVIDENCE]
+    return _reason(
+        category,
+        action,
+        None,
+        shown,
+        f"{shown[0].verdict.classifier}: a face in {len(hits)} sampled frame(s) of the uploaded "
+        f"video ({_span(shown)}); inputs.faces is {action.value}",
+        "input",
+    )
+
+
+def _face_reasons(
+    policy: ResolvedPolicy, verdicts: Sequence[Verdict], frames: Sequence[FrameRef], stage: str
+) -> list[Reason]:
+    """The ``inputs.faces`` reasons for face verdicts (input stage only)."""
+    faces = [v for v in verdicts if v.mention == "face"]
+    if faces and stage != "input":
+        raise ValueError("face verdicts are an input-stage signal; the frame stage has none")
+    reasons = []
+    for category, face_scores in _best_per_frame(faces, frames).items():
+        face = _face_reason(policy, category, face_scores)
+        if face is not None and policy.stage(category, "input").enabled:
+            reasons.append(face)
+    return reasons
+
+
+def _error_reasons(verdicts: Sequence[Verdict], stage: VideoStage = "frame") -> list[Reason]:
     seen: set[tuple[str, Category]] = set()
     out = []
     for verdict in verdicts:
@@ -190,7 +238,7 @@ def _error_reasons(verdicts: Sequence[Verdict]) -> list[Reason]:
             Reason(
                 category=verdict.category,
                 action=Action.BLOCK,
-                stage="frame",
+                stage=stage,
                 source="error",
                 classifier=verdict.classifier,
                 score=1.0,
@@ -208,8 +256,13 @@ def decide_release(
     sampled_frames: Sequence[FrameRef],
     *,
     minor_mentions: Sequence[Evidence] = (),
+    stage: VideoStage = "frame",
 ) -> Decision:
     """Apply the frame-stage rule (module docstring) to the verdicts of one audited video.
+
+    ``stage="input"`` decides an *uploaded* video (a video to extend or edit) the same way,
+    with the categories' ``input`` thresholds; there a face (a verdict with
+    ``mention == "face"``) in any sampled frame takes the policy's ``inputs.faces`` action.
 
     ``sampled_frames`` are the frames the classifiers saw (any order; deduplicated by index).
     ``minor_mentions`` is the prompt's evidence that it mentions a child (from the prompt
@@ -223,23 +276,25 @@ def decide_release(
     frames = sorted({f.index: f for f in sampled_frames}.values(), key=lambda f: f.index)
     if not frames:
         raise ValueError("decide_release needs at least one sampled frame")
-    reasons: list[Reason] = _error_reasons(verdicts)
+    reasons: list[Reason] = _error_reasons(verdicts, stage)
+    reasons += _face_reasons(policy, verdicts, frames, stage)
+    verdicts = [v for v in verdicts if v.mention != "face"]
     per_category = _best_per_frame(verdicts, frames)
     scores: dict[Category, float] = {}
     for category in CATEGORIES:
         category_scores = per_category.get(category, [])
         if category_scores:
             scores[category] = max(s.score for s in category_scores)
-        if not category_scores or not policy.stage(category, "frame").enabled:
+        if not category_scores or not policy.stage(category, stage).enabled:
             continue
-        reason = _category_reason(policy, category, category_scores, len(frames))
+        reason = _category_reason(policy, category, category_scores, len(frames), stage)
         if reason is not None:
             reasons.append(reason)
     if minor_mentions:
         from policies.engine import sexual_minors_rule
 
         sexual = [v for v in verdicts if v.category == "sexual" and not is_error_verdict(v)]
-        rule = sexual_minors_rule(policy, "frame", sexual, minor_mentions)
+        rule = sexual_minors_rule(policy, stage, sexual, minor_mentions)
         if rule is not None:
             reasons.append(rule)
     for reason in reasons:

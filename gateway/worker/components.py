@@ -19,6 +19,7 @@ from generator.base import Conditioning, VideoBackend
 from generator.provenance import SigningKey
 from policies.resolved import ResolvedPolicy
 from policies.store import PolicyStore
+from storage.objects import ObjectStore
 
 if TYPE_CHECKING:
     pass
@@ -102,9 +103,16 @@ def load_signing_key(settings: Settings) -> SigningKey | None:
         return None
 
 
-def job_conditioning(job: VideoJob) -> Conditioning | None:
-    """The start image a job conditions on (its checked upload or its remix source's first
-    frame), decoded from the job row; ``None`` for a text-only job."""
+def job_conditioning(job: VideoJob, files: ObjectStore | None = None) -> Conditioning | None:
+    """What a job conditions on, read back from where the web process left it: the clip an
+    extension keeps or an edit starts from (``files``, the object store), or the start image
+    (its checked upload or its remix source's first frame, from the job row); ``None`` for a
+    text-only job."""
+    if job.source_clip is not None:
+        from gateway.source_clips import source_conditioning
+
+        assert files is not None, "a job with a source clip needs the object store"
+        return source_conditioning(files, job.source_clip)
     if job.input_image is None:
         return None
     from classifiers.frame.images import decode_image

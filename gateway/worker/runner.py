@@ -201,7 +201,7 @@ class JobRunner:
             width=job.width,
             height=job.height,
             seed=job.seed,
-            conditioning=job_conditioning(job),
+            conditioning=job_conditioning(job, self.files),
         )
 
         hb.stage("generating", s.video_generate_timeout_s, progress=0)

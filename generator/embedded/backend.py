@@ -31,7 +31,9 @@ from generator.base import (
     resolve_seed,
     retime_frames,
 )
+from generator.embedded.conditioned import edit_native, extend_native
 from generator.embedded.data import FPS
+from generator.embedded.guide import LatentGuide
 from generator.embedded.model import FrameAutoencoder, ModelConfig, VideoDiT
 from generator.embedded.vocab import SLOT_VALUES, SLOTS, ParsedPrompt, parse_prompt
 
@@ -39,9 +41,15 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "tiny_dit.safeten
 WEIGHTS_CARD = WEIGHTS.with_suffix(".json")
 """Recorded sha256 (and training details) of the shipped weights, checked at load time."""
 MAX_SECONDS = 10.0
+MAX_EXTEND_SECONDS = 20.0
+"""Longest new part of one extension (made in one-second windows, each continuing the last)."""
+MAX_TOTAL_SECONDS = 60.0
+"""Longest extended video (source plus new part): extend again to go on, up to this."""
 MAX_SIDE = 1024
 GUIDANCE = 4.0
 SHIFT = 3.0
+INVERT_STEPS = 80
+"""Gradient steps of the decoder inversion that finds a source clip's latents."""
 
 
 def slot_tensor(parsed: ParsedPrompt) -> torch.Tensor:
@@ -93,8 +101,28 @@ class TinyDiT:
         steps: int = 20,
         guidance: float = GUIDANCE,
         progress: ProgressCallback | None = None,
+        guide: LatentGuide | None = None,
     ) -> npt.NDArray[np.uint8]:
         """Sample clips for slot ids (B, 4): uint8 frames (B, 16, 64, 64, 3). Deterministic."""
+        return self.decode(
+            self.sample_latents(
+                ids, seed, steps=steps, guidance=guidance, progress=progress, guide=guide
+            )
+        )
+
+    @torch.inference_mode()
+    def sample_latents(
+        self,
+        ids: torch.Tensor,
+        seed: int,
+        *,
+        steps: int = 20,
+        guidance: float = GUIDANCE,
+        progress: ProgressCallback | None = None,
+        guide: LatentGuide | None = None,
+    ) -> torch.Tensor:
+        """The normalised clip latents (B, C, 16, 8, 8) for slot ids (B, 4); with ``guide``,
+        RePaint-style kept frames and/or an SDEdit-style start (see :class:`LatentGuide`)."""
         from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
             FlowMatchEulerDiscreteScheduler,
         )
@@ -105,23 +133,65 @@ class TinyDiT:
         scheduler.set_timesteps(steps)
         gen = torch.Generator().manual_seed(seed)
         shape = (b, c.latent_channels, c.frames, c.latent_size, c.latent_size)
-        z = torch.randn(shape, generator=gen)
+        noise = torch.randn(shape, generator=gen)
+        z, first = noise, 0
+        if guide is not None and guide.start is not None:
+            sigmas = [float(t) / 1000.0 for t in scheduler.timesteps]
+            first = next(
+                (i for i, sg in enumerate(sigmas) if sg <= guide.strength), len(sigmas) - 1
+            )
+            scheduler.set_begin_index(first)
+            z = (1.0 - sigmas[first]) * guide.start + sigmas[first] * noise
         both = torch.cat([ids, torch.zeros_like(ids)])
-        for i, t in enumerate(scheduler.timesteps):
+        timesteps = scheduler.timesteps[first:]
+        for i, t in enumerate(timesteps):
             sigma = float(t) / 1000.0
+            if guide is not None:
+                z = guide.impose(z, noise, sigma)
             x0 = self.dit(torch.cat([z, z]), torch.full((2 * b,), sigma), both)
             cond, uncond = x0.chunk(2)
             x0_hat = uncond + guidance * (cond - uncond)
             velocity = (z - x0_hat) / max(sigma, 0.05)
             z = scheduler.step(velocity, t, z).prev_sample
             if progress is not None:
-                progress(0.95 * (i + 1) / steps)
+                progress(0.95 * (i + 1) / len(timesteps))
+        if guide is not None:
+            z = guide.impose(z, noise, 0.0)
+        return z
+
+    @torch.inference_mode()
+    def decode(self, z: torch.Tensor) -> npt.NDArray[np.uint8]:
+        """Normalised latents (B, C, T, 8, 8) -> uint8 frames (B, T, 64, 64, 3)."""
+        c = self.config
+        b, t = z.shape[0], z.shape[2]
         z = z * self.latent_std + self.latent_mean
         lat = z.permute(0, 2, 1, 3, 4).reshape(-1, c.latent_channels, c.latent_size, c.latent_size)
         x = self.decoder.decode(lat.clamp(-1, 1))
         x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        x = x.permute(0, 2, 3, 1).reshape(b, c.frames, c.size, c.size, 3)
+        x = x.permute(0, 2, 3, 1).reshape(b, t, c.size, c.size, 3)
         return x.numpy()
+
+    def invert(self, frames: npt.NDArray[np.uint8], steps: int = INVERT_STEPS) -> torch.Tensor:
+        """Normalised latents (1, C, T, 8, 8) that decode to ``frames`` (T, 64, 64, 3).
+
+        The shipped weights hold the frame decoder only, so the latents are found by gradient
+        descent through it (decoder inversion; about 3 px mean error at 64x64 after the
+        default steps) rather than by an encoder.
+        """
+        c = self.config
+        target = torch.from_numpy(np.ascontiguousarray(frames)).float().permute(0, 3, 1, 2)
+        target = target / 127.5 - 1.0
+        with torch.enable_grad():
+            u = torch.zeros(len(frames), c.latent_channels, c.latent_size, c.latent_size)
+            u.requires_grad_(True)
+            opt = torch.optim.Adam([u], lr=0.1)
+            for _ in range(steps):
+                opt.zero_grad()
+                loss = ((self.decoder.decode(torch.tanh(u)) - target) ** 2).mean()
+                loss.backward()
+                opt.step()
+        lat = torch.tanh(u.detach()).permute(1, 0, 2, 3).unsqueeze(0)
+        return (lat - self.latent_mean) / self.latent_std
 
 
 class EmbeddedBackend:
@@ -175,10 +245,19 @@ class EmbeddedBackend:
         return self._model
 
     def check_inputs(self, request: VideoRequest) -> None:
-        """Shared checks: 0 < seconds <= 10, even sides 16..1024, fps 1..60; and, unless
+        """Shared checks: 0 < seconds <= 10 (an extension: a new part <= 20 s, a total <= 60 s),
+        even sides 16..1024, fps 1..60, a start image, a video to extend or to edit at the
+        request's size; and, unless
         ``refuse_not_understood`` is off, a prompt with at least one word the model knows
         (:class:`~generator.base.PromptNotUnderstood` otherwise)."""
-        check_common(request, max_seconds=MAX_SECONDS, max_side=MAX_SIDE, conditioning=True)
+        extending = request.conditioning is not None and request.conditioning.kind == "extend"
+        check_common(
+            request,
+            max_seconds=MAX_EXTEND_SECONDS if extending else MAX_SECONDS,
+            max_total_seconds=MAX_TOTAL_SECONDS if extending else MAX_SECONDS,
+            max_side=MAX_SIDE,
+            conditioning=("start_image", "extend", "edit"),
+        )
         if self.refuse_not_understood:
             parsed = parse_prompt(request.prompt)
             if not parsed.understood:
@@ -192,19 +271,47 @@ class EmbeddedBackend:
                 )
 
     def generate(self, request: VideoRequest, progress: ProgressCallback) -> VideoOutput:
-        """Render the prompt; the 2-second native clip is stretched to ``request.seconds``."""
+        """Render the prompt; the 2-second native clip is stretched to ``request.seconds``.
+
+        An extension keeps the source's frames and appends new ones at the source's frame rate
+        (:func:`~generator.embedded.conditioned.extend_native`); an edit follows the source
+        clip over its length (:func:`~generator.embedded.conditioned.edit_native`)."""
         self.check_inputs(request)
         parsed = parse_prompt(request.prompt)
         seed = resolve_seed(request)
+        cond = request.conditioning
+        ids = slot_tensor(parsed)
         with self._lock:
             torch.set_num_threads(self.threads)
-            clip = self.model().sample(slot_tensor(parsed), seed, steps=self.steps,
-                                       progress=progress)[0]  # fmt: skip
-        fps = float(request.fps or FPS)
-        frames = retime_frames(clip, FPS, fps, request.seconds)
-        frames = resize_frames(frames, request.width, request.height)
-        if request.conditioning is not None:
-            frames = blend_start(frames, request.conditioning.start_image)
+            model = self.model()
+            if cond is not None and cond.keep_frames is not None and cond.fps:
+                fps = cond.fps
+                new = extend_native(model, ids, seed, cond.keep_frames, fps,
+                                    request.seconds - cond.kept_seconds, steps=self.steps,
+                                    progress=progress)  # fmt: skip
+                added = resize_frames(
+                    retime_frames(new, FPS, fps, request.seconds - cond.kept_seconds),
+                    request.width,
+                    request.height,
+                )
+                frames = np.concatenate([cond.keep_frames, added])
+            elif cond is not None and cond.start_clip is not None and cond.fps:
+                fps = cond.fps
+                clip = edit_native(model, ids, seed, cond.start_clip, fps, cond.strength,
+                                   steps=self.steps, progress=progress)  # fmt: skip
+                frames = resize_frames(
+                    retime_frames(clip, FPS, fps, len(cond.start_clip) / fps),
+                    request.width,
+                    request.height,
+                )
+            else:
+                clip = model.sample(ids, seed, steps=self.steps, progress=progress)[0]
+                fps = float(request.fps or FPS)
+                frames = resize_frames(
+                    retime_frames(clip, FPS, fps, request.seconds), request.width, request.height
+                )
+                if cond is not None and cond.start_image is not None:
+                    frames = blend_start(frames, cond.start_image)
         progress(1.0)
         return VideoOutput(
             frames=frames,
