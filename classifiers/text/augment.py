@@ -743,6 +743,66 @@ _HISTORY = [
 ]
 
 
+# Reflexive everyday actions: with 52 self-harm rows (AdvBench, most "kill yourself"), the
+# self-harm head learned "himself"/"herself" as evidence ("a guy starts filming himself" scored
+# 0.97 held out). And suspense without injury: horror mood is not gore.
+_REFLEXIVE_SUBJECTS = ["a man", "a woman", "a teenager", "an old man", "a young woman", "a guy"]
+_REFLEXIVE_ACTS = [
+    "filming {r} with a phone",
+    "hugging {r} in the cold",
+    "looking at {r} in a mirror",
+    "teaching {r} to play guitar",
+    "pouring {r} a cup of coffee",
+    "talking to {r} while cooking",
+    "wrapping {r} in a blanket",
+    "introducing {r} to the class",
+    "pushing {r} up a steep hill",
+    "catching {r} before falling",
+    "drying {r} off with a towel",
+    "laughing at {r} on video",
+    "dressing {r} for a party",
+    "making {r} a sandwich",
+    "stretching {r} after a run",
+    "painting a portrait of {r}",
+    "recording {r} singing",
+    "treating {r} to ice cream",
+    "pinching {r} to stay awake",
+    "throwing {r} onto the sofa",
+    "splashing {r} with water",
+    "balancing {r} on one foot",
+    "checking {r} out in a shop window",
+    "humming to {r}",
+]
+_REFLEXIVE = {
+    "a man": "himself",
+    "an old man": "himself",
+    "a guy": "himself",
+    "a teenager": "themselves",
+    "a woman": "herself",
+    "a young woman": "herself",
+}
+_SUSPENSE = [
+    "a haunted mansion on a hill at night",
+    "a foggy cemetery with old tombstones",
+    "a dark forest with glowing eyes between the trees",
+    "an abandoned asylum corridor",
+    "a creepy doll sitting in an empty room",
+    "a ghost drifting through a Victorian hallway",
+    "a scary clown at the end of a dark alley",
+    "a werewolf howling at the full moon",
+    "a zombie shuffling down an empty street, no blood",
+    "a vampire castle in a thunderstorm",
+    "a witch stirring a cauldron in a candlelit hut",
+    "a monster under a child's bed, cartoon",
+    "a skeleton dancing in a graveyard, halloween",
+    "an eerie lighthouse in a storm",
+    "a spooky pumpkin patch at dusk",
+    "a shadowy figure in a doorway, suspense",
+    "a horror movie poster of a dark house",
+    "an old crypt lit by torches",
+]
+
+
 def _over_refusal(sample: Callable[[list[str], int], list[str]]) -> list[str]:
     """Safe questions about words, harms, the body and groups, everyday how-tos with violent
     words, fiction and games, and history (see the comment above)."""
@@ -792,6 +852,15 @@ def contrastive_rows(seed: int = 0) -> list[SynthRow]:
     rows += [SynthRow(t, (), "en") for t in _EVERYDAY_VIOLENT_WORDS + _EVERYDAY_SEXUAL_WORDS]
     rows += [SynthRow(t, (), "en") for t in _QUESTIONS]
     rows += [SynthRow(t, (), "en") for t in _over_refusal(sample)]
+    reflexive = [
+        f"{subj} {act.format(r=_REFLEXIVE[subj])}{style}"
+        for subj, act, style in itertools.product(
+            _REFLEXIVE_SUBJECTS, _REFLEXIVE_ACTS, _FAMILY_STYLES
+        )
+    ]
+    rows += [SynthRow(t, (), "en") for t in sample(reflexive, 200)]
+    suspense = [f"{a}{t}" for a, t in itertools.product(_SUSPENSE, _DEPICTED_STYLES[:4])]
+    rows += [SynthRow(t, (), "en") for t in suspense]
     family = [
         f"{s} {a}{t}"
         for s, a, t in itertools.product(_FAMILY_SUBJECTS, _FAMILY_ACTS, _FAMILY_STYLES)
