@@ -271,6 +271,7 @@ class JobRunner:
         ``provenance_failed``: nothing is released); otherwise it is logged and the video
         goes on unsigned.
         """
+        from gateway.worker.ingredients import source_ingredients
         from generator.provenance import Provenance, ProvenanceError, sign_mp4
 
         signing_key = self.c.signing_key
@@ -283,6 +284,7 @@ class JobRunner:
             model_id=output.model_id,
             seed=output.seed,
             remixed_from=job.remixed_from,
+            ingredients=source_ingredients(job, self.store, self.files),
         )
         try:
             local = self.files.local_path(key)
