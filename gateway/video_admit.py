@@ -26,11 +26,12 @@ from gateway.jobs import IdempotencyConflict, JobStore, NewJob, QueueFull, Video
 from gateway.metrics import annotate
 from gateway.pipeline import moderation_record
 from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, Problem
-from gateway.source_clips import SourceClip, store_source
+from gateway.source_clips import SourceClip, delete_source, store_source
 from gateway.video_inputs import VideoInputOutcome, check_video_input
 from gateway.video_objects import video_object
 from gateway.video_requests import CreateVideo
 from storage import StorageError
+from storage.objects import object_store
 
 log = logging.getLogger("reelguard.videos")
 
@@ -184,21 +185,35 @@ def admit(
             prompt_record=record,
         )
     except QueueFull as full:
+        _discard_source(settings, new)
         record_prompt(state, outcome, request_id, created_at, job_id=None, checked=checked)
         raise Problem(
             429, "queue-full", str(full), headers={"Retry-After": str(full.retry_after_s)}
         ) from None
     except IdempotencyConflict as conflict:
+        _discard_source(settings, new)
         raise Problem(409, "idempotency-conflict", str(conflict)) from None
     except STORAGE_ERRORS as exc:
+        _discard_source(settings, new)
         raise unavailable(request_id, exc) from exc
     if not created:
+        _discard_source(settings, new)
         return replay_response(job, spec)
     return Response(
         video_object(job),
         status_code=202,
         headers={"X-Request-ID": request_id, "openai-poll-after-ms": POLL_AFTER_MS},
     )
+
+
+def _discard_source(settings: Settings, new: NewJob) -> None:
+    """Delete the source clip stored for a job that was not created (no job will use it)."""
+    if new.source_clip is None:
+        return
+    try:
+        delete_source(object_store(settings), new.source_clip)
+    except StorageError as exc:  # never served; only space is lost
+        log.warning("cannot delete an unused source clip now: %s", exc)
 
 
 def _check_upload(

@@ -287,6 +287,13 @@ class VideoController(Controller):
             job = cancel(state.audit, video_id, tenant, actor)
         except JobNotFound:
             raise Problem(404, "not-found", f"No video {video_id!r}.") from None
+        if job.status == "queued" and job.source_clip is not None:
+            from gateway.source_clips import drop_ended_sources
+
+            try:  # it will never run: its clip goes now (else the next worker sweep takes it)
+                drop_ended_sources(_store(state).database, object_store(state.settings))
+            except StorageError as exc:
+                log.warning("video %s: cannot delete its source clip now: %s", job.id, exc)
         if job.release == "released":
             files = object_store(state.settings)
             for name in (job.file_name, job.thumbnail_name):

@@ -305,3 +305,31 @@ def test_missing_or_unknown_fields_are_422(env: Env) -> None:
         env.sdk().post("/videos/extensions", body={"prompt": "a red circle"}, cast_to=Video)
     pointers = {e["pointer"] for e in problem_of(info.value)["errors"]}
     assert pointers == {"#/video", "#/seconds"}
+
+
+def _clip_files(env: Env, video_id: str) -> list[bool]:
+    from gateway.jobs import JobStore
+    from gateway.source_clips import source_keys
+
+    record = JobStore(env.settings.database).get(video_id).source_clip
+    assert record is not None
+    keys = source_keys(record)
+    assert keys and all(k.startswith("quarantine/source-") for k in keys)
+    return [(env.settings.data_dir / k).is_file() for k in keys]
+
+
+def test_a_source_clip_is_kept_while_needed_and_deleted_when_the_job_ends(
+    env: Env, tmp_path: Path
+) -> None:
+    data = mp4(clip_of(landscape_pixels(64, 64), 8), 8.0, tmp_path)
+    kept = env.sdk().videos.edit(prompt="a red circle", video=("c.mp4", data, "video/mp4"))
+    dropped = env.sdk().videos.edit(prompt="a red circle", video=("c.mp4", data, "video/mp4"))
+    assert _clip_files(env, kept.id) == [True, True]  # the frames and the upload's bytes
+    assert _clip_files(env, dropped.id) == [True, True]  # the same upload, its own copy
+    env.sdk().videos.delete(dropped.id)  # queued: it will never run, its clip goes now
+    assert _clip_files(env, dropped.id) == [False, False]
+    assert _clip_files(env, kept.id) == [True, True]
+    env.run_jobs()
+    assert env.sdk().videos.retrieve(kept.id).status == "completed"
+    assert _clip_files(env, kept.id) == [False, False]
+    assert env.sdk().videos.retrieve(kept.id).model_dump()["source"]["mode"] == "edit"

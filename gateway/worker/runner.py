@@ -120,6 +120,7 @@ class JobRunner:
     def run(self, job: VideoJob) -> None:
         """Take one claimed job to completed or failed (or back to the queue on shutdown)."""
         self._run(job)
+        self._drop_sources()
         with contextlib.suppress(Exception):  # metrics and the log line must not fail a job
             done = self.store.get(job.id)
             if done.status in ("completed", "failed"):
@@ -127,6 +128,16 @@ class JobRunner:
                 from gateway.logs import job_event
 
                 job_event(done, worker_id=self.worker_id)
+
+    def _drop_sources(self) -> None:
+        """Delete the source clips of every ended job (this one, and any a cancellation or
+        an exhausted lease ended): :func:`gateway.source_clips.drop_ended_sources`."""
+        from gateway.source_clips import drop_ended_sources
+
+        try:
+            drop_ended_sources(self.store.database, self.files)
+        except Exception:  # never fails a job: the next job's sweep tries again
+            log.exception("deleting ended jobs' source clips failed")
 
     def _run(self, job: VideoJob) -> None:
         if job.stage == "decided":
