@@ -207,6 +207,7 @@ def runner(
         audit_log=base.audit_log,
         frame_classifiers=frame_classifiers or base.frame_classifiers,  # type: ignore[arg-type]
         signing_key=base.signing_key,
+        watermark=base.watermark,
     )
     return JobRunner(settings, components, worker_id)
 

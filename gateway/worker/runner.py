@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -222,6 +223,13 @@ class JobRunner:
         # Process CPU seconds (all threads) as well: wall times on a busy machine say more
         # about the neighbours than about us.
         timings["generate_cpu_s"] = time.process_time() - cpu
+        if self.c.watermark is not None:
+            # Burned in before the audit, not after: the audit then judges exactly the frames
+            # the MP4 holds (nothing served differs from what was audited), and a watermark
+            # that could change a score is judged with the video rather than trusted blindly.
+            t = time.perf_counter()
+            output = replace(output, frames=self.c.watermark.apply(output.frames))
+            timings["watermark_s"] = time.perf_counter() - t
 
         # The encoder writes into quarantine/ on its own thread while the audit runs: the file
         # is not servable until _finalize moves it after an "allow", and both read the same
