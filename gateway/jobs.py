@@ -103,7 +103,8 @@ CREATE TABLE IF NOT EXISTS video_jobs (
     input_moderation TEXT,
     input_image TEXT,
     source_clip TEXT,
-    source_dropped TEXT
+    source_dropped TEXT,
+    character_id TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS video_jobs_idempotency
     ON video_jobs (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -116,6 +117,7 @@ _ADDED_COLUMNS = (
     "input_image",
     "source_clip",
     "source_dropped",
+    "character_id",
 )
 """Columns added after the first release (all TEXT, NULL for older rows): a database made
 before them gets them at start-up (:meth:`JobStore._add_columns`)."""
@@ -231,9 +233,9 @@ class JobStore:
             """INSERT INTO video_jobs (id, tenant, model, prompt, seconds, size, width, height,
                seed, status, stage, progress, created_at, updated_at, prompt_moderation,
                policy_version, idempotency_key, request_hash, remixed_from, input_moderation,
-               input_image, source_clip)
+               input_image, source_clip, character_id)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', 0, ?, ?, ?, ?, ?, ?,
-                       ?, ?, ?, ?)""",
+                       ?, ?, ?, ?, ?)""",
             (
                 job_id,
                 new.tenant,
@@ -254,6 +256,7 @@ class JobStore:
                 None if new.input_moderation is None else json.dumps(new.input_moderation),
                 new.input_image,
                 None if new.source_clip is None else json.dumps(new.source_clip),
+                new.character_id,
             ),
         )
         _ring(tx)

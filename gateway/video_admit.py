@@ -48,9 +48,12 @@ def prompt_moderation_json(outcome: Any) -> dict[str, Any]:
 # -- the blocked-prompt response -------------------------------------------------------------
 
 
-def blocked_response(request: Request[Any, Any, State], outcome: Any) -> Response[Any]:
-    """400 problem details for a blocked prompt, with an OpenAI-shaped ``error`` member."""
-    return _blocked(request, "prompt", outcome.decision, prompt_moderation_json(outcome))
+def blocked_response(
+    request: Request[Any, Any, State], outcome: Any, param: str = "prompt"
+) -> Response[Any]:
+    """400 problem details for a blocked prompt (or character ``name``: ``param``), with an
+    OpenAI-shaped ``error`` member."""
+    return _blocked(request, param, outcome.decision, prompt_moderation_json(outcome))
 
 
 def input_blocked_response(
@@ -71,8 +74,12 @@ def _blocked(
         quote = next((e.text for e in r.evidence if e.text), None)
         parts.append(f"{r.category} ({r.source}{f': {quote!r}' if quote else ''})")
     what, kind, code = (
-        ("The prompt", "prompt-blocked", "prompt_moderation")
-        if param == "prompt"
+        (
+            "The prompt" if param == "prompt" else "The character name",
+            "prompt-blocked",
+            "prompt_moderation",
+        )
+        if param in ("prompt", "name")
         else (
             "The reference image (input_reference)"
             if param == "input_reference"
@@ -120,13 +127,16 @@ def admit(
     remixed_from: str | None = None,
     upload: DecodedVideo | None = None,
     source: SourceClip | None = None,
+    character_id: str | None = None,
 ) -> Response[Any]:
     """Moderate the prompt (and the uploaded image or video), then enqueue: what every
     ``POST`` that makes a video shares (create, remix, extensions, edits).
 
     ``start`` is the start image at the video's size; ``upload`` an uploaded video to check
     at the input stage; ``source`` the clip an extension or edit conditions on (stored in the
-    object store, lossless, before the job row exists). A block at any stage creates no job.
+    object store, lossless, before the job row exists); ``character_id`` the approved
+    character the video features (its frame is ``start``). A block at any stage creates no
+    job.
     """
     state = request.app.state
     settings: Settings = state.settings
@@ -170,6 +180,7 @@ def admit(
         input_image=None if start is None else start_image(start, spec.width, spec.height),
         # Stored only now that every check passed: a blocked upload is never kept.
         source_clip=None if source is None else store_source(settings, source),
+        character_id=character_id,
     )
     record = moderation_record(
         outcome, request_id=request_id, created_at=created_at, endpoint="videos"

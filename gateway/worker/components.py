@@ -124,7 +124,11 @@ def job_conditioning(job: VideoJob, files: ObjectStore | None = None) -> Conditi
 
     data = base64.b64decode(job.input_image, validate=True)
     pixels = decode_image(data, max_pixels=job.width * job.height).pixels
-    source = f"remix:{job.remixed_from}" if job.remixed_from else "input_reference"
+    source = "input_reference"
+    if job.remixed_from:
+        source = f"remix:{job.remixed_from}"
+    elif job.character_id:
+        source = f"character:{job.character_id}"
     return Conditioning(start_image=pixels, source=source)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 from typing import Any
 
 from gateway.jobs import JobNotFound, JobStore, VideoJob, video_key
@@ -31,7 +32,27 @@ def source_ingredients(job: VideoJob, jobs: JobStore, files: ObjectStore) -> tup
         return (_upload(clip, relationship, files),)
     if job.remixed_from:
         return (_released(job.remixed_from, "inputTo", jobs, files),)
+    if job.character_id:
+        return (_character(job.character_id, jobs, files),)
     return ()
+
+
+def _character(character_id: str, jobs: JobStore, files: ObjectStore) -> Ingredient:
+    """A featured character's uploaded video (its bytes as uploaded and approved)."""
+    from gateway.character_store import CharacterStore
+
+    character = CharacterStore(jobs.database).get(character_id)
+    ingredient = _upload(
+        {
+            "sha256": character.sha256,
+            "media_type": character.media_type,
+            "upload_key": character.upload_key,
+        },
+        "inputTo",
+        files,
+    )
+    suffix = _SUFFIX.get(character.media_type, "")
+    return replace(ingredient, title=f"{character_id}{suffix}")
 
 
 def _released(
