@@ -7,7 +7,6 @@ video featuring an approved character starts from it and lists it as a C2PA ingr
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,14 @@ from test_videos_inputs import (
     landscape_pixels,
     problem_of,
 )
-from test_videos_support import BLOCKED_TERM, embedded_weights, make_settings
+from test_videos_support import (
+    BLOCKED_TERM,
+    DEPLOYMENTS,
+    deployment_fields,
+    embedded_weights,
+    make_settings,
+    query,
+)
 
 from classifiers.frame.images import fit_to
 from gateway.cli import main
@@ -40,29 +46,33 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
 def env(
-    tmp_path_factory: pytest.TempPathFactory, text_classifiers: Mapping[str, Any]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    text_classifiers: Mapping[str, Any],
 ) -> Iterator[Env]:
     from conftest import serve_in_thread
 
     tmp = tmp_path_factory.mktemp("characters")
     key, chain = make_test_ca(tmp)
-    settings = make_settings(
-        tmp,
-        embedded_weights=embedded_weights(tmp),
-        max_upload_mb=0.25,
-        host="127.0.0.1",
-        c2pa_key=key,
-        c2pa_cert=chain,
-    )
-    for tenant, text in OVERLAYS.items():
-        (settings.tenant_policy_dir / f"{tenant}.yaml").write_text(text)
-    keys = KeyStore(settings.db)
-    tokens = {t: keys.create(t).token for t in TENANTS}
-    keys.close()
-    with serve_in_thread(settings, text_classifiers) as server:
-        yield Env(settings, server.url, tokens)
+    with deployment_fields(request, tmp) as where:
+        settings = make_settings(
+            tmp,
+            embedded_weights=embedded_weights(tmp),
+            max_upload_mb=0.25,
+            host="127.0.0.1",
+            c2pa_key=key,
+            c2pa_cert=chain,
+            **where,
+        )
+        for tenant, text in OVERLAYS.items():
+            (settings.tenant_policy_dir / f"{tenant}.yaml").write_text(text)
+        keys = KeyStore(settings.database)
+        tokens = {t: keys.create(t).token for t in TENANTS}
+        keys.close()
+        with serve_in_thread(settings, text_classifiers) as server:
+            yield Env(settings, server.url, tokens)
 
 
 @pytest.fixture(scope="module")
@@ -90,44 +100,43 @@ def featuring(env: Env, character_id: str, tenant: str = "acme", **kw: Any) -> A
     )
 
 
-def review(env: Env, ref: str, verdict: str, reviewer: str = "alice") -> str:
+def cli(env: Env, *args: str) -> str:
+    """``reelguard ARGS`` against the server's database (a SQLite file or PostgreSQL)."""
+    url = env.settings.database_url
+    where = [] if url else ["--db", str(env.settings.db)]
     shown = CliRunner().invoke(
-        main,
-        [
-            "audit",
-            "review",
-            ref,
-            f"--{verdict}",
-            "--reviewer",
-            reviewer,
-            "--note",
-            "signed consent form on file",
-            "--db",
-            str(env.settings.db),
-            "--data-dir",
-            str(env.settings.data_dir),
-        ],
+        main, [*args, *where], env={"REELGUARD_DATABASE_URL": url} if url else None
     )
     assert shown.exit_code == 0, shown.output
     return shown.output
 
 
+def review(env: Env, ref: str, verdict: str, reviewer: str = "alice") -> str:
+    return cli(
+        env,
+        "audit",
+        "review",
+        ref,
+        f"--{verdict}",
+        "--reviewer",
+        reviewer,
+        "--note",
+        "signed consent form on file",
+    )
+
+
 def chain(env: Env, character_id: str) -> dict[str, list[tuple[Any, ...]]]:
-    with sqlite3.connect(env.settings.db) as db:
-        return {
-            "decisions": db.execute(
-                "SELECT stage, action FROM decisions WHERE job_id = ? ORDER BY seq",
-                (character_id,),
-            ).fetchall(),
-            "releases": db.execute(
+    return {
+        table: query(env.settings, sql, (character_id,))
+        for table, sql in (
+            ("decisions", "SELECT stage, action FROM decisions WHERE job_id = ? ORDER BY seq"),
+            (
+                "releases",
                 "SELECT action, actor, reason FROM releases WHERE job_id = ? ORDER BY seq",
-                (character_id,),
-            ).fetchall(),
-            "reviews": db.execute(
-                "SELECT reviewer, verdict, note FROM reviews WHERE ref = ? ORDER BY seq",
-                (character_id,),
-            ).fetchall(),
-        }
+            ),
+            ("reviews", "SELECT reviewer, verdict, note FROM reviews WHERE ref = ? ORDER BY seq"),
+        )
+    }
 
 
 def test_a_clean_character_is_ready_and_retrievable(env: Env, clips: dict[str, bytes]) -> None:
@@ -177,8 +186,7 @@ def test_a_face_waits_for_a_reviewer_and_cannot_be_used_until_approved(
     trail = chain(env, made.id)
     assert [r[:2] for r in trail["releases"]] == [("withheld", actor), ("released", "alice")]
     assert trail["reviews"] == [("alice", "approve", "signed consent form on file")]
-    verified = CliRunner().invoke(main, ["audit", "verify", "--db", str(env.settings.db)])
-    assert verified.exit_code == 0, verified.output
+    cli(env, "audit", "verify")
 
     video = featuring(env, made.id)
     assert video.status == "queued"

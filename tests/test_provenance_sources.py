@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from test_provenance import make_test_ca
 from test_videos_extend import clip_of, extend_id, mp4, released
 from test_videos_inputs import TENANTS, Env, landscape_pixels
-from test_videos_support import embedded_weights, make_settings
+from test_videos_support import DEPLOYMENTS, deployment_fields, embedded_weights, make_settings
 
 from gateway.cli import main
 from gateway.keys import KeyStore
@@ -38,27 +38,31 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
 def env(
-    tmp_path_factory: pytest.TempPathFactory, text_classifiers: Mapping[str, Any]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    text_classifiers: Mapping[str, Any],
 ) -> Iterator[Env]:
     from conftest import serve_in_thread
 
     tmp = tmp_path_factory.mktemp("sources")
     key, chain = make_test_ca(tmp)
-    settings = make_settings(
-        tmp,
-        embedded_weights=embedded_weights(tmp),
-        max_upload_mb=0.25,
-        host="127.0.0.1",
-        c2pa_key=key,
-        c2pa_cert=chain,
-    )
-    keys = KeyStore(settings.db)
-    tokens = {t: keys.create(t).token for t in TENANTS}
-    keys.close()
-    with serve_in_thread(settings, text_classifiers) as server:
-        yield Env(settings, server.url, tokens)
+    with deployment_fields(request, tmp) as where:
+        settings = make_settings(
+            tmp,
+            embedded_weights=embedded_weights(tmp),
+            max_upload_mb=0.25,
+            host="127.0.0.1",
+            c2pa_key=key,
+            c2pa_cert=chain,
+            **where,
+        )
+        keys = KeyStore(settings.database)
+        tokens = {t: keys.create(t).token for t in TENANTS}
+        keys.close()
+        with serve_in_thread(settings, text_classifiers) as server:
+            yield Env(settings, server.url, tokens)
 
 
 def download(env: Env, video_id: str, tmp: Path) -> tuple[Path, bytes]:
