@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
@@ -235,6 +235,32 @@ class Settings(BaseSettings):
         description="true: a worker without a usable C2PA key does not start, and a video whose "
         "signing fails is withheld (fail closed).",
     )
+    watermark_text: str | None = Field(
+        None,
+        description="A visible label (at most 40 printable characters) burned into every frame "
+        "of every video before encoding; unset (and no watermark_image): no watermark.",
+    )
+    watermark_image: Path | None = Field(
+        None,
+        description="A small PNG (at most 1 MB, 1024 pixels a side; its alpha is kept) burned "
+        "into every frame instead of a text; not together with watermark_text.",
+    )
+    watermark_corner: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = Field(
+        "bottom-right", description="The corner the watermark goes in."
+    )
+    watermark_opacity: float = Field(
+        0.6, gt=0, le=1, description="How opaque the watermark is: above 0, at most 1."
+    )
+    watermark_margin: int = Field(
+        4, ge=0, le=256, description="Pixels between the watermark and the frame's edges."
+    )
+    watermark_size: float = Field(
+        0.1,
+        ge=0.02,
+        le=0.5,
+        description="The watermark's height as a fraction of the frame's height (it is also "
+        "narrowed to fit the width).",
+    )
     input_check_timeout_s: float = Field(
         20.0,
         gt=0,
@@ -372,6 +398,28 @@ class Settings(BaseSettings):
                 "'_', '-' separated by '/'); unset it to keep files in REELGUARD_DATA_DIR"
             )
         return value
+
+    @field_validator("watermark_text")
+    @classmethod
+    def _short_label(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None  # "" (an unset variable): no text watermark
+        text = value.strip()
+        if not text or len(text) > 40 or not text.isprintable():
+            raise ValueError(
+                "REELGUARD_WATERMARK_TEXT: takes 1 to 40 printable characters (one line); "
+                "use REELGUARD_WATERMARK_IMAGE for a logo"
+            )
+        return text
+
+    @model_validator(mode="after")
+    def _one_watermark(self) -> Settings:
+        if self.watermark_text and self.watermark_image is not None:
+            raise ValueError(
+                "REELGUARD_WATERMARK_TEXT and REELGUARD_WATERMARK_IMAGE are both set; a video "
+                "carries one watermark: unset one of them"
+            )
+        return self
 
     @property
     def database(self) -> Path | str:

@@ -25,6 +25,7 @@ from audit.log import AuditLog
 from classifiers.base import ERROR_MARKER
 from config.settings import Settings
 from gateway import metrics
+from gateway.characters import CharacterController
 from gateway.console.web import console_router
 from gateway.jobs import JobStore
 from gateway.keys import KeyStore
@@ -229,7 +230,7 @@ def create_app(
             *ROUTE_HANDLERS,
             Router(
                 "/",
-                route_handlers=[VideoController, VideoSourceController],
+                route_handlers=[VideoController, VideoSourceController, CharacterController],
                 request_max_body_size=video_body_limit(settings),
             ),
             *consoles,

@@ -89,6 +89,8 @@ class VideoJob:
     """The video an extension continues or an edit starts from: ``mode`` (``extend`` or
     ``edit``), ``key`` (its frames in the object store, lossless), ``video_id`` (a referenced
     video) or ``sha256`` (an upload), ``frames``, ``fps`` and ``seconds``."""
+    character_id: str | None = None
+    """The character (``POST /v1/videos/characters``, approved) the video features."""
 
     @property
     def file_name(self) -> str:
@@ -121,6 +123,7 @@ class NewJob:
     input_moderation: dict[str, Any] | None = None
     input_image: str | None = None
     source_clip: dict[str, Any] | None = None
+    character_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,4 +181,5 @@ def row_to_job(row: Mapping[str, Any]) -> VideoJob:
         else None,
         input_image=row.get("input_image"),
         source_clip=json.loads(row["source_clip"]) if row.get("source_clip") else None,
+        character_id=row.get("character_id"),
     )

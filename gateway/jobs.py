@@ -102,14 +102,23 @@ CREATE TABLE IF NOT EXISTS video_jobs (
     remixed_from TEXT,
     input_moderation TEXT,
     input_image TEXT,
-    source_clip TEXT
+    source_clip TEXT,
+    source_dropped TEXT,
+    character_id TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS video_jobs_idempotency
     ON video_jobs (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS video_jobs_queue ON video_jobs (status, seq);
 CREATE INDEX IF NOT EXISTS video_jobs_tenant ON video_jobs (tenant, seq);
 """)
-_ADDED_COLUMNS = ("remixed_from", "input_moderation", "input_image", "source_clip")
+_ADDED_COLUMNS = (
+    "remixed_from",
+    "input_moderation",
+    "input_image",
+    "source_clip",
+    "source_dropped",
+    "character_id",
+)
 """Columns added after the first release (all TEXT, NULL for older rows): a database made
 before them gets them at start-up (:meth:`JobStore._add_columns`)."""
 
@@ -159,6 +168,12 @@ class JobStore:
                 if name not in have:  # (ALTER locks the table: only when it is needed)
                     exists = " IF NOT EXISTS" if postgres else ""
                     tx.execute(f"ALTER TABLE video_jobs ADD COLUMN{exists} {name} TEXT")
+            # Made here, after the columns it names exist: the jobs whose source clip is
+            # still stored (gateway.source_clips sweeps the ended ones), a few at any time.
+            tx.execute(
+                "CREATE INDEX IF NOT EXISTS video_jobs_sources ON video_jobs (seq) "
+                "WHERE source_clip IS NOT NULL AND source_dropped IS NULL"
+            )
 
     # -- web process ---------------------------------------------------------------------------
 
@@ -218,9 +233,9 @@ class JobStore:
             """INSERT INTO video_jobs (id, tenant, model, prompt, seconds, size, width, height,
                seed, status, stage, progress, created_at, updated_at, prompt_moderation,
                policy_version, idempotency_key, request_hash, remixed_from, input_moderation,
-               input_image, source_clip)
+               input_image, source_clip, character_id)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 'queued', 0, ?, ?, ?, ?, ?, ?,
-                       ?, ?, ?, ?)""",
+                       ?, ?, ?, ?, ?)""",
             (
                 job_id,
                 new.tenant,
@@ -241,6 +256,7 @@ class JobStore:
                 None if new.input_moderation is None else json.dumps(new.input_moderation),
                 new.input_image,
                 None if new.source_clip is None else json.dumps(new.source_clip),
+                new.character_id,
             ),
         )
         _ring(tx)

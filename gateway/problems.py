@@ -37,6 +37,8 @@ them without parsing prose:
 - ``video-failed`` (409): the video failed (the detail gives its error code), so it has no
   content
 - ``source-not-released`` (409): a remix of a video that is not completed and released
+- ``character-not-approved`` (409): a video featuring a character that awaits a reviewer's
+  approval (its video showed a face) or was rejected
 - ``conflict`` (409): the review console's item was decided already, or the job system
   refused the review (e.g. the video is no longer withheld)
 - ``input-too-large`` (413): too many characters or items (see ``errors``)

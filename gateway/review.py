@@ -5,7 +5,9 @@ The reviewer CLI (``reelguard audit review ID --approve|--reject``,
 :mod:`gateway.commands.audit`) and the review console (``POST /review/items/ID/review``,
 :mod:`gateway.console.item_routes`) both call :func:`apply_review`, so every approve and reject
 takes one code path with the same checks (:func:`check_review`: a named reviewer, a note of at most
-:data:`MAX_NOTE_CHARS` characters). For a withheld video it moves the files out of quarantine
+:data:`MAX_NOTE_CHARS` characters). A character kept for review (its video showed a face) is
+approved or rejected the same way (:func:`gateway.character_store.review_character`). For a
+withheld video it moves the files out of quarantine
 (approve) and then, in **one transaction**, records the release, marks the job completed (or,
 on reject, marks the review rejected) and records the review, so no crash can leave a release
 without its review or a reviewed job without its record. The video object shows the outcome
@@ -42,6 +44,8 @@ from storage import Tx
 from storage.objects import ObjectStore
 
 Verdict = Literal["approve", "reject"]
+CHARACTER_PREFIX = "char_"
+"""Ids of characters (:mod:`gateway.character_store`), reviewed through the same path."""
 
 MAX_NOTE_CHARS = 4000
 """Longest review note kept (the note is evidence, not an essay)."""
@@ -62,7 +66,9 @@ class ReviewOutcome:
     def message(self) -> str:
         """One line for a person: what was recorded, and what became of the video."""
         done = f"Recorded {self.verdict} of {self.ref} by {self.reviewer}."
-        if self.released:
+        if self.released and (self.job_id or "").startswith(CHARACTER_PREFIX):
+            done += f" Character {self.job_id} approved: it can be used now."
+        elif self.released:
             done += f" Video {self.job_id} released."
         elif self.verdict == "approve" and not self.withheld and self.job_id is not None:
             done += " (The video was not withheld, so nothing was released.)"
@@ -125,6 +131,14 @@ def apply_review(
         story.releases[-1]["job_id"] if story.releases else None
     )
     withheld = bool(story.releases) and story.releases[-1]["action"] == "withheld"
+    if withheld and job_id is not None and job_id.startswith(CHARACTER_PREFIX):
+        # A character kept for review: approving it records the consent check and makes it
+        # usable; its clip stays in quarantine either way (it is never served).
+        from gateway.character_store import review_character
+
+        review_character(audit, job_id, reviewer, verdict, note, review_of=ref)
+        released = verdict == "approve"
+        return ReviewOutcome(ref, verdict, reviewer, job_id, withheld, released=released)
     if not withheld or job_id is None:
         audit.record_review(ref, reviewer, verdict, note)
         return ReviewOutcome(ref, verdict, reviewer, job_id, withheld, released=False)

@@ -21,6 +21,7 @@ def build_app_or_explain(settings: Settings) -> Litestar:
 
     open_audit_or_explain(settings).close()  # refuse to start on a database it cannot write
     signing_key_or_explain(settings)
+    watermark_or_explain(settings)
     check_store_or_explain(settings)
     try:
         return create_app(settings)
@@ -41,6 +42,17 @@ def signing_key_or_explain(settings: Settings) -> None:
         load_signing_key(settings)
     except ProvenanceError as exc:
         raise click.ClickException(f"{exc}; no video could be released") from None
+
+
+def watermark_or_explain(settings: Settings) -> None:
+    """Load the configured watermark before any worker starts: an image that cannot be used
+    stops here with the file and the fix named."""
+    from generator.watermark import WatermarkError, load_watermark
+
+    try:
+        load_watermark(settings)
+    except WatermarkError as exc:
+        raise click.ClickException(f"{exc}; no video could be watermarked") from None
 
 
 def check_store_or_explain(settings: Settings) -> None:

@@ -26,11 +26,12 @@ from gateway.jobs import IdempotencyConflict, JobStore, NewJob, QueueFull, Video
 from gateway.metrics import annotate
 from gateway.pipeline import moderation_record
 from gateway.problems import MEDIA_TYPE, TYPE_PREFIX, Problem
-from gateway.source_clips import SourceClip, store_source
+from gateway.source_clips import SourceClip, delete_source, store_source
 from gateway.video_inputs import VideoInputOutcome, check_video_input
 from gateway.video_objects import video_object
 from gateway.video_requests import CreateVideo
 from storage import StorageError
+from storage.objects import object_store
 
 log = logging.getLogger("reelguard.videos")
 
@@ -47,9 +48,12 @@ def prompt_moderation_json(outcome: Any) -> dict[str, Any]:
 # -- the blocked-prompt response -------------------------------------------------------------
 
 
-def blocked_response(request: Request[Any, Any, State], outcome: Any) -> Response[Any]:
-    """400 problem details for a blocked prompt, with an OpenAI-shaped ``error`` member."""
-    return _blocked(request, "prompt", outcome.decision, prompt_moderation_json(outcome))
+def blocked_response(
+    request: Request[Any, Any, State], outcome: Any, param: str = "prompt"
+) -> Response[Any]:
+    """400 problem details for a blocked prompt (or character ``name``: ``param``), with an
+    OpenAI-shaped ``error`` member."""
+    return _blocked(request, param, outcome.decision, prompt_moderation_json(outcome))
 
 
 def input_blocked_response(
@@ -70,8 +74,12 @@ def _blocked(
         quote = next((e.text for e in r.evidence if e.text), None)
         parts.append(f"{r.category} ({r.source}{f': {quote!r}' if quote else ''})")
     what, kind, code = (
-        ("The prompt", "prompt-blocked", "prompt_moderation")
-        if param == "prompt"
+        (
+            "The prompt" if param == "prompt" else "The character name",
+            "prompt-blocked",
+            "prompt_moderation",
+        )
+        if param in ("prompt", "name")
         else (
             "The reference image (input_reference)"
             if param == "input_reference"
@@ -119,13 +127,16 @@ def admit(
     remixed_from: str | None = None,
     upload: DecodedVideo | None = None,
     source: SourceClip | None = None,
+    character_id: str | None = None,
 ) -> Response[Any]:
     """Moderate the prompt (and the uploaded image or video), then enqueue: what every
     ``POST`` that makes a video shares (create, remix, extensions, edits).
 
     ``start`` is the start image at the video's size; ``upload`` an uploaded video to check
     at the input stage; ``source`` the clip an extension or edit conditions on (stored in the
-    object store, lossless, before the job row exists). A block at any stage creates no job.
+    object store, lossless, before the job row exists); ``character_id`` the approved
+    character the video features (its frame is ``start``). A block at any stage creates no
+    job.
     """
     state = request.app.state
     settings: Settings = state.settings
@@ -169,6 +180,7 @@ def admit(
         input_image=None if start is None else start_image(start, spec.width, spec.height),
         # Stored only now that every check passed: a blocked upload is never kept.
         source_clip=None if source is None else store_source(settings, source),
+        character_id=character_id,
     )
     record = moderation_record(
         outcome, request_id=request_id, created_at=created_at, endpoint="videos"
@@ -184,21 +196,35 @@ def admit(
             prompt_record=record,
         )
     except QueueFull as full:
+        _discard_source(settings, new)
         record_prompt(state, outcome, request_id, created_at, job_id=None, checked=checked)
         raise Problem(
             429, "queue-full", str(full), headers={"Retry-After": str(full.retry_after_s)}
         ) from None
     except IdempotencyConflict as conflict:
+        _discard_source(settings, new)
         raise Problem(409, "idempotency-conflict", str(conflict)) from None
     except STORAGE_ERRORS as exc:
+        _discard_source(settings, new)
         raise unavailable(request_id, exc) from exc
     if not created:
+        _discard_source(settings, new)
         return replay_response(job, spec)
     return Response(
         video_object(job),
         status_code=202,
         headers={"X-Request-ID": request_id, "openai-poll-after-ms": POLL_AFTER_MS},
     )
+
+
+def _discard_source(settings: Settings, new: NewJob) -> None:
+    """Delete the source clip stored for a job that was not created (no job will use it)."""
+    if new.source_clip is None:
+        return
+    try:
+        delete_source(object_store(settings), new.source_clip)
+    except StorageError as exc:  # never served; only space is lost
+        log.warning("cannot delete an unused source clip now: %s", exc)
 
 
 def _check_upload(

@@ -24,6 +24,7 @@ SIZE_PATTERN = re.compile(r"([0-9]{1,5})x([0-9]{1,5})", re.ASCII)
 """``WIDTHxHEIGHT`` in ASCII digits, matched with ``fullmatch`` (no full-width digits, no
 trailing newline); the job stores the canonical ``f"{width}x{height}"``."""
 FIELDS = ("prompt", "model", "seconds", "size", "seed", "input_reference")
+CHARACTER_FORM_FIELD = "characters[][id]"
 
 
 class CreateVideo(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -42,6 +43,8 @@ class CreateVideo(msgspec.Struct, frozen=True, omit_defaults=True):
     """The source video of a remix (or of an extension or edit of a video id)."""
     mode: str | None = None
     """``extend`` or ``edit`` for ``/v1/videos/extensions`` and ``/v1/videos/edits``."""
+    character: str | None = None
+    """The character the video features (``characters: [{"id": ...}]``)."""
 
     def request_hash(self) -> str:
         """What an Idempotency-Key is bound to."""
@@ -226,6 +229,12 @@ async def read_body(request: Request[Any, Any, State]) -> dict[str, Any]:
         # The reference image is read here (bounded); other file parts stay UploadFile
         # objects, which parse_create refuses by name.
         fields = dict(form.multi_items())
+        # The SDK sends extra_body={"characters": [{"id": ...}]} in a form as repeated
+        # characters[][id] fields: gather them back into the JSON shape.
+        featured = [v for k, v in form.multi_items() if k == CHARACTER_FORM_FIELD]
+        if featured:
+            del fields[CHARACTER_FORM_FIELD]
+            fields["characters"] = [{"id": v} for v in featured]
         part = fields.get("input_reference")
         if isinstance(part, UploadFile):
             fields["input_reference"] = await read_upload(part, request.app.state.settings)

@@ -42,6 +42,9 @@ Responses and errors (problem details, ``application/problem+json``):
   comes from the object store (:func:`serve_object`): a local file, a stream from S3, or with
   ``REELGUARD_S3_PRESIGNED_DOWNLOADS`` a 307 to a presigned URL; a store that cannot be
   reached is a 503 ``unavailable`` with ``Retry-After``.
+- ``POST /v1/videos`` with JSON ``"characters": [{"id": "char_..."}]`` features an approved
+  character (:mod:`gateway.characters`): 404 for another tenant's, 409
+  ``character-not-approved`` while it awaits review.
 - Another tenant's video is a 404, exactly like a missing one.
 """
 
@@ -127,12 +130,44 @@ class VideoController(Controller):
     ) -> Response[Any]:
         state = request.app.state
         settings: Settings = state.settings
+        characters = raw.pop("characters", None)
         spec = parse_create(raw, settings)
         upload = raw.get("input_reference")
+        if characters is not None:
+            return self._featuring(request, tenant, spec, characters, upload, key)
         image = decode_upload(upload, settings) if isinstance(upload, Upload) else None
         start = None if image is None else fit_to(image.pixels, spec.width, spec.height)
         check_with_backend(state, spec, start)
         return admit(request, tenant, spec, key, image=image, start=start)
+
+    def _featuring(
+        self,
+        request: Request[Any, Any, State],
+        tenant: str,
+        spec: CreateVideo,
+        characters: Any,
+        upload: Any,
+        key: str | None,
+    ) -> Response[Any]:
+        """A video featuring an approved character: it starts from the character's clip."""
+        from gateway.character_store import first_frame
+        from gateway.characters import featured_character
+
+        state = request.app.state
+        if upload is not None:
+            raise Problem(
+                422,
+                "validation-error",
+                "A character and an input_reference both set how the video starts; send one.",
+                errors=[FieldError("#/input_reference", "not with characters")],
+            )
+        character = featured_character(state, tenant, characters)
+        spec = replace_spec(spec, character=character.id)
+        start = fit_to(
+            first_frame(object_store(state.settings), character), spec.width, spec.height
+        )
+        check_with_backend(state, spec, start)
+        return admit(request, tenant, spec, key, start=start, character_id=character.id)
 
     @post(
         "/{video_id:str}/remix",
@@ -287,6 +322,13 @@ class VideoController(Controller):
             job = cancel(state.audit, video_id, tenant, actor)
         except JobNotFound:
             raise Problem(404, "not-found", f"No video {video_id!r}.") from None
+        if job.status == "queued" and job.source_clip is not None:
+            from gateway.source_clips import drop_ended_sources
+
+            try:  # it will never run: its clip goes now (else the next worker sweep takes it)
+                drop_ended_sources(_store(state).database, object_store(state.settings))
+            except StorageError as exc:
+                log.warning("video %s: cannot delete its source clip now: %s", job.id, exc)
         if job.release == "released":
             files = object_store(state.settings)
             for name in (job.file_name, job.thumbnail_name):

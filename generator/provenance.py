@@ -5,7 +5,8 @@ so a released file always carries its manifest when signing is configured. The m
 
 - ``c2pa.actions``: ``c2pa.created`` with the IPTC digital source type *trained algorithmic
   media* and the generator (backend and model id) as the software agent;
-- ``org.reelguard.generation``: backend, model id, seed, and the remix source if any;
+- ``org.reelguard.generation``: backend, model id, seed, the remix source if any, and every
+  source (``sources``: relationship, video id, sha256 of the bytes listed as the ingredient);
 - ``org.reelguard.audit``: the job id (``reelguard audit show JOB_ID`` finds every record of it)
   and the policy version the frame audit decided under.
 
@@ -14,23 +15,82 @@ the signer's certificate first, then its issuers). Without them videos are relea
 and the worker says so at start-up; ``REELGUARD_C2PA_REQUIRED=true`` makes a signature
 mandatory (a worker without a usable key refuses to start, and a signing failure withholds the
 video). No time-stamp authority is contacted: signing works offline.
+
+A video made from another one lists it as an ingredient (:class:`Ingredient`): an extension
+opens with its source's frames, so the source is its ``parentOf`` ingredient and the actions are
+``c2pa.opened`` then ``c2pa.edited`` (*composite with trained algorithmic media*); a remix, an
+edit or a character video only feeds the model, so the source is ``inputTo`` and the action
+stays ``c2pa.created``. A released source's own signed MP4 is the ingredient (its manifest is
+carried along, so the chain of provenance stays readable); an upload's original bytes are.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = (
+    "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+)
 CLAIM_GENERATOR = "ReelGuard"
 
 
 class ProvenanceError(RuntimeError):
     """Signing or reading a C2PA manifest failed; the message names the file and the cause."""
+
+
+Relationship = Literal["parentOf", "inputTo"]
+"""How a source is related to the video (C2PA ingredient relationships; see the module doc)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ingredient:
+    """A source a video was made from: a released video (``video_id``) or an upload.
+
+    ``data`` is the source file as it was used (a released MP4 with its own manifest, or the
+    uploaded bytes); ``None`` when it is no longer stored (its owner deleted it), in which
+    case the ingredient is listed by id alone, without a hash of its content.
+    """
+
+    relationship: Relationship
+    title: str
+    media_type: str
+    video_id: str | None = None
+    sha256: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+    @property
+    def instance_id(self) -> str:
+        """``reelguard:<video id>`` for a released video, ``sha256:<hex>`` for an upload."""
+        return f"reelguard:{self.video_id}" if self.video_id else f"sha256:{self.sha256}"
+
+    def definition(self, label: str) -> dict[str, Any]:
+        """The ingredient's C2PA definition (``label`` links it to the actions)."""
+        out: dict[str, Any] = {
+            "title": self.title,
+            "format": self.media_type,
+            "relationship": self.relationship,
+            "instance_id": self.instance_id,
+            "label": label,
+        }
+        if self.sha256:
+            out["description"] = f"sha256:{self.sha256}"
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """What ``org.reelguard.generation.sources`` says of it."""
+        return {
+            "relationship": self.relationship,
+            "video_id": self.video_id,
+            "sha256": self.sha256,
+            "media_type": self.media_type,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +103,7 @@ class Provenance:
     model_id: str
     seed: int
     remixed_from: str | None = None
+    ingredients: tuple[Ingredient, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,24 +153,15 @@ def manifest_json(info: Provenance) -> str:
     }
     if info.remixed_from:
         generation["remixed_from"] = info.remixed_from
+    if info.ingredients:
+        generation["sources"] = [i.summary() for i in info.ingredients]
     return json.dumps(
         {
             "claim_generator_info": [{"name": CLAIM_GENERATOR, "version": _version()}],
             "title": f"{info.job_id}.mp4",
             "format": "video/mp4",
             "assertions": [
-                {
-                    "label": "c2pa.actions",
-                    "data": {
-                        "actions": [
-                            {
-                                "action": "c2pa.created",
-                                "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
-                                "softwareAgent": {"name": f"{info.backend}:{info.model_id}"},
-                            }
-                        ]
-                    },
-                },
+                {"label": "c2pa.actions", "data": {"actions": _actions(info)}},
                 {"label": "org.reelguard.generation", "data": generation},
                 {
                     "label": "org.reelguard.audit",
@@ -118,6 +170,45 @@ def manifest_json(info: Provenance) -> str:
             ],
         }
     )
+
+
+def _label(index: int) -> str:
+    return f"source-{index}"
+
+
+def _actions(info: Provenance) -> list[dict[str, Any]]:
+    """``c2pa.created`` for a generated video (its ``inputTo`` sources named); for one that
+    opens with a source's frames (an extension), ``c2pa.opened`` on that ``parentOf`` source,
+    then ``c2pa.edited`` for the generated rest."""
+    agent = {"name": f"{info.backend}:{info.model_id}"}
+    parents = [_label(i) for i, g in enumerate(info.ingredients) if g.relationship == "parentOf"]
+    inputs = [_label(i) for i, g in enumerate(info.ingredients) if g.relationship == "inputTo"]
+    generated: dict[str, Any] = {"softwareAgent": agent}
+    if inputs:
+        generated["parameters"] = {"ingredientIds": inputs}
+    if not parents:
+        return [
+            {"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA, **generated}
+        ]
+    return [
+        {"action": "c2pa.opened", "parameters": {"ingredientIds": parents[:1]}},
+        {
+            "action": "c2pa.edited",
+            "digitalSourceType": COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
+            **generated,
+        },
+    ]
+
+
+def _definition(info: Provenance) -> str:
+    """The manifest for the builder: :func:`manifest_json` plus the sources that are no longer
+    stored (listed by id; those with bytes are added with :meth:`c2pa.Builder.add_ingredient`,
+    which hashes them and carries their own manifest along)."""
+    manifest = json.loads(manifest_json(info))
+    gone = [g.definition(_label(i)) for i, g in enumerate(info.ingredients) if g.data is None]
+    if gone:
+        manifest["ingredients"] = gone
+    return json.dumps(manifest)
 
 
 _LOCK = threading.Lock()
@@ -136,10 +227,17 @@ def sign_mp4(path: Path, info: Provenance, key: SigningKey) -> None:
         with _LOCK:  # the native signer is not documented as thread-safe
             signer = c2pa.Signer.from_info(signer_info)
             with (
-                c2pa.Builder(manifest_json(info)) as builder,
+                c2pa.Builder(_definition(info)) as builder,
                 open(path, "rb") as src,
                 open(tmp, "w+b") as dst,
             ):
+                for i, source in enumerate(info.ingredients):
+                    if source.data is not None:
+                        builder.add_ingredient(
+                            json.dumps(source.definition(_label(i))),
+                            source.media_type,
+                            io.BytesIO(source.data),
+                        )
                 builder.sign(signer, "video/mp4", src, dst)
                 dst.flush()
                 os.fsync(dst.fileno())

@@ -21,12 +21,20 @@ from test_videos_inputs import (
     landscape_pixels,
     problem_of,
 )
-from test_videos_support import BLOCKED_TERM, embedded_weights, make_settings
+from test_videos_support import (
+    BLOCKED_TERM,
+    DEPLOYMENTS,
+    deployment_fields,
+    embedded_weights,
+    make_settings,
+    query,
+)
 
 from classifiers.frame.videos import VideoRejected, decode_video
 from gateway.keys import KeyStore
 from generator.embedded.check import analyse
 from generator.encode import decode_mp4, encode_mp4
+from storage.objects import object_store
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,27 +52,32 @@ def clip_of(pixels: npt.NDArray[np.uint8], frames: int = 8) -> npt.NDArray[np.ui
     return np.repeat(pixels[None], frames, axis=0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
 def env(
-    tmp_path_factory: pytest.TempPathFactory, text_classifiers: Mapping[str, Any]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    text_classifiers: Mapping[str, Any],
 ) -> Iterator[Env]:
+    """A server and worker on SQLite and a local folder, then on PostgreSQL and S3."""
     from conftest import serve_in_thread
 
     tmp = tmp_path_factory.mktemp("extend")
-    settings = make_settings(
-        tmp,
-        embedded_weights=embedded_weights(tmp),
-        embedded_steps=12,  # the colour checks need a real sample, not the suite's 2 steps
-        max_upload_mb=0.25,
-        host="127.0.0.1",
-    )
-    for tenant, text in OVERLAYS.items():
-        (settings.tenant_policy_dir / f"{tenant}.yaml").write_text(text)
-    keys = KeyStore(settings.db)
-    tokens = {t: keys.create(t).token for t in TENANTS}
-    keys.close()
-    with serve_in_thread(settings, text_classifiers) as server:
-        yield Env(settings, server.url, tokens)
+    with deployment_fields(request, tmp) as where:
+        settings = make_settings(
+            tmp,
+            embedded_weights=embedded_weights(tmp),
+            embedded_steps=12,  # the colour checks need a real sample, not the suite's 2 steps
+            max_upload_mb=0.25,
+            host="127.0.0.1",
+            **where,
+        )
+        for tenant, text in OVERLAYS.items():
+            (settings.tenant_policy_dir / f"{tenant}.yaml").write_text(text)
+        keys = KeyStore(settings.database)
+        tokens = {t: keys.create(t).token for t in TENANTS}
+        keys.close()
+        with serve_in_thread(settings, text_classifiers) as server:
+            yield Env(settings, server.url, tokens)
 
 
 def extend_id(env: Env, video_id: str, tenant: str = "acme", **body: Any) -> Any:
@@ -164,10 +177,11 @@ def test_an_uploaded_video_is_audited_at_the_input_stage_and_extended(
     assert upload["field"] == "video" and upload["media_type"] == "video/mp4"
     assert (upload["frames"], upload["fps"], upload["duration_s"]) == (16, 8.0, 2.0)
     assert upload["sampled_frames"] >= 4  # first, last and the uniform grid over 2 s
-    with env.audit() as db:
-        stages = db.execute(
-            "SELECT stage, action, frames FROM decisions WHERE job_id = ? ORDER BY seq", (ext.id,)
-        ).fetchall()
+    stages = query(
+        env.settings,
+        "SELECT stage, action, frames FROM decisions WHERE job_id = ? ORDER BY seq",
+        (ext.id,),
+    )
     assert [s[:2] for s in stages] == [("prompt", "allow"), ("input", "allow")]
     assert '"sampled_frames"' in stages[1][2] and '"video/mp4"' in stages[1][2]
     env.run_jobs()
@@ -305,3 +319,32 @@ def test_missing_or_unknown_fields_are_422(env: Env) -> None:
         env.sdk().post("/videos/extensions", body={"prompt": "a red circle"}, cast_to=Video)
     pointers = {e["pointer"] for e in problem_of(info.value)["errors"]}
     assert pointers == {"#/video", "#/seconds"}
+
+
+def _clip_files(env: Env, video_id: str) -> list[bool]:
+    from gateway.jobs import JobStore
+    from gateway.source_clips import source_keys
+
+    record = JobStore(env.settings.database).get(video_id).source_clip
+    assert record is not None
+    keys = source_keys(record)
+    assert keys and all(k.startswith("quarantine/source-") for k in keys)
+    files = object_store(env.settings)
+    return [files.exists(k) for k in keys]
+
+
+def test_a_source_clip_is_kept_while_needed_and_deleted_when_the_job_ends(
+    env: Env, tmp_path: Path
+) -> None:
+    data = mp4(clip_of(landscape_pixels(64, 64), 8), 8.0, tmp_path)
+    kept = env.sdk().videos.edit(prompt="a red circle", video=("c.mp4", data, "video/mp4"))
+    dropped = env.sdk().videos.edit(prompt="a red circle", video=("c.mp4", data, "video/mp4"))
+    assert _clip_files(env, kept.id) == [True, True]  # the frames and the upload's bytes
+    assert _clip_files(env, dropped.id) == [True, True]  # the same upload, its own copy
+    env.sdk().videos.delete(dropped.id)  # queued: it will never run, its clip goes now
+    assert _clip_files(env, dropped.id) == [False, False]
+    assert _clip_files(env, kept.id) == [True, True]
+    env.run_jobs()
+    assert env.sdk().videos.retrieve(kept.id).status == "completed"
+    assert _clip_files(env, kept.id) == [False, False]
+    assert env.sdk().videos.retrieve(kept.id).model_dump()["source"]["mode"] == "edit"

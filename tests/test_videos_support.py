@@ -8,11 +8,13 @@ colour gradient, so the real frame classifiers see a harmless picture.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,6 +110,45 @@ def make_settings(tmp: Path, **kw: object) -> Settings:
     }
     fields.update(kw)
     return Settings(**fields)  # type: ignore[arg-type]
+
+
+DEPLOYMENTS = ("sqlite-local", "postgres-s3")
+"""The two ways a module-scoped server fixture runs (its ``params``): the embedded defaults,
+and the scaled-out services (the session's throwaway PostgreSQL and S3 servers)."""
+
+
+@contextlib.contextmanager
+def deployment_fields(request: Any, tmp: Path) -> Iterator[dict[str, object]]:
+    """The settings for ``request.param`` (one of :data:`DEPLOYMENTS`): nothing extra for
+    ``sqlite-local``; for ``postgres-s3`` a fresh database (dropped afterwards) and a fresh
+    prefix in the session's bucket, with the S3 credentials in the environment meanwhile."""
+    if request.param == "sqlite-local":
+        yield {}
+        return
+    import pytest
+
+    postgres = request.getfixturevalue("postgres_server")
+    s3 = request.getfixturevalue("s3_server")
+    url = postgres.create_database()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in s3.env().items():
+            patch.setenv(name, value)
+        try:
+            yield {
+                "database_url": url,
+                "storage_url": f"s3://{s3.bucket}/{tmp.name}",
+                "s3_endpoint_url": s3.endpoint,
+            }
+        finally:
+            postgres.drop_database(url)
+
+
+def query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on the settings' database (SQLite or PostgreSQL)."""
+    from storage import Database
+
+    with Database.from_url(settings.database).transaction() as tx:
+        return [tuple(r) for r in tx.all(sql, params)]
 
 
 class PatternBackend:
@@ -207,6 +248,7 @@ def runner(
         audit_log=base.audit_log,
         frame_classifiers=frame_classifiers or base.frame_classifiers,  # type: ignore[arg-type]
         signing_key=base.signing_key,
+        watermark=base.watermark,
     )
     return JobRunner(settings, components, worker_id)
 
@@ -221,11 +263,14 @@ def run_all(job_runner: JobRunner) -> int:
 
 __all__ = [
     "BLOCKED_TERM",
+    "DEPLOYMENTS",
     "BackendError",
     "ExplodingClassifier",
     "PatternBackend",
+    "deployment_fields",
     "enqueue_job",
     "make_settings",
+    "query",
     "run_all",
     "runner",
 ]

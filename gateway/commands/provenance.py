@@ -17,8 +17,8 @@ UNTRUSTED = "signingCredential.untrusted"
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the whole C2PA store as JSON.")
 def provenance(file: Path, as_json: bool) -> None:
-    """Print FILE's C2PA manifest (who made it, how, the audit reference) and whether its
-    signature and content hash hold.
+    """Print FILE's C2PA manifest (who made it, how, from which sources, the audit reference)
+    and whether its signature and content hash hold.
 
     Exit status: 0 when the manifest is intact (a signer outside the C2PA trust list, e.g. a
     test CA, is reported, not failed); 1 when it is invalid (the file was cut, re-encoded or
@@ -63,9 +63,24 @@ def _summary(file: Path, store: dict[str, Any]) -> str:
             f"  action:     {action.get('action')} {agent} "
             f"({action.get('digitalSourceType', '').rsplit('/', 1)[-1]})"
         )
+    lines += [_ingredient(i, store) for i in manifest.get("ingredients", [])]
     for label in ("org.reelguard.generation", "org.reelguard.audit"):
         if label in assertions:
             lines.append(f"  {label.rsplit('.', 1)[-1] + ':':11} {json.dumps(assertions[label])}")
     for problem in problems:
         lines.append(f"  problem:    {problem.get('code')}: {problem.get('explanation', '')}")
     return "\n".join(lines)
+
+
+def _ingredient(ingredient: dict[str, Any], store: dict[str, Any]) -> str:
+    """One line per source: relationship, title, identity, content hash, own manifest."""
+    own = ingredient.get("active_manifest")
+    signed = ""
+    if own:
+        maker = store.get("manifests", {}).get(own, {}).get("claim_generator_info", [{}])
+        signed = f"; its manifest {own} by {maker[0].get('name', '?') if maker else '?'}"
+    digest = ingredient.get("description") or "no content hash (no longer stored)"
+    return (
+        f"  ingredient: {ingredient.get('relationship')} {ingredient.get('title')} "
+        f"({ingredient.get('instance_id')}; {digest}{signed})"
+    )

@@ -52,9 +52,14 @@ def worker_command(db: DbTarget, data_dir: Path | None, workers: int | None) -> 
         )
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load, so no job can run:\n{exc}") from None
-    from gateway.serve import check_store_or_explain, signing_key_or_explain
+    from gateway.serve import (
+        check_store_or_explain,
+        signing_key_or_explain,
+        watermark_or_explain,
+    )
 
     signing_key_or_explain(settings)
+    watermark_or_explain(settings)
     check_store_or_explain(settings)  # a worker that cannot store would fail every job
     from gateway import metrics
     from gateway.logs import configure_logging

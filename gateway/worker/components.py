@@ -1,6 +1,7 @@
 """What a video worker loads once and reuses for every job (:class:`Components`: policies,
-audit log, frame classifiers, generator backends, the C2PA signing key), and the per-job inputs
-read from the job row (the start image to condition on, the prompt's mentions of a child)."""
+audit log, frame classifiers, generator backends, the C2PA signing key, the watermark), and
+the per-job inputs read from the job row (the start image to condition on, the prompt's
+mentions of a child)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from config.settings import Settings
 from gateway.jobs import VideoJob
 from generator.base import Conditioning, VideoBackend
 from generator.provenance import SigningKey
+from generator.watermark import Watermark, load_watermark
 from policies.resolved import ResolvedPolicy
 from policies.store import PolicyStore
 from storage.objects import ObjectStore
@@ -41,6 +43,8 @@ class Components:
     frame_classifiers: FrameClassifiers
     signing_key: SigningKey | None = None
     """The C2PA key released videos are signed with (``None``: unsigned)."""
+    watermark: Watermark | None = None
+    """The visible watermark burned into every video (``None``: none configured)."""
 
     @classmethod
     def load(cls, settings: Settings) -> Components:
@@ -65,6 +69,7 @@ class Components:
             audit_log=AuditLog(settings.database),
             frame_classifiers=classifiers,
             signing_key=load_signing_key(settings),
+            watermark=load_watermark(settings),
         )
 
     def backend(self, name: str) -> VideoBackend:
@@ -119,7 +124,11 @@ def job_conditioning(job: VideoJob, files: ObjectStore | None = None) -> Conditi
 
     data = base64.b64decode(job.input_image, validate=True)
     pixels = decode_image(data, max_pixels=job.width * job.height).pixels
-    source = f"remix:{job.remixed_from}" if job.remixed_from else "input_reference"
+    source = "input_reference"
+    if job.remixed_from:
+        source = f"remix:{job.remixed_from}"
+    elif job.character_id:
+        source = f"character:{job.character_id}"
     return Conditioning(start_image=pixels, source=source)
 
 

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +121,7 @@ class JobRunner:
     def run(self, job: VideoJob) -> None:
         """Take one claimed job to completed or failed (or back to the queue on shutdown)."""
         self._run(job)
+        self._drop_sources()
         with contextlib.suppress(Exception):  # metrics and the log line must not fail a job
             done = self.store.get(job.id)
             if done.status in ("completed", "failed"):
@@ -127,6 +129,16 @@ class JobRunner:
                 from gateway.logs import job_event
 
                 job_event(done, worker_id=self.worker_id)
+
+    def _drop_sources(self) -> None:
+        """Delete the source clips of every ended job (this one, and any a cancellation or
+        an exhausted lease ended): :func:`gateway.source_clips.drop_ended_sources`."""
+        from gateway.source_clips import drop_ended_sources
+
+        try:
+            drop_ended_sources(self.store.database, self.files)
+        except Exception:  # never fails a job: the next job's sweep tries again
+            log.exception("deleting ended jobs' source clips failed")
 
     def _run(self, job: VideoJob) -> None:
         if job.stage == "decided":
@@ -211,6 +223,13 @@ class JobRunner:
         # Process CPU seconds (all threads) as well: wall times on a busy machine say more
         # about the neighbours than about us.
         timings["generate_cpu_s"] = time.process_time() - cpu
+        if self.c.watermark is not None:
+            # Burned in before the audit, not after: the audit then judges exactly the frames
+            # the MP4 holds (nothing served differs from what was audited), and a watermark
+            # that could change a score is judged with the video rather than trusted blindly.
+            t = time.perf_counter()
+            output = replace(output, frames=self.c.watermark.apply(output.frames))
+            timings["watermark_s"] = time.perf_counter() - t
 
         # The encoder writes into quarantine/ on its own thread while the audit runs: the file
         # is not servable until _finalize moves it after an "allow", and both read the same
@@ -271,6 +290,7 @@ class JobRunner:
         ``provenance_failed``: nothing is released); otherwise it is logged and the video
         goes on unsigned.
         """
+        from gateway.worker.ingredients import source_ingredients
         from generator.provenance import Provenance, ProvenanceError, sign_mp4
 
         signing_key = self.c.signing_key
@@ -283,6 +303,7 @@ class JobRunner:
             model_id=output.model_id,
             seed=output.seed,
             remixed_from=job.remixed_from,
+            ingredients=source_ingredients(job, self.store, self.files),
         )
         try:
             local = self.files.local_path(key)

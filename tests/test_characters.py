@@ -1,0 +1,256 @@
+"""Characters through the official ``openai`` SDK (``client.videos.create_character`` and
+``get_character``) against a real server: the uploaded video is audited at the input stage, a
+face keeps the character for review (consent on record in the audit chain, approved with the
+reviewer CLI), an unapproved character cannot be used (409), tenants are isolated (404), and a
+video featuring an approved character starts from it and lists it as a C2PA ingredient."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openai
+import pytest
+from click.testing import CliRunner
+from test_provenance import make_test_ca
+from test_videos_extend import clip_of, mp4
+from test_videos_inputs import (
+    OVERLAYS,
+    TENANTS,
+    Env,
+    face_pixels,
+    landscape_pixels,
+    problem_of,
+)
+from test_videos_support import (
+    BLOCKED_TERM,
+    DEPLOYMENTS,
+    deployment_fields,
+    embedded_weights,
+    make_settings,
+    query,
+)
+
+from classifiers.frame.images import fit_to
+from gateway.cli import main
+from gateway.keys import KeyStore
+from generator.encode import decode_mp4
+from generator.provenance import read_manifest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning"),
+]
+
+
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def env(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    text_classifiers: Mapping[str, Any],
+) -> Iterator[Env]:
+    from conftest import serve_in_thread
+
+    tmp = tmp_path_factory.mktemp("characters")
+    key, chain = make_test_ca(tmp)
+    with deployment_fields(request, tmp) as where:
+        settings = make_settings(
+            tmp,
+            embedded_weights=embedded_weights(tmp),
+            max_upload_mb=0.25,
+            host="127.0.0.1",
+            c2pa_key=key,
+            c2pa_cert=chain,
+            **where,
+        )
+        for tenant, text in OVERLAYS.items():
+            (settings.tenant_policy_dir / f"{tenant}.yaml").write_text(text)
+        keys = KeyStore(settings.database)
+        tokens = {t: keys.create(t).token for t in TENANTS}
+        keys.close()
+        with serve_in_thread(settings, text_classifiers) as server:
+            yield Env(settings, server.url, tokens)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    tmp = tmp_path_factory.mktemp("clips")
+    faces = clip_of(face_pixels(128), 8)
+    return {
+        "plain": mp4(clip_of(landscape_pixels(64, 64), 8), 8.0, tmp),
+        "face": mp4(faces, 8.0, tmp),
+    }
+
+
+def create(env: Env, data: bytes, name: str = "Kite", tenant: str = "acme") -> Any:
+    return env.sdk(tenant).videos.create_character(
+        name=name, video=("character.mp4", data, "video/mp4")
+    )
+
+
+def featuring(env: Env, character_id: str, tenant: str = "acme", **kw: Any) -> Any:
+    return env.sdk(tenant).videos.create(
+        prompt="a red circle moving right",
+        seconds="1",  # type: ignore[arg-type]
+        size="64x64",
+        extra_body={"characters": [{"id": character_id}], **kw},
+    )
+
+
+def cli(env: Env, *args: str) -> str:
+    """``reelguard ARGS`` against the server's database (a SQLite file or PostgreSQL)."""
+    url = env.settings.database_url
+    where = [] if url else ["--db", str(env.settings.db)]
+    shown = CliRunner().invoke(
+        main, [*args, *where], env={"REELGUARD_DATABASE_URL": url} if url else None
+    )
+    assert shown.exit_code == 0, shown.output
+    return shown.output
+
+
+def review(env: Env, ref: str, verdict: str, reviewer: str = "alice") -> str:
+    return cli(
+        env,
+        "audit",
+        "review",
+        ref,
+        f"--{verdict}",
+        "--reviewer",
+        reviewer,
+        "--note",
+        "signed consent form on file",
+    )
+
+
+def chain(env: Env, character_id: str) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        table: query(env.settings, sql, (character_id,))
+        for table, sql in (
+            ("decisions", "SELECT stage, action FROM decisions WHERE job_id = ? ORDER BY seq"),
+            (
+                "releases",
+                "SELECT action, actor, reason FROM releases WHERE job_id = ? ORDER BY seq",
+            ),
+            ("reviews", "SELECT reviewer, verdict, note FROM reviews WHERE ref = ? ORDER BY seq"),
+        )
+    }
+
+
+def test_a_clean_character_is_ready_and_retrievable(env: Env, clips: dict[str, bytes]) -> None:
+    made = create(env, clips["plain"], name="Kite")
+    assert made.id and made.id.startswith("char_") and made.name == "Kite"
+    got = env.sdk().videos.get_character(made.id)
+    assert (got.id, got.name, got.created_at) == (made.id, "Kite", made.created_at)
+    extra = got.model_dump()
+    assert extra["status"] == "ready"
+    checked = extra["moderation"]["input"]
+    assert checked["action"] == "allow" and checked["upload"]["media_type"] == "video/mp4"
+    assert checked["upload"]["sha256"] == hashlib.sha256(clips["plain"]).hexdigest()
+    assert extra["consent"]["uploaded_by"].startswith("tenant:acme key:")
+    trail = chain(env, made.id)
+    assert trail["decisions"] == [("prompt", "allow"), ("input", "allow")]
+    ((action, actor, _),) = trail["releases"]
+    assert (action, actor) == ("released", extra["consent"]["uploaded_by"])
+
+
+def test_a_face_waits_for_a_reviewer_and_cannot_be_used_until_approved(
+    env: Env, clips: dict[str, bytes], tmp_path: Path
+) -> None:
+    made = create(env, clips["face"], name="Sam")
+    pending = env.sdk().videos.get_character(made.id).model_dump()
+    assert pending["status"] == "pending_review"
+    (reason,) = [r for r in pending["moderation"]["input"]["reasons"] if r["action"] == "review"]
+    assert reason["category"] == "celebrity" and reason["classifier"] == "faces"
+    assert pending["consent"]["reviewer"] is None
+    with pytest.raises(openai.ConflictError) as info:
+        featuring(env, made.id)
+    assert problem_of(info.value)["type"].endswith(":character-not-approved")
+    assert "waits for a reviewer" in problem_of(info.value)["detail"]
+    # The consent trail so far: who uploaded it, and that it is held.
+    ((action, actor, why),) = chain(env, made.id)["releases"]
+    assert action == "withheld" and actor.startswith("tenant:acme key:")
+    assert "kept for review" in why
+
+    assert f"Character {made.id} approved" in review(env, made.id, "approve")
+    approved = env.sdk().videos.get_character(made.id).model_dump()
+    assert approved["status"] == "ready"
+    consent = approved["consent"]
+    assert (consent["reviewer"], consent["review_note"]) == (
+        "alice",
+        "signed consent form on file",
+    )
+    assert consent["reviewed_at"] >= consent["uploaded_at"]
+    trail = chain(env, made.id)
+    assert [r[:2] for r in trail["releases"]] == [("withheld", actor), ("released", "alice")]
+    assert trail["reviews"] == [("alice", "approve", "signed consent form on file")]
+    cli(env, "audit", "verify")
+
+    video = featuring(env, made.id)
+    assert video.status == "queued"
+    env.run_jobs()
+    done = env.sdk().videos.retrieve(video.id)
+    assert done.status == "completed", done
+    data = env.sdk().videos.download_content(video.id).read()
+    frames, _ = decode_mp4(data)
+    start = fit_to(face_pixels(128), 64, 64).astype(np.int16)
+    assert np.abs(frames[0].astype(np.int16) - start).mean() < 20
+    path = tmp_path / "featuring.mp4"
+    path.write_bytes(data)
+    store = read_manifest(path)
+    (ingredient,) = store["manifests"][store["active_manifest"]]["ingredients"]
+    assert ingredient["relationship"] == "inputTo" and ingredient["title"].startswith(made.id)
+    assert ingredient["description"] == f"sha256:{hashlib.sha256(clips['face']).hexdigest()}"
+
+
+def test_a_rejected_character_stays_unusable(env: Env, clips: dict[str, bytes]) -> None:
+    made = create(env, clips["face"], name="Lee")
+    review(env, made.id, "reject", reviewer="bob")
+    got = env.sdk().videos.get_character(made.id).model_dump()
+    assert got["status"] == "rejected" and got["consent"]["reviewer"] == "bob"
+    with pytest.raises(openai.ConflictError) as info:
+        featuring(env, made.id)
+    assert "rejected on review by bob" in problem_of(info.value)["detail"]
+    assert chain(env, made.id)["reviews"] == [("bob", "reject", "signed consent form on file")]
+
+
+def test_characters_follow_tenant_isolation(env: Env, clips: dict[str, bytes]) -> None:
+    made = create(env, clips["plain"])
+    with pytest.raises(openai.NotFoundError):
+        env.sdk("globex").videos.get_character(made.id)
+    with pytest.raises(openai.NotFoundError):
+        featuring(env, made.id, tenant="globex")
+    with pytest.raises(openai.NotFoundError):
+        env.sdk().videos.get_character("char_nosuch")
+
+
+def test_blocked_and_bad_character_uploads(env: Env, clips: dict[str, bytes]) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        create(env, clips["face"], tenant="strict")  # faces block for this tenant
+    assert info.value.code == "input_moderation"
+    assert problem_of(info.value)["error"]["param"] == "video"
+    with pytest.raises(openai.BadRequestError) as info:
+        create(env, clips["plain"], name=f"the {BLOCKED_TERM}")
+    body = problem_of(info.value)
+    assert info.value.code == "prompt_moderation" and body["error"]["param"] == "name"
+    assert body["detail"].startswith("The character name was blocked")
+    with pytest.raises(openai.BadRequestError) as info:
+        create(env, clips["plain"], tenant="broken")  # a classifier that cannot run
+    assert any(r["source"] == "error" for r in problem_of(info.value)["moderation"]["reasons"])
+    with pytest.raises(openai.APIStatusError) as status:
+        create(env, b"%PDF-1.7 not a video")
+    assert status.value.status_code == 415
+    with pytest.raises(openai.UnprocessableEntityError) as invalid:
+        env.sdk().videos.create_character(
+            name="", video=("c.mp4", clips["plain"], "video/mp4"), extra_body={"x": "1"}
+        )
+    pointers = {e["pointer"] for e in problem_of(invalid.value)["errors"]}
+    assert pointers == {"#/name", "#/x"}
+    made = create(env, clips["plain"])
+    with pytest.raises(openai.UnprocessableEntityError):
+        env.sdk().videos.create(
+            prompt="a red circle",
+            extra_body={"characters": [{"id": made.id}, {"id": made.id}]},
+        )
