@@ -58,6 +58,7 @@ MODERATION_TEXTS = (
     "two friends sharing a picnic in the park",
 )
 LEASE_S = 4.0
+SLOW_STEPS = 60
 FINISH_TIMEOUT_S = 240.0
 
 
@@ -207,7 +208,14 @@ def cluster(
     web_settings = [
         node_settings(tmp_path, f"web{i}", shared | {"port": free_port()}) for i in (1, 2)
     ]
-    worker_settings = [node_settings(tmp_path, f"worker{i}", shared) for i in (1, 2, 3)]
+    # worker1 is the slow machine (many more diffusion steps): its jobs spend seconds
+    # generating, so the test can kill it while it holds one.
+    worker_settings = [
+        node_settings(
+            tmp_path, f"worker{i}", shared | ({"embedded_steps": SLOW_STEPS} if i == 1 else {})
+        )
+        for i in (1, 2, 3)
+    ]
     keys = KeyStore(postgres_url)
     tokens = {t: keys.create(t).token for t in ("acme", "strict")}
     keys.close()
@@ -249,13 +257,13 @@ def node_of(pid: int, nodes: list[Node]) -> Node | None:
     return next((n for n in nodes if n.proc.pid == group), None)
 
 
-def running_on_a_node(cluster: Cluster, ids: list[str]) -> tuple[VideoJob, Node] | None:
-    """A job some worker node is generating right now (progress shown), and that node."""
+def generating_on(cluster: Cluster, node: Node, ids: list[str]) -> VideoJob | None:
+    """A job ``node`` is generating right now, early enough that it cannot finish before a
+    kill lands (generation is 0-90 % of a job's progress)."""
     for job in jobs_of(cluster, ids).values():
-        if job.status == "in_progress" and job.stage == "generating" and job.worker_id:
-            node = node_of(int(job.worker_id.split(":")[1]), cluster.workers)
-            if node is not None:
-                return job, node
+        running = job.status == "in_progress" and job.stage == "generating" and job.progress < 45
+        if running and job.worker_id and node_of(int(job.worker_id.split(":")[1]), [node]):
+            return job
     return None
 
 
@@ -281,12 +289,13 @@ def test_two_web_and_three_worker_nodes_survive_kill_9(cluster: Cluster) -> None
     def finished() -> int:
         return sum(j.status in ("completed", "failed") for j in jobs_of(cluster, ids).values())
 
-    # Mid-run: a few jobs done, one in a worker's hands, both web nodes answering.
+    # Mid-run: a few jobs done, both web nodes answering, the slow worker node generating.
     wait_for(lambda: finished() >= 3, FINISH_TIMEOUT_S, cluster.logs)
-    victim_job, victim = wait_for(
-        lambda: running_on_a_node(cluster, ids), FINISH_TIMEOUT_S, cluster.logs
-    )
     wait_for(lambda: burst.count(web2.name) >= 10, 60, cluster.logs)
+    victim = cluster.workers[0]
+    victim_job = wait_for(
+        lambda: generating_on(cluster, victim, ids), FINISH_TIMEOUT_S, cluster.logs
+    )
     victim.kill()
     web2.kill()
     acknowledged_by_dead_web = burst.count(web2.name)
