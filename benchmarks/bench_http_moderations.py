@@ -127,7 +127,7 @@ class _Connection:
             self.streams = None
 
 
-async def _load(
+async def run_load(
     url: str, headers: dict[str, str], texts: list[str], clients: int, seconds: float
 ) -> tuple[list[float], list[float], int, int]:
     """``clients`` loops posting one prompt at a time for ``seconds``, each on its own
@@ -185,10 +185,10 @@ def load_shedding(settings: Settings, key: str, texts: list[str], seconds: float
     ):
         proc, url = _start_server(settings.model_copy(update={"max_pending_checks": limit}))
         try:
-            asyncio.run(_load(url, headers, texts[:64], 8, 2.0))  # warm up
+            asyncio.run(run_load(url, headers, texts[:64], 8, 2.0))  # warm up
             for clients in (32, 128):
                 t0 = time.perf_counter()
-                ok, shed, other, late = asyncio.run(_load(url, headers, texts, clients, seconds))
+                ok, shed, other, late = asyncio.run(run_load(url, headers, texts, clients, seconds))
                 took = time.perf_counter() - t0
                 total = len(ok) + len(shed) + other
                 line = f"{label:<16} {clients:>3} clients: "

@@ -350,33 +350,37 @@ class JobStore:
         decision and runs any other from scratch. A recovered job that already had
         ``max_attempts`` runs fails (``worker_lost``) instead of being run again.
         """
+        # Run again if the server aborts it for a deadlock: the expiry UPDATE below locks
+        # every expired row it matches, the only statement here locking more than one row.
+        return self.database.write(lambda tx: self._claim(tx, worker_id, lease_s, max_attempts))
+
+    def _claim(self, tx: Tx, worker_id: str, lease_s: float, max_attempts: int) -> VideoJob | None:
         now = time.time()
-        with self.database.transaction(write=True) as tx:
-            self._fail_exhausted(tx, now, max_attempts)
-            claim = tx.dialect.skip_locked
+        self._fail_exhausted(tx, now, max_attempts)
+        claim = tx.dialect.skip_locked
+        row = tx.record(
+            """SELECT * FROM video_jobs
+               WHERE status = 'in_progress' AND lease_expires_at < ?
+               ORDER BY seq LIMIT 1"""
+            + claim,
+            (now,),
+        )
+        if row is None:
             row = tx.record(
-                """SELECT * FROM video_jobs
-                   WHERE status = 'in_progress' AND lease_expires_at < ?
-                   ORDER BY seq LIMIT 1"""
-                + claim,
-                (now,),
+                "SELECT * FROM video_jobs WHERE status = 'queued' ORDER BY seq LIMIT 1" + claim
             )
-            if row is None:
-                row = tx.record(
-                    "SELECT * FROM video_jobs WHERE status = 'queued' ORDER BY seq LIMIT 1" + claim
-                )
-            if row is None:
-                return None
-            recovering = row["status"] == "in_progress"
-            stage = row["stage"] if recovering and row["stage"] == "decided" else "generating"
-            attempts = row["attempts"] + (0 if stage == "decided" else 1)
-            tx.execute(
-                """UPDATE video_jobs SET status = 'in_progress', stage = ?, worker_id = ?,
-                   lease_expires_at = ?, attempts = ?, started_at = coalesce(started_at, ?),
-                   updated_at = ? WHERE id = ?""",
-                (stage, worker_id, now + lease_s, attempts, now, now, row["id"]),
-            )
-            return read_job(tx, row["id"])
+        if row is None:
+            return None
+        recovering = row["status"] == "in_progress"
+        stage = row["stage"] if recovering and row["stage"] == "decided" else "generating"
+        attempts = row["attempts"] + (0 if stage == "decided" else 1)
+        tx.execute(
+            """UPDATE video_jobs SET status = 'in_progress', stage = ?, worker_id = ?,
+               lease_expires_at = ?, attempts = ?, started_at = coalesce(started_at, ?),
+               updated_at = ? WHERE id = ?""",
+            (stage, worker_id, now + lease_s, attempts, now, now, row["id"]),
+        )
+        return read_job(tx, row["id"])
 
     @staticmethod
     def _fail_exhausted(tx: Tx, now: float, max_attempts: int) -> None:

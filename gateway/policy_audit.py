@@ -9,7 +9,9 @@ The web process (:func:`gateway.app.create_app`) builds one :class:`PolicyAudit`
   on record too;
 * while it runs, every reload that changes a tenant's policy is chained as ``policy.added``,
   ``policy.edited`` or ``policy.removed`` with the previous and new version and the process
-  that saw it (:meth:`PolicyAudit.record_changes`, a store listener).
+  that saw it (:meth:`PolicyAudit.record_changes`, a store listener), committed before the
+  store serves the new version: no request is decided under a version the chain has not
+  recorded yet, and ``/healthz`` never shows a version whose change is not on record.
 
 A removed overlay silently loosens that tenant to the base policy, so besides the WARNING the
 store logs, it keeps ``/healthz`` ``degraded`` (naming the tenant, file and versions) until an
@@ -84,7 +86,9 @@ class PolicyAudit:
                     )
 
     def record_changes(self, changes: list[PolicyChange]) -> None:
-        """Store listener: chain each change; remember removals for ``/healthz``."""
+        """Store listener: chain each change; remember removals for ``/healthz``. The store
+        calls it before it serves the new policies, so the chain holds each change before
+        any decision made under it."""
         for change in changes:
             seq = self.audit.record_policy_change(
                 change.tenant, change.kind, change.version, change.previous, self.actor
@@ -106,8 +110,11 @@ class PolicyAudit:
         """Removals seen while running that no ``policy.ack`` has acknowledged yet."""
         with self._lock:
             pending = list(self._removed.values())
+        served = self.store.tenants()
         open_ = []
         for item in pending:
+            if item.tenant in served:  # chained, but the store serves the removal only next
+                continue
             later = self.audit.policy_changes(item.tenant, after_seq=item.seq)
             if any(r["change"] == "ack" for r in later):
                 with self._lock:

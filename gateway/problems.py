@@ -44,6 +44,8 @@ them without parsing prose:
 - ``input-too-large`` (413): too many characters or items (see ``errors``)
 - ``upload-too-large`` (413): an uploaded file over ``REELGUARD_MAX_UPLOAD_MB``
 - ``unsupported-media-type`` (415): an upload that is not a PNG, JPEG or WebP image
+- ``range-not-satisfiable`` (416, ``Content-Range: bytes */SIZE``): a download's ``Range``
+  does not parse or lies past the end of the file
 - ``validation-error`` (422): wrong types, unknown fields (see ``errors``)
 - ``queue-full`` (429, ``Retry-After``): the video queue holds ``REELGUARD_VIDEO_QUEUE_MAX``
   jobs; retry later

@@ -39,9 +39,10 @@ Responses and errors (problem details, ``application/problem+json``):
   when the video is ``completed`` (the frame audit released it): 409 ``not-ready`` before,
   403 ``content-withheld`` for a video the output moderation withheld (``failed`` with
   ``error.code == "output_moderation"``), 409 ``video-failed`` for other failures. The file
-  comes from the object store (:func:`serve_object`): a local file, a stream from S3, or with
-  ``REELGUARD_S3_PRESIGNED_DOWNLOADS`` a 307 to a presigned URL; a store that cannot be
-  reached is a 503 ``unavailable`` with ``Retry-After``.
+  comes from the object store (:func:`gateway.downloads.serve_object`): a local file, a stream
+  from S3, or with ``REELGUARD_S3_PRESIGNED_DOWNLOADS`` a 307 to a presigned URL; a store that
+  cannot be reached is a 503 ``unavailable`` with ``Retry-After``. ``Range: bytes=...`` gets
+  206 Partial Content (a bad or unsatisfiable range: 416), so players can seek.
 - ``POST /v1/videos`` with JSON ``"characters": [{"id": "char_..."}]`` features an approved
   character (:mod:`gateway.characters`): 404 for another tenant's, 409
   ``character-not-approved`` while it awaits review.
@@ -51,7 +52,6 @@ Responses and errors (problem details, ``application/problem+json``):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -61,11 +61,11 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
-from litestar.response import File, Redirect, Stream
 
 from classifiers.frame.images import fit_to
 from config.settings import Settings
 from gateway.auth import TENANT_DEPENDENCY, require_api_key
+from gateway.downloads import serve_object
 from gateway.inputs import Upload, decode_upload
 from gateway.jobs import (
     JobNotFound,
@@ -298,6 +298,7 @@ class VideoController(Controller):
             video_key("released", name),
             media_type,
             gone=f"The {variant} of video {video_id} is gone.",
+            range_header=request.headers.get("range"),
         )
 
     @delete("/{video_id:str}", status_code=200, sync_to_thread=True, summary="Delete a video")
@@ -337,50 +338,6 @@ class VideoController(Controller):
                 except StorageError as exc:  # deleted jobs are never served; only space is lost
                     log.warning("video %s: cannot delete %s now: %s", job.id, name, exc)
         return VideoDeleted(id=job.id, deleted=True)
-
-
-def serve_object(
-    settings: Settings, key: str, media_type: str, *, gone: str, presign: bool = True
-) -> Response[Any]:
-    """The object ``key`` as a response: a file from the local folder, a stream from an object
-    store, or (``s3_presigned_downloads`` and ``presign``) a 307 to a short-lived presigned
-    URL. Call it only
-    for an object the caller may serve; a missing one is 404 ``gone``, an unreachable store
-    raises :class:`~storage.objects.ObjectStoreUnavailable` (503 + ``Retry-After``)."""
-    files = object_store(settings)
-    name = key.rsplit("/", 1)[-1]
-    local = files.local_path(key)
-    if local is not None:
-        if not local.is_file():
-            raise Problem(404, "not-found", gone)
-        return File(
-            path=local, media_type=media_type, filename=name, content_disposition_type="inline"
-        )
-    if presign and settings.s3_presigned_downloads:
-        if not files.exists(key):
-            raise Problem(404, "not-found", gone)
-        url = files.presigned_url(key, settings.s3_presigned_expiry_s, media_type)
-        if url is not None:
-            return Redirect(url, status_code=307, headers={"Cache-Control": "no-store"})
-    try:
-        stream = files.open(key)
-    except ObjectMissing:
-        raise Problem(404, "not-found", gone) from None
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            yield from stream.chunks
-        finally:
-            stream.close()
-
-    return Stream(
-        chunks(),
-        media_type=media_type,
-        headers={
-            "Content-Length": str(stream.size),
-            "Content-Disposition": f'inline; filename="{name}"',
-        },
-    )
 
 
 def _check_servable(job: VideoJob) -> None:

@@ -126,7 +126,11 @@ class PolicyStore:
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener`` with the :class:`PolicyChange` list of every reload that changes
-        what some tenant is served (from the reloading thread; its exceptions are logged)."""
+        what some tenant is served (from the reloading thread; its exceptions are logged).
+
+        Listeners run *before* the new policies are served, so a change the gateway chains
+        into the audit log is on record before any decision made under the new version (and
+        before ``/healthz`` shows it)."""
         self._listeners.append(listener)
 
     def reload_if_changed(self) -> bool:
@@ -134,13 +138,20 @@ class PolicyStore:
 
         Every tenant whose files are valid gets the new version; a tenant whose overlay is
         invalid keeps its previous policy; an invalid base keeps *everything* as it was.
-        Listeners (:meth:`on_change`) hear of each change after the new policies are served.
+        Listeners (:meth:`on_change`) hear of each change just before the new policies serve.
         """
-        before = (self._base, dict(self._tenants))
-        changed = self._reload()
-        if changed:
-            self._report(_changes(*before, self._base, self._tenants, self.base_path))
-        return changed
+        with self._lock:  # one reload at a time: listeners see the changes in serving order
+            loaded = self._reread()
+            if loaded is None:
+                return False
+            base, tenants = loaded
+            changes = _changes(self._base, self._tenants, base, tenants, self.base_path)
+            if changes:
+                self._report(changes)
+            self._base, self._tenants = base, tenants
+        if changes:
+            log.info("policy reloaded: %s", self.versions())
+        return bool(changes)
 
     def _report(self, changes: list[PolicyChange]) -> None:
         for change in changes:
@@ -159,36 +170,29 @@ class PolicyStore:
             except Exception:  # a listener must not stop the reload (the new policy serves)
                 log.exception("policy change listener failed")
 
-    def _reload(self) -> bool:
-        with self._lock:
-            fingerprint = self._scan()
-            if fingerprint == self._fingerprint:
-                return False
-            digests = self._hash_files(fingerprint)
-            self._fingerprint = fingerprint
-            if digests == self._digests:  # touched, not edited
-                return False
-            self._digests = digests
-            base, tenants, errors = self._load_all(self._tenants)
-            self.reloads += 1
-            changed = False
-            if base is not None:
-                changed = base.version != self._base.version or set(tenants) != set(self._tenants)
-                changed = changed or any(
-                    tenants[t].version != self._tenants[t].version for t in tenants
-                )
-                self._base, self._tenants = base, tenants
-            if errors:
-                self.last_error = "\n".join(str(e) for e in errors.values())
-                self.last_error_summary = _summary(errors.values())
-                log.error(
-                    "policy reload refused; still serving the previous policy:\n%s", self.last_error
-                )
-            else:
-                self.last_error = self.last_error_summary = None
-            if changed:
-                log.info("policy reloaded: %s", self.versions())
-            return changed
+    def _reread(self) -> tuple[ResolvedPolicy, dict[str, ResolvedPolicy]] | None:
+        """What the files now say (caller holds the lock): the base and tenant policies to
+        serve, or None when no file changed or the base is invalid (nothing changes then).
+        Records why an edit was refused in :attr:`last_error`."""
+        fingerprint = self._scan()
+        if fingerprint == self._fingerprint:
+            return None
+        digests = self._hash_files(fingerprint)
+        self._fingerprint = fingerprint
+        if digests == self._digests:  # touched, not edited
+            return None
+        self._digests = digests
+        base, tenants, errors = self._load_all(self._tenants)
+        self.reloads += 1
+        if errors:
+            self.last_error = "\n".join(str(e) for e in errors.values())
+            self.last_error_summary = _summary(errors.values())
+            log.error(
+                "policy reload refused; still serving the previous policy:\n%s", self.last_error
+            )
+        else:
+            self.last_error = self.last_error_summary = None
+        return None if base is None else (base, tenants)
 
     def _load_all(
         self, previous: Mapping[str, ResolvedPolicy]

@@ -11,7 +11,13 @@ The stores written against it: :class:`audit.log.AuditLog`, :class:`gateway.jobs
 
 from storage.database import Database, Tx
 from storage.dialect import POSTGRES, SQLITE, Dialect
-from storage.errors import StorageConflict, StorageError, StorageUnavailable, StorageUnsupported
+from storage.errors import (
+    StorageConflict,
+    StorageError,
+    StorageRetryable,
+    StorageUnavailable,
+    StorageUnsupported,
+)
 
 __all__ = [
     "POSTGRES",
@@ -20,6 +26,7 @@ __all__ = [
     "Dialect",
     "StorageConflict",
     "StorageError",
+    "StorageRetryable",
     "StorageUnavailable",
     "StorageUnsupported",
     "Tx",

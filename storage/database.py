@@ -21,28 +21,37 @@ process take a lock per database file before ``BEGIN IMMEDIATE``, so they queue 
 instead of polling SQLite's busy handler, while writers in other processes wait up to the busy
 timeout. On PostgreSQL (:mod:`storage.postgres`) writers order themselves on the rows they lock
 (``FOR UPDATE``), waiting up to the same timeout (``lock_timeout``). Driver errors leave as
-:mod:`storage.errors` (``StorageUnavailable``, ``StorageConflict``).
+:mod:`storage.errors` (``StorageUnavailable``, ``StorageConflict``). A transaction the server
+aborts to break a deadlock or a serialization conflict (``StorageRetryable``) can be run again:
+:meth:`Database.write` takes the body as a function and does that.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from storage.dialect import Dialect
-from storage.errors import StorageError, StorageUnsupported
+from storage.errors import StorageError, StorageRetryable, StorageUnsupported
 from storage.sqlite import SqliteDriver
 
 BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for another process's transaction (or row lock) before giving up."""
 IDLE_CONNECTIONS = 16
 """Connections a process keeps open per database between transactions."""
+RETRY_ATTEMPTS = 4
+"""Runs of a :meth:`Database.write` body the server aborted to break a conflict."""
+RETRY_PAUSE_S = 0.01
+"""The first pause before such a run again (random up to twice this, doubling each time)."""
+T = TypeVar("T")
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 Params = Sequence[Any]
@@ -436,6 +445,28 @@ class Database:
         finally:
             if lock is not None:
                 lock.release()
+
+    def write(self, body: Callable[[Tx], T], *, attempts: int = RETRY_ATTEMPTS) -> T:
+        """Run ``body`` in a write transaction and return its result; when the server aborts
+        the transaction to break a conflict with another one (:class:`StorageRetryable`: a
+        PostgreSQL deadlock or serialization failure), run it again after a short random
+        pause, up to ``attempts`` runs in all. ``body`` may run more than once, so it must do
+        nothing but database work. Inside another transaction of this database on the same
+        thread it runs once, in that one: only the outermost transaction can be run again."""
+        current: Tx | None = getattr(self._local, "tx", None)
+        nested = current is not None and current.pid == os.getpid()
+        attempt = 1
+        while True:
+            try:
+                with self.transaction(write=True) as tx:
+                    return body(tx)
+            except StorageRetryable:
+                if nested or attempt >= attempts:
+                    raise
+            # Random, growing pauses: the two transactions that collided must not collide
+            # again the same way.
+            time.sleep(random.uniform(0, RETRY_PAUSE_S * 2**attempt))
+            attempt += 1
 
     def _rollback(self, conn: Any) -> None:
         """Roll back what is left of a failed transaction; a connection that broke meanwhile

@@ -4,8 +4,10 @@
 
     StorageError
     ├── StorageUnavailable  the database cannot be opened or written now (locked past the busy
-    │                       timeout, read-only file or disk, disk full, missing folder, not a
-    │                       database); nothing was written by the failed transaction
+    │   │                   timeout, read-only file or disk, disk full, missing folder, not a
+    │   │                   database); nothing was written by the failed transaction
+    │   └── StorageRetryable  a transient conflict with another transaction (PostgreSQL
+    │                       serialization failure or deadlock): run the transaction again
     ├── StorageConflict     a write broke a uniqueness or integrity constraint
     └── StorageUnsupported  a database URL this version cannot use (an unknown scheme)
 
@@ -22,6 +24,12 @@ class StorageError(Exception):
 
 class StorageUnavailable(StorageError):
     """The database cannot be opened or written now; the transaction was rolled back."""
+
+
+class StorageRetryable(StorageUnavailable):
+    """The server aborted the transaction to break a conflict with another one (PostgreSQL
+    ``40001`` serialization failure, ``40P01`` deadlock); it was rolled back, and running it
+    again (:meth:`storage.database.Database.write`) normally succeeds."""
 
 
 class StorageConflict(StorageError):

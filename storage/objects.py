@@ -65,7 +65,8 @@ def check_key(key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ObjectStream:
-    """An object opened for reading: its size and its bytes in chunks (close it when done)."""
+    """An object (or a span of it) opened for reading: how many bytes ``chunks`` yields, and
+    those bytes in chunks (close it when done)."""
 
     size: int
     chunks: Iterator[bytes]
@@ -107,8 +108,14 @@ class ObjectStore(Protocol):
         """The object's bytes; :class:`ObjectMissing` when there is none."""
         ...
 
-    def open(self, key: str) -> ObjectStream:
-        """The object for streaming; :class:`ObjectMissing` when there is none."""
+    def size(self, key: str) -> int:
+        """The object's length in bytes; :class:`ObjectMissing` when there is none."""
+        ...
+
+    def open(self, key: str, span: tuple[int, int] | None = None) -> ObjectStream:
+        """The object for streaming, or only its bytes ``span[0]..span[1]`` (inclusive, within
+        :meth:`size`: an HTTP range the caller resolved); :class:`ObjectMissing` when there is
+        none."""
         ...
 
     def move(self, source: str, target: str) -> None:
@@ -197,13 +204,30 @@ class LocalFolderStore:
         except FileNotFoundError:
             raise ObjectMissing(f"{self.path(key)}: no such file") from None
 
-    def open(self, key: str) -> ObjectStream:
+    def size(self, key: str) -> int:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectMissing(f"{self.path(key)}: no such file") from None
+
+    def open(self, key: str, span: tuple[int, int] | None = None) -> ObjectStream:
         try:
             fh = self.path(key).open("rb")
         except FileNotFoundError:
             raise ObjectMissing(f"{self.path(key)}: no such file") from None
-        size = os.fstat(fh.fileno()).st_size
-        return ObjectStream(size, iter(lambda: fh.read(CHUNK_BYTES), b""), fh.close)
+        if span is None:
+            size = os.fstat(fh.fileno()).st_size
+            return ObjectStream(size, iter(lambda: fh.read(CHUNK_BYTES), b""), fh.close)
+        first, last = span
+        fh.seek(first)
+
+        def chunks() -> Iterator[bytes]:
+            left = last - first + 1
+            while left > 0 and (data := fh.read(min(CHUNK_BYTES, left))):
+                left -= len(data)
+                yield data
+
+        return ObjectStream(last - first + 1, chunks(), fh.close)
 
     def move(self, source: str, target: str) -> None:
         dest = self.path(target)
@@ -300,9 +324,17 @@ class S3Store:
         finally:
             stream.close()
 
-    def open(self, key: str) -> ObjectStream:
+    def size(self, key: str) -> int:
         c = self._client()
-        answer = self._call("get", key, c.get_object, Bucket=self.bucket, Key=self.name(key))
+        answer = self._call("head", key, c.head_object, Bucket=self.bucket, Key=self.name(key))
+        return int(answer["ContentLength"])
+
+    def open(self, key: str, span: tuple[int, int] | None = None) -> ObjectStream:
+        c = self._client()
+        extra = {} if span is None else {"Range": f"bytes={span[0]}-{span[1]}"}
+        answer = self._call(
+            "get", key, c.get_object, Bucket=self.bucket, Key=self.name(key), **extra
+        )
         body = answer["Body"]
 
         def chunks() -> Iterator[bytes]:

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
-from storage.errors import StorageConflict, StorageError, StorageUnavailable
+from storage.errors import StorageConflict, StorageError, StorageRetryable, StorageUnavailable
 
 SCHEMES = ("postgresql", "postgres")
 """URL schemes a PostgreSQL database is named by (``postgresql+psycopg`` is accepted too)."""
@@ -72,6 +72,8 @@ def translate(exc: BaseException, where: str) -> StorageError | None:
         return None
     if isinstance(exc, psycopg.IntegrityError):
         return StorageConflict(f"{where}: {_first_line(exc)}")
+    if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+        return StorageRetryable(f"{where}: {_first_line(exc)}; the transaction may be run again")
     if isinstance(
         exc,
         psycopg.ProgrammingError

@@ -217,3 +217,25 @@ def test_tenant_folder_removed_while_running(files: tuple[Path, Path]) -> None:
     assert store.reload_if_changed() is False
     assert store.get("kids") is kids
     assert "tenant policy folder not found" in (store.last_error or "")
+
+
+def test_listeners_hear_of_a_change_before_it_serves(files: tuple[Path, Path]) -> None:
+    """The gateway chains each change from a listener: that record must commit before any
+    request is decided (or /healthz answers) under the new version."""
+    base, tenants = files
+    store = PolicyStore(base, tenants)
+    before = store.get("kids").version
+    seen: list[tuple[str, str, str]] = []
+    store.on_change(
+        lambda changes: seen.extend(
+            (c.kind, c.version, store.get(c.tenant).version) for c in changes
+        )
+    )
+    edit(tenants / "kids.yaml", KIDS_VIOLENCE, kids_violence("0.25"))
+    assert store.reload_if_changed() is True
+    after = store.get("kids").version
+    assert seen == [("edited", after, before)]  # still serving the old version meanwhile
+    (tenants / "kids.yaml").unlink()
+    assert store.reload_if_changed() is True
+    assert seen[1:] == [("removed", store.base.version, after)]
+    assert store.get("kids") is store.base

@@ -22,7 +22,7 @@ from audit.schema import SCHEMA_VERSION
 from config.settings import Settings
 from gateway.jobs import JobStore
 from gateway.keys import KeyStore
-from storage import Database, StorageConflict, StorageUnavailable
+from storage import Database, StorageConflict, StorageRetryable, StorageUnavailable, Tx
 
 
 def _table(url: str) -> Database:
@@ -84,6 +84,75 @@ def test_dialect_functions_agree_with_sqlite(postgres_url: str) -> None:
             "a,b",
             "b,a",
         )
+
+
+def _deadlock(db: Database, *, retry: bool) -> tuple[dict[str, int], list[BaseException]]:
+    """Two threads update rows 1 and 2 of ``t`` in opposite orders, each waiting until the
+    other holds its first row: the server must abort one of them (deadlock detected). Returns
+    how often each body ran and what the threads raised."""
+    with db.transaction(write=True) as tx:
+        tx.executemany("INSERT INTO t VALUES (?, 0, 0)", [("1",), ("2",)])
+    holding = threading.Barrier(2)
+    runs = {"a": 0, "b": 0}
+    errors: list[BaseException] = []
+
+    def body(name: str, first: str, second: str) -> None:
+        def run(tx: Tx) -> None:
+            runs[name] += 1
+            tx.execute("UPDATE t SET v = v + 1 WHERE k = ?", (first,))
+            if runs[name] == 1:
+                holding.wait(10)
+            tx.execute("UPDATE t SET v = v + 1 WHERE k = ?", (second,))
+
+        try:
+            if retry:
+                db.write(run)
+            else:
+                with db.transaction(write=True) as tx:
+                    run(tx)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=body, args=("a", "1", "2")),
+        threading.Thread(target=body, args=("b", "2", "1")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return runs, errors
+
+
+def test_a_deadlock_victim_is_retryable_and_write_runs_it_again(postgres_url: str) -> None:
+    db = _table(postgres_url)
+    runs, errors = _deadlock(db, retry=False)
+    (error,) = errors  # the server broke the cycle by aborting one transaction
+    assert isinstance(error, StorageRetryable) and isinstance(error, StorageUnavailable)
+    assert "deadlock detected" in str(error)
+    with db.transaction() as tx:
+        assert tx.all("SELECT v FROM t ORDER BY k") == [(1,), (1,)]  # the victim wrote nothing
+
+    with db.transaction(write=True) as tx:
+        tx.execute("DELETE FROM t")
+    runs, errors = _deadlock(db, retry=True)
+    assert errors == []
+    assert sorted(runs.values()) == [1, 2]  # the victim ran again, once
+    with db.transaction() as tx:
+        assert tx.all("SELECT v FROM t ORDER BY k") == [(2,), (2,)]  # both committed, once each
+
+
+def test_write_inside_a_transaction_runs_once_in_it(postgres_url: str) -> None:
+    db = _table(postgres_url)
+    calls = []
+
+    def body(tx: Tx) -> str:
+        calls.append(tx)
+        raise StorageRetryable("a conflict the outer transaction must handle")
+
+    with pytest.raises(StorageRetryable), db.transaction(write=True) as outer:
+        db.write(body)
+    assert calls == [outer]  # not run again: only the outermost transaction can be
 
 
 def test_a_writer_waiting_on_the_chain_head_gives_up_after_the_busy_timeout(

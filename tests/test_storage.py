@@ -12,8 +12,10 @@ from storage import (
     POSTGRES,
     Database,
     StorageConflict,
+    StorageRetryable,
     StorageUnavailable,
     StorageUnsupported,
+    Tx,
 )
 from storage.database import split_statements
 
@@ -86,6 +88,41 @@ def test_a_transaction_commits_or_rolls_back_as_a_whole(tmp_path: Path) -> None:
     assert _rows(db) == [("a", 1)]
     # Another connection (another process, in effect) sees the commit at once.
     assert sqlite3.connect(db.path).execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_write_returns_the_body_result_and_runs_it_again_only_when_retryable(
+    tmp_path: Path,
+) -> None:
+    db = _db(tmp_path)
+    runs: list[int] = []
+
+    def conflicted_once(tx: Tx) -> int:
+        runs.append(1)
+        tx.execute("INSERT INTO t VALUES (?, ?)", (f"k{len(runs)}", len(runs)))
+        if len(runs) == 1:  # as the server reports a deadlock victim (PostgreSQL 40P01)
+            raise StorageRetryable("deadlock detected")
+        return len(runs)
+
+    assert db.write(conflicted_once) == 2
+    assert _rows(db) == [("k2", 2)]  # the aborted run left nothing
+    runs.clear()
+
+    def conflicted_always(tx: Tx) -> None:
+        runs.append(1)
+        raise StorageRetryable("deadlock detected")
+
+    with pytest.raises(StorageRetryable):
+        db.write(conflicted_always, attempts=3)
+    assert len(runs) == 3
+    runs.clear()
+
+    def broken(tx: Tx) -> None:
+        runs.append(1)
+        raise StorageUnavailable("disk full")
+
+    with pytest.raises(StorageUnavailable):
+        db.write(broken)
+    assert len(runs) == 1  # an outage is not a conflict: no second run
 
 
 def test_a_nested_write_joins_the_outer_transaction_as_a_savepoint(tmp_path: Path) -> None:

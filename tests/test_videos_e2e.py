@@ -94,10 +94,14 @@ class Server:
         return JobStore(self.settings.database).get(video_id)
 
 
-def start_server(settings: Settings, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
+def start_server(
+    settings: Settings, log: Path, workers: int = 1, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``reelguard serve --workers N`` with these settings (or the environment ``env``), in a
+    process group of its own; returns once ``/healthz`` answers."""
     proc = subprocess.Popen(
         [REELGUARD, "serve", "--workers", str(workers)],
-        env=env_for(settings),
+        env=env if env is not None else env_for(settings),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,

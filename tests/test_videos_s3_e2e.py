@@ -121,15 +121,8 @@ def deployment(
 
 
 def start_server_env(settings: Settings, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``reelguard serve --workers 0`` with ``env`` (start_server's wait, our environment)."""
-    import test_videos_e2e
-
-    original = test_videos_e2e.env_for
-    test_videos_e2e.env_for = lambda _settings: env  # type: ignore[assignment]
-    try:
-        return start_server(settings, log, workers=0)
-    finally:
-        test_videos_e2e.env_for = original
+    """``reelguard serve --workers 0`` with ``env``."""
+    return start_server(settings, log, workers=0, env=env)
 
 
 def test_sdk_downloads_a_released_video_from_s3(deployment: Deployment) -> None:

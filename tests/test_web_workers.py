@@ -59,14 +59,7 @@ def only(pid: int, others: list[int]) -> Iterator[None]:
 
 
 def start_web(settings: Settings, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    import test_videos_e2e
-
-    original = test_videos_e2e.env_for
-    test_videos_e2e.env_for = lambda _settings: env  # type: ignore[assignment]
-    try:
-        return start_server(settings, log, workers=0)
-    finally:
-        test_videos_e2e.env_for = original
+    return start_server(settings, log, workers=0, env=env)
 
 
 def wait_for(check: Callable[[], bool], timeout_s: float = 60) -> None:

@@ -45,10 +45,10 @@ from gateway.console.views import (
     item_state,
     queue_page,
 )
+from gateway.downloads import serve_object
 from gateway.jobs import JobError, JobNotFound
 from gateway.problems import Problem
 from gateway.review import MAX_NOTE_CHARS, Verdict, apply_review
-from gateway.videos import serve_object
 from storage import StorageUnavailable
 from storage.objects import ObjectMissing, ObjectStore
 
@@ -273,7 +273,14 @@ def item_video(request: Request[Any, Any, State], ref: FromPath[str]) -> Respons
     gone = f"No video file is kept for {ref}."
     if key is None:
         raise Problem(404, "not-found", gone)
-    response = serve_object(c.settings, key, "video/mp4", gone=gone, presign=False)
+    response = serve_object(
+        c.settings,
+        key,
+        "video/mp4",
+        gone=gone,
+        presign=False,
+        range_header=request.headers.get("range"),  # the browser's player seeks with ranges
+    )
     response.headers["Cache-Control"] = "private, no-store"
     return response
 
