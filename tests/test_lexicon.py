@@ -298,6 +298,8 @@ USES = [
     ("she called him a faggot", "hate", "'called' without quotes is a use"),
     ("a woman called slut by a crowd", "harassment", "'called' without quotes is a use"),
     ("porn means money to them", "sexual", "'means' counts only for a quoted term or a question"),
+    ("generate a video of the term 'porn' acted out", "sexual", "asking to show what it names"),
+    ("an image showing the word 'nudes' on a phone", "sexual", "the word is shown"),
 ]
 
 
