@@ -1,4 +1,4 @@
-"""GPU backend: a local diffusers text-to-video pipeline (Wan, LTX-Video or CogVideoX).
+"""GPU backend: a local diffusers video pipeline (Wan, Wan image-to-video, LTX-Video, CogVideoX).
 
 ``REELGUARD_DIFFUSERS_MODEL`` names a folder saved by ``DiffusionPipeline.save_pretrained`` (or
 downloaded with ``huggingface-cli download --local-dir``). The pipeline family is read from the
@@ -8,13 +8,19 @@ only ever read from disk (``local_files_only=True``): the gateway never download
 Each family has its own rules for sizes and frame counts, checked up front with a concise error
 instead of being silently rounded as the pipelines themselves do:
 
-============  ===================  ==========================  ===========  =====
-family        pipeline             frames                      sides        fps
-============  ===================  ==========================  ===========  =====
-wan           ``WanPipeline``      4k+1 (81 at 16 fps = 5 s)   multiple 16  16
-ltx           ``LTXPipeline``      8k+1 (121 at 24 fps)        multiple 32  24
-cogvideox     ``CogVideoXPipeline``  4k+1 (49 at 8 fps = 6 s)  multiple 16  8
-============  ===================  ==========================  ===========  =====
+=========  =============================  =========================  ===========  ===
+family     pipeline                       frames                     sides        fps
+=========  =============================  =========================  ===========  ===
+wan        ``WanPipeline``                4k+1 (81 at 16 fps = 5 s)  multiple 16  16
+wan-i2v    ``WanImageToVideoPipeline``    4k+1 (81 at 16 fps)        multiple 16  16
+ltx        ``LTXPipeline``                8k+1 (121 at 24 fps)       multiple 32  24
+cogvideox  ``CogVideoXPipeline``          4k+1 (49 at 8 fps = 6 s)   multiple 16  8
+=========  =============================  =========================  ===========  ===
+
+Conditioning (see :mod:`generator.diffusers_conditioning`): ``wan-i2v`` takes a start image and
+needs one; ``ltx`` takes a start image, a video to extend and a video to edit, through
+``LTXConditionPipeline`` over the same components (frame conditioning was trained into
+LTX-Video from 0.9.5; earlier checkpoints follow it poorly); ``wan`` and ``cogvideox`` take none.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from config.settings import Settings
 from generator.base import (
     BackendError,
     BackendUnavailable,
+    ConditioningKind,
     InvalidVideoRequest,
     ProgressCallback,
     VideoOutput,
@@ -38,6 +45,7 @@ from generator.base import (
     check_common,
     resolve_seed,
 )
+from generator.diffusers_conditioning import FramePlan, conditioning_kwargs, plan_frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +62,56 @@ class PipelineFamily:
     guidance: float
     max_frames: int
     extra_call_kwargs: tuple[tuple[str, Any], ...] = ()
+    conditioning: tuple[ConditioningKind, ...] = ()
+    """The conditioning kinds this family takes; any other is refused before a job exists."""
+    conditioned_class: str | None = None
+    """The pipeline that serves conditioned requests, built over the loaded one's components
+    (``None``: the loaded pipeline itself)."""
+    needs_image: bool = False
+    """An image-to-video model: a request without a start image is refused."""
 
 
 FAMILIES: dict[str, PipelineFamily] = {
     "wan": PipelineFamily("wan", "WanPipeline", 4, 16, 16, 50, 5.0, 121),
-    "ltx": PipelineFamily("ltx", "LTXPipeline", 8, 32, 24, 50, 3.0, 257),
+    "wan-i2v": PipelineFamily(
+        "wan-i2v",
+        "WanImageToVideoPipeline",
+        4,
+        16,
+        16,
+        50,
+        5.0,
+        121,
+        conditioning=("start_image",),
+        needs_image=True,
+    ),
+    "ltx": PipelineFamily(
+        "ltx",
+        "LTXPipeline",
+        8,
+        32,
+        24,
+        50,
+        3.0,
+        257,
+        conditioning=("start_image", "extend", "edit"),
+        conditioned_class="LTXConditionPipeline",
+    ),
     "cogvideox": PipelineFamily("cogvideox", "CogVideoXPipeline", 4, 16, 8, 50, 6.0, 81),
 }
 """Supported pipeline families, by name."""
 
+MAX_TOTAL_SECONDS = 60.0
+"""Longest extended video (source plus new part); each call adds at most one window."""
+
 _CLASS_TO_FAMILY = {f.pipeline_class: f for f in FAMILIES.values()}
-_NAME_HINTS = (("wan", "wan"), ("ltx", "ltx"), ("cogvideo", "cogvideox"))
+# (words the folder name must contain, words it must not, family), first match wins.
+_NAME_HINTS = (
+    (("wan", "i2v"), ("ti2v",), "wan-i2v"),
+    (("wan",), (), "wan"),
+    (("ltx",), (), "ltx"),
+    (("cogvideo",), (), "cogvideox"),
+)
 _VAE_TEMPORAL_KEYS = ("scale_factor_temporal", "temporal_compression_ratio")
 
 
@@ -90,14 +137,14 @@ def detect_family(model: str) -> tuple[PipelineFamily, int]:
             )
     else:
         lowered = path.name.lower()
-        for hint, name in _NAME_HINTS:
-            if hint in lowered:
+        for needs, excludes, name in _NAME_HINTS:
+            if all(w in lowered for w in needs) and not any(w in lowered for w in excludes):
                 family = FAMILIES[name]
                 break
         if family is None:
             raise BackendUnavailable(
                 f"REELGUARD_DIFFUSERS_MODEL={model}: no model_index.json there and the name "
-                "names no known family (wan, ltx, cogvideox)"
+                "names no known family (wan, wan-i2v, ltx, cogvideox)"
             )
     temporal = family.temporal_factor
     vae_config = path / "vae" / "config.json"
@@ -132,6 +179,7 @@ class DiffusersBackend:
         self.max_seconds = max_seconds
         self.max_side = max_side
         self._pipe: Any = None
+        self._conditioned_pipe: Any = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -149,13 +197,32 @@ class DiffusersBackend:
         )
 
     def num_frames(self, request: VideoRequest) -> int:
-        """Frames for the request: ``round(seconds * fps)``."""
-        return max(1, round(request.seconds * (request.fps or self.family.fps)))
+        """Frames the pipeline makes for the request (see :func:`plan` for an extension's)."""
+        return self.plan(request).num_frames
+
+    def plan(self, request: VideoRequest) -> FramePlan:
+        """Frames to make and which of them to output
+        (:func:`generator.diffusers_conditioning.plan_frames`)."""
+        return plan_frames(self.family, self.temporal_factor, request)
 
     def check_inputs(self, request: VideoRequest) -> None:
-        """Shared checks, then this family's frame-count and size rules."""
-        check_common(request, max_seconds=self.max_seconds, max_side=self.max_side)
+        """Shared checks (and the conditioning kinds this family takes), then this family's
+        frame-count and size rules."""
         f = self.family
+        extending = request.conditioning is not None and request.conditioning.kind == "extend"
+        check_common(
+            request,
+            max_seconds=self.max_seconds,
+            max_total_seconds=MAX_TOTAL_SECONDS if extending else None,
+            max_side=self.max_side,
+            conditioning=f.conditioning,
+        )
+        if f.needs_image and request.conditioning is None:
+            raise InvalidVideoRequest(
+                "input_reference",
+                f"{self.model_id} is an image-to-video model: it starts from a reference image "
+                "(send input_reference), or serve text-only requests with a text-to-video model",
+            )
         m = f.side_multiple
         for name, value in (("width", request.width), ("height", request.height)):
             if value % m:
@@ -163,18 +230,7 @@ class DiffusersBackend:
                     name,
                     f"{f.name} needs a multiple of {m}, got {value} (try {(value // m or 1) * m})",
                 )
-        fps = request.fps or f.fps
-        frames = self.num_frames(request)
-        k = self.temporal_factor
-        if (frames - 1) % k or frames > f.max_frames:
-            lower = max(1, (frames - 1) // k * k + 1)
-            options = [n for n in (lower, lower + k) if n <= f.max_frames] or [f.max_frames]
-            hint = " or ".join(f"{n / fps:.4g} s ({n} frames)" for n in options)
-            raise InvalidVideoRequest(
-                "seconds",
-                f"{f.name} makes {k}k+1 frames, at most {f.max_frames}; {request.seconds:g} s at "
-                f"{fps} fps is {frames} frames (try {hint})",
-            )
+        self.plan(request)
 
     def device(self) -> str:
         """The torch device: the configured one, else CUDA when present, else CPU."""
@@ -212,8 +268,28 @@ class DiffusersBackend:
             self._pipe = pipe
         return self._pipe
 
+    def conditioned_pipeline(self) -> Any:
+        """The pipeline for a conditioned request: this family's ``conditioned_class`` over the
+        loaded pipeline's components (no second copy of the weights), or the loaded one."""
+        if self.family.conditioned_class is None:
+            return self.pipeline()
+        if self._conditioned_pipe is None:
+            import diffusers
+
+            cls = getattr(diffusers, self.family.conditioned_class, None)
+            if cls is None:
+                raise BackendUnavailable(
+                    f"the installed diffusers {diffusers.__version__} has no "
+                    f"{self.family.conditioned_class}; upgrade diffusers to condition "
+                    f"{self.family.name}"
+                )
+            pipe = cls.from_pipe(self.pipeline())
+            pipe.set_progress_bar_config(disable=True)
+            self._conditioned_pipe = pipe
+        return self._conditioned_pipe
+
     def _call_kwargs(
-        self, request: VideoRequest, seed: int, progress: ProgressCallback
+        self, request: VideoRequest, plan: FramePlan, seed: int, progress: ProgressCallback
     ) -> dict[str, Any]:
         import torch
 
@@ -228,7 +304,7 @@ class DiffusersBackend:
             "prompt": request.prompt,
             "height": request.height,
             "width": request.width,
-            "num_frames": self.num_frames(request),
+            "num_frames": plan.num_frames,
             "num_inference_steps": steps,
             "guidance_scale": self.family.guidance,
             "generator": torch.Generator(device="cpu" if device == "mps" else device).manual_seed(
@@ -238,22 +314,25 @@ class DiffusersBackend:
             "callback_on_step_end": on_step_end,
         }
         if self.family.name == "ltx":
-            kwargs["frame_rate"] = request.fps or self.family.fps
+            kwargs["frame_rate"] = plan.fps
         kwargs.update(dict(self.family.extra_call_kwargs))
+        kwargs.update(conditioning_kwargs(self.family, request, plan))
         return kwargs
 
     def generate(self, request: VideoRequest, progress: ProgressCallback) -> VideoOutput:
-        """Run the pipeline; frames come back as uint8 RGB."""
+        """Run the pipeline; frames come back as uint8 RGB. An extension opens with the
+        source's own frames (:class:`~generator.diffusers_conditioning.FramePlan`)."""
         self.check_inputs(request)
+        plan = self.plan(request)
         seed = resolve_seed(request)
         with self._lock:
-            pipe = self.pipeline()
+            pipe = self.pipeline() if request.conditioning is None else self.conditioned_pipeline()
             try:
-                result = pipe(**self._call_kwargs(request, seed, progress))
+                result = pipe(**self._call_kwargs(request, plan, seed, progress))
             except (RuntimeError, ValueError) as exc:
                 raise BackendError(f"{self.model_id}: generation failed: {exc}") from exc
         frames = _to_uint8(result.frames[0])
-        expected = (self.num_frames(request), request.height, request.width)
+        expected = (plan.num_frames, request.height, request.width)
         if frames.shape[:3] != expected:
             raise BackendError(
                 f"{self.model_id}: pipeline returned {frames.shape[:3]} (frames, height, width), "
@@ -261,8 +340,8 @@ class DiffusersBackend:
             )
         progress(1.0)
         return VideoOutput(
-            frames=frames,
-            fps=float(request.fps or self.family.fps),
+            frames=plan.finish(frames),
+            fps=plan.fps,
             seed=seed,
             backend=self.name,
             model_id=self.model_id,

@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 
 from config.settings import Settings
-from generator.base import BackendUnavailable, InvalidVideoRequest, VideoBackend, VideoRequest
+from generator.base import (
+    BackendUnavailable,
+    Conditioning,
+    InvalidVideoRequest,
+    VideoBackend,
+    VideoRequest,
+)
 from generator.diffusers_backend import DiffusersBackend, detect_family
 
 pytestmark = pytest.mark.slow
@@ -112,6 +118,45 @@ def ltx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def wan_i2v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wan 2.1 image-to-video: the T2V parts plus a tiny CLIP vision encoder (built from a
+    config, nothing downloaded) and a transformer taking the image latents and embedding."""
+    import torch
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanImageToVideoPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    tokenizer, text_encoder = tiny_text_encoder()
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])  # fmt: skip
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36,
+        out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
+        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=4,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
+                         num_attention_heads=2, image_size=32, intermediate_size=16, patch_size=1)
+    )  # fmt: skip
+    image_processor = CLIPImageProcessor(crop_size=32, size=32)
+    pipe = WanImageToVideoPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), image_encoder=image_encoder,
+        image_processor=image_processor,
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("models") / "tiny-wan-i2v"
+    pipe.save_pretrained(path)
+    return path
+
+
 def test_wan_generates_deterministic_uint8_frames(wan_dir: Path) -> None:
     backend = DiffusersBackend.from_settings(
         Settings(diffusers_model=str(wan_dir), diffusers_steps=2, diffusers_device="cpu")
@@ -138,6 +183,107 @@ def test_ltx_generates_with_its_frame_rate(ltx_dir: Path) -> None:
     assert out.frames.shape == (9, 32, 32, 3) and out.fps == 24.0
 
 
+def rgb(height: int, width: int, colour: tuple[int, int, int]) -> np.ndarray:
+    return np.broadcast_to(np.array(colour, np.uint8), (height, width, 3)).copy()
+
+
+def moving_square(frames: int, size: int = 32) -> np.ndarray:
+    """A white square crossing a dark frame left to right: a source clip with motion."""
+    clip = np.full((frames, size, size, 3), 20, np.uint8)
+    for t in range(frames):
+        x = 2 + t * (size - 12) // max(1, frames - 1)
+        clip[t, 10:20, x : x + 8] = 235
+    return clip
+
+
+def test_wan_i2v_starts_from_the_image_and_needs_one(wan_i2v_dir: Path) -> None:
+    backend = DiffusersBackend(str(wan_i2v_dir), steps=2, device="cpu")
+    assert backend.family.name == "wan-i2v"
+    white = VideoRequest("a red circle", 9 / 16, 32, 32, seed=1,
+                         conditioning=Conditioning(rgb(32, 32, (255, 255, 255))))  # fmt: skip
+    black = VideoRequest("a red circle", 9 / 16, 32, 32, seed=1,
+                         conditioning=Conditioning(rgb(32, 32, (0, 0, 0))))  # fmt: skip
+    out_white = backend.generate(white, lambda _: None)
+    out_black = backend.generate(black, lambda _: None)
+    assert out_white.frames.shape == (9, 32, 32, 3) and out_white.fps == 16.0
+    # The image reaches the model (CLIP embedding and first-frame latents): same seed and
+    # prompt, a different start image, a different clip.
+    assert not np.array_equal(out_white.frames, out_black.frames)
+    assert np.array_equal(out_white.frames, backend.generate(white, lambda _: None).frames)
+    with pytest.raises(InvalidVideoRequest, match="image-to-video model") as info:
+        backend.check_inputs(VideoRequest("a red circle", 9 / 16, 32, 32))
+    assert info.value.field == "input_reference"
+    clip = moving_square(9)
+    for cond in (Conditioning(keep_frames=clip, fps=16.0), Conditioning(start_clip=clip, fps=16.0)):
+        with pytest.raises(InvalidVideoRequest, match=r"cannot (extend|edit)") as info:
+            backend.check_inputs(VideoRequest("a red circle", 18 / 16, 32, 32, conditioning=cond))
+        assert info.value.field == "video"
+
+
+def test_ltx_starts_from_an_image(ltx_dir: Path) -> None:
+    backend = DiffusersBackend(str(ltx_dir), steps=2, device="cpu")
+
+    def start(colour: tuple[int, int, int]) -> np.ndarray:
+        cond = Conditioning(rgb(32, 32, colour))
+        request = VideoRequest("a blue circle", 9 / 24, 32, 32, seed=0, conditioning=cond)
+        seen: list[float] = []
+        out = backend.generate(request, seen.append)
+        assert out.frames.shape == (9, 32, 32, 3) and out.fps == 24.0 and seen[-1] == 1.0
+        return out.frames
+
+    white, black = start((250, 250, 250)), start((0, 0, 0))
+    # The tiny VAE is untrained, so the image does not come back as pixels; but it reaches the
+    # model: the same seed and prompt from another image make another clip, deterministically.
+    assert not np.array_equal(white, black)
+    assert np.array_equal(white, start((250, 250, 250)))
+
+
+def test_ltx_extends_opening_with_the_source_frames(ltx_dir: Path) -> None:
+    backend = DiffusersBackend(str(ltx_dir), steps=2, device="cpu")
+    source = moving_square(20)
+    cond = Conditioning(keep_frames=source, fps=24.0)
+    request = VideoRequest("a blue circle", 31 / 24, 32, 32, seed=5, conditioning=cond)
+    plan = backend.plan(request)
+    # 1 s of context at 24 fps rounded down to 8k+1 is 17 frames (the source has 20); 17 + 11
+    # new rounds up to 33.
+    assert (plan.skip, plan.new, plan.num_frames) == (17, 11, 33)
+    out = backend.generate(request, lambda _: None)
+    assert out.frames.shape == (31, 32, 32, 3) and out.fps == 24.0
+    assert np.array_equal(out.frames[:20], source)  # the source itself, not a re-encoding
+    again = backend.generate(request, lambda _: None)
+    assert np.array_equal(out.frames, again.frames)
+    # The context reaches the model: another source, the same seed, other new frames.
+    other = Conditioning(keep_frames=255 - source, fps=24.0)
+    flipped = backend.generate(
+        VideoRequest("a blue circle", 31 / 24, 32, 32, seed=5, conditioning=other), lambda _: None
+    )
+    assert not np.array_equal(out.frames[20:], flipped.frames[20:])
+
+
+def test_ltx_edits_follow_the_source_as_far_as_strength_allows(ltx_dir: Path) -> None:
+    backend = DiffusersBackend(str(ltx_dir), steps=4, device="cpu")
+    source = moving_square(12)
+
+    def edit(strength: float) -> np.ndarray:
+        cond = Conditioning(start_clip=source, fps=24.0, strength=strength)
+        request = VideoRequest("a blue circle", 12 / 24, 32, 32, seed=2, conditioning=cond)
+        out = backend.generate(request, lambda _: None)
+        assert out.frames.shape == (12, 32, 32, 3) and out.fps == 24.0
+        return out.frames.astype(np.float64)
+
+    errors = [np.abs(edit(s) - source).mean() for s in (0.2, 1.0)]
+    # An untrained model cannot reproduce the source, but low strength keeps far more of it.
+    assert errors[0] < errors[1], errors
+
+
+def test_ltx_refuses_an_extension_past_one_window(ltx_dir: Path) -> None:
+    backend = DiffusersBackend(str(ltx_dir), steps=2, device="cpu")
+    cond = Conditioning(keep_frames=moving_square(48), fps=24.0)
+    with pytest.raises(InvalidVideoRequest, match="extends by at most") as info:
+        backend.check_inputs(VideoRequest("x", 12.0, 32, 32, conditioning=cond))
+    assert info.value.field == "seconds"
+
+
 # (family folder, request, field, message fragment, why)
 RULES = [
     ("wan", VideoRequest("x", 1.0, 32, 32), "seconds", "4k+1", "16 frames is not 4k+1"),
@@ -156,7 +302,8 @@ def family_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("indexes")
     out = {}
     for family, cls in (("wan", "WanPipeline"), ("ltx", "LTXPipeline"),
-                        ("cogvideox", "CogVideoXPipeline")):  # fmt: skip
+                        ("cogvideox", "CogVideoXPipeline"),
+                        ("wan-i2v", "WanImageToVideoPipeline")):  # fmt: skip
         path = root / family
         path.mkdir()
         (path / "model_index.json").write_text(json.dumps({"_class_name": cls}))
@@ -189,6 +336,39 @@ def test_family_from_folder_name_and_vae_config(tmp_path: Path) -> None:
     assert detect_family(str(folder))[0].name == "wan"
     (folder / "vae" / "config.json").write_text(json.dumps({"scale_factor_temporal": 8}))
     assert detect_family(str(folder))[1] == 8
+    assert detect_family(str(tmp_path / "Wan2.1-I2V-14B-480P-Diffusers"))[0].name == "wan-i2v"
+    assert detect_family(str(tmp_path / "Wan2.2-TI2V-5B-Diffusers"))[0].name == "wan"
+
+
+# (family, the kinds it must accept); the rest must be refused with a 400-mapped field.
+KINDS = [("wan", ()), ("cogvideox", ()), ("wan-i2v", ("start_image",)),
+         ("ltx", ("start_image", "extend", "edit"))]  # fmt: skip
+
+
+@pytest.mark.parametrize(("family", "accepted"), KINDS, ids=[k[0] for k in KINDS])
+def test_each_family_takes_exactly_its_conditioning_kinds(
+    family_dirs: dict[str, Path], family: str, accepted: tuple[str, ...]
+) -> None:
+    """Checked from the model index alone: a refusal needs no weights, so the gateway answers
+    400 unsupported-input before any job exists."""
+    backend = DiffusersBackend(str(family_dirs[family]))
+    fps = float(backend.family.fps)
+    clip = moving_square(9)
+    requests = {
+        "start_image": VideoRequest("x", 9 / fps, 32, 32,
+                                    conditioning=Conditioning(rgb(32, 32, (9, 9, 9)))),
+        "extend": VideoRequest("x", 18 / fps, 32, 32,
+                               conditioning=Conditioning(keep_frames=clip, fps=fps)),
+        "edit": VideoRequest("x", 9 / fps, 32, 32,
+                             conditioning=Conditioning(start_clip=clip, fps=fps)),
+    }  # fmt: skip
+    for kind, request in requests.items():
+        if kind in accepted:
+            backend.check_inputs(request)
+            continue
+        with pytest.raises(InvalidVideoRequest, match="this backend cannot") as info:
+            backend.check_inputs(request)
+        assert info.value.field == request.conditioning.field, kind  # type: ignore[union-attr]
 
 
 def test_unsupported_or_missing_models_are_unavailable(tmp_path: Path) -> None:

@@ -51,14 +51,16 @@ def extend_native(
     *,
     steps: int,
     progress: Callable[[float], None],
+    context_frames: int = CONTEXT_FRAMES,
 ) -> npt.NDArray[np.uint8]:
-    """New native frames continuing ``keep`` (at ``fps``) for ``new_seconds``."""
+    """New native frames continuing ``keep`` (at ``fps``) for ``new_seconds``, each window
+    opening with (up to) ``context_frames`` known native frames."""
     from generator.embedded.backend import TinyDiT
 
     assert isinstance(model, TinyDiT)
     c = model.config
     available = math.floor(len(keep) / fps * FPS)
-    k = max(2, min(CONTEXT_FRAMES, available - available % 2))
+    k = max(2, min(context_frames, available - available % 2, c.frames - 2))
     tail = keep[-max(1, round(k / FPS * fps)) :]
     context = to_native(tail, fps, k, c.size)
     known = torch.zeros(1, c.latent_channels, c.frames, c.latent_size, c.latent_size)
