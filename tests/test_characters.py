@@ -15,28 +15,22 @@ import numpy as np
 import openai
 import pytest
 from click.testing import CliRunner
-from test_provenance import make_test_ca
 from test_videos_extend import clip_of, mp4
 from test_videos_inputs import (
-    OVERLAYS,
-    TENANTS,
     Env,
     face_pixels,
     landscape_pixels,
     problem_of,
+    served_env,
 )
 from test_videos_support import (
     BLOCKED_TERM,
     DEPLOYMENTS,
-    deployment_fields,
-    embedded_weights,
-    make_settings,
     query,
 )
 
 from classifiers.frame.images import fit_to
 from gateway.cli import main
-from gateway.keys import KeyStore
 from generator.encode import decode_mp4
 from generator.provenance import read_manifest
 
@@ -52,27 +46,9 @@ def env(
     tmp_path_factory: pytest.TempPathFactory,
     text_classifiers: Mapping[str, Any],
 ) -> Iterator[Env]:
-    from conftest import serve_in_thread
-
     tmp = tmp_path_factory.mktemp("characters")
-    key, chain = make_test_ca(tmp)
-    with deployment_fields(request, tmp) as where:
-        settings = make_settings(
-            tmp,
-            embedded_weights=embedded_weights(tmp),
-            max_upload_mb=0.25,
-            host="127.0.0.1",
-            c2pa_key=key,
-            c2pa_cert=chain,
-            **where,
-        )
-        for tenant, text in OVERLAYS.items():
-            (settings.tenant_policy_dir / f"{tenant}.yaml").write_text(text)
-        keys = KeyStore(settings.database)
-        tokens = {t: keys.create(t).token for t in TENANTS}
-        keys.close()
-        with serve_in_thread(settings, text_classifiers) as server:
-            yield Env(settings, server.url, tokens)
+    with served_env(request, tmp, text_classifiers, c2pa=True) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

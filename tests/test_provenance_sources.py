@@ -16,11 +16,10 @@ import pytest
 from click.testing import CliRunner
 from test_provenance import make_test_ca
 from test_videos_extend import clip_of, extend_id, mp4, released
-from test_videos_inputs import TENANTS, Env, landscape_pixels
-from test_videos_support import DEPLOYMENTS, deployment_fields, embedded_weights, make_settings
+from test_videos_inputs import Env, landscape_pixels, served_env
+from test_videos_support import DEPLOYMENTS
 
 from gateway.cli import main
-from gateway.keys import KeyStore
 from generator.encode import encode_mp4
 from generator.provenance import (
     COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
@@ -44,25 +43,9 @@ def env(
     tmp_path_factory: pytest.TempPathFactory,
     text_classifiers: Mapping[str, Any],
 ) -> Iterator[Env]:
-    from conftest import serve_in_thread
-
     tmp = tmp_path_factory.mktemp("sources")
-    key, chain = make_test_ca(tmp)
-    with deployment_fields(request, tmp) as where:
-        settings = make_settings(
-            tmp,
-            embedded_weights=embedded_weights(tmp),
-            max_upload_mb=0.25,
-            host="127.0.0.1",
-            c2pa_key=key,
-            c2pa_cert=chain,
-            **where,
-        )
-        keys = KeyStore(settings.database)
-        tokens = {t: keys.create(t).token for t in TENANTS}
-        keys.close()
-        with serve_in_thread(settings, text_classifiers) as server:
-            yield Env(settings, server.url, tokens)
+    with served_env(request, tmp, text_classifiers, overlays=False, c2pa=True) as env:
+        yield env
 
 
 def download(env: Env, video_id: str, tmp: Path) -> tuple[Path, bytes]:

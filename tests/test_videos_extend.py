@@ -14,24 +14,19 @@ import numpy.typing as npt
 import openai
 import pytest
 from test_videos_inputs import (
-    OVERLAYS,
-    TENANTS,
     Env,
     face_pixels,
     landscape_pixels,
     problem_of,
+    served_env,
 )
 from test_videos_support import (
     BLOCKED_TERM,
     DEPLOYMENTS,
-    deployment_fields,
-    embedded_weights,
-    make_settings,
     query,
 )
 
 from classifiers.frame.videos import VideoRejected, decode_video
-from gateway.keys import KeyStore
 from generator.embedded.check import analyse
 from generator.encode import decode_mp4, encode_mp4
 from storage.objects import object_store
@@ -59,25 +54,10 @@ def env(
     text_classifiers: Mapping[str, Any],
 ) -> Iterator[Env]:
     """A server and worker on SQLite and a local folder, then on PostgreSQL and S3."""
-    from conftest import serve_in_thread
-
     tmp = tmp_path_factory.mktemp("extend")
-    with deployment_fields(request, tmp) as where:
-        settings = make_settings(
-            tmp,
-            embedded_weights=embedded_weights(tmp),
-            embedded_steps=12,  # the colour checks need a real sample, not the suite's 2 steps
-            max_upload_mb=0.25,
-            host="127.0.0.1",
-            **where,
-        )
-        for tenant, text in OVERLAYS.items():
-            (settings.tenant_policy_dir / f"{tenant}.yaml").write_text(text)
-        keys = KeyStore(settings.database)
-        tokens = {t: keys.create(t).token for t in TENANTS}
-        keys.close()
-        with serve_in_thread(settings, text_classifiers) as server:
-            yield Env(settings, server.url, tokens)
+    # The colour checks need a real sample, not the suite's 2 steps.
+    with served_env(request, tmp, text_classifiers, embedded_steps=12) as env:
+        yield env
 
 
 def extend_id(env: Env, video_id: str, tenant: str = "acme", **body: Any) -> Any:

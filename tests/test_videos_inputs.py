@@ -8,6 +8,7 @@ in-process worker (embedded generator, real frame audit)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
 import struct
@@ -28,6 +29,7 @@ from PIL import Image
 from test_videos_support import (
     BLOCKED_TERM,
     PatternBackend,
+    deployment_fields,
     embedded_weights,
     make_settings,
     run_all,
@@ -136,6 +138,46 @@ class Env:
 
     def audit(self) -> sqlite3.Connection:
         return sqlite3.connect(self.settings.db)
+
+
+@contextlib.contextmanager
+def served_env(
+    request: pytest.FixtureRequest,
+    tmp: Path,
+    text_classifiers: Mapping[str, Any],
+    *,
+    overlays: bool = True,
+    c2pa: bool = False,
+    **settings_kw: object,
+) -> Iterator[Env]:
+    """A served app (and its worker through :meth:`Env.run_jobs`) for a module's tests, on the
+    deployment ``request.param`` names (SQLite and a local folder, or PostgreSQL and S3), with a
+    key per tenant, the tenant overlays and, with ``c2pa``, a test signing key."""
+    from conftest import serve_in_thread
+    from test_provenance import make_test_ca
+
+    signing: dict[str, object] = {}
+    if c2pa:
+        key, chain = make_test_ca(tmp)
+        signing = {"c2pa_key": key, "c2pa_cert": chain}
+    with deployment_fields(request, tmp) as where:
+        settings = make_settings(
+            tmp,
+            embedded_weights=embedded_weights(tmp),
+            max_upload_mb=0.25,
+            host="127.0.0.1",
+            **signing,
+            **settings_kw,
+            **where,
+        )
+        if overlays:
+            for tenant, text in OVERLAYS.items():
+                (settings.tenant_policy_dir / f"{tenant}.yaml").write_text(text)
+        keys = KeyStore(settings.database)
+        tokens = {t: keys.create(t).token for t in TENANTS}
+        keys.close()
+        with serve_in_thread(settings, text_classifiers) as server:
+            yield Env(settings, server.url, tokens)
 
 
 @pytest.fixture(scope="module")
