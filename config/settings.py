@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         le=5 * 1024,
         description="Size of one part of a multipart upload (MiB; S3's minimum is 5).",
     )
+    s3_delete_attempts: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="Tries of one object delete when the store fails transiently (backoff "
+        "0.2 s doubling, at most 2 s between tries); a delete that still fails is logged and "
+        "left for a later sweep.",
+    )
     s3_presigned_downloads: bool = Field(
         False,
         description="GET /v1/videos/{id}/content answers 307 to a short-lived presigned URL of "

@@ -279,7 +279,8 @@ class S3Store:
 
     Objects of ``multipart_threshold`` bytes and more are uploaded in ``multipart_chunk``-byte
     parts streamed from disk (a failed upload is aborted); every upload records the object's
-    SHA-256 in its metadata (:meth:`recorded_sha256`)."""
+    SHA-256 in its metadata (:meth:`recorded_sha256`). A delete that fails transiently is tried
+    ``delete_attempts`` times with a bounded backoff."""
 
     bucket: str
     prefix: str = ""
@@ -288,6 +289,7 @@ class S3Store:
     timeout_s: float = 10.0
     multipart_threshold: int = 16 * MIB
     multipart_chunk: int = 16 * MIB
+    delete_attempts: int = 4
 
     @property
     def label(self) -> str:
@@ -304,11 +306,13 @@ class S3Store:
     def _client(self) -> Any:
         return s3_client.s3_client(self.endpoint_url, self.region, self.timeout_s)
 
-    def _call(self, what: str, key: str, call: Any, **kwargs: Any) -> Any:
-        """``call(**kwargs)`` with boto3's errors translated (see
-        :func:`storage.s3_client.translate`)."""
+    def _call(self, what: str, key: str, call: Any, *, attempts: int = 1, **kwargs: Any) -> Any:
+        """``call(**kwargs)`` (tried ``attempts`` times while it fails transiently) with
+        boto3's errors translated (see :func:`storage.s3_client.translate`)."""
         try:
-            return call(**kwargs)
+            return s3_client.with_retries(
+                lambda: call(**kwargs), attempts, f"{self.label}: {what} {key!r}"
+            )
         except Exception as exc:
             ours = s3_client.translate(exc, self.label, what, key)
             if ours is exc:
@@ -414,6 +418,9 @@ class S3Store:
         return ObjectStream(int(answer["ContentLength"]), chunks(), body.close)
 
     def move(self, source: str, target: str) -> None:
+        """A server-side copy, then a delete of ``source``. Once the copy is in place the move
+        has happened: a source that still cannot be deleted is logged and left (a copy of an
+        object that now lives at ``target``) instead of failing the move."""
         c = self._client()
         self._call(
             "copy",
@@ -423,13 +430,33 @@ class S3Store:
             Key=self.name(target),
             CopySource={"Bucket": self.bucket, "Key": self.name(source)},
         )
-        self.delete(source)
+        try:
+            self.delete(source)
+        except ObjectStoreUnavailable as exc:
+            s3_client.log.warning(
+                "moved %s to %s but cannot delete the source now; it stays as a leftover "
+                "copy for a later sweep: %s",
+                self.location(source),
+                self.location(target),
+                exc,
+            )
 
     def delete(self, key: str) -> bool:
-        if not self.exists(key):
-            return False
-        c = self._client()
-        self._call("delete", key, c.delete_object, Bucket=self.bucket, Key=self.name(key))
+        """Delete ``key``, trying transient failures again (:attr:`delete_attempts`); a delete
+        that still fails is logged with the key and raised as :class:`ObjectStoreUnavailable`
+        (the caller leaves the object for a later sweep)."""
+        c, name, tries = self._client(), self.name(key), self.delete_attempts
+        try:
+            try:
+                self._call("head", key, c.head_object, attempts=tries, Bucket=self.bucket, Key=name)
+            except ObjectMissing:
+                return False
+            self._call("delete", key, c.delete_object, attempts=tries, Bucket=self.bucket, Key=name)
+        except ObjectStoreUnavailable as exc:
+            s3_client.log.warning(
+                "cannot delete %s after %d tries: %s", self.location(key), tries, exc
+            )
+            raise
         return True
 
     def local_path(self, key: str) -> Path | None:
@@ -486,6 +513,9 @@ class ObjectStoreSettings(Protocol):
     @property
     def s3_multipart_chunk_mib(self) -> int: ...
 
+    @property
+    def s3_delete_attempts(self) -> int: ...
+
 
 def parse_s3_url(url: str) -> tuple[str, str]:
     """``s3://BUCKET[/PREFIX]`` as (bucket, prefix ending in ``/`` or empty); ValueError with
@@ -515,6 +545,7 @@ def object_store(settings: ObjectStoreSettings) -> ObjectStore:
         timeout_s=settings.s3_timeout_s,
         multipart_threshold=settings.s3_multipart_threshold_mib * MIB,
         multipart_chunk=settings.s3_multipart_chunk_mib * MIB,
+        delete_attempts=settings.s3_delete_attempts,
     )
 
 

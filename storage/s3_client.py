@@ -1,5 +1,5 @@
 """boto3 behind :class:`storage.objects.S3Store`: one client per process, its errors translated
-into ours, and uploads that stream large objects in parts.
+into ours, bounded retries of transient failures, and uploads that stream large objects in parts.
 
 Large objects (videos) go up as a multipart upload through boto3's managed transfer, read from
 disk one part at a time (never the whole file in memory). A multipart upload that fails is
@@ -15,8 +15,10 @@ import hashlib
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from storage.errors import ObjectMissing, ObjectStoreUnavailable
 
@@ -24,6 +26,26 @@ log = logging.getLogger("reelguard.storage")
 
 MIB = 1024 * 1024
 HASH_CHUNK = 1024 * 1024
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 2.0
+TRANSIENT_CODES = frozenset(
+    {
+        "500",
+        "502",
+        "503",
+        "504",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeTooSkewed",
+    }
+)
+"""S3 error codes that a later try may not get (the server was busy or restarting)."""
+
+T = TypeVar("T")
 
 _clients: dict[tuple[int, str | None, str, float, str | None], Any] = {}
 _clients_lock = threading.Lock()
@@ -94,6 +116,50 @@ def translate(exc: Exception, label: str, what: str, key: str) -> Exception:
             "REELGUARD_S3_ENDPOINT_URL and that the server is up"
         )
     return exc
+
+
+def is_transient(exc: Exception) -> bool:
+    """Whether ``exc`` (boto3's) may pass on a later try: the network, a timeout, a busy or
+    restarting server. Missing keys, buckets and credentials are not: retrying them only
+    delays the error."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectionError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) in TRANSIENT_CODES
+    return isinstance(
+        exc, ConnectionError | EndpointConnectionError | ConnectionClosedError | ReadTimeoutError
+    )
+
+
+def with_retries(
+    call: Callable[[], T], attempts: int, describe: str, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """``call()``, tried up to ``attempts`` times while it fails transiently
+    (:func:`is_transient`), sleeping 0.2 s, 0.4 s, ... (at most 2 s) between tries; the last
+    failure is raised as it is. ``describe`` names the call in the log lines."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            pause = min(BACKOFF_FIRST_S * 2 ** (attempt - 1), BACKOFF_MAX_S)
+            log.info(
+                "%s failed (try %d of %d: %s); trying again in %.1f s",
+                describe,
+                attempt,
+                attempts,
+                type(exc).__name__,
+                pause,
+            )
+            sleep(pause)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def file_sha256(path: Path) -> str:

@@ -1,20 +1,27 @@
 """How :class:`storage.objects.S3Store` moves large objects and survives a flaky store, on the
 real SeaweedFS server (:mod:`s3server`): multipart uploads round-trip byte-exact with their
-SHA-256 recorded, a failed one leaves no object and no open upload."""
+SHA-256 recorded, a failed one leaves no object and no open upload; deletes try transient
+failures again with a bounded backoff and log the key of one that still fails."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from s3server import S3Server
+from test_objects import dead_store
 
 from config.settings import Settings
 from storage.objects import (
     LocalFolderStore,
+    ObjectStoreUnavailable,
     S3Store,
     object_store,
 )
@@ -104,3 +111,104 @@ def test_local_store_reports_sha256(tmp_path: Path) -> None:
     store = LocalFolderStore(tmp_path)
     store.put_bytes("evidence/v/frame.jpg", b"jpeg bytes")
     assert store.sha256("evidence/v/frame.jpg") == hashlib.sha256(b"jpeg bytes").hexdigest()
+
+
+# -- deletes ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def paused(s3_server: S3Server) -> Any:
+    """``pause(seconds)``: stop the SeaweedFS process (SIGSTOP: connections hang, as on a
+    congested or restarting store) and let it go on after ``seconds``."""
+    if s3_server.process is None:
+        pytest.skip("REELGUARD_TEST_S3_ENDPOINT names a server these tests cannot pause")
+    group = os.getpgid(s3_server.process.pid)
+    timers: list[threading.Timer] = []
+
+    def pause(seconds: float) -> None:
+        os.killpg(group, signal.SIGSTOP)
+        timer = threading.Timer(seconds, os.killpg, (group, signal.SIGCONT))
+        timers.append(timer)
+        timer.start()
+
+    yield pause
+    for timer in timers:
+        timer.cancel()
+    os.killpg(group, signal.SIGCONT)
+
+
+def test_a_delete_rides_out_a_paused_store(
+    s3_url: str, s3_server: S3Server, paused: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = s3_store(s3_url, s3_server, s3_timeout_s=0.5, s3_delete_attempts=6)
+    store.put_bytes("released/gone.mp4", b"to be deleted")
+    caplog.set_level(logging.INFO, logger="reelguard.storage")
+    paused(4.0)  # longer than boto3's own two tries (0.5 s timeouts, up to 1 s backoff)
+    started = time.monotonic()
+    assert store.delete("released/gone.mp4") is True
+    assert time.monotonic() - started >= 3.5  # it waited the pause out
+    assert not store.exists("released/gone.mp4")
+    retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert retries and "released/gone.mp4" in retries[0]
+
+
+def test_a_delete_that_keeps_failing_is_bounded_and_logged_with_its_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rg-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rg-test-secret")
+    store = object_store(Settings(**dead_store(tmp_path), s3_delete_attempts=3))  # type: ignore[arg-type]
+    caplog.set_level(logging.INFO, logger="reelguard.storage")
+    started = time.monotonic()
+    with pytest.raises(ObjectStoreUnavailable, match="REELGUARD_S3_ENDPOINT_URL"):
+        store.delete("evidence/v/frame_000001.jpg")
+    took = time.monotonic() - started
+    assert 0.6 <= took < 15, took  # 0.2 s + 0.4 s of backoff, not an endless loop
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("trying again" in m for m in messages) == 2
+    final = [m for m in messages if m.startswith("cannot delete")]
+    assert len(final) == 1 and "s3://gone-bucket/rg/evidence/v/frame_000001.jpg" in final[0]
+    assert "after 3 tries" in final[0]
+
+
+def test_refused_credentials_are_not_retried(
+    s3_server: S3Server, s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rg-unknown-key")  # a new client, refused
+    store = s3_store(s3_url, s3_server, s3_delete_attempts=5)
+    started = time.monotonic()
+    with pytest.raises(ObjectStoreUnavailable, match="access denied"):
+        store.delete("released/a.mp4")
+    assert time.monotonic() - started < 0.6  # no backoff: a later try cannot fix it
+
+
+def test_purge_on_a_lost_store_keeps_and_names_the_evidence(
+    tmp_path: Path,
+    s3_url: str,
+    s3_server: S3Server,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from test_objects import enqueue, product_settings
+    from test_videos_support import PatternBackend, run_all, runner
+
+    from audit.evidence import resolve_evidence_key
+    from audit.log import AuditLog
+
+    target = {"storage_url": s3_url, "s3_endpoint_url": s3_server.endpoint}
+    settings = product_settings(tmp_path, target)
+    job = enqueue(settings, tenant="strict")  # withheld: evidence frames in the bucket
+    run_all(runner(settings, backend=PatternBackend()))
+    files = object_store(settings)
+    log = AuditLog(settings.database)
+    keys = [resolve_evidence_key(e["path"], files) for e in log.story(job.id).evidence]
+    assert keys and all(files.exists(k) for k in keys)
+    lost = object_store(
+        settings.model_copy(update={**dead_store(tmp_path), "s3_delete_attempts": 2})
+    )
+    caplog.set_level(logging.INFO, logger="reelguard.storage")
+    report = log.purge(0, actor="ops", now=2e10, data_dir=lost)
+    assert report.files == 0 and len(report.kept) == len(keys)
+    assert all(any(k in line for line in report.kept) for k in keys)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cannot")]
+    assert len(logged) == len(keys) and all(any(k in m for m in logged) for k in keys)
+    assert all(files.exists(k) for k in keys)  # left for a later sweep, not half-deleted
