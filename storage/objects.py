@@ -364,6 +364,12 @@ class S3Store:
             metadata=metadata,
         )
 
+    def check_bucket(self) -> None:
+        """Raise :class:`ObjectStoreUnavailable` (naming the fix) unless the bucket can be
+        listed: the endpoint answers, the credentials are accepted and the bucket exists."""
+        c = self._client()
+        self._call("list", self.prefix or "/", c.list_objects_v2, Bucket=self.bucket, MaxKeys=1)
+
     def recorded_sha256(self, key: str) -> str | None:
         """The SHA-256 recorded with the object when it was uploaded (None for an object
         written without one); :class:`ObjectMissing` when there is none. Compare it with
