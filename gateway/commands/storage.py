@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gateway.commands.common import echo_json, settings_from_flags
+from gateway.commands.common import (
+    DbTarget,
+    DurationParam,
+    db_option,
+    echo_json,
+    settings_from_flags,
+)
 
 if TYPE_CHECKING:
     from storage.migrate import MigrationReport
@@ -101,3 +107,52 @@ def _print_summary(report: MigrationReport, to_url: str) -> None:
         click.echo(f"ignored: {line}")
     if report.ok and not report.dry_run:
         click.echo(f"ok: set REELGUARD_STORAGE_URL={to_url} to use the bucket")
+
+
+@storage_group.command("sweep")
+@db_option
+@click.option(
+    "--older-than",
+    type=DurationParam(),
+    default="1d",
+    show_default=True,
+    help="Only objects last written longer ago than this (so no running job is touched).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def sweep_command(db: DbTarget, older_than: float, dry_run: bool, as_json: bool) -> None:
+    """Delete objects a failed delete left behind: evidence of purged audit rows, and the
+    quarantined original of a released video whose copy landed in released/.
+
+    Reads the store the settings name (REELGUARD_STORAGE_URL, else REELGUARD_DATA_DIR) and
+    deletes only what the database proves is such a leftover (see gateway/storage_sweep.py);
+    withheld videos and evidence still in the audit log are never touched. Exit 1 when a
+    delete fails (run it again later).
+    """
+    from audit.log import AuditLog
+    from gateway.jobs import JobStore
+    from gateway.storage_sweep import sweep
+    from storage.errors import StorageError
+    from storage.objects import object_store
+
+    settings = settings_from_flags(db=db)
+    try:
+        AuditLog(settings.database)  # the tables exist (or the error names the database)
+        database = JobStore(settings.database).database
+        report = sweep(database, object_store(settings), older_than_s=older_than, dry_run=dry_run)
+    except StorageError as exc:
+        raise click.ClickException(f"cannot sweep: {exc}") from None
+    if as_json:
+        echo_json(report.as_json())
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        click.echo(
+            f"{verb} {len(report.evidence)} purged evidence object(s), "
+            f"{len(report.leftovers)} release leftover(s); {len(report.failed)} failed"
+        )
+        for key in (*report.evidence, *report.leftovers):
+            click.echo(f"{verb}: {key}")
+        for line in report.failed:
+            click.echo(f"failed: {line}")
+    if report.failed:
+        raise SystemExit(1)
