@@ -47,6 +47,27 @@ class Settings(BaseSettings):
     s3_timeout_s: float = Field(
         10.0, gt=0, description="Connect and read timeout of one object-store request."
     )
+    s3_multipart_threshold_mib: int = Field(
+        16,
+        ge=1,
+        le=5 * 1024,
+        description="Objects of at least this many MiB (videos) are uploaded in parts, streamed "
+        "from disk; smaller ones in one request.",
+    )
+    s3_multipart_chunk_mib: int = Field(
+        16,
+        ge=5,
+        le=5 * 1024,
+        description="Size of one part of a multipart upload (MiB; S3's minimum is 5).",
+    )
+    s3_delete_attempts: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="Tries of one object delete when the store fails transiently (backoff "
+        "0.2 s doubling, at most 2 s between tries); a delete that still fails is logged and "
+        "left for a later sweep.",
+    )
     s3_presigned_downloads: bool = Field(
         False,
         description="GET /v1/videos/{id}/content answers 307 to a short-lived presigned URL of "

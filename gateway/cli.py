@@ -15,6 +15,7 @@ from gateway.commands.common import DbTarget, F, db_label, db_option, settings_f
 from gateway.commands.generate import generate as generate_command
 from gateway.commands.policy import policy as policy_group
 from gateway.commands.provenance import provenance as provenance_command
+from gateway.commands.storage import storage_group
 from gateway.commands.worker import worker_command
 from gateway.console.cli import reviewers as reviewers_group
 
@@ -351,6 +352,7 @@ COMMANDS: dict[str, click.Command] = {
     "audit": audit_group,
     "generate": generate_command,
     "provenance": provenance_command,
+    "storage": storage_group,
     "train-text": train_text_command,
     "build-gazetteers": build_gazetteers_command,
 }

@@ -6,8 +6,10 @@
     ├── StorageUnavailable  the database cannot be opened or written now (locked past the busy
     │   │                   timeout, read-only file or disk, disk full, missing folder, not a
     │   │                   database); nothing was written by the failed transaction
-    │   └── StorageRetryable  a transient conflict with another transaction (PostgreSQL
-    │                       serialization failure or deadlock): run the transaction again
+    │   ├── StorageRetryable  a transient conflict with another transaction (PostgreSQL
+    │   │                   serialization failure or deadlock): run the transaction again
+    │   └── ObjectStoreUnavailable  the object store cannot be reached or refused the request
+    ├── ObjectMissing       no object under that key (:mod:`storage.objects`)
     ├── StorageConflict     a write broke a uniqueness or integrity constraint
     └── StorageUnsupported  a database URL this version cannot use (an unknown scheme)
 
@@ -38,3 +40,12 @@ class StorageConflict(StorageError):
 
 class StorageUnsupported(StorageError):
     """The database URL names a backend this version does not support."""
+
+
+class ObjectStoreUnavailable(StorageUnavailable):
+    """The object store cannot be reached now, or refused the request (credentials, bucket);
+    the message names the store and what to check. Nothing was changed by the failed call."""
+
+
+class ObjectMissing(StorageError):
+    """No object is stored under the key (the message names the store and the key)."""

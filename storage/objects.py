@@ -28,31 +28,39 @@ processes); an S3 client is built on first use in each process and reused.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 
-from storage.errors import StorageError, StorageUnavailable
+from storage import s3_client
+from storage.errors import ObjectMissing, ObjectStoreUnavailable
+from storage.s3_client import MIB
+
+__all__ = [
+    "CHUNK_BYTES",
+    "LocalFolderStore",
+    "ObjectMissing",
+    "ObjectStore",
+    "ObjectStoreSettings",
+    "ObjectStoreUnavailable",
+    "ObjectStream",
+    "S3Store",
+    "as_object_store",
+    "check_key",
+    "object_store",
+    "parse_s3_url",
+]
 
 CHUNK_BYTES = 256 * 1024
 """Bytes per chunk when an object is streamed to a client."""
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
-
-
-class ObjectStoreUnavailable(StorageUnavailable):
-    """The object store cannot be reached now, or refused the request (credentials, bucket);
-    the message names the store and what to check. Nothing was changed by the failed call."""
-
-
-class ObjectMissing(StorageError):
-    """No object is stored under the key (the message names the store and the key)."""
 
 
 def check_key(key: str) -> str:
@@ -110,6 +118,11 @@ class ObjectStore(Protocol):
 
     def size(self, key: str) -> int:
         """The object's length in bytes; :class:`ObjectMissing` when there is none."""
+        ...
+
+    def sha256(self, key: str) -> str:
+        """The SHA-256 hex of the object's bytes, read back (streamed, not held in memory);
+        :class:`ObjectMissing` when there is none."""
         ...
 
     def open(self, key: str, span: tuple[int, int] | None = None) -> ObjectStream:
@@ -204,6 +217,12 @@ class LocalFolderStore:
         except FileNotFoundError:
             raise ObjectMissing(f"{self.path(key)}: no such file") from None
 
+    def sha256(self, key: str) -> str:
+        try:
+            return s3_client.file_sha256(self.path(key))
+        except FileNotFoundError:
+            raise ObjectMissing(f"{self.path(key)}: no such file") from None
+
     def size(self, key: str) -> int:
         try:
             return self.path(key).stat().st_size
@@ -256,13 +275,21 @@ class LocalFolderStore:
 
 @dataclass(frozen=True, slots=True)
 class S3Store:
-    """Objects in ``bucket`` under ``prefix`` (empty, or ending in ``/``), through boto3."""
+    """Objects in ``bucket`` under ``prefix`` (empty, or ending in ``/``), through boto3.
+
+    Objects of ``multipart_threshold`` bytes and more are uploaded in ``multipart_chunk``-byte
+    parts streamed from disk (a failed upload is aborted); every upload records the object's
+    SHA-256 in its metadata (:meth:`recorded_sha256`). A delete that fails transiently is tried
+    ``delete_attempts`` times with a bounded backoff."""
 
     bucket: str
     prefix: str = ""
     endpoint_url: str | None = None
     region: str = "us-east-1"
     timeout_s: float = 10.0
+    multipart_threshold: int = 16 * MIB
+    multipart_chunk: int = 16 * MIB
+    delete_attempts: int = 4
 
     @property
     def label(self) -> str:
@@ -277,14 +304,17 @@ class S3Store:
         return f"s3://{self.bucket}/{self.name(key)}"
 
     def _client(self) -> Any:
-        return _s3_client(self.endpoint_url, self.region, self.timeout_s)
+        return s3_client.s3_client(self.endpoint_url, self.region, self.timeout_s)
 
-    def _call(self, what: str, key: str, call: Any, **kwargs: Any) -> Any:
-        """``call(**kwargs)`` with boto3's errors translated (see :func:`_translate`)."""
+    def _call(self, what: str, key: str, call: Any, *, attempts: int = 1, **kwargs: Any) -> Any:
+        """``call(**kwargs)`` (tried ``attempts`` times while it fails transiently) with
+        boto3's errors translated (see :func:`storage.s3_client.translate`)."""
         try:
-            return call(**kwargs)
+            return s3_client.with_retries(
+                lambda: call(**kwargs), attempts, f"{self.label}: {what} {key!r}"
+            )
         except Exception as exc:
-            ours = _translate(exc, self, what, key)
+            ours = s3_client.translate(exc, self.label, what, key)
             if ours is exc:
                 raise  # not boto3's: a bug, with its own traceback
             raise ours from exc
@@ -300,12 +330,54 @@ class S3Store:
 
     def put_bytes(self, key: str, data: bytes, *, private: bool = False) -> None:
         c = self._client()
-        self._call("put", key, c.put_object, Bucket=self.bucket, Key=self.name(key), Body=data)
+        self._call(
+            "put",
+            key,
+            c.put_object,
+            Bucket=self.bucket,
+            Key=self.name(key),
+            Body=data,
+            Metadata={"sha256": hashlib.sha256(data).hexdigest()},
+        )
 
     def put_file(self, key: str, source: Path) -> None:
-        with open(source, "rb") as fh:
-            c = self._client()
-            self._call("put", key, c.put_object, Bucket=self.bucket, Key=self.name(key), Body=fh)
+        digest = s3_client.file_sha256(Path(source))
+        self._upload(key, Path(source), {"sha256": digest})
+
+    def put_stream(self, key: str, source: IO[bytes]) -> None:
+        """Store what ``source`` (a readable binary stream) yields under ``key``, in parts once
+        it passes the multipart threshold; a failure part-way leaves no object and no open
+        upload. No SHA-256 is recorded (it is known only at the end)."""
+        self._upload(key, source, {})
+
+    def _upload(self, key: str, source: Path | IO[bytes], metadata: dict[str, str]) -> None:
+        self._call(
+            "put",
+            key,
+            s3_client.upload,
+            client=self._client(),
+            bucket=self.bucket,
+            name=self.name(key),
+            source=source,
+            threshold=self.multipart_threshold,
+            chunk=self.multipart_chunk,
+            metadata=metadata,
+        )
+
+    def check_bucket(self) -> None:
+        """Raise :class:`ObjectStoreUnavailable` (naming the fix) unless the bucket can be
+        listed: the endpoint answers, the credentials are accepted and the bucket exists."""
+        c = self._client()
+        self._call("list", self.prefix or "/", c.list_objects_v2, Bucket=self.bucket, MaxKeys=1)
+
+    def recorded_sha256(self, key: str) -> str | None:
+        """The SHA-256 recorded with the object when it was uploaded (None for an object
+        written without one); :class:`ObjectMissing` when there is none. Compare it with
+        :meth:`sha256` (the bytes read back) where the answer must be trusted."""
+        c = self._client()
+        answer = self._call("head", key, c.head_object, Bucket=self.bucket, Key=self.name(key))
+        recorded = answer.get("Metadata", {}).get("sha256")
+        return str(recorded) if recorded else None
 
     @contextlib.contextmanager
     def writing(self, key: str) -> Iterator[Path]:
@@ -324,6 +396,9 @@ class S3Store:
         finally:
             stream.close()
 
+    def sha256(self, key: str) -> str:
+        return _stream_sha256(self.open(key))
+
     def size(self, key: str) -> int:
         c = self._client()
         answer = self._call("head", key, c.head_object, Bucket=self.bucket, Key=self.name(key))
@@ -331,7 +406,7 @@ class S3Store:
 
     def open(self, key: str, span: tuple[int, int] | None = None) -> ObjectStream:
         c = self._client()
-        extra = {} if span is None else {"Range": f"bytes={span[0]}-{span[1]}"}
+        extra: dict[str, Any] = {} if span is None else {"Range": f"bytes={span[0]}-{span[1]}"}
         answer = self._call(
             "get", key, c.get_object, Bucket=self.bucket, Key=self.name(key), **extra
         )
@@ -341,7 +416,7 @@ class S3Store:
             try:
                 yield from body.iter_chunks(CHUNK_BYTES)
             except Exception as exc:
-                ours = _translate(exc, self, "read", key)
+                ours = s3_client.translate(exc, self.label, "read", key)
                 if ours is exc:
                     raise
                 raise ours from exc
@@ -349,6 +424,9 @@ class S3Store:
         return ObjectStream(int(answer["ContentLength"]), chunks(), body.close)
 
     def move(self, source: str, target: str) -> None:
+        """A server-side copy, then a delete of ``source``. Once the copy is in place the move
+        has happened: a source that still cannot be deleted is logged and left (a copy of an
+        object that now lives at ``target``) instead of failing the move."""
         c = self._client()
         self._call(
             "copy",
@@ -358,13 +436,33 @@ class S3Store:
             Key=self.name(target),
             CopySource={"Bucket": self.bucket, "Key": self.name(source)},
         )
-        self.delete(source)
+        try:
+            self.delete(source)
+        except ObjectStoreUnavailable as exc:
+            s3_client.log.warning(
+                "moved %s to %s but cannot delete the source now; it stays as a leftover "
+                "copy for a later sweep: %s",
+                self.location(source),
+                self.location(target),
+                exc,
+            )
 
     def delete(self, key: str) -> bool:
-        if not self.exists(key):
-            return False
-        c = self._client()
-        self._call("delete", key, c.delete_object, Bucket=self.bucket, Key=self.name(key))
+        """Delete ``key``, trying transient failures again (:attr:`delete_attempts`); a delete
+        that still fails is logged with the key and raised as :class:`ObjectStoreUnavailable`
+        (the caller leaves the object for a later sweep)."""
+        c, name, tries = self._client(), self.name(key), self.delete_attempts
+        try:
+            try:
+                self._call("head", key, c.head_object, attempts=tries, Bucket=self.bucket, Key=name)
+            except ObjectMissing:
+                return False
+            self._call("delete", key, c.delete_object, attempts=tries, Bucket=self.bucket, Key=name)
+        except ObjectStoreUnavailable as exc:
+            s3_client.log.warning(
+                "cannot delete %s after %d tries: %s", self.location(key), tries, exc
+            )
+            raise
         return True
 
     def local_path(self, key: str) -> Path | None:
@@ -384,74 +482,14 @@ class S3Store:
         )
 
 
-_clients: dict[tuple[int, str | None, str, float, str | None], Any] = {}
-_clients_lock = threading.Lock()
-
-
-def _s3_client(endpoint_url: str | None, region: str, timeout_s: float) -> Any:
-    """One boto3 client per process, endpoint and access key (clients are thread-safe; not
-    fork-safe, so the process id is part of the key; credentials are read when the client is
-    built, so a changed ``AWS_ACCESS_KEY_ID`` gets a new one)."""
-    key = (os.getpid(), endpoint_url, region, timeout_s, os.environ.get("AWS_ACCESS_KEY_ID"))
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            client = boto3.session.Session().client(
-                "s3",
-                endpoint_url=endpoint_url,
-                region_name=region,
-                config=Config(
-                    connect_timeout=timeout_s,
-                    read_timeout=timeout_s,
-                    retries={"max_attempts": 2, "mode": "standard"},
-                    s3={"addressing_style": "path"},
-                    signature_version="s3v4",  # presigned URLs too (boto3's default is v2 there)
-                ),
-            )
-            _clients[key] = client
-    return client
-
-
-def _translate(exc: Exception, store: S3Store, what: str, key: str) -> Exception:
-    """boto3's error as ours: a missing key is :class:`ObjectMissing`, anything else that the
-    store or the network raised :class:`ObjectStoreUnavailable` (with the fix to try)."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        NoCredentialsError,
-        PartialCredentialsError,
-    )
-
-    where = f"{store.label}: {what} {key!r}"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        if code in ("404", "NoSuchKey", "NotFound"):
-            return ObjectMissing(f"{where}: no such object")
-        if code in ("NoSuchBucket",):
-            return ObjectStoreUnavailable(
-                f"{where}: the bucket does not exist; create it or fix REELGUARD_STORAGE_URL"
-            )
-        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return ObjectStoreUnavailable(
-                f"{where}: access denied ({code}); check AWS_ACCESS_KEY_ID / "
-                "AWS_SECRET_ACCESS_KEY and the bucket's policy"
-            )
-        return ObjectStoreUnavailable(f"{where}: the store answered {code or 'an error'}")
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return ObjectStoreUnavailable(
-            f"{where}: no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
-            "another source boto3 reads: a profile, an instance role)"
-        )
-    if isinstance(exc, BotoCoreError):
-        return ObjectStoreUnavailable(
-            f"{where}: cannot reach the store ({type(exc).__name__}); check "
-            "REELGUARD_S3_ENDPOINT_URL and that the server is up"
-        )
-    return exc
+def _stream_sha256(stream: ObjectStream) -> str:
+    digest = hashlib.sha256()
+    try:
+        for chunk in stream.chunks:
+            digest.update(chunk)
+    finally:
+        stream.close()
+    return digest.hexdigest()
 
 
 # -- from settings ---------------------------------------------------------------------------
@@ -474,6 +512,15 @@ class ObjectStoreSettings(Protocol):
 
     @property
     def s3_timeout_s(self) -> float: ...
+
+    @property
+    def s3_multipart_threshold_mib(self) -> int: ...
+
+    @property
+    def s3_multipart_chunk_mib(self) -> int: ...
+
+    @property
+    def s3_delete_attempts(self) -> int: ...
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -502,6 +549,9 @@ def object_store(settings: ObjectStoreSettings) -> ObjectStore:
         endpoint_url=settings.s3_endpoint_url or None,
         region=settings.s3_region,
         timeout_s=settings.s3_timeout_s,
+        multipart_threshold=settings.s3_multipart_threshold_mib * MIB,
+        multipart_chunk=settings.s3_multipart_chunk_mib * MIB,
+        delete_attempts=settings.s3_delete_attempts,
     )
 
 
