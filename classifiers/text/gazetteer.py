@@ -52,7 +52,6 @@ from classifiers.text.gazetteer_context import (
     CreditZones,
     NearWords,
     capitalised_name,
-    word_range,
 )
 from classifiers.text.gazetteer_index import (
     FUZZY_MIN_SCORE,
@@ -65,7 +64,7 @@ from classifiers.text.gazetteer_index import (
     deletion_variants,
 )
 from classifiers.text.gazetteer_keys import CJK_RE
-from classifiers.text.normalize import WORD_RE
+from classifiers.text.normalize import WORD_RE, word_range
 
 __all__ = [
     "CAPITALISED_SCORE",
@@ -362,7 +361,7 @@ class Gazetteer(GazetteerIndex):
 
 _LIKENESS_AFTER = frozenset(
     {"lookalike", "look", "impersonator", "impersonation", "double", "doppelganger", "clone"}
-    | {"deepfake", "cosplay", "cosplayer", "costume", "wannabe", "clone"}
+    | {"deepfake", "cosplay", "cosplayer", "costume", "wannabe"}
 )
 
 

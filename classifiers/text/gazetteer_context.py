@@ -8,7 +8,6 @@
 * :class:`NearWords`: the words within the context window of a name, for phrase look-ups.
 * :func:`capitalised_name`: whether a match is written as a proper name in a prompt that is
   not in Title Case.
-* :func:`word_range`: the words a character span covers.
 
 All work on the normalised prompt's word spans (:data:`classifiers.text.normalize.WORD_RE`)
 and read the text as typed through :meth:`~classifiers.base.PromptText.original_span`.
@@ -16,24 +15,15 @@ and read the text as typed through :meth:`~classifiers.base.PromptText.original_
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import re
 
 from classifiers.base import PromptText
 from classifiers.text.gazetteer_keys import CJK_RE
 
-__all__ = ["CREDIT_RUN", "CreditZones", "NearWords", "capitalised_name", "word_range"]
+__all__ = ["CREDIT_RUN", "CreditZones", "NearWords", "capitalised_name"]
 
 
-def word_range(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
-    """Indexes ``[w0, w1)`` of the words that a character span ``[start, end)`` covers."""
-    w0 = bisect.bisect_right(spans, (start, _BIG)) - 1
-    w1 = bisect.bisect_left(spans, (end, -1))
-    return max(w0, 0), max(w1, w0 + 1)
-
-
-_BIG = 1 << 62
 _CREDIT_BEFORE = ("by", "style of", "manner of", "styled after", "inspired by", "a la", "art of")
 _CREDIT_FIRST = frozenset(m.split()[0] for m in _CREDIT_BEFORE)
 _CREDIT_AFTER = ("style", "styled", "inspired", "esque", "aesthetic", "s style", "like style")

@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from classifiers.base import Category, Evidence, PromptText, Verdict
-from classifiers.text.normalize import WORD_RE, normalize_key
+from classifiers.text.normalize import WORD_RE, normalize_key, word_range, word_spans
 
 __all__ = [
     "LEXICON_CATEGORIES",
@@ -234,7 +234,7 @@ class Lexicon:
 
     def matches(self, prompt: PromptText) -> list[_Match]:
         """Every term hit in ``prompt`` that no exception phrase covers."""
-        spans = [m.span() for m in WORD_RE.finditer(prompt.normalized)]
+        spans = word_spans(prompt.normalized)
         words = [prompt.normalized[a:b] for a, b in spans]
         found = [*self._index.find(words, spans), *self._index.find_cjk(words, spans)]
         if not found:
@@ -310,10 +310,8 @@ class _CueIndex:
     ) -> bool:
         if not self.longest:
             return False
-        first = next((i for i, (a, _) in enumerate(spans) if a >= m.start), None)
-        last = next((i for i in range(len(spans) - 1, -1, -1) if spans[i][1] <= m.end), None)
-        if first is None or last is None:
-            return False
+        first, end = word_range(spans, m.start, m.end)
+        last = end - 1
         text = prompt.normalized
         gap_start = spans[first - 1][1] if first > 0 else 0
         quoted = any(q in text[gap_start : m.start] for q in _QUOTES)

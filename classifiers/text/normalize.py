@@ -22,13 +22,21 @@ It never raises on a ``str`` input and runs in tens of microseconds for a typica
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from functools import lru_cache
 
 from classifiers.base import PromptText
 
-__all__ = ["WORD_RE", "normalize", "normalize_key", "normalized_length_bound", "word_spans"]
+__all__ = [
+    "WORD_RE",
+    "normalize",
+    "normalize_key",
+    "normalized_length_bound",
+    "word_range",
+    "word_spans",
+]
 
 WORD_RE = re.compile(r"[^\W_]+")
 """A word of normalised text: a run of letters/digits (CJK runs count as one word)."""
@@ -349,3 +357,14 @@ def normalize_key(text: str) -> str:
 def word_spans(normalized: str) -> list[tuple[int, int]]:
     """``[start, end)`` spans of the words of a normalised text (see :data:`WORD_RE`)."""
     return [m.span() for m in WORD_RE.finditer(normalized)]
+
+
+def word_range(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+    """Indexes ``[w0, w1)`` of the words (``spans`` from :func:`word_spans`) that a character
+    span ``[start, end)`` covers."""
+    w0 = bisect.bisect_right(spans, (start, _BIG)) - 1
+    w1 = bisect.bisect_left(spans, (end, -1))
+    return max(w0, 0), max(w1, w0 + 1)
+
+
+_BIG = 1 << 62
