@@ -24,6 +24,7 @@ Writes every figure as JSON with ``--json-out``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -270,12 +271,8 @@ def main(
     groups = corpus.kit_groups
     held = [s for s in sources.split(",") if s] or groups
     results: dict[str, Any] = {}
-    dump_file = dump.open("w", encoding="utf-8") if dump else None
-    try:
+    with dump.open("w", encoding="utf-8") if dump else contextlib.nullcontext() as dump_file:
         tallies, implicit = loso_section(corpus, embedder, stats, held, results, dump_file)
-    finally:
-        if dump_file:
-            dump_file.close()
     summary_section(tallies, implicit, results)
     log("training the heads on every source for the hand-written sets")
     heads, cal = build_model(corpus, groups, stats)

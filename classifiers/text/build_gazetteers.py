@@ -55,6 +55,7 @@ from pathlib import Path
 
 import click
 
+from classifiers.text.curated_names import load_curated
 from classifiers.text.gazetteer_keys import LESSER_ZIPF, context_keys, entry_keys, form_key
 from classifiers.text.gazetteer_kit import (
     Entry,
@@ -84,12 +85,15 @@ def build(source: Path, benign: Path | None) -> tuple[list[Entry], dict[str, lis
     vocab = benign_vocabulary(benign)
     people = list(read_tsv(source / "people.tsv"))
     lex = english_lexicon(people)
-    entries = [
-        *curated_entries(),
+    # The kit's lists, less the curated ``not_names`` (public-domain works a list happens to
+    # carry, such as a logo dataset's "Mona Lisa").
+    not_names = load_curated().not_names
+    kit = [
         *people_entries(people),
         *ip_entries(read_tsv(source / "ip.tsv")),
         *brand_entries(read_tsv(source / "brands.tsv")),
     ]
+    entries = [*curated_entries(), *(e for e in kit if e.name not in not_names)]
     out = []
     for e in entries:
         e.keys = entry_keys(e, vocab, lex)

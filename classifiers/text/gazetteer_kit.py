@@ -173,12 +173,8 @@ def ip_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
 
 
 def brand_entries(rows: Iterable[dict[str, str]]) -> Iterator[Entry]:
-    """``brands.tsv`` rows -> IP entries (logos and trademarks), less the curated
-    ``not_names`` (public-domain works a logo list happens to carry)."""
-    not_names = load_curated().not_names
+    """``brands.tsv`` rows -> IP entries (logos and trademarks)."""
     for row in rows:
-        if row["name"] in not_names:
-            continue
         notes = parse_notes(row["notes"])
         forms = [row["name"], *split_multi(row["aliases"])]
         # Brand names in a prompt are usually props ("a BMW motorcycle"): review, not block.
