@@ -58,20 +58,27 @@ def tiny_text_encoder() -> tuple[Any, Any]:
     return tokenizer, T5EncoderModel(config)
 
 
+def tiny_wan_vae() -> Any:
+    """The Wan VAE both tiny Wan pipelines share (seeded, so both get the same weights)."""
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                            temperal_downsample=[False, True, True])  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from diffusers import (
-        AutoencoderKLWan,
         FlowMatchEulerDiscreteScheduler,
         WanPipeline,
         WanTransformer3DModel,
     )
 
     tokenizer, text_encoder = tiny_text_encoder()
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])  # fmt: skip
+    vae = tiny_wan_vae()
     torch.manual_seed(0)
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
@@ -124,7 +131,6 @@ def wan_i2v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config, nothing downloaded) and a transformer taking the image latents and embedding."""
     import torch
     from diffusers import (
-        AutoencoderKLWan,
         FlowMatchEulerDiscreteScheduler,
         WanImageToVideoPipeline,
         WanTransformer3DModel,
@@ -132,9 +138,7 @@ def wan_i2v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     tokenizer, text_encoder = tiny_text_encoder()
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])  # fmt: skip
+    vae = tiny_wan_vae()
     torch.manual_seed(0)
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36,
