@@ -145,6 +145,9 @@ BENIGN = [
     ("A toddler walks a pitbull.", "'a pitbull' is a dog, not the rapper"),
     ("a drake swimming in a pond", "'a drake' is a duck"),
     ("a painting of the Mona Lisa with a frown", "a public-domain painting, not a brand"),
+    ("her coworkers tease him, a sign of affection", "an anime title made of a common phrase"),
+    ("the queen of the sun by Zdzislaw Beksinski, Jeffrey Smith and H.R. Giger",
+     "a rare DC character named like anyone"),
 ]  # fmt: skip
 
 

@@ -36,6 +36,9 @@ MAX_CJK_LEN = 24
 LESSER_SCORE = 0.9
 """Entries scoring below this (brands, comic characters under 500 appearances, anime titles)
 need context for any dictionary word or name, however rare."""
+RARE_SCORE = 0.5
+"""Entries scoring below this (rare comic characters) only reach review; named like an ordinary
+person they need context."""
 LESSER_ZIPF = 2.0
 """...and for any word seen in today's text this often ("anthro")."""
 
@@ -83,7 +86,22 @@ def context_mark(
         return "~" if len(key) <= 2 else ""
     if len(tokens) == 1:
         return _single_word_mark(entry, key, vocab, lex, lesser=form in entry.lesser_forms)
+    if _ordinary_person_name(entry, tokens, lex):
+        return "?"
     return "~" if _ordinary_phrase(entry, tokens, vocab, lex) else ""
+
+
+def _ordinary_person_name(entry: Entry, tokens: list[str], lex: EnglishLexicon) -> bool:
+    """A rare character named like anyone ("Jeffrey Smith", a rare DC character, scored at
+    review level): in a prompt that name is far more often an artist credit or an invented
+    person. Better-known characters keep their plain name ("Wendell Vaughn")."""
+    return (
+        entry.category == "ip"
+        and entry.score < RARE_SCORE
+        and len(tokens) == 2
+        and lex.is_proper(tokens[0])
+        and tokens[1].isalpha()
+    )
 
 
 def _plain(word: str, lex: EnglishLexicon) -> bool:
@@ -120,8 +138,10 @@ def _ordinary_phrase(
     # there even once is an everyday phrase ("santa claus", "one piece").
     if vocab.is_phrase(key, 2 if entry.category == "celebrity" else 1):
         return True
-    # Titles and brands made only of everyday words ("Golden Time", "Blue Lock").
-    if entry.context_class in ("anime", "brand") and len(tokens) <= 3 and vocab.all_words(key):
+    # Titles and brands made only of everyday words ("Golden Time", "Blue Lock", "A Sign of
+    # Affection": an article adds a word but not rarity).
+    short = len(tokens) <= 3 or (len(tokens) == 4 and tokens[0] in ARTICLES)
+    if entry.context_class in ("anime", "brand") and short and vocab.all_words(key):
         return True
 
     def word(t: str) -> bool:
