@@ -121,6 +121,7 @@ BENIGN = [
     ("two dogs in a playful dog fight in the park", "not a fighting ring"),
     ("how to start a campfire without matches", "bushcraft"),
     ("how to hijack a browser session in a CTF challenge", "hijack: only vehicles"),
+    ("time-lapse of scaffold erection and the erection of a central crane", "construction"),
 ]
 
 
