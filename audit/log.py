@@ -43,6 +43,7 @@ from pathlib import Path
 from audit import queries, retention
 from audit.append import append, lock_head, retention_of
 from audit.errors import InvalidRecord
+from audit.group import GroupCommit
 from audit.migrations import ensure_schema
 from audit.records import (
     Anchor,
@@ -86,6 +87,8 @@ class AuditLog:
         """The SQLite file (``None`` on PostgreSQL)."""
         self._ready_pid = -1
         self._ready_lock = threading.Lock()
+        self.group = GroupCommit(self.transaction)
+        """The group commit of :meth:`record_moderations` (its ``groups`` count for tests)."""
 
     # -- schema and transactions ----------------------------------------------------------------
 
@@ -172,6 +175,21 @@ class AuditLog:
                     "request (each input item) its own id"
                 ) from exc
         return rec.request_id
+
+    def record_moderations(self, records: Sequence[ModerationRecord]) -> None:
+        """Record one request's items (in order) and return once they are committed, sharing
+        the transaction, and its fsync, with other threads of this process that record at the
+        same time (group commit, :mod:`audit.group`): the gateway's path under load.
+
+        Raises like :meth:`record_moderation` (then none of ``records`` is in the log). Inside
+        a transaction of this thread it appends in that one, like :meth:`record_moderation`.
+        """
+        if self.database.in_transaction():
+            with self.batch():
+                for rec in records:
+                    self.record_moderation(rec)
+            return
+        self.group.record(records)
 
     def record_frame_audit(self, rec: FrameAuditRecord) -> int:
         """Record one video job's frame stage: decision, reasons, every frame score, evidence.

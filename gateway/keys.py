@@ -170,8 +170,11 @@ class KeyStore:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 256:
             return None
         wanted = hash_token(token)
-        with self.database.transaction() as tx:
-            row = tx.record("SELECT * FROM api_keys WHERE key_hash = ? LIMIT 1", (wanted,))
+        # One statement in autocommit: one round trip per request on PostgreSQL, and a key
+        # revoked by any process is refused by the next request.
+        row = self.database.read_record(
+            "SELECT * FROM api_keys WHERE key_hash = ? LIMIT 1", (wanted,)
+        )
         if row is None:
             return None
         # The lookup is by hash already; the constant-time compare keeps the check itself

@@ -271,13 +271,15 @@ class ModerationController(Controller):
         moderator: TextModerator = state.moderator
         outcomes = moderator.check_many(texts, tenant)
         audit: AuditLog = state.audit
+        ids = item_ids(request_id, len(outcomes))
+        records = [
+            moderation_record(outcome, request_id=item_id, created_at=created_at)
+            for item_id, outcome in zip(ids, outcomes, strict=True)
+        ]
         try:
-            with audit.batch():  # one transaction (one fsync) for all items
-                ids = item_ids(request_id, len(outcomes))
-                for item_id, outcome in zip(ids, outcomes, strict=True):
-                    audit.record_moderation(
-                        moderation_record(outcome, request_id=item_id, created_at=created_at)
-                    )
+            # All items in one transaction, shared with concurrent requests (group commit);
+            # it returns once they are committed.
+            audit.record_moderations(records)
         except (OSError, StorageError, AuditError) as exc:
             # An unrecorded decision is not returned: the audit log is the evidence.
             log.error("audit write failed for %s", request_id, exc_info=exc)

@@ -396,6 +396,29 @@ class Database:
 
     # -- transactions ---------------------------------------------------------------------------
 
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside a transaction of this database (a new one would join
+        it rather than commit on its own)."""
+        current: Tx | None = getattr(self._local, "tx", None)
+        return current is not None and current.pid == os.getpid()
+
+    def read_record(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
+        """The first row of one read-only statement, as a dict, or ``None``.
+
+        The statement runs on its own, in autocommit (it is its own snapshot), so it costs one
+        round trip instead of three (``BEGIN``, the statement, ``COMMIT``): for lookups on
+        every request (API keys). Inside a transaction of this thread it runs in that one.
+        """
+        current: Tx | None = getattr(self._local, "tx", None)
+        if current is not None and current.pid == os.getpid():
+            return current.record(sql, params)
+        conn, generation = self._acquire()
+        try:
+            trace = None if self._driver.traces else self._trace
+            return Tx(conn, self._driver, False, trace).record(sql, params)
+        finally:
+            self._release(conn, generation)
+
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[Tx]:
         """A transaction on this thread's connection (see the module docstring).

@@ -71,6 +71,28 @@ def test_revoke_stops_the_key_and_is_idempotent(store: KeyStore) -> None:
     assert [k.active for k in store.list()] == [False, True]
 
 
+def test_a_lookup_is_one_statement_and_sees_a_revocation_at_once(db_target: Path | str) -> None:
+    """Every request looks its key up: one statement in autocommit (no BEGIN/COMMIT round
+    trips), and a key revoked through another connection (another web process) is refused by
+    the very next lookup: nothing caches it."""
+    serving, admin = KeyStore(db_target), KeyStore(db_target)
+    created = admin.create("acme")
+    statements: list[str] = []
+    serving.database.trace(statements.append)
+    assert serving.authenticate(created.token) is not None
+    assert [s.split()[0] for s in statements] == ["SELECT"]
+    admin.revoke(created.key.key_id)
+    assert serving.authenticate(created.token) is None
+    serving.database.trace(None)
+    with serving.database.transaction(write=True) as tx:  # inside a transaction: joins it
+        tx.execute("UPDATE api_keys SET revoked_at = NULL WHERE key_id = ?", (created.key.key_id,))
+        assert serving.authenticate(created.token) is not None
+        tx.execute("UPDATE api_keys SET revoked_at = 'x' WHERE key_id = ?", (created.key.key_id,))
+    assert serving.authenticate(created.token) is None
+    serving.close()
+    admin.close()
+
+
 def test_revoke_unknown_key_names_the_fix(store: KeyStore) -> None:
     with pytest.raises(UnknownKey, match="keys list"):
         store.revoke("deadbeef")
