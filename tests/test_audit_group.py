@@ -12,7 +12,7 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,14 +46,19 @@ def _wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
         time.sleep(0.01)
 
 
-@contextmanager
-def _head_held(log: AuditLog) -> Iterator[threading.Event]:
+def _head_held(log: AuditLog) -> AbstractContextManager[threading.Event]:
     """Hold an audit write transaction (the chain head) on another thread until the yielded
     event is set."""
+    return _held(log.transaction)
+
+
+@contextmanager
+def _held(lock: Callable[[], AbstractContextManager[object]]) -> Iterator[threading.Event]:
+    """Hold ``lock()`` open on another thread until the yielded event is set."""
     release, held = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with log.transaction():
+        with lock():
             held.set()
             release.wait(30)
 
@@ -161,31 +166,21 @@ def test_when_the_database_fails_every_caller_in_the_group_gets_the_error(
     log = AuditLog(database).open()
     log.record_moderations([moderation("first")])
     other = AuditLog(db_target)  # another process's connection, as far as locks go
-    release, held = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        if isinstance(db_target, Path):  # another connection's write lock on the file
-            import sqlite3
+    @contextmanager
+    def file_lock() -> Iterator[None]:  # another connection's write lock on the file
+        import sqlite3
 
-            conn = sqlite3.connect(db_target, isolation_level=None)
-            conn.execute("BEGIN IMMEDIATE")
-            held.set()
-            release.wait(30)
+        conn = sqlite3.connect(db_target, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
             conn.execute("ROLLBACK")
             conn.close()
-        else:
-            with other.transaction():
-                held.set()
-                release.wait(30)
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait(10)
-    try:
+    with _held(file_lock if isinstance(db_target, Path) else other.transaction):
         outcome = _record_in_threads(log, [["a"], ["b"], ["c.0", "c.1"]])
-    finally:
-        release.set()
-        holder.join(30)
     assert set(outcome) == {"a", "b", "c.0"}
     assert all(isinstance(e, StorageUnavailable) for e in outcome.values()), outcome
     assert [r.request_id for r in log.list_requests()] == ["first"]
