@@ -9,12 +9,18 @@ A character's life::
                                                   -> review (a face): pending_review
     pending_review -> a reviewer approves (reelguard audit review ID --approve): ready
                    -> a reviewer rejects: rejected
+    any            -> its owner deletes it (DELETE /v1/videos/characters/ID): deleted
 
 Consent is on record in the audit chain: the upload's moderation record (tenant, time, the
 input decision with the face evidence and the upload's sha256, ``job_id`` = the character id),
 a release record naming who uploaded it (``actor``: tenant and API key id; ``withheld`` while
 it awaits review, ``released`` when it is ready), and the reviewer's review with the release
 that made it usable. Only a ``ready`` character can be used (:func:`usable`).
+
+Deleting a character (:func:`delete_character`) removes its clip and upload from the store and
+keeps the row, without them, as ``deleted``: the consent trail stays whole (the audit chain
+gains a ``deleted`` release record naming who deleted it), and a video made with it before
+still names the upload's sha256 as its C2PA ingredient.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from storage import Database
 from storage.database import split_statements
 from storage.objects import ObjectStore
 
-CharacterStatus = Literal["ready", "pending_review", "rejected"]
+CharacterStatus = Literal["ready", "pending_review", "rejected", "deleted"]
 PREFIX = "char_"
 OBJECT_PREFIX = "quarantine/character-"
 
@@ -54,22 +60,30 @@ CREATE TABLE IF NOT EXISTS video_characters (
     media_type TEXT NOT NULL,
     reviewer TEXT,
     reviewed_at REAL,
-    review_note TEXT
+    review_note TEXT,
+    deleted_at REAL,
+    deleted_by TEXT
 );
 CREATE INDEX IF NOT EXISTS video_characters_tenant ON video_characters (tenant, seq);
 """)
+_ADDED_COLUMNS = (("deleted_at", "REAL"), ("deleted_by", "TEXT"))
+"""Columns added after the first release (NULL for older rows): a database made before them
+gets them at start-up (:meth:`CharacterStore._add_columns`)."""
 
 
 class CharacterNotUsable(JobError):
     """A character that cannot be used yet (pending review) or at all (rejected)."""
 
     def __init__(self, character: Character) -> None:
-        why = (
-            "shows a face and waits for a reviewer to approve it (consent cannot be checked "
-            "automatically)"
-            if character.status == "pending_review"
-            else f"was rejected on review by {character.reviewer}"
-        )
+        if character.status == "pending_review":
+            why = (
+                "shows a face and waits for a reviewer to approve it (consent cannot be "
+                "checked automatically)"
+            )
+        elif character.status == "deleted":
+            why = f"was deleted by {character.deleted_by}"
+        else:
+            why = f"was rejected on review by {character.reviewer}"
         super().__init__(f"character {character.id} {why}; it cannot be used")
         self.character = character
 
@@ -92,6 +106,8 @@ class Character:
     reviewer: str | None = None
     reviewed_at: float | None = None
     review_note: str | None = None
+    deleted_at: float | None = None
+    deleted_by: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The API's character object: OpenAI's ``id``, ``name``, ``created_at``, and
@@ -109,6 +125,8 @@ class Character:
                 "reviewer": self.reviewer,
                 "reviewed_at": None if self.reviewed_at is None else int(self.reviewed_at),
                 "review_note": self.review_note,
+                "deleted_by": self.deleted_by,
+                "deleted_at": None if self.deleted_at is None else int(self.deleted_at),
             },
         }
 
@@ -124,6 +142,26 @@ class CharacterStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         database.ensure_schema("video_characters", _SCHEMA)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Bring a table made by an older version up to date (idempotent)."""
+        postgres = self.database.dialect.postgres
+        with self.database.transaction(write=True) as tx:
+            if postgres:
+                have = {
+                    str(name)
+                    for (name,) in tx.all(
+                        "SELECT column_name FROM information_schema.columns WHERE "
+                        "table_schema = current_schema() AND table_name = 'video_characters'"
+                    )
+                }
+            else:
+                have = {str(row[1]) for row in tx.all("PRAGMA table_info(video_characters)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:  # (ALTER locks the table: only when it is needed)
+                    exists = " IF NOT EXISTS" if postgres else ""
+                    tx.execute(f"ALTER TABLE video_characters ADD COLUMN{exists} {name} {kind}")
 
     def get(self, character_id: str, tenant: str | None = None) -> Character:
         """A character; with ``tenant``, only that tenant's (:class:`JobNotFound` otherwise,
@@ -138,6 +176,8 @@ class CharacterStore:
         """The tenant's character if it is ``ready``; :class:`JobNotFound` or
         :class:`CharacterNotUsable` otherwise."""
         character = self.get(character_id, tenant)
+        if character.status == "deleted":
+            raise JobNotFound(f"character {character_id!r} was deleted")
         if character.status != "ready":
             raise CharacterNotUsable(character)
         return character
@@ -216,3 +256,38 @@ def review_character(
             )
         audit.record_review(review_of, reviewer, verdict, note)
     return store.get(character_id)
+
+
+def delete_character(audit: AuditLog, character_id: str, tenant: str, actor: str) -> Character:
+    """Mark the tenant's character ``deleted`` (never usable again) and record who deleted it,
+    in one transaction; the caller then deletes its objects (:func:`delete_objects`). Deleting
+    a deleted character changes and records nothing (so a retry after a failed object delete
+    is safe). Raises :class:`JobNotFound` for another tenant's or an unknown one."""
+    store = CharacterStore(audit.database)
+    with audit.transaction() as tx:
+        row = tx.record("SELECT * FROM video_characters WHERE id = ?", (character_id,))
+        if row is None or row["tenant"] != tenant:
+            raise JobNotFound(f"no character {character_id!r}")
+        if row["status"] != "deleted":
+            tx.execute(
+                """UPDATE video_characters SET status = 'deleted', deleted_at = ?,
+                   deleted_by = ? WHERE id = ? AND status != 'deleted'""",
+                (time.time(), actor, character_id),
+            )
+            audit.record_release(
+                job_id=character_id,
+                tenant=tenant,
+                action="deleted",
+                path=None,
+                reason=f"character {row['name']!r} deleted by {actor}: its clip and upload are "
+                "removed from the store; this consent trail stays",
+                actor=actor,
+            )
+    return store.get(character_id)
+
+
+def delete_objects(files: ObjectStore, character: Character) -> None:
+    """Delete a deleted character's clip and upload (already gone is fine); a store that
+    cannot delete now raises :class:`~storage.StorageError` (the caller asks for a retry)."""
+    for key in (character.clip_key, character.upload_key):
+        files.delete(key)  # False when it is already gone

@@ -192,6 +192,70 @@ def test_a_rejected_character_stays_unusable(env: Env, clips: dict[str, bytes]) 
     assert chain(env, made.id)["reviews"] == [("bob", "reject", "signed consent form on file")]
 
 
+def test_deleting_a_character_removes_its_files_and_keeps_the_consent_trail(
+    env: Env, clips: dict[str, bytes]
+) -> None:
+    """The owner deletes a character (the SDK has no method: its generic ``delete``): its clip
+    and upload leave the store, it cannot be used again, its consent record stays readable and
+    in the audit chain, and a video admitted with it before still completes."""
+    from storage.objects import ObjectMissing, object_store
+
+    made = create(env, clips["face"], name="Ana")
+    review(env, made.id, "approve")
+    video = featuring(env, made.id)
+    ((clip_key, upload_key),) = query(
+        env.settings, "SELECT clip_key, upload_key FROM video_characters WHERE id = ?", (made.id,)
+    )
+    files = object_store(env.settings)
+    assert files.get_bytes(upload_key) == clips["face"]
+    with pytest.raises(openai.NotFoundError):
+        env.sdk("globex").delete(f"/videos/characters/{made.id}", cast_to=object)
+    gone = env.sdk().delete(f"/videos/characters/{made.id}", cast_to=object)
+    assert gone == {"id": made.id, "object": "video.character.deleted", "deleted": True}
+    for key in (clip_key, upload_key):
+        with pytest.raises(ObjectMissing):
+            files.get_bytes(key)
+    got = env.sdk().videos.get_character(made.id).model_dump()
+    consent = got["consent"]
+    assert got["status"] == "deleted" and consent["reviewer"] == "alice"
+    assert consent["deleted_by"] == consent["uploaded_by"]  # the same tenant and key
+    assert consent["deleted_at"] >= consent["reviewed_at"]
+    with pytest.raises(openai.NotFoundError):
+        featuring(env, made.id)
+    # A repeated delete is answered the same and records nothing more.
+    assert env.sdk().delete(f"/videos/characters/{made.id}", cast_to=object) == gone
+    releases = chain(env, made.id)["releases"]
+    assert [r[0] for r in releases] == ["withheld", "released", "deleted"]
+    assert releases[-1][1] == consent["deleted_by"] and "consent trail stays" in releases[-1][2]
+    cli(env, "audit", "verify")
+    env.run_jobs()
+    assert env.sdk().videos.retrieve(video.id).status == "completed"
+
+
+def test_a_character_table_from_before_deletion_gets_its_columns(tmp_path: Path) -> None:
+    from gateway.character_store import CharacterStore
+    from storage import Database
+
+    database = Database.from_url(tmp_path / "old.db")
+    with database.transaction(write=True) as tx:  # the table as the first release made it
+        tx.execute(
+            "CREATE TABLE video_characters (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT "
+            "NOT NULL UNIQUE, tenant TEXT NOT NULL, name TEXT NOT NULL, created_at REAL NOT "
+            "NULL, status TEXT NOT NULL, uploaded_by TEXT NOT NULL, input_moderation TEXT NOT "
+            "NULL, clip_key TEXT NOT NULL, upload_key TEXT NOT NULL, sha256 TEXT NOT NULL, "
+            "media_type TEXT NOT NULL, reviewer TEXT, reviewed_at REAL, review_note TEXT)"
+        )
+        tx.execute(
+            "INSERT INTO video_characters (id, tenant, name, created_at, status, uploaded_by, "
+            "input_moderation, clip_key, upload_key, sha256, media_type) VALUES "
+            "('char_old', 'acme', 'Old', 1.0, 'ready', 'tenant:acme key:k', '{}', 'c', 'u', "
+            "'00', 'video/mp4')"
+        )
+    old = CharacterStore(database).get("char_old")
+    assert old.status == "ready" and old.deleted_at is None and old.deleted_by is None
+    CharacterStore(database)  # and again: nothing left to add
+
+
 def test_characters_follow_tenant_isolation(env: Env, clips: dict[str, bytes]) -> None:
     made = create(env, clips["plain"])
     with pytest.raises(openai.NotFoundError):
