@@ -20,7 +20,9 @@ that made it usable. Only a ``ready`` character can be used (:func:`usable`).
 Deleting a character (:func:`delete_character`) removes its clip and upload from the store and
 keeps the row, without them, as ``deleted``: the consent trail stays whole (the audit chain
 gains a ``deleted`` release record naming who deleted it), and a video made with it before
-still names the upload's sha256 as its C2PA ingredient.
+still names the upload's sha256 as its C2PA ingredient. The workers' sweep after each job
+(:func:`sweep_characters`) deletes characters past ``REELGUARD_CHARACTER_RETENTION_DAYS`` the
+same way, and removes the files of a deleted character the store failed to delete before.
 """
 
 from __future__ import annotations
@@ -62,11 +64,12 @@ CREATE TABLE IF NOT EXISTS video_characters (
     reviewed_at REAL,
     review_note TEXT,
     deleted_at REAL,
-    deleted_by TEXT
+    deleted_by TEXT,
+    files_removed_at REAL
 );
 CREATE INDEX IF NOT EXISTS video_characters_tenant ON video_characters (tenant, seq);
 """)
-_ADDED_COLUMNS = (("deleted_at", "REAL"), ("deleted_by", "TEXT"))
+_ADDED_COLUMNS = (("deleted_at", "REAL"), ("deleted_by", "TEXT"), ("files_removed_at", "REAL"))
 """Columns added after the first release (NULL for older rows): a database made before them
 gets them at start-up (:meth:`CharacterStore._add_columns`)."""
 
@@ -108,6 +111,7 @@ class Character:
     review_note: str | None = None
     deleted_at: float | None = None
     deleted_by: str | None = None
+    files_removed_at: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The API's character object: OpenAI's ``id``, ``name``, ``created_at``, and
@@ -260,7 +264,7 @@ def review_character(
 
 def delete_character(audit: AuditLog, character_id: str, tenant: str, actor: str) -> Character:
     """Mark the tenant's character ``deleted`` (never usable again) and record who deleted it,
-    in one transaction; the caller then deletes its objects (:func:`delete_objects`). Deleting
+    in one transaction; the caller then deletes its objects (:func:`remove_files`). Deleting
     a deleted character changes and records nothing (so a retry after a failed object delete
     is safe). Raises :class:`JobNotFound` for another tenant's or an unknown one."""
     store = CharacterStore(audit.database)
@@ -286,8 +290,48 @@ def delete_character(audit: AuditLog, character_id: str, tenant: str, actor: str
     return store.get(character_id)
 
 
-def delete_objects(files: ObjectStore, character: Character) -> None:
-    """Delete a deleted character's clip and upload (already gone is fine); a store that
-    cannot delete now raises :class:`~storage.StorageError` (the caller asks for a retry)."""
+def remove_files(database: Database, files: ObjectStore, character: Character) -> None:
+    """Delete a deleted character's clip and upload (already gone is fine) and note that
+    they are gone; a store that cannot delete now raises :class:`~storage.StorageError`, and
+    :func:`sweep_characters` tries again later."""
+    assert character.status == "deleted"
     for key in (character.clip_key, character.upload_key):
         files.delete(key)  # False when it is already gone
+    with database.transaction(write=True) as tx:
+        tx.execute(
+            "UPDATE video_characters SET files_removed_at = ? WHERE id = ?",
+            (time.time(), character.id),
+        )
+
+
+RETENTION_ACTOR = "retention:REELGUARD_CHARACTER_RETENTION_DAYS"
+"""Who the audit chain names for a character deleted by the retention rule."""
+
+
+def sweep_characters(
+    audit: AuditLog, files: ObjectStore, retention_days: float, now: float | None = None
+) -> list[str]:
+    """The workers' sweep: delete every character created more than ``retention_days`` ago
+    (0: none), as its owner's delete does, and remove the files of every deleted character
+    whose files are still stored (a delete the store failed earlier). Returns the ids whose
+    files it removed; a store that cannot delete now raises :class:`~storage.StorageError`
+    (the next sweep tries again)."""
+    cutoff = (time.time() if now is None else now) - retention_days * 86400.0
+    with audit.database.transaction() as tx:
+        rows = tx.all(
+            "SELECT id, tenant, status FROM video_characters WHERE (status != 'deleted' AND "
+            "created_at < ? AND ? > 0) OR (status = 'deleted' AND files_removed_at IS NULL) "
+            "ORDER BY seq",
+            (cutoff, retention_days),
+        )
+    actor = f"{RETENTION_ACTOR}={retention_days:g}"
+    store = CharacterStore(audit.database)
+    done = []
+    for character_id, tenant, status in rows:
+        if status == "deleted":
+            character = store.get(str(character_id))
+        else:
+            character = delete_character(audit, str(character_id), str(tenant), actor)
+        remove_files(audit.database, files, character)
+        done.append(character.id)
+    return done

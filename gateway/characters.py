@@ -55,7 +55,7 @@ from gateway.character_store import (
     CharacterNotUsable,
     CharacterStore,
     delete_character,
-    delete_objects,
+    remove_files,
     store_clip,
 )
 from gateway.inputs import Upload, read_upload
@@ -138,14 +138,15 @@ class CharacterController(Controller):
         except JobNotFound:
             raise Problem(404, "not-found", f"No character {character_id!r}.") from None
         try:
-            delete_objects(object_store(state.settings), character)
+            remove_files(state.audit.database, object_store(state.settings), character)
         except StorageError as exc:
             log.warning("character %s: cannot delete its files now: %s", character_id, exc)
             raise Problem(
                 503,
                 "unavailable",
                 f"Character {character_id} is deleted and can no longer be used, but its files "
-                "could not be removed from the store now; repeat the delete shortly.",
+                "could not be removed from the store now; repeat the delete shortly (the "
+                "workers' sweep also removes them later).",
                 headers={"Retry-After": "1"},
             ) from None
         return {"id": character.id, "object": "video.character.deleted", "deleted": True}

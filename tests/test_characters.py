@@ -232,6 +232,44 @@ def test_deleting_a_character_removes_its_files_and_keeps_the_consent_trail(
     assert env.sdk().videos.retrieve(video.id).status == "completed"
 
 
+def test_retention_deletes_old_characters_and_the_sweep_finishes_failed_deletes(
+    env: Env, clips: dict[str, bytes]
+) -> None:
+    """Past REELGUARD_CHARACTER_RETENTION_DAYS a character is deleted as its owner would
+    delete it (the audit chain names the rule); and a deleted character whose files are still
+    stored (the store failed the owner's delete) loses them at the workers' next sweep."""
+    from audit.log import AuditLog
+    from gateway.character_store import delete_character, sweep_characters
+    from storage import Database
+    from storage.objects import ObjectMissing, object_store
+
+    audit = AuditLog(Database.from_url(env.settings.database))
+    files = object_store(env.settings)
+    old, fresh = create(env, clips["plain"], name="Old"), create(env, clips["plain"], name="New")
+    with audit.database.transaction(write=True) as tx:
+        tx.execute(
+            "UPDATE video_characters SET created_at = created_at - 31 * 86400 WHERE id = ?",
+            (old.id,),
+        )
+    assert sweep_characters(audit, files, 30) == [old.id]
+    got = env.sdk().videos.get_character(old.id).model_dump()
+    assert got["status"] == "deleted"
+    assert got["consent"]["deleted_by"] == "retention:REELGUARD_CHARACTER_RETENTION_DAYS=30"
+    assert chain(env, old.id)["releases"][-1][:2] == ("deleted", got["consent"]["deleted_by"])
+    assert env.sdk().videos.get_character(fresh.id).model_dump()["status"] == "ready"
+    assert sweep_characters(audit, files, 30) == []  # nothing more to do
+
+    # The owner's delete recorded, its file deletes not done (as when the store was down):
+    unfinished = delete_character(audit, fresh.id, "acme", "tenant:acme key:test")
+    assert files.get_bytes(unfinished.upload_key) == clips["plain"]
+    env.sdk().videos.create(prompt="a red circle moving right", seconds="1", size="64x64")  # type: ignore[arg-type]
+    env.run_jobs()  # a worker sweeps after each job
+    for key in (unfinished.clip_key, unfinished.upload_key):
+        with pytest.raises(ObjectMissing):
+            files.get_bytes(key)
+    cli(env, "audit", "verify")
+
+
 def test_a_character_table_from_before_deletion_gets_its_columns(tmp_path: Path) -> None:
     from gateway.character_store import CharacterStore
     from storage import Database
