@@ -49,7 +49,7 @@ POOL = 2048
 REFRESH = 4
 PLAIN_SHARE = 0.3
 """Share of training examples with no known frame (plain text-to-video)."""
-ENCODER_CLIPS = 192
+ENCODER_CLIPS = 64
 ENCODER_BATCH = 64
 EMA_DECAY = 0.998
 
@@ -303,7 +303,8 @@ def export(checkpoint: Path, out: Path) -> str:
             f"--ae-steps {base['ae_steps']} --steps {base['dit_steps']} --threads 1 && "
             f"python -m generator.embedded.train --out runs/dit --export base.safetensors && "
             f"python -m generator.embedded.finetune --base base.safetensors --out runs/cond "
-            f"--resume --encoder-steps {state['enc_step']} --steps {state['step']} && "
+            f"--resume --encoder-clips {len(state['pairs'][0]) // state['config']['frames']} "
+            f"--encoder-steps {state['enc_step']} --steps {state['step']} --threads 1 && "
             f"python -m generator.embedded.finetune --out runs/cond --export {out.name}"
         ),
     }
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         default=ENCODER_CLIPS,
         help="base-model samples the encoder learns the latents of",
     )
-    p.add_argument("--encoder-steps", type=int, default=1500)
+    p.add_argument("--encoder-steps", type=int, default=1000)
     p.add_argument("--steps", type=int, default=3000, help="transformer fine-tuning steps")
     p.add_argument(
         "--stop-after-minutes",
