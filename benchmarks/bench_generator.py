@@ -147,44 +147,67 @@ def seam_jump(clip: np.ndarray, seam: int) -> tuple[float | None, float]:
 
 
 def seam_rows(model: TinyDiT, args: argparse.Namespace) -> None:
-    """Print one continuity row per ``--context`` value on ``--extend-clips`` held-out prompts."""
+    """Print one continuity row per ``--context`` value on ``--extend-clips`` held-out prompts,
+    and the same for the renderer's own continuation (the shape going on along its path)."""
     combos = combinations(args.extend_clips)
     print(f"\nextension: {len(combos)} held-out prompts, 2 s source + 2 s new, {args.steps} "
           "steps; % of new parts matching the source (source's accuracy in brackets)")  # fmt: skip
     print(f"{'context':<9}{'colour':>11}{'shape':>11}{'motion':>11}{'across':>8}"
           f"{'jump x':>8}{'diff x':>8}{'s/clip':>8}")  # fmt: skip
     for context in (int(x) for x in args.context.split(",")):
-        same = {a: 0 for a in ("colour", "shape", "motion", "across")}
-        right = {a: 0 for a in ("colour", "shape", "motion")}
-        jumps: list[float] = []
-        diffs: list[float] = []
+        pairs = []
         t0 = time.perf_counter()
         for i, combo in enumerate(combos):
             ids = slot_tensor(parse_prompt(canonical_prompt(*combo)))
             source = model.sample(ids, seed=i, steps=args.steps, guidance=args.guidance)[0]
             new = extend_native(model, ids, 1000 + i, source, data.FPS, 2.0, steps=args.steps,
                                 progress=lambda _: None, context_frames=context)  # fmt: skip
-            a_src, a_new = check.analyse(source), check.analyse(new)
-            half = len(source) // 2
-            across = check.analyse(np.concatenate([source[half:], new[:half]]))
-            for a in ("colour", "shape", "motion"):
-                same[a] += getattr(a_new, a) is not None and getattr(a_new, a) == getattr(a_src, a)
-                right[a] += getattr(a_src, a) == combo[("colour", "shape", "motion").index(a)]
-            same["across"] += a_src.motion is not None and across.motion == a_src.motion
-            jump, diff = seam_jump(np.concatenate([source, new]), len(source))
-            if jump is not None:
-                jumps.append(jump)
-            diffs.append(diff)
-        n = len(combos)
-        spent = (time.perf_counter() - t0) / n
-        row = "".join(
-            f"{100 * same[a] / n:>4.0f}%"
-            + (f"{f'({100 * right[a] / n:.0f})':<6}" if a in right else "")
-            for a in ("colour", "shape", "motion", "across")
-        )
-        jump_text = f"{statistics.median(jumps):.1f}x" if jumps else "n/a"
-        print(f"{context:<9}{row}{jump_text:>8}{statistics.median(diffs):>7.1f}x"
-              f"{spent:>8.1f}")  # fmt: skip
+            pairs.append((source, new))
+        print(seam_row(str(context), combos, pairs, (time.perf_counter() - t0) / len(combos)))
+    rng = np.random.default_rng(0)
+    pairs = []
+    for combo in combos:
+        spec = data.spec_for(*combo, rng)
+        frames = [data.render(spec, start)[0] for start in (0, 8, 16)]
+        pairs.append((frames[0], np.concatenate([frames[1][8:], frames[2][8:]])))
+    print(seam_row("renderer", combos, pairs, 0.0))
+    print(
+        "(renderer: the source clip and the next 2 s of its shape's path; a shape that "
+        "moves on leaves the frame, so its new part alone often shows too little motion)"
+    )
+
+
+def seam_row(
+    name: str,
+    combos: list[tuple[str, str, str, str]],
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    seconds: float,
+) -> str:
+    """One row of the extension table for (source, new part) clips of ``combos``."""
+    same = {a: 0 for a in ("colour", "shape", "motion", "across")}
+    right = {a: 0 for a in ("colour", "shape", "motion")}
+    jumps: list[float] = []
+    diffs: list[float] = []
+    for combo, (source, new) in zip(combos, pairs, strict=True):
+        a_src, a_new = check.analyse(source), check.analyse(new)
+        half = len(source) // 2
+        across = check.analyse(np.concatenate([source[half:], new[:half]]))
+        for a in ("colour", "shape", "motion"):
+            same[a] += getattr(a_new, a) is not None and getattr(a_new, a) == getattr(a_src, a)
+            right[a] += getattr(a_src, a) == combo[("colour", "shape", "motion").index(a)]
+        same["across"] += a_src.motion is not None and across.motion == a_src.motion
+        jump, diff = seam_jump(np.concatenate([source, new]), len(source))
+        if jump is not None:
+            jumps.append(jump)
+        diffs.append(diff)
+    n = len(combos)
+    row = "".join(
+        f"{100 * same[a] / n:>4.0f}%"
+        + (f"{f'({100 * right[a] / n:.0f})':<6}" if a in right else "")
+        for a in ("colour", "shape", "motion", "across")
+    )
+    jump_text = f"{statistics.median(jumps):.1f}x" if jumps else "n/a"
+    return f"{name:<9}{row}{jump_text:>8}{statistics.median(diffs):>7.1f}x{seconds:>8.1f}"
 
 
 def audit_cost(backend: EmbeddedBackend, combo: tuple[str, ...], seconds: float) -> None:

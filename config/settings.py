@@ -210,6 +210,12 @@ class Settings(BaseSettings):
     video_lease_s: float = Field(
         15.0, gt=0, description="A worker's claim on a job lapses this long after its heartbeat."
     )
+    character_retention_days: float = Field(
+        0.0,
+        ge=0,
+        description="Characters older than this many days are deleted by the workers (clip and "
+        "upload removed, consent trail kept); 0 keeps them until their owner deletes them.",
+    )
     video_max_attempts: int = Field(
         2, ge=1, le=10, description="Runs of a job whose worker died before it fails (worker_lost)."
     )

@@ -9,12 +9,20 @@ A character's life::
                                                   -> review (a face): pending_review
     pending_review -> a reviewer approves (reelguard audit review ID --approve): ready
                    -> a reviewer rejects: rejected
+    any            -> its owner deletes it (DELETE /v1/videos/characters/ID): deleted
 
 Consent is on record in the audit chain: the upload's moderation record (tenant, time, the
 input decision with the face evidence and the upload's sha256, ``job_id`` = the character id),
 a release record naming who uploaded it (``actor``: tenant and API key id; ``withheld`` while
 it awaits review, ``released`` when it is ready), and the reviewer's review with the release
 that made it usable. Only a ``ready`` character can be used (:func:`usable`).
+
+Deleting a character (:func:`delete_character`) removes its clip and upload from the store and
+keeps the row, without them, as ``deleted``: the consent trail stays whole (the audit chain
+gains a ``deleted`` release record naming who deleted it), and a video made with it before
+still names the upload's sha256 as its C2PA ingredient. The workers' sweep after each job
+(:func:`sweep_characters`) deletes characters past ``REELGUARD_CHARACTER_RETENTION_DAYS`` the
+same way, and removes the files of a deleted character the store failed to delete before.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from storage import Database
 from storage.database import split_statements
 from storage.objects import ObjectStore
 
-CharacterStatus = Literal["ready", "pending_review", "rejected"]
+CharacterStatus = Literal["ready", "pending_review", "rejected", "deleted"]
 PREFIX = "char_"
 OBJECT_PREFIX = "quarantine/character-"
 
@@ -54,22 +62,31 @@ CREATE TABLE IF NOT EXISTS video_characters (
     media_type TEXT NOT NULL,
     reviewer TEXT,
     reviewed_at REAL,
-    review_note TEXT
+    review_note TEXT,
+    deleted_at REAL,
+    deleted_by TEXT,
+    files_removed_at REAL
 );
 CREATE INDEX IF NOT EXISTS video_characters_tenant ON video_characters (tenant, seq);
 """)
+_ADDED_COLUMNS = (("deleted_at", "REAL"), ("deleted_by", "TEXT"), ("files_removed_at", "REAL"))
+"""Columns added after the first release (NULL for older rows): a database made before them
+gets them at start-up (:meth:`CharacterStore._add_columns`)."""
 
 
 class CharacterNotUsable(JobError):
     """A character that cannot be used yet (pending review) or at all (rejected)."""
 
     def __init__(self, character: Character) -> None:
-        why = (
-            "shows a face and waits for a reviewer to approve it (consent cannot be checked "
-            "automatically)"
-            if character.status == "pending_review"
-            else f"was rejected on review by {character.reviewer}"
-        )
+        if character.status == "pending_review":
+            why = (
+                "shows a face and waits for a reviewer to approve it (consent cannot be "
+                "checked automatically)"
+            )
+        elif character.status == "deleted":
+            why = f"was deleted by {character.deleted_by}"
+        else:
+            why = f"was rejected on review by {character.reviewer}"
         super().__init__(f"character {character.id} {why}; it cannot be used")
         self.character = character
 
@@ -92,6 +109,9 @@ class Character:
     reviewer: str | None = None
     reviewed_at: float | None = None
     review_note: str | None = None
+    deleted_at: float | None = None
+    deleted_by: str | None = None
+    files_removed_at: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The API's character object: OpenAI's ``id``, ``name``, ``created_at``, and
@@ -109,6 +129,8 @@ class Character:
                 "reviewer": self.reviewer,
                 "reviewed_at": None if self.reviewed_at is None else int(self.reviewed_at),
                 "review_note": self.review_note,
+                "deleted_by": self.deleted_by,
+                "deleted_at": None if self.deleted_at is None else int(self.deleted_at),
             },
         }
 
@@ -124,6 +146,26 @@ class CharacterStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         database.ensure_schema("video_characters", _SCHEMA)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Bring a table made by an older version up to date (idempotent)."""
+        postgres = self.database.dialect.postgres
+        with self.database.transaction(write=True) as tx:
+            if postgres:
+                have = {
+                    str(name)
+                    for (name,) in tx.all(
+                        "SELECT column_name FROM information_schema.columns WHERE "
+                        "table_schema = current_schema() AND table_name = 'video_characters'"
+                    )
+                }
+            else:
+                have = {str(row[1]) for row in tx.all("PRAGMA table_info(video_characters)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:  # (ALTER locks the table: only when it is needed)
+                    exists = " IF NOT EXISTS" if postgres else ""
+                    tx.execute(f"ALTER TABLE video_characters ADD COLUMN{exists} {name} {kind}")
 
     def get(self, character_id: str, tenant: str | None = None) -> Character:
         """A character; with ``tenant``, only that tenant's (:class:`JobNotFound` otherwise,
@@ -138,6 +180,8 @@ class CharacterStore:
         """The tenant's character if it is ``ready``; :class:`JobNotFound` or
         :class:`CharacterNotUsable` otherwise."""
         character = self.get(character_id, tenant)
+        if character.status == "deleted":
+            raise JobNotFound(f"character {character_id!r} was deleted")
         if character.status != "ready":
             raise CharacterNotUsable(character)
         return character
@@ -216,3 +260,78 @@ def review_character(
             )
         audit.record_review(review_of, reviewer, verdict, note)
     return store.get(character_id)
+
+
+def delete_character(audit: AuditLog, character_id: str, tenant: str, actor: str) -> Character:
+    """Mark the tenant's character ``deleted`` (never usable again) and record who deleted it,
+    in one transaction; the caller then deletes its objects (:func:`remove_files`). Deleting
+    a deleted character changes and records nothing (so a retry after a failed object delete
+    is safe). Raises :class:`JobNotFound` for another tenant's or an unknown one."""
+    store = CharacterStore(audit.database)
+    with audit.transaction() as tx:
+        row = tx.record("SELECT * FROM video_characters WHERE id = ?", (character_id,))
+        if row is None or row["tenant"] != tenant:
+            raise JobNotFound(f"no character {character_id!r}")
+        if row["status"] != "deleted":
+            tx.execute(
+                """UPDATE video_characters SET status = 'deleted', deleted_at = ?,
+                   deleted_by = ? WHERE id = ? AND status != 'deleted'""",
+                (time.time(), actor, character_id),
+            )
+            audit.record_release(
+                job_id=character_id,
+                tenant=tenant,
+                action="deleted",
+                path=None,
+                reason=f"character {row['name']!r} deleted by {actor}: its clip and upload are "
+                "removed from the store; this consent trail stays",
+                actor=actor,
+            )
+    return store.get(character_id)
+
+
+def remove_files(database: Database, files: ObjectStore, character: Character) -> None:
+    """Delete a deleted character's clip and upload (already gone is fine) and note that
+    they are gone; a store that cannot delete now raises :class:`~storage.StorageError`, and
+    :func:`sweep_characters` tries again later."""
+    assert character.status == "deleted"
+    for key in (character.clip_key, character.upload_key):
+        files.delete(key)  # False when it is already gone
+    with database.transaction(write=True) as tx:
+        tx.execute(
+            "UPDATE video_characters SET files_removed_at = ? WHERE id = ?",
+            (time.time(), character.id),
+        )
+
+
+RETENTION_ACTOR = "retention:REELGUARD_CHARACTER_RETENTION_DAYS"
+"""Who the audit chain names for a character deleted by the retention rule."""
+
+
+def sweep_characters(
+    audit: AuditLog, files: ObjectStore, retention_days: float, now: float | None = None
+) -> list[str]:
+    """The workers' sweep: delete every character created more than ``retention_days`` ago
+    (0: none), as its owner's delete does, and remove the files of every deleted character
+    whose files are still stored (a delete the store failed earlier). Returns the ids whose
+    files it removed; a store that cannot delete now raises :class:`~storage.StorageError`
+    (the next sweep tries again)."""
+    cutoff = (time.time() if now is None else now) - retention_days * 86400.0
+    with audit.database.transaction() as tx:
+        rows = tx.all(
+            "SELECT id, tenant, status FROM video_characters WHERE (status != 'deleted' AND "
+            "created_at < ? AND ? > 0) OR (status = 'deleted' AND files_removed_at IS NULL) "
+            "ORDER BY seq",
+            (cutoff, retention_days),
+        )
+    actor = f"{RETENTION_ACTOR}={retention_days:g}"
+    store = CharacterStore(audit.database)
+    done = []
+    for character_id, tenant, status in rows:
+        if status == "deleted":
+            character = store.get(str(character_id))
+        else:
+            character = delete_character(audit, str(character_id), str(tenant), actor)
+        remove_files(audit.database, files, character)
+        done.append(character.id)
+    return done

@@ -1,6 +1,9 @@
 """``POST /v1/videos/characters`` and ``GET /v1/videos/characters/{id}``: OpenAI's
-``client.videos.create_character(name=, video=)`` and ``get_character(id)``, moderated; and the
-``characters: [{"id": ...}]`` member of ``POST /v1/videos`` that features one.
+``client.videos.create_character(name=, video=)`` and ``get_character(id)``, moderated; the
+``characters: [{"id": ...}]`` member of ``POST /v1/videos`` that features one; and
+``DELETE /v1/videos/characters/{id}`` (ReelGuard's: the SDK has no method for it, so
+``client.delete("/videos/characters/ID", cast_to=object)``), which removes the character's
+clip and upload and keeps its consent trail.
 
 The SDK sends multipart/form-data: ``name`` and a ``video`` file part (MP4, MOV or WebM). The
 name is moderated like a prompt (400 ``prompt-blocked``, ``param: "name"``); the video goes
@@ -11,20 +14,26 @@ approves it (``reelguard audit review CHARACTER_ID --approve``, or the review co
 cannot be checked automatically. The object::
 
     {"id": "char_...", "object": "video.character", "name": ..., "created_at": ...,
-     "status": "ready" | "pending_review" | "rejected",
+     "status": "ready" | "pending_review" | "rejected" | "deleted",
      "moderation": {"input": {...}},
      "consent": {"uploaded_by": "tenant:acme key:key_...", "uploaded_at": ...,
-                 "reviewer": ..., "reviewed_at": ..., "review_note": ...}}
+                 "reviewer": ..., "reviewed_at": ..., "review_note": ...,
+                 "deleted_by": ..., "deleted_at": ...}}
 
 Using a character (``POST /v1/videos`` with JSON ``"characters": [{"id": "char_..."}]``, one
 per video) starts the video from the character's clip; another tenant's or an unknown character
 is a 404, one that is not approved (or was rejected) a 409 ``character-not-approved``, one sent
 with an ``input_reference`` a 422. Tenant isolation as for videos: 404 across tenants.
+
+A deleted character keeps ``status: "deleted"`` (``GET`` still shows its consent record, with
+who deleted it and when); using it is a 404. Videos made with it before stay as they are (they
+hold their own start frame).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import time
 import uuid
@@ -33,7 +42,7 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency
 from litestar.params import FromPath
@@ -45,6 +54,8 @@ from gateway.character_store import (
     Character,
     CharacterNotUsable,
     CharacterStore,
+    delete_character,
+    remove_files,
     store_clip,
 )
 from gateway.inputs import Upload, read_upload
@@ -65,6 +76,7 @@ from storage import StorageError
 from storage.objects import object_store
 
 MAX_NAME_CHARS = 80
+log = logging.getLogger("reelguard.characters")
 
 
 def _store(state: State) -> CharacterStore:
@@ -106,6 +118,38 @@ class CharacterController(Controller):
             return _store(request.app.state).get(character_id, tenant).as_json()
         except JobNotFound:
             raise Problem(404, "not-found", f"No character {character_id!r}.") from None
+
+    @delete(
+        "/{character_id:str}", status_code=200, sync_to_thread=True, summary="Delete a character"
+    )
+    def remove(
+        self,
+        request: Request[Any, Any, State],
+        tenant: NamedDependency[str],
+        character_id: FromPath[str],
+    ) -> dict[str, Any]:
+        """Delete the character's clip and upload; it can no longer be used. The row stays
+        as ``deleted`` and the audit chain records who deleted it: the consent trail is kept.
+        A store that cannot delete now is a 503 (retry: a repeated delete is safe)."""
+        state = request.app.state
+        actor = f"tenant:{tenant} key:{authenticate(request).key_id}"
+        try:
+            character = delete_character(state.audit, character_id, tenant, actor)
+        except JobNotFound:
+            raise Problem(404, "not-found", f"No character {character_id!r}.") from None
+        try:
+            remove_files(state.audit.database, object_store(state.settings), character)
+        except StorageError as exc:
+            log.warning("character %s: cannot delete its files now: %s", character_id, exc)
+            raise Problem(
+                503,
+                "unavailable",
+                f"Character {character_id} is deleted and can no longer be used, but its files "
+                "could not be removed from the store now; repeat the delete shortly (the "
+                "workers' sweep also removes them later).",
+                headers={"Retry-After": "1"},
+            ) from None
+        return {"id": character.id, "object": "video.character.deleted", "deleted": True}
 
 
 def _fields(raw: dict[str, Any]) -> tuple[str, Upload]:

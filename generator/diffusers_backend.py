@@ -1,4 +1,5 @@
-"""GPU backend: a local diffusers video pipeline (Wan, Wan image-to-video, LTX-Video, CogVideoX).
+"""GPU backend: a local diffusers video pipeline (Wan, LTX-Video, CogVideoX; Wan and CogVideoX
+image-to-video).
 
 ``REELGUARD_DIFFUSERS_MODEL`` names a folder saved by ``DiffusionPipeline.save_pretrained`` (or
 downloaded with ``huggingface-cli download --local-dir``). The pipeline family is read from the
@@ -8,17 +9,22 @@ only ever read from disk (``local_files_only=True``): the gateway never download
 Each family has its own rules for sizes and frame counts, checked up front with a concise error
 instead of being silently rounded as the pipelines themselves do:
 
-=========  =============================  =========================  ===========  ===
-family     pipeline                       frames                     sides        fps
-=========  =============================  =========================  ===========  ===
-wan        ``WanPipeline``                4k+1 (81 at 16 fps = 5 s)  multiple 16  16
-wan-i2v    ``WanImageToVideoPipeline``    4k+1 (81 at 16 fps)        multiple 16  16
-ltx        ``LTXPipeline``                8k+1 (121 at 24 fps)       multiple 32  24
-cogvideox  ``CogVideoXPipeline``          4k+1 (49 at 8 fps = 6 s)   multiple 16  8
-=========  =============================  =========================  ===========  ===
+=============  ===================================  =========================  ===========  ===
+family         pipeline                             frames                     sides        fps
+=============  ===================================  =========================  ===========  ===
+wan            ``WanPipeline``                      4k+1 (81 at 16 fps = 5 s)  multiple 16  16
+wan-i2v        ``WanImageToVideoPipeline``          4k+1 (81 at 16 fps)        multiple 16  16
+ltx            ``LTXPipeline``                      8k+1 (121 at 24 fps)       multiple 32  24
+cogvideox      ``CogVideoXPipeline``                4k+1 (49 at 8 fps = 6 s)   multiple 16  8
+cogvideox-i2v  ``CogVideoXImageToVideoPipeline``    4k+1 (49 at 8 fps)         multiple 16  8
+=============  ===================================  =========================  ===========  ===
 
-Conditioning (see :mod:`generator.diffusers_conditioning`): ``wan-i2v`` takes a start image and
-needs one; ``ltx`` takes a start image, a video to extend and a video to edit, through
+A CogVideoX transformer with learned positional embeddings (``CogVideoX-5b-I2V``, the 2b and 5b
+text-to-video models) only makes its trained size (720x480); other sizes are refused up front.
+
+Conditioning (see :mod:`generator.diffusers_conditioning`): the image-to-video families
+(``wan-i2v``, ``cogvideox-i2v``) need an image: a start image, or for an extension the source's
+last frame; ``ltx`` takes a start image, a video to extend and a video to edit, through
 ``LTXConditionPipeline`` over the same components (frame conditioning was trained into
 LTX-Video from 0.9.5; earlier checkpoints follow it poorly); ``wan`` and ``cogvideox`` take none.
 """
@@ -68,7 +74,8 @@ class PipelineFamily:
     """The pipeline that serves conditioned requests, built over the loaded one's components
     (``None``: the loaded pipeline itself)."""
     needs_image: bool = False
-    """An image-to-video model: a request without a start image is refused."""
+    """An image-to-video model: a request without a start image (or, for an extension, a source
+    whose last frame it starts from) is refused."""
 
 
 FAMILIES: dict[str, PipelineFamily] = {
@@ -82,7 +89,7 @@ FAMILIES: dict[str, PipelineFamily] = {
         50,
         5.0,
         121,
-        conditioning=("start_image",),
+        conditioning=("start_image", "extend"),
         needs_image=True,
     ),
     "ltx": PipelineFamily(
@@ -98,6 +105,18 @@ FAMILIES: dict[str, PipelineFamily] = {
         conditioned_class="LTXConditionPipeline",
     ),
     "cogvideox": PipelineFamily("cogvideox", "CogVideoXPipeline", 4, 16, 8, 50, 6.0, 81),
+    "cogvideox-i2v": PipelineFamily(
+        "cogvideox-i2v",
+        "CogVideoXImageToVideoPipeline",
+        4,
+        16,
+        8,
+        50,
+        6.0,
+        81,
+        conditioning=("start_image", "extend"),
+        needs_image=True,
+    ),
 }
 """Supported pipeline families, by name."""
 
@@ -110,6 +129,7 @@ _NAME_HINTS = (
     (("wan", "i2v"), ("ti2v",), "wan-i2v"),
     (("wan",), (), "wan"),
     (("ltx",), (), "ltx"),
+    (("cogvideo", "i2v"), (), "cogvideox-i2v"),
     (("cogvideo",), (), "cogvideox"),
 )
 _VAE_TEMPORAL_KEYS = ("scale_factor_temporal", "temporal_compression_ratio")
@@ -144,7 +164,7 @@ def detect_family(model: str) -> tuple[PipelineFamily, int]:
         if family is None:
             raise BackendUnavailable(
                 f"REELGUARD_DIFFUSERS_MODEL={model}: no model_index.json there and the name "
-                "names no known family (wan, wan-i2v, ltx, cogvideox)"
+                "names no known family (wan, wan-i2v, ltx, cogvideox, cogvideox-i2v)"
             )
     temporal = family.temporal_factor
     vae_config = path / "vae" / "config.json"
@@ -155,6 +175,25 @@ def detect_family(model: str) -> tuple[PipelineFamily, int]:
                 temporal = config[key]
                 break
     return family, temporal
+
+
+def fixed_size(model: str, family: PipelineFamily) -> tuple[int, int] | None:
+    """``(width, height)`` a CogVideoX transformer with learned positional embeddings is bound
+    to (diffusers refuses any other size mid-call), read from the folder's configs; else None."""
+    path = Path(model)
+    config_file = path / "transformer" / "config.json"
+    if not family.name.startswith("cogvideox") or not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text())
+        vae_file = path / "vae" / "config.json"
+        vae = json.loads(vae_file.read_text()) if vae_file.is_file() else {}
+    except ValueError as exc:
+        raise BackendUnavailable(f"{config_file}: not a transformer config ({exc})") from exc
+    if not config.get("use_learned_positional_embeddings"):
+        return None
+    spatial = 2 ** (len(vae.get("block_out_channels", (0, 0, 0, 0))) - 1)
+    return int(config["sample_width"]) * spatial, int(config["sample_height"]) * spatial
 
 
 class DiffusersBackend:
@@ -174,6 +213,7 @@ class DiffusersBackend:
         self.model = model
         self.family, self.temporal_factor = detect_family(model)
         self.model_id = f"diffusers/{self.family.pipeline_class}:{Path(model).name}"
+        self.fixed_size = fixed_size(model, self.family)
         self._device = device
         self.steps = steps or self.family.steps
         self.max_seconds = max_seconds
@@ -230,6 +270,13 @@ class DiffusersBackend:
                     name,
                     f"{f.name} needs a multiple of {m}, got {value} (try {(value // m or 1) * m})",
                 )
+        if self.fixed_size is not None and (request.width, request.height) != self.fixed_size:
+            w, h = self.fixed_size
+            raise InvalidVideoRequest(
+                "width" if request.width != w else "height",
+                f"{self.model_id} makes {w}x{h} only (its transformer has learned positional "
+                f"embeddings for that size), got {request.width}x{request.height}",
+            )
         self.plan(request)
 
     def device(self) -> str:

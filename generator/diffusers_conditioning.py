@@ -9,7 +9,11 @@ Only the pipelines that were trained to take it get it:
   re-encoding of them; an edit conditions on the whole source at ``1 - strength``, which the
   pipeline treats as those tokens already denoised down to noise level ``strength``
   (SDEdit per token).
-* **Wan image-to-video** (``WanImageToVideoPipeline``): a start image only, and it needs one.
+* **Image-to-video** (``WanImageToVideoPipeline``, ``CogVideoXImageToVideoPipeline``): an image
+  is what they start from, and they need one: a start image, or for an extension the source's
+  last frame (the pipeline's first frame, a re-encoding of it, is dropped, so the output opens
+  with the source's own frames). One frame carries the scene and the object's position, not
+  its motion: the prompt has to say how it moves on.
 
 A kind a family does not list in :data:`~generator.diffusers_backend.FAMILIES` is refused by
 ``check_inputs`` (400 ``unsupported-input`` at the gateway, before any job exists).
@@ -87,7 +91,10 @@ def plan_frames(family: PipelineFamily, temporal: int, request: VideoRequest) ->
         new = round(request.seconds * fps) - len(keep)
         if new < 1:
             raise InvalidVideoRequest("seconds", f"the new part is under one frame at {fps:g} fps")
-        context = round_down(min(len(keep), round(CONTEXT_SECONDS * fps) + 1), temporal)
+        if family.needs_image:
+            context = 1  # the last frame, as the image the model starts from
+        else:
+            context = round_down(min(len(keep), round(CONTEXT_SECONDS * fps) + 1), temporal)
         frames = round_up(context + new, temporal)
         if frames > family.max_frames:
             most = (round_down(family.max_frames, temporal) - context) / fps
@@ -119,9 +126,11 @@ def conditioning_kwargs(
     cond = request.conditioning
     if cond is None:
         return {}
-    if family.name == "wan-i2v":
-        assert cond.start_image is not None  # the family lists no other kind
-        return {"image": Image.fromarray(cond.start_image)}
+    if family.needs_image:
+        # The families list no other kinds than a start image and an extension.
+        image = cond.start_image if cond.keep_frames is None else cond.keep_frames[-1]
+        assert image is not None
+        return {"image": Image.fromarray(image)}
     if cond.start_image is not None:
         return {"image": Image.fromarray(cond.start_image), "frame_index": 0, "strength": 1.0}
     if cond.keep_frames is not None:

@@ -192,6 +192,108 @@ def test_a_rejected_character_stays_unusable(env: Env, clips: dict[str, bytes]) 
     assert chain(env, made.id)["reviews"] == [("bob", "reject", "signed consent form on file")]
 
 
+def test_deleting_a_character_removes_its_files_and_keeps_the_consent_trail(
+    env: Env, clips: dict[str, bytes]
+) -> None:
+    """The owner deletes a character (the SDK has no method: its generic ``delete``): its clip
+    and upload leave the store, it cannot be used again, its consent record stays readable and
+    in the audit chain, and a video admitted with it before still completes."""
+    from storage.objects import ObjectMissing, object_store
+
+    made = create(env, clips["face"], name="Ana")
+    review(env, made.id, "approve")
+    video = featuring(env, made.id)
+    ((clip_key, upload_key),) = query(
+        env.settings, "SELECT clip_key, upload_key FROM video_characters WHERE id = ?", (made.id,)
+    )
+    files = object_store(env.settings)
+    assert files.get_bytes(upload_key) == clips["face"]
+    with pytest.raises(openai.NotFoundError):
+        env.sdk("globex").delete(f"/videos/characters/{made.id}", cast_to=object)
+    gone = env.sdk().delete(f"/videos/characters/{made.id}", cast_to=object)
+    assert gone == {"id": made.id, "object": "video.character.deleted", "deleted": True}
+    for key in (clip_key, upload_key):
+        with pytest.raises(ObjectMissing):
+            files.get_bytes(key)
+    got = env.sdk().videos.get_character(made.id).model_dump()
+    consent = got["consent"]
+    assert got["status"] == "deleted" and consent["reviewer"] == "alice"
+    assert consent["deleted_by"] == consent["uploaded_by"]  # the same tenant and key
+    assert consent["deleted_at"] >= consent["reviewed_at"]
+    with pytest.raises(openai.NotFoundError):
+        featuring(env, made.id)
+    # A repeated delete is answered the same and records nothing more.
+    assert env.sdk().delete(f"/videos/characters/{made.id}", cast_to=object) == gone
+    releases = chain(env, made.id)["releases"]
+    assert [r[0] for r in releases] == ["withheld", "released", "deleted"]
+    assert releases[-1][1] == consent["deleted_by"] and "consent trail stays" in releases[-1][2]
+    cli(env, "audit", "verify")
+    env.run_jobs()
+    assert env.sdk().videos.retrieve(video.id).status == "completed"
+
+
+def test_retention_deletes_old_characters_and_the_sweep_finishes_failed_deletes(
+    env: Env, clips: dict[str, bytes]
+) -> None:
+    """Past REELGUARD_CHARACTER_RETENTION_DAYS a character is deleted as its owner would
+    delete it (the audit chain names the rule); and a deleted character whose files are still
+    stored (the store failed the owner's delete) loses them at the workers' next sweep."""
+    from audit.log import AuditLog
+    from gateway.character_store import delete_character, sweep_characters
+    from storage import Database
+    from storage.objects import ObjectMissing, object_store
+
+    audit = AuditLog(Database.from_url(env.settings.database))
+    files = object_store(env.settings)
+    old, fresh = create(env, clips["plain"], name="Old"), create(env, clips["plain"], name="New")
+    with audit.database.transaction(write=True) as tx:
+        tx.execute(
+            "UPDATE video_characters SET created_at = created_at - 31 * 86400 WHERE id = ?",
+            (old.id,),
+        )
+    assert sweep_characters(audit, files, 30) == [old.id]
+    got = env.sdk().videos.get_character(old.id).model_dump()
+    assert got["status"] == "deleted"
+    assert got["consent"]["deleted_by"] == "retention:REELGUARD_CHARACTER_RETENTION_DAYS=30"
+    assert chain(env, old.id)["releases"][-1][:2] == ("deleted", got["consent"]["deleted_by"])
+    assert env.sdk().videos.get_character(fresh.id).model_dump()["status"] == "ready"
+    assert sweep_characters(audit, files, 30) == []  # nothing more to do
+
+    # The owner's delete recorded, its file deletes not done (as when the store was down):
+    unfinished = delete_character(audit, fresh.id, "acme", "tenant:acme key:test")
+    assert files.get_bytes(unfinished.upload_key) == clips["plain"]
+    env.sdk().videos.create(prompt="a red circle moving right", seconds="1", size="64x64")  # type: ignore[arg-type]
+    env.run_jobs()  # a worker sweeps after each job
+    for key in (unfinished.clip_key, unfinished.upload_key):
+        with pytest.raises(ObjectMissing):
+            files.get_bytes(key)
+    cli(env, "audit", "verify")
+
+
+def test_a_character_table_from_before_deletion_gets_its_columns(tmp_path: Path) -> None:
+    from gateway.character_store import CharacterStore
+    from storage import Database
+
+    database = Database.from_url(tmp_path / "old.db")
+    with database.transaction(write=True) as tx:  # the table as the first release made it
+        tx.execute(
+            "CREATE TABLE video_characters (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT "
+            "NOT NULL UNIQUE, tenant TEXT NOT NULL, name TEXT NOT NULL, created_at REAL NOT "
+            "NULL, status TEXT NOT NULL, uploaded_by TEXT NOT NULL, input_moderation TEXT NOT "
+            "NULL, clip_key TEXT NOT NULL, upload_key TEXT NOT NULL, sha256 TEXT NOT NULL, "
+            "media_type TEXT NOT NULL, reviewer TEXT, reviewed_at REAL, review_note TEXT)"
+        )
+        tx.execute(
+            "INSERT INTO video_characters (id, tenant, name, created_at, status, uploaded_by, "
+            "input_moderation, clip_key, upload_key, sha256, media_type) VALUES "
+            "('char_old', 'acme', 'Old', 1.0, 'ready', 'tenant:acme key:k', '{}', 'c', 'u', "
+            "'00', 'video/mp4')"
+        )
+    old = CharacterStore(database).get("char_old")
+    assert old.status == "ready" and old.deleted_at is None and old.deleted_by is None
+    CharacterStore(database)  # and again: nothing left to add
+
+
 def test_characters_follow_tenant_isolation(env: Env, clips: dict[str, bytes]) -> None:
     made = create(env, clips["plain"])
     with pytest.raises(openai.NotFoundError):

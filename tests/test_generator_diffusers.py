@@ -161,6 +161,41 @@ def wan_i2v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def cogvideox_i2v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CogVideoX image-to-video: a transformer taking the noise and the image latents side by
+    side (twice the VAE's latent channels), rotary positions so any size goes."""
+    import torch
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXTransformer3DModel,
+    )
+
+    tokenizer, text_encoder = tiny_text_encoder()
+    torch.manual_seed(0)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4,
+        time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4, sample_height=4,
+        sample_frames=9, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=16,
+        use_rotary_positional_embeddings=True, use_learned_positional_embeddings=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+        latent_channels=4, layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4,
+    )  # fmt: skip
+    pipe = CogVideoXImageToVideoPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+        scheduler=CogVideoXDDIMScheduler(),
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("models") / "tiny-cogvideox-i2v"
+    pipe.save_pretrained(path)
+    return path
+
+
 def test_wan_generates_deterministic_uint8_frames(wan_dir: Path) -> None:
     backend = DiffusersBackend.from_settings(
         Settings(diffusers_model=str(wan_dir), diffusers_steps=2, diffusers_device="cpu")
@@ -217,11 +252,63 @@ def test_wan_i2v_starts_from_the_image_and_needs_one(wan_i2v_dir: Path) -> None:
     with pytest.raises(InvalidVideoRequest, match="image-to-video model") as info:
         backend.check_inputs(VideoRequest("a red circle", 9 / 16, 32, 32))
     assert info.value.field == "input_reference"
-    clip = moving_square(9)
-    for cond in (Conditioning(keep_frames=clip, fps=16.0), Conditioning(start_clip=clip, fps=16.0)):
-        with pytest.raises(InvalidVideoRequest, match=r"cannot (extend|edit)") as info:
-            backend.check_inputs(VideoRequest("a red circle", 18 / 16, 32, 32, conditioning=cond))
-        assert info.value.field == "video"
+    edit = Conditioning(start_clip=moving_square(9), fps=16.0)
+    with pytest.raises(InvalidVideoRequest, match="cannot edit") as info:
+        backend.check_inputs(VideoRequest("a red circle", 9 / 16, 32, 32, conditioning=edit))
+    assert info.value.field == "video"
+
+
+def test_cogvideox_i2v_starts_from_the_image_and_needs_one(cogvideox_i2v_dir: Path) -> None:
+    backend = DiffusersBackend(str(cogvideox_i2v_dir), steps=2, device="cpu")
+    assert backend.family.name == "cogvideox-i2v" and backend.fixed_size is None
+
+    def start(colour: tuple[int, int, int]) -> np.ndarray:
+        cond = Conditioning(rgb(32, 32, colour))
+        request = VideoRequest("a red circle", 9 / 8, 32, 32, seed=1, conditioning=cond)
+        seen: list[float] = []
+        out = backend.generate(request, seen.append)
+        assert out.frames.shape == (9, 32, 32, 3) and out.fps == 8.0 and seen[-1] == 1.0
+        return out.frames
+
+    white, black = start((255, 255, 255)), start((0, 0, 0))
+    assert not np.array_equal(white, black)  # the image latents reach the transformer
+    assert np.array_equal(white, start((255, 255, 255)))
+    with pytest.raises(InvalidVideoRequest, match="image-to-video model") as info:
+        backend.check_inputs(VideoRequest("a red circle", 9 / 8, 32, 32))
+    assert info.value.field == "input_reference"
+    edit = Conditioning(start_clip=moving_square(9), fps=8.0)
+    with pytest.raises(InvalidVideoRequest, match="cannot edit") as info:
+        backend.check_inputs(VideoRequest("a red circle", 9 / 8, 32, 32, conditioning=edit))
+    assert info.value.field == "video"
+
+
+@pytest.mark.parametrize(("folder", "fps"), [("wan_i2v_dir", 16.0), ("cogvideox_i2v_dir", 8.0)])
+def test_image_to_video_extends_from_the_last_frame(
+    request: pytest.FixtureRequest, folder: str, fps: float
+) -> None:
+    """An image-to-video model extends from the source's last frame: the output opens with
+    the source itself, the new frames depend on that last frame, and on nothing before it."""
+    backend = DiffusersBackend(str(request.getfixturevalue(folder)), steps=2, device="cpu")
+    source = moving_square(10)
+
+    def extend(clip: np.ndarray) -> np.ndarray:
+        cond = Conditioning(keep_frames=clip, fps=fps)
+        req = VideoRequest("a red circle", 18 / fps, 32, 32, seed=4, conditioning=cond)
+        plan = backend.plan(req)
+        # One frame of context (the image) and 8 new: 9 frames, 4k+1.
+        assert (plan.skip, plan.new, plan.num_frames) == (1, 8, 9)
+        out = backend.generate(req, lambda _: None)
+        assert out.frames.shape == (18, 32, 32, 3) and out.fps == fps
+        assert np.array_equal(out.frames[:10], clip)  # the source itself, not a re-encoding
+        return out.frames[10:]
+
+    new = extend(source)
+    earlier_changed = source.copy()
+    earlier_changed[:9] = 255 - earlier_changed[:9]
+    assert np.array_equal(new, extend(earlier_changed))
+    last_changed = source.copy()
+    last_changed[-1] = 255 - last_changed[-1]
+    assert not np.array_equal(new, extend(last_changed))
 
 
 def test_ltx_starts_from_an_image(ltx_dir: Path) -> None:
@@ -297,7 +384,11 @@ RULES = [
     ("ltx", VideoRequest("x", 13 / 24, 32, 32), "seconds", "8k+1", "13 frames is not 8k+1"),
     ("cogvideox", VideoRequest("x", 49 / 8, 720, 480), None, "", "CogVideoX default"),
     ("cogvideox", VideoRequest("x", 6.0, 720, 480), "seconds", "4k+1", "48 frames"),
-]
+    ("cogvideox-5b-i2v", VideoRequest("x", 49 / 8, 720, 480, conditioning=Conditioning(
+        rgb(480, 720, (9, 9, 9)))), None, "", "its trained size"),
+    ("cogvideox-5b-i2v", VideoRequest("x", 49 / 8, 480, 320, conditioning=Conditioning(
+        rgb(320, 480, (9, 9, 9)))), "width", "720x480 only", "learned positions"),
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -307,11 +398,25 @@ def family_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for family, cls in (("wan", "WanPipeline"), ("ltx", "LTXPipeline"),
                         ("cogvideox", "CogVideoXPipeline"),
-                        ("wan-i2v", "WanImageToVideoPipeline")):  # fmt: skip
+                        ("wan-i2v", "WanImageToVideoPipeline"),
+                        ("cogvideox-i2v", "CogVideoXImageToVideoPipeline"),
+                        ("cogvideox-5b-i2v", "CogVideoXImageToVideoPipeline")):  # fmt: skip
         path = root / family
         path.mkdir()
         (path / "model_index.json").write_text(json.dumps({"_class_name": cls}))
         out[family] = path
+    # As CogVideoX-5b-I2V ships: learned positional embeddings for 720x480 (90x60 latents).
+    big = out["cogvideox-5b-i2v"]
+    (big / "transformer").mkdir()
+    (big / "transformer" / "config.json").write_text(
+        json.dumps(
+            {"use_learned_positional_embeddings": True, "sample_width": 90, "sample_height": 60}
+        )
+    )
+    (big / "vae").mkdir()
+    (big / "vae" / "config.json").write_text(
+        json.dumps({"block_out_channels": [128, 256, 256, 512], "temporal_compression_ratio": 4})
+    )
     return out
 
 
@@ -342,10 +447,13 @@ def test_family_from_folder_name_and_vae_config(tmp_path: Path) -> None:
     assert detect_family(str(folder))[1] == 8
     assert detect_family(str(tmp_path / "Wan2.1-I2V-14B-480P-Diffusers"))[0].name == "wan-i2v"
     assert detect_family(str(tmp_path / "Wan2.2-TI2V-5B-Diffusers"))[0].name == "wan"
+    assert detect_family(str(tmp_path / "CogVideoX-5b-I2V"))[0].name == "cogvideox-i2v"
+    assert detect_family(str(tmp_path / "CogVideoX-2b"))[0].name == "cogvideox"
 
 
 # (family, the kinds it must accept); the rest must be refused with a 400-mapped field.
-KINDS = [("wan", ()), ("cogvideox", ()), ("wan-i2v", ("start_image",)),
+KINDS = [("wan", ()), ("cogvideox", ()), ("wan-i2v", ("start_image", "extend")),
+         ("cogvideox-i2v", ("start_image", "extend")),
          ("ltx", ("start_image", "extend", "edit"))]  # fmt: skip
 
 

@@ -118,6 +118,62 @@ def test_checker_on_an_empty_clip() -> None:
     assert result.colour is None and result.motion is None and result.background == "black"
 
 
+def test_a_shape_leaving_the_frame_is_not_shrinking() -> None:
+    """A shape that moves on out of the frame loses area at the edge; the checker reads its
+    direction, not a shrink (the size is only measured while the shape is whole)."""
+    rng = np.random.default_rng(3)
+    for motion in ("left", "right", "up", "down"):
+        spec = data.spec_for("red", "square", motion, "blue", rng)
+        source, leaving = data.render(spec)[0], data.render(spec, 8)[0]
+        assert check.analyse(np.concatenate([source[8:], leaving[8:]])).motion == motion
+    shrinking = data.spec_for("red", "circle", "shrink", "blue", rng)
+    assert check.analyse(data.render(shrinking, 8)[0]).motion == "shrink"
+
+
+def test_paths_go_on_past_the_clip() -> None:
+    """Frames further along a shape's path continue it: the same path shifted, a moving shape
+    leaving the frame, a bouncing one still bouncing, a growing one capped."""
+    rng = np.random.default_rng(4)
+    spec = data.spec_for("red", "circle", "left", "blue", rng)
+    xs, ys, _ = data.trajectory(spec)
+    later = data.trajectory(spec, 8)
+    assert np.allclose(later[0][:8], xs[8:]) and np.allclose(later[1][:8], ys[8:])
+    assert later[0][-1] < xs[-1] - 15  # still moving left, at the same speed
+    assert data.render(spec, 24)[1].sum() == 0  # gone
+    bounce = data.spec_for("red", "circle", "bounce", "blue", rng)
+    assert check.analyse(data.render(bounce, 16)[0]).motion == "bounce"
+    grow = data.spec_for("red", "circle", "grow", "blue", rng)
+    assert data.trajectory(grow, 32)[2].max() == data.MAX_RADIUS
+
+
+def test_frame_conditioning_starts_as_the_text_only_model() -> None:
+    """The conditioning projection starts at zero: loaded from a text-only model, the
+    conditioned model predicts the same with or without known frames; a text-only model
+    refuses known frames rather than ignoring them."""
+    import torch
+
+    from generator.embedded.model import ModelConfig, VideoDiT
+
+    torch.manual_seed(0)
+    config = ModelConfig(width=32, depth=1, heads=2)
+    plain = VideoDiT(config)
+    cond = VideoDiT(replace(config, frame_conditioning=True))
+    missing, _ = cond.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["known_embed.weight"]
+    z = torch.randn(2, 8, 16, 8, 8)
+    t, ids = torch.tensor([0.3, 0.9]), torch.tensor([[1, 2, 3, 4], [0, 0, 0, 0]])
+    keep = torch.arange(16)[None].expand(2, -1) < 8
+    known = torch.randn(2, 8, 16, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(plain(z, t, ids), cond(z, t, ids))
+        assert torch.equal(plain(z, t, ids), cond(z, t, ids, known=known, keep=keep))
+        torch.nn.init.normal_(cond.known_embed.weight)
+        assert not torch.equal(plain(z, t, ids), cond(z, t, ids, known=known, keep=keep))
+        assert torch.equal(plain(z, t, ids), cond(z, t, ids))
+    with pytest.raises(ValueError, match="frame conditioning"):
+        plain(z, t, ids, known=known, keep=keep)
+
+
 def _train(out: Path, *extra: str) -> None:
     from generator.embedded.train import main
 
@@ -142,6 +198,45 @@ def test_training_resumes_bit_for_bit(tmp_path: Path) -> None:
     ids = embedded.slot_tensor(parse_prompt("a red circle"))
     clip = model.sample(ids, seed=0, steps=2)
     assert clip.shape == (1, 16, 64, 64, 3) and clip.dtype == np.uint8
+
+
+def _finetune(base: Path, out: Path, *extra: str) -> None:
+    from generator.embedded.finetune import main
+
+    main(["--base", str(base), "--out", str(out), "--encoder-clips", "2", "--encoder-steps", "3",
+          "--pool", "8", "--batch", "2", *extra])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_conditioning_fine_tune_resumes_bit_for_bit_and_extends(tmp_path: Path) -> None:
+    """The fine-tune from text-only weights resumes to the very weights of a straight run, and
+    its export loads through the backend's own loader, encoder included, and extends a clip."""
+    from generator.embedded.conditioned import extend_native
+
+    _train(tmp_path / "base", "--steps", "2")
+    base = tmp_path / "base.safetensors"
+    _train(tmp_path / "base", "--export", str(base))
+    _finetune(base, tmp_path / "straight", "--steps", "3")
+    _finetune(base, tmp_path / "resumed", "--steps", "2")
+    _finetune(base, tmp_path / "resumed", "--steps", "3", "--resume")
+    digests = []
+    for run in ("straight", "resumed"):
+        target = tmp_path / f"{run}.safetensors"
+        _finetune(base, tmp_path / run, "--export", str(target))
+        digests.append(hashlib.sha256(target.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    card = json.loads((tmp_path / "straight.json").read_text())
+    assert (
+        card["conditioning_steps"] == 3
+        and card["base_sha256"] == hashlib.sha256(base.read_bytes()).hexdigest()
+    )
+    model = embedded.TinyDiT(tmp_path / "straight.safetensors")
+    assert model.config.frame_conditioning and model.has_encoder
+    source = data.render(data.spec_for("red", "circle", "left", "blue", np.random.default_rng(0)))
+    ids = embedded.slot_tensor(parse_prompt("a red circle moving left"))
+    new = extend_native(model, ids, 0, source[0], data.FPS, 1.0, steps=2,
+                        progress=lambda _: None)  # fmt: skip
+    assert new.shape == (8, 64, 64, 3) and new.dtype == np.uint8
 
 
 # ---- the shipped weights ------------------------------------------------------------------

@@ -132,13 +132,24 @@ class JobRunner:
 
     def _drop_sources(self) -> None:
         """Delete the source clips of every ended job (this one, and any a cancellation or
-        an exhausted lease ended): :func:`gateway.source_clips.drop_ended_sources`."""
+        an exhausted lease ended): :func:`gateway.source_clips.drop_ended_sources`; and the
+        characters past ``REELGUARD_CHARACTER_RETENTION_DAYS`` and deleted characters' files
+        still stored (:func:`gateway.character_store.sweep_characters`)."""
+        from gateway.character_store import sweep_characters
         from gateway.source_clips import drop_ended_sources
 
         try:
             drop_ended_sources(self.store.database, self.files)
         except Exception:  # never fails a job: the next job's sweep tries again
             log.exception("deleting ended jobs' source clips failed")
+        try:
+            swept = sweep_characters(
+                self.c.audit_log, self.files, self.settings.character_retention_days
+            )
+            if swept:
+                log.info("characters deleted or their files removed: %s", ", ".join(swept))
+        except Exception:  # never fails a job: the next job's sweep tries again
+            log.exception("the characters' retention sweep failed")
 
     def _run(self, job: VideoJob) -> None:
         if job.stage == "decided":

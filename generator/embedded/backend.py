@@ -88,6 +88,10 @@ class TinyDiT:
         ae.decoder.load_state_dict(
             {k[11:]: v for k, v in tensors.items() if k.startswith("ae.decoder.")}
         )
+        encoder = {k[11:]: v for k, v in tensors.items() if k.startswith("ae.encoder.")}
+        if encoder:
+            ae.encoder.load_state_dict(encoder)
+        self.has_encoder = bool(encoder)
         self.decoder = ae.eval()
         self.latent_mean = tensors["latent_mean"].view(1, -1, 1, 1, 1)
         self.latent_std = tensors["latent_std"].view(1, -1, 1, 1, 1)
@@ -143,12 +147,20 @@ class TinyDiT:
             scheduler.set_begin_index(first)
             z = (1.0 - sigmas[first]) * guide.start + sigmas[first] * noise
         both = torch.cat([ids, torch.zeros_like(ids)])
+        known = keep = None
+        if self.config.frame_conditioning and guide is not None and guide.known is not None:
+            # Both guidance branches see the known frames: guidance is on the text alone.
+            assert guide.keep is not None
+            known = guide.known.expand(2 * b, -1, -1, -1, -1)
+            keep = guide.keep.view(1, -1).expand(2 * b, -1)
         timesteps = scheduler.timesteps[first:]
         for i, t in enumerate(timesteps):
             sigma = float(t) / 1000.0
             if guide is not None:
                 z = guide.impose(z, noise, sigma)
-            x0 = self.dit(torch.cat([z, z]), torch.full((2 * b,), sigma), both)
+            x0 = self.dit(
+                torch.cat([z, z]), torch.full((2 * b,), sigma), both, known=known, keep=keep
+            )
             cond, uncond = x0.chunk(2)
             x0_hat = uncond + guidance * (cond - uncond)
             velocity = (z - x0_hat) / max(sigma, 0.05)
@@ -174,13 +186,18 @@ class TinyDiT:
     def invert(self, frames: npt.NDArray[np.uint8], steps: int = INVERT_STEPS) -> torch.Tensor:
         """Normalised latents (1, C, T, 8, 8) that decode to ``frames`` (T, 64, 64, 3).
 
-        The shipped weights hold the frame decoder only, so the latents are found by gradient
-        descent through it (decoder inversion; about 3 px mean error at 64x64 after the
-        default steps) rather than by an encoder.
+        Weights with a frame encoder (those trained with frame conditioning, whose known
+        frames came from it) encode; weights with the decoder alone find the latents by
+        gradient descent through it (decoder inversion; about 3 px mean error at 64x64 after
+        the default steps).
         """
         c = self.config
         target = torch.from_numpy(np.ascontiguousarray(frames)).float().permute(0, 3, 1, 2)
         target = target / 127.5 - 1.0
+        if self.has_encoder:
+            with torch.inference_mode():
+                lat = self.decoder.encode(target).permute(1, 0, 2, 3).unsqueeze(0)
+            return (lat - self.latent_mean) / self.latent_std
         with torch.enable_grad():
             u = torch.zeros(len(frames), c.latent_channels, c.latent_size, c.latent_size)
             u.requires_grad_(True)

@@ -3,8 +3,10 @@
 :func:`analyse` finds the background colour (the median of the border pixels), the object
 (pixels far from the background), its colour (the median of the object's pixels, matched to the
 nearest named colour), its shape (how much of its bounding box it fills) and the path of its
-centroid and size over time, then names the motion. :func:`score` compares that with the prompt's
-slots. The same code judges the training data (where it must be right) and the model's samples.
+centroid and size over time (the size only while the object is clear of the frame's edge: a
+shape moving out of the frame is not shrinking), then names the motion. :func:`score` compares
+that with the prompt's slots. The same code judges the training data (where it must be right)
+and the model's samples.
 """
 
 from __future__ import annotations
@@ -75,10 +77,12 @@ def _reversals(values: npt.NDArray[np.float64], swing: float) -> int:
 def _motion(
     xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64], areas: npt.NDArray[np.float64]
 ) -> str | None:
+    """``areas`` holds only the frames where the object is whole (clear of the frame's edge):
+    a shape leaving the frame loses area without shrinking."""
     if len(xs) < 4:
         return None
     dx, dy = xs[-1] - xs[0], ys[-1] - ys[0]
-    ratio = (areas[-3:].mean() + 1) / (areas[:3].mean() + 1)
+    ratio = (areas[-3:].mean() + 1) / (areas[:3].mean() + 1) if len(areas) >= 2 else 1.0
     if ratio > 2.0:
         return "grow"
     if ratio < 0.5:
@@ -114,7 +118,8 @@ def analyse(frames: npt.NDArray[np.uint8]) -> ClipAnalysis:
             continue
         xs.append(float(xx[m].mean()))
         ys.append(float(yy[m].mean()))
-        areas.append(float(n))
+        if not (m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any()):
+            areas.append(float(n))
         shapes.append(_shape(m))
         pixels.append(f[t][m])
     if not xs:

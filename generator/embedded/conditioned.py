@@ -1,8 +1,11 @@
 """Extension and editing with the embedded model (see :mod:`generator.embedded.guide`).
 
 * :func:`extend_native`: the last second of the source (at most :data:`CONTEXT_FRAMES` native
-  frames) is inverted to latents and kept, RePaint-style, at the start of each 16-frame
-  window; the rest of the window is new. Longer extensions slide the window: the last kept
+  frames) is encoded to latents and kept at the start of each 16-frame window, both as frame
+  conditioning (a model fine-tuned with it, :mod:`generator.embedded.finetune`, reads the
+  known frames' clean latents and continues the shape along its path) and RePaint-style
+  (their noised latents re-imposed every step, so the kept frames stay exact); the rest of
+  the window is new. Longer extensions slide the window: the last kept
   latents of one window open the next, so each second continues the one before.
 * :func:`edit_native`: the source, resampled to the model's 16 frames, is inverted and noised
   to ``strength``, and sampling starts there (SDEdit).

@@ -98,10 +98,17 @@ def spec_for(
     return ClipSpec(colour, shape, motion, background, mid, mid, mid, mid, r0, r1)
 
 
-def trajectory(spec: ClipSpec) -> tuple[npt.NDArray[np.float64], ...]:
-    """Per-frame centre x, centre y and size r of the shape."""
-    u = np.linspace(0.0, 1.0, FRAMES)
-    r = spec.r0 + (spec.r1 - spec.r0) * u
+MAX_RADIUS = 30.0
+"""A shape that keeps growing past the clip stops at this radius (it nearly fills the frame)."""
+
+
+def trajectory(spec: ClipSpec, start: int = 0) -> tuple[npt.NDArray[np.float64], ...]:
+    """Per-frame centre x, centre y and size r of the shape, for frames ``start`` to ``start +
+    FRAMES - 1`` of its path. Frames past the clip's own 16 continue the same motion (a moving
+    shape goes on and leaves the frame, a shrinking one vanishes, a bouncing one bounces on):
+    what an extension of the clip should show."""
+    u = (np.arange(FRAMES) + start) / (FRAMES - 1)
+    r = np.clip(spec.r0 + (spec.r1 - spec.r0) * u, 0.0, MAX_RADIUS)
     if spec.motion == "bounce":
         # Two bounces: |cos| keeps the shape above the floor (y1) and peaks at y0.
         height = np.abs(np.cos(np.pi * (2.0 * u + spec.phase)))
@@ -130,9 +137,10 @@ def _coverage(
 _GRID = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64) + 0.5
 
 
-def render(spec: ClipSpec) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
-    """Render ``spec`` to frames (16, 64, 64, 3) uint8 and the shape's coverage (16, 64, 64)."""
-    xs, ys, rs = trajectory(spec)
+def render(spec: ClipSpec, start: int = 0) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+    """Render ``spec`` (frames ``start`` on of its path, see :func:`trajectory`) to frames
+    (16, 64, 64, 3) uint8 and the shape's coverage (16, 64, 64)."""
+    xs, ys, rs = trajectory(spec, start)
     yy, xx = _GRID
     fg = np.array(COLOURS[spec.colour], dtype=np.float64)
     bg = np.array(COLOURS[spec.background], dtype=np.float64)
@@ -145,11 +153,12 @@ def render(spec: ClipSpec) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float3
 
 
 def batch(
-    rng: np.random.Generator, n: int
+    rng: np.random.Generator, n: int, starts: list[int] | None = None
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32], list[ClipSpec]]:
-    """``n`` training clips: frames (n, 16, 64, 64, 3), masks (n, 16, 64, 64), specs."""
+    """``n`` training clips: frames (n, 16, 64, 64, 3), masks (n, 16, 64, 64), specs; with
+    ``starts``, clip ``i`` shows frames ``starts[i]`` on of its path."""
     specs = [random_spec(rng) for _ in range(n)]
-    rendered = [render(s) for s in specs]
+    rendered = [render(s, 0 if starts is None else starts[i]) for i, s in enumerate(specs)]
     return (
         np.stack([f for f, _ in rendered]),
         np.stack([m for _, m in rendered]),

@@ -7,7 +7,11 @@
   2x2x2 spacetime patches (128 tokens). Each block has adaLN-Zero modulation from the timestep
   and the pooled text, self-attention over all spacetime tokens, and cross-attention to the
   word tokens. It predicts the clean latent (x-prediction); training and sampling use the
-  velocity derived from it (rectified flow).
+  velocity derived from it (rectified flow). With ``frame_conditioning`` it also reads known
+  frames (frame conditioning, as LTX-Video and Wan do it): the known frames' clean latents and
+  a known-frame mask, patchified like the clip and added to the patch embedding through a
+  zero-initialised projection, so that a model fine-tuned from a text-only one starts out
+  exactly equal to it, and a call without known frames is still plain text-to-video.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class ModelConfig:
     depth: int = 8
     heads: int = 6
     text_layers: int = 1
+    frame_conditioning: bool = False
 
     @property
     def latent_size(self) -> int:
@@ -52,7 +57,12 @@ class ModelConfig:
     def patch_dim(self) -> int:
         return self.latent_channels * self.patch_t * self.patch_s * self.patch_s
 
-    def to_dict(self) -> dict[str, int]:
+    @property
+    def known_patch_dim(self) -> int:
+        """Values per patch of the frame conditioning: known latents plus the mask channel."""
+        return (self.latent_channels + 1) * self.patch_t * self.patch_s * self.patch_s
+
+    def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
 
 
@@ -193,6 +203,9 @@ class VideoDiT(nn.Module):
         self.out = nn.Linear(w, config.patch_dim)
         nn.init.zeros_(self.ada_out.weight)
         nn.init.zeros_(self.ada_out.bias)
+        if config.frame_conditioning:
+            self.known_embed = nn.Linear(config.known_patch_dim, w, bias=False)
+            nn.init.zeros_(self.known_embed.weight)
 
     def patchify(self, z: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, tokens, patch_dim)."""
@@ -213,9 +226,23 @@ class VideoDiT(nn.Module):
         x = x.permute(0, 4, 1, 5, 2, 6, 3, 7)
         return x.reshape(b, c.latent_channels, gt * pt, gh * ps, gw * ps)
 
-    def forward(self, z_t: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Predict the clean latent from ``z_t`` at noise level ``t`` (B,) given slot ``ids``."""
+    def forward(
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        ids: torch.Tensor,
+        known: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict the clean latent from ``z_t`` at noise level ``t`` (B,) given slot ``ids``;
+        with frame conditioning, also given the clean latents ``known`` (B, C, T, h, w) of the
+        frames ``keep`` (B, T) marks (a model without it refuses them)."""
         x = self.embed(self.patchify(z_t))
+        if known is not None and keep is not None:
+            if not self.config.frame_conditioning:
+                raise ValueError("this model was not trained with frame conditioning")
+            m = keep.to(z_t.dtype)[:, None, :, None, None].expand(-1, 1, -1, *z_t.shape[-2:])
+            x = x + self.known_embed(self.patchify(torch.cat([known * m, m], dim=1)))
         pos = (self.pos_t + self.pos_h + self.pos_w).reshape(1, -1, x.shape[-1])
         x = x + pos
         text, pooled = self.text(ids)
