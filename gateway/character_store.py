@@ -150,22 +150,8 @@ class CharacterStore:
 
     def _add_columns(self) -> None:
         """Bring a table made by an older version up to date (idempotent)."""
-        postgres = self.database.dialect.postgres
         with self.database.transaction(write=True) as tx:
-            if postgres:
-                have = {
-                    str(name)
-                    for (name,) in tx.all(
-                        "SELECT column_name FROM information_schema.columns WHERE "
-                        "table_schema = current_schema() AND table_name = 'video_characters'"
-                    )
-                }
-            else:
-                have = {str(row[1]) for row in tx.all("PRAGMA table_info(video_characters)")}
-            for name, kind in _ADDED_COLUMNS:
-                if name not in have:  # (ALTER locks the table: only when it is needed)
-                    exists = " IF NOT EXISTS" if postgres else ""
-                    tx.execute(f"ALTER TABLE video_characters ADD COLUMN{exists} {name} {kind}")
+            tx.add_columns("video_characters", _ADDED_COLUMNS)
 
     def get(self, character_id: str, tenant: str | None = None) -> Character:
         """A character; with ``tenant``, only that tenant's (:class:`JobNotFound` otherwise,

@@ -152,22 +152,8 @@ class JobStore:
 
     def _add_columns(self) -> None:
         """Bring a ``video_jobs`` table made by an older version up to date (idempotent)."""
-        postgres = self.database.dialect.postgres
         with self.database.transaction(write=True) as tx:
-            if postgres:
-                have = {
-                    str(name)
-                    for (name,) in tx.all(
-                        "SELECT column_name FROM information_schema.columns "
-                        "WHERE table_schema = current_schema() AND table_name = 'video_jobs'"
-                    )
-                }
-            else:
-                have = {str(row[1]) for row in tx.all("PRAGMA table_info(video_jobs)")}
-            for name in _ADDED_COLUMNS:
-                if name not in have:  # (ALTER locks the table: only when it is needed)
-                    exists = " IF NOT EXISTS" if postgres else ""
-                    tx.execute(f"ALTER TABLE video_jobs ADD COLUMN{exists} {name} TEXT")
+            tx.add_columns("video_jobs", [(n, "TEXT") for n in _ADDED_COLUMNS])
             # Made here, after the columns it names exist: the jobs whose source clip is
             # still stored (gateway.source_clips sweeps the ended ones), a few at any time.
             tx.execute(

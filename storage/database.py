@@ -166,6 +166,25 @@ class Tx:
             raise self._fail(exc) from exc
         return cursor
 
+    def add_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        """Add each ``(name, type)`` column that ``table`` lacks (a table made by an older
+        version; idempotent, and ALTER only runs when needed, since it locks the table)."""
+        if self.dialect.postgres:
+            have = {
+                str(name)
+                for (name,) in self.all(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = ?",
+                    (table,),
+                )
+            }
+        else:
+            have = {str(row[1]) for row in self.all(f"PRAGMA table_info({table})")}
+        exists = " IF NOT EXISTS" if self.dialect.postgres else ""
+        for name, kind in columns:
+            if name not in have:
+                self.execute(f"ALTER TABLE {table} ADD COLUMN{exists} {name} {kind}")
+
     def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
         """Run one statement for each parameter row."""
         if self._trace is not None:
