@@ -270,6 +270,29 @@ def test_retention_deletes_old_characters_and_the_sweep_finishes_failed_deletes(
     cli(env, "audit", "verify")
 
 
+def test_an_idle_worker_sweeps_without_waiting_for_a_job(env: Env, clips: dict[str, bytes]) -> None:
+    """A deployment with no new jobs still finishes failed deletes: an idle worker runs the
+    after-job sweep at start and then every IDLE_SWEEP_INTERVAL_S, not on every idle pass."""
+    from test_videos_support import runner
+
+    from gateway.character_store import delete_character
+    from gateway.worker import runner as runner_module
+    from storage.objects import ObjectMissing, object_store
+
+    files = object_store(env.settings)
+    worker = runner(env.settings)
+    made = create(env, clips["plain"], name="Idle")
+    unfinished = delete_character(worker.c.audit_log, made.id, "acme", "tenant:acme key:test")
+    assert files.get_bytes(unfinished.upload_key) == clips["plain"]
+    assert worker.sweep_when_idle()  # the first idle pass sweeps
+    for key in (unfinished.clip_key, unfinished.upload_key):
+        with pytest.raises(ObjectMissing):
+            files.get_bytes(key)
+    assert not worker.sweep_when_idle()  # not again before the interval
+    worker._last_sweep -= runner_module.IDLE_SWEEP_INTERVAL_S
+    assert worker.sweep_when_idle()
+
+
 def test_a_character_table_from_before_deletion_gets_its_columns(tmp_path: Path) -> None:
     from gateway.character_store import CharacterStore
     from storage import Database

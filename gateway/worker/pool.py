@@ -77,6 +77,10 @@ def worker_main(settings: Settings, slot: int, parent_pid: int) -> None:
                 busy = False
             if not busy:
                 try:
+                    runner.sweep_when_idle()
+                except Exception:  # a sweep must not end the worker; the next one tries again
+                    log.exception("the idle sweep failed")
+                try:
                     wait_for_work(runner.store, doorbell, settings.worker_poll_interval_s, shutdown)
                 except Exception:  # e.g. a locked database: fall back to a plain pause
                     log.exception("waiting for work failed")

@@ -44,6 +44,10 @@ from policies.resolved import ResolvedPolicy
 from storage import StorageError
 from storage.objects import ObjectStoreUnavailable, object_store
 
+IDLE_SWEEP_INTERVAL_S = 600.0
+"""How often an idle worker repeats the after-job sweep (source clips of ended jobs, character
+retention, deletes the store failed)."""
+
 if TYPE_CHECKING:
     from gateway.frame_audit import FrameAuditResult
 
@@ -105,6 +109,7 @@ class JobRunner:
         self.store = JobStore(settings.database)
         self.files = object_store(settings)
         self.shutdown = shutdown or threading.Event()
+        self._last_sweep = float("-inf")  # a worker that starts idle sweeps once at once
 
     def run_next(self) -> bool:
         """Claim and run one job; False when the queue was empty."""
@@ -122,6 +127,7 @@ class JobRunner:
         """Take one claimed job to completed or failed (or back to the queue on shutdown)."""
         self._run(job)
         self._drop_sources()
+        self._last_sweep = time.monotonic()
         with contextlib.suppress(Exception):  # metrics and the log line must not fail a job
             done = self.store.get(job.id)
             if done.status in ("completed", "failed"):
@@ -129,6 +135,16 @@ class JobRunner:
                 from gateway.logs import job_event
 
                 job_event(done, worker_id=self.worker_id)
+
+    def sweep_when_idle(self) -> bool:
+        """Run the after-job sweep (:meth:`_drop_sources`) on an idle worker when the last one is
+        older than :data:`IDLE_SWEEP_INTERVAL_S`: without it a deployment with no new jobs would
+        never expire characters or finish failed deletes. True when it ran."""
+        if time.monotonic() - self._last_sweep < IDLE_SWEEP_INTERVAL_S:
+            return False
+        self._drop_sources()
+        self._last_sweep = time.monotonic()
+        return True
 
     def _drop_sources(self) -> None:
         """Delete the source clips of every ended job (this one, and any a cancellation or
