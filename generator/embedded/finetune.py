@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import time
 from dataclasses import replace
@@ -42,7 +41,14 @@ import torch.nn.functional as F
 
 from generator.embedded import data
 from generator.embedded.model import FrameAutoencoder, VideoDiT
-from generator.embedded.train import PROMPT_DROP, SLOT_DROP, sample_t, slot_ids, to_unit
+from generator.embedded.train import (
+    PROMPT_DROP,
+    SLOT_DROP,
+    sample_t,
+    slot_ids,
+    to_unit,
+    write_weights,
+)
 
 SEED = 4321
 POOL = 2048
@@ -265,8 +271,6 @@ class FineTuner:
 def export(checkpoint: Path, out: Path) -> str:
     """Write the EMA transformer, the encoder and the (base) decoder as fp16 safetensors, and
     the model card beside it; return the sha256."""
-    from safetensors.torch import save_file
-
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in state["ema"].items():
@@ -288,17 +292,13 @@ def export(checkpoint: Path, out: Path) -> str:
         "conditioning_seed": SEED,
         "base_sha256": state["base_sha256"],
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out), metadata={"reelguard": json.dumps(info, sort_keys=True)})
-    digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    card = {
-        "file": out.name,
-        "sha256": digest,
-        "bytes": out.stat().st_size,
-        **info,
-        "data": "procedural clips (generator/embedded/data.py), and windows further along "
+    return write_weights(
+        out,
+        tensors,
+        info,
+        data_note="procedural clips (generator/embedded/data.py), and windows further along "
         "their paths for frame conditioning; held-out combinations excluded",
-        "reproduce": (
+        reproduce=(
             f"python -m generator.embedded.train --out runs/dit --resume "
             f"--ae-steps {base['ae_steps']} --steps {base['dit_steps']} --threads 1 && "
             f"python -m generator.embedded.train --out runs/dit --export base.safetensors && "
@@ -307,9 +307,7 @@ def export(checkpoint: Path, out: Path) -> str:
             f"--encoder-steps {state['enc_step']} --steps {state['step']} --threads 1 && "
             f"python -m generator.embedded.finetune --out runs/cond --export {out.name}"
         ),
-    }
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    return digest
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

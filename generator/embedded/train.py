@@ -229,10 +229,6 @@ class Trainer:
 
 def export(checkpoint: Path, out: Path) -> str:
     """Write the EMA transformer and the autoencoder decoder as fp16 safetensors; return sha256."""
-    import hashlib
-
-    from safetensors.torch import save_file
-
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in state["ema"].items():
@@ -248,6 +244,33 @@ def export(checkpoint: Path, out: Path) -> str:
         "ae_steps": state["ae_step"],
         "seed": SEED,
     }
+    return write_weights(
+        out,
+        tensors,
+        info,
+        data_note="procedural clips (generator/embedded/data.py); held-out combinations excluded",
+        reproduce=(
+            f"python -m generator.embedded.train --out runs/dit --resume "
+            f"--ae-steps {state['ae_step']} --steps {state['step']} --threads 1 && "
+            f"python -m generator.embedded.train --out runs/dit --export {out.name}"
+        ),
+    )
+
+
+def write_weights(
+    out: Path,
+    tensors: dict[str, torch.Tensor],
+    info: dict[str, Any],
+    *,
+    data_note: str,
+    reproduce: str,
+) -> str:
+    """Write ``tensors`` as safetensors with ``info`` as metadata, and the model card (``.json``)
+    beside them; return the file's sha256."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
     out.parent.mkdir(parents=True, exist_ok=True)
     # One metadata key: safetensors writes several keys in no fixed order, and the file's
     # sha256 must only depend on the training run.
@@ -258,12 +281,8 @@ def export(checkpoint: Path, out: Path) -> str:
         "sha256": digest,
         "bytes": out.stat().st_size,
         **info,
-        "data": "procedural clips (generator/embedded/data.py); held-out combinations excluded",
-        "reproduce": (
-            f"python -m generator.embedded.train --out runs/dit --resume "
-            f"--ae-steps {state['ae_step']} --steps {state['step']} --threads 1 && "
-            f"python -m generator.embedded.train --out runs/dit --export {out.name}"
-        ),
+        "data": data_note,
+        "reproduce": reproduce,
     }
     out.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return digest
