@@ -418,8 +418,12 @@ class Database:
     def in_transaction(self) -> bool:
         """Whether this thread is inside a transaction of this database (a new one would join
         it rather than commit on its own)."""
+        return self._current_tx() is not None
+
+    def _current_tx(self) -> Tx | None:
+        """This thread's open transaction in this process, if any."""
         current: Tx | None = getattr(self._local, "tx", None)
-        return current is not None and current.pid == os.getpid()
+        return current if current is not None and current.pid == os.getpid() else None
 
     def read_record(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
         """The first row of one read-only statement, as a dict, or ``None``.
@@ -428,8 +432,8 @@ class Database:
         round trip instead of three (``BEGIN``, the statement, ``COMMIT``): for lookups on
         every request (API keys). Inside a transaction of this thread it runs in that one.
         """
-        current: Tx | None = getattr(self._local, "tx", None)
-        if current is not None and current.pid == os.getpid():
+        current = self._current_tx()
+        if current is not None:
             return current.record(sql, params)
         conn, generation = self._acquire()
         try:
@@ -445,8 +449,8 @@ class Database:
         Commits when the block ends, rolls back when it raises. Inside another transaction of
         this database on the same thread it joins that one: a nested write runs in a savepoint.
         """
-        current: Tx | None = getattr(self._local, "tx", None)
-        if current is not None and current.pid == os.getpid():
+        current = self._current_tx()
+        if current is not None:
             with self._nested(current, write) as tx:
                 yield tx
             return
@@ -495,8 +499,7 @@ class Database:
         pause, up to ``attempts`` runs in all. ``body`` may run more than once, so it must do
         nothing but database work. Inside another transaction of this database on the same
         thread it runs once, in that one: only the outermost transaction can be run again."""
-        current: Tx | None = getattr(self._local, "tx", None)
-        nested = current is not None and current.pid == os.getpid()
+        nested = self.in_transaction()
         attempt = 1
         while True:
             try:
