@@ -69,3 +69,8 @@ def provide_tenant(request: ASGIConnection[Any, Any, Any, Any]) -> str:
 
 TENANT_DEPENDENCY = {"tenant": Provide(provide_tenant, sync_to_thread=False)}
 """``dependencies=`` value that gives handlers a ``tenant: str`` parameter."""
+
+
+def actor_of(connection: ASGIConnection[Any, Any, Any, Any], tenant: str) -> str:
+    """Who made an authenticated request, as the audit trail names them: tenant and key id."""
+    return f"tenant:{tenant} key:{authenticate(connection).key_id}"

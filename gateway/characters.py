@@ -48,7 +48,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from config.settings import Settings
-from gateway.auth import TENANT_DEPENDENCY, authenticate, require_api_key
+from gateway.auth import TENANT_DEPENDENCY, actor_of, require_api_key
 from gateway.character_store import (
     PREFIX,
     Character,
@@ -132,7 +132,7 @@ class CharacterController(Controller):
         as ``deleted`` and the audit chain records who deleted it: the consent trail is kept.
         A store that cannot delete now is a 503 (retry: a repeated delete is safe)."""
         state = request.app.state
-        actor = f"tenant:{tenant} key:{authenticate(request).key_id}"
+        actor = actor_of(request, tenant)
         try:
             character = delete_character(state.audit, character_id, tenant, actor)
         except JobNotFound:
@@ -198,7 +198,7 @@ def _create(request: Request[Any, Any, State], tenant: str, raw: dict[str, Any])
         name=name,
         created_at=created_at,
         status="pending_review" if review else "ready",
-        uploaded_by=f"tenant:{tenant} key:{authenticate(request).key_id}",
+        uploaded_by=actor_of(request, tenant),
         input_moderation=checked.as_json(),
         clip_key=clip_key,
         upload_key=upload_key,

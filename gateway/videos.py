@@ -314,11 +314,11 @@ class VideoController(Controller):
         is never released after this answers, and the audit log records who cancelled and when.
         A withheld video's files stay in quarantine (they are review and audit evidence).
         """
-        from gateway.auth import authenticate
+        from gateway.auth import actor_of
         from gateway.cancel import cancel
 
         state = request.app.state
-        actor = f"tenant:{tenant} key:{authenticate(request).key_id}"
+        actor = actor_of(request, tenant)
         try:
             job = cancel(state.audit, video_id, tenant, actor)
         except JobNotFound:
