@@ -168,7 +168,15 @@ class Tx:
 
     def add_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
         """Add each ``(name, type)`` column that ``table`` lacks (a table made by an older
-        version; idempotent, and ALTER only runs when needed, since it locks the table)."""
+        version; idempotent, and ALTER only runs when needed, since it locks the table).
+
+        On PostgreSQL it first takes the schema lock that :meth:`Database.create_schema` takes,
+        held to the end of the transaction: processes starting together on a new database
+        would otherwise collide on the columns, or on an index the caller creates after them.
+        """
+        lock = self.dialect.lock_name("reelguard-schema")
+        if lock is not None:
+            self.execute(lock)
         if self.dialect.postgres:
             have = {
                 str(name)
