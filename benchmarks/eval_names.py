@@ -70,6 +70,9 @@ HELD_OUT: tuple[tuple[str, str, str], ...] = (
     ("celebrity", "celebrity names in natural video prompts", ">= 95 % flagged"),
     ("ip_name", "IP by name", ">= 90 % flagged"),
     ("ip_context", "IP: ambiguous name with franchise context", ">= 90 % flagged"),
+    # Written after the 2026-12-06 curated additions and never tuned on (film, cartoon, game
+    # and anime characters in everyday video prompts): the honest figure for those additions.
+    ("ip_popular", "IP: popular characters in video prompts", ">= 90 % flagged"),
     ("brand", "brand and logo requests (policy names.brands)", "review by default"),
     ("ip_description", "IP by description, no name", ">= 50 % flagged"),
     ("contrast", "contrastive everyday phrases with name-like words", "<= 1 % flagged"),

@@ -138,11 +138,13 @@ def _ordinary_phrase(
     # there even once is an everyday phrase ("santa claus", "one piece").
     if vocab.is_phrase(key, 2 if entry.category == "celebrity" else 1):
         return True
-    # Titles and brands made only of everyday words ("Golden Time", "Blue Lock", "A Sign of
-    # Affection": an article adds a word but not rarity).
+    # Titles and brands made only of everyday words and numbers ("Golden Time", "Blue Lock",
+    # "91 Days", "A Sign of Affection": an article or a number adds a word but not rarity).
     short = len(tokens) <= 3 or (len(tokens) == 4 and tokens[0] in ARTICLES)
-    if entry.context_class in ("anime", "brand") and short and vocab.all_words(key):
-        return True
+    words = [t for t in tokens if not t.isdigit()]
+    if entry.context_class in ("anime", "brand") and short and words:
+        if vocab.all_words(" ".join(words)):
+            return True
 
     def word(t: str) -> bool:
         return len(t) >= 3 and _plain(t, lex)
