@@ -142,9 +142,13 @@ def _ordinary_phrase(
     # "91 Days", "A Sign of Affection": an article or a number adds a word but not rarity).
     short = len(tokens) <= 3 or (len(tokens) == 4 and tokens[0] in ARTICLES)
     words = [t for t in tokens if not t.isdigit()]
-    if entry.context_class in ("anime", "brand") and short and words:
-        if vocab.all_words(" ".join(words)):
-            return True
+    if (
+        entry.context_class in ("anime", "brand")
+        and short
+        and words
+        and vocab.all_words(" ".join(words))
+    ):
+        return True
 
     def word(t: str) -> bool:
         return len(t) >= 3 and _plain(t, lex)
