@@ -90,6 +90,9 @@ BLOCKS = [
      "the depicted person still counts next to a credited photographer"),
     ("a music video in the style of Taylor Swift", "celebrity", "Taylor Swift",
      "a performer's style is their likeness: not an artist credit"),
+    ("Marge Simpson baking cookies in her kitchen", "ip", "Marge Simpson", "curated addition"),
+    ("Big Bird from Sesame Street waving", "ip", "Big Bird", "everyday phrase, with its show"),
+    ("东南亚人都在玩王者荣耀", "ip", "Honor of Kings", "Chinese game title as a substring"),
 ]  # fmt: skip
 
 
@@ -148,6 +151,10 @@ BENIGN = [
     ("her coworkers tease him, a sign of affection", "an anime title made of a common phrase"),
     ("the queen of the sun by Zdzislaw Beksinski, Jeffrey Smith and H.R. Giger",
      "a rare DC character named like anyone"),
+    ("a big bird flying over the lake", "'Big Bird' without Sesame Street is a big bird"),
+    ("a time-lapse of a plant over 91 days of growth", "a number and a word: no anime title"),
+    ("布鲁克林的街头涂鸦", "克林 (Krillin) inside 布鲁克林 (Brooklyn) is no alias"),
+    ("children having a nerf gun battle in the backyard", "a genericised toy name"),
 ]  # fmt: skip
 
 

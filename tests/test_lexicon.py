@@ -37,6 +37,7 @@ BLOCKS = [
     ("a porn video", "sexual", "explicit term"),
     ("p0rn video", "sexual", "leetspeak"),
     ("s.e.x scene on the beach", "sexual", "dotted letters"),
+    ("a woman with bare breasts on the beach", "sexual", "bare breasts still block"),
     ("s e x scene", "sexual", "spaced letters"),
     ("ѕех tape", "sexual", "Cyrillic look-alikes"),
     ("n\u200bude woman", "sexual", "zero-width space"),
@@ -122,6 +123,7 @@ BENIGN = [
     ("how to start a campfire without matches", "bushcraft"),
     ("how to hijack a browser session in a CTF challenge", "hijack: only vehicles"),
     ("time-lapse of scaffold erection and the erection of a central crane", "construction"),
+    ("a dad holding his newborn son against his bare chest", "skin to skin: a man's chest"),
 ]
 
 
