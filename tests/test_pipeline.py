@@ -156,10 +156,14 @@ def test_a_classifier_over_its_time_budget_blocks(
     policies: PolicyStore, text_classifiers: Mapping[str, ClassifierFactory]
 ) -> None:
     # The budget applies to the real classifiers too: 5 ms failed the real learned heads once
-    # on a loaded machine, so the budget is generous and the scripted one far over it.
-    clf = Scripted(sleep_s=0.5)
+    # on a loaded machine, so the budget is generous, the scripted one far over it, and the
+    # whole check's deadline (by default the budgets' sum) out of the way.
+    clf = Scripted(sleep_s=0.3)
     mod = TextModerator(
-        policies, classifiers=with_scripted(text_classifiers, clf), time_budget_ms=100
+        policies,
+        classifiers=with_scripted(text_classifiers, clf),
+        time_budget_ms=100,
+        deadline_ms=10_000,
     )
     out = mod.check("a cat on a sofa", "default")
     assert out.decision.action is Action.BLOCK
