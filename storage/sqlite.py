@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -33,6 +34,8 @@ from typing import Literal
 from storage.errors import StorageConflict, StorageError, StorageUnavailable
 
 Synchronous = Literal["FULL", "NORMAL"]
+
+log = logging.getLogger("reelguard.storage")
 
 _RETRYABLE = ("locked", "busy")
 
@@ -200,7 +203,8 @@ class WriterLock:
     limit, as before; the process then waits for other processes on an exclusive ``flock`` of
     ``<db>-writer`` for at most ``timeout_s``, and raises :class:`StorageUnavailable` past
     that, as SQLite's busy timeout did. Uncontended it costs one ``flock`` call. Writers that
-    do not take it (other tools on the file) still meet SQLite's busy handler.
+    do not take it (other tools on the file) still meet SQLite's busy handler, as do all
+    writers where the file cannot be locked (a file system without ``flock``: logged once).
     """
 
     def __init__(self, db_path: str) -> None:
@@ -211,6 +215,7 @@ class WriterLock:
         """Kept open between transactions (the uncontended path: one ``flock`` call)."""
         self._held: int | None = None
         """The descriptor whose ``flock`` this process holds now."""
+        self._warned = False
 
     def acquire(self, timeout_s: float) -> None:
         """Wait for this process's other writers, then (outermost only) for other processes'."""
@@ -238,7 +243,7 @@ class WriterLock:
         finally:
             self._thread_lock.release()
 
-    def _lock_file(self, timeout_s: float) -> int:
+    def _lock_file(self, timeout_s: float) -> int | None:
         try:
             if self._fd is None:
                 self._fd = _open_lock_file(self.path)
@@ -249,7 +254,13 @@ class WriterLock:
                 pass
             fd = _wait_for_lock(self.path, timeout_s)
         except OSError as exc:
-            raise StorageUnavailable(f"{self.path}: cannot lock the writers' file: {exc}") from exc
+            # The queue only saves waiting time: SQLite's own lock still orders the writers.
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "%s: cannot lock (%s); writers wait in SQLite's busy handler", self.path, exc
+                )
+            return None
         if fd is None:
             raise StorageUnavailable(
                 f"{self.path[: -len(WRITER_SUFFIX)]}: database is locked: another process "

@@ -169,3 +169,24 @@ def test_a_new_databases_folder_is_made_by_its_first_write(tmp_path: Path) -> No
     with db.transaction(write=True) as tx:
         tx.execute("INSERT INTO t VALUES ('a')")
     assert _keys(db) == ["a"]
+
+
+def test_writers_fall_back_to_sqlites_lock_where_the_file_cannot_be_locked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "w.db"
+    (tmp_path / f"w.db{WRITER_SUFFIX}").mkdir()  # cannot be opened as the lock file
+    db = _db(path)
+    proc, conn, _ = _start_holder(path, "theirs")  # SQLite's own lock still orders writers
+    try:
+        conn.send("commit")
+        with db.transaction(write=True) as tx:
+            tx.execute("INSERT INTO t VALUES ('mine')")
+    finally:
+        proc.join(30)
+    assert proc.exitcode == 0
+    assert _keys(db) == ["mine", "theirs"]
+    assert [r.getMessage() for r in caplog.records].count(
+        f"{path}{WRITER_SUFFIX}: cannot lock ([Errno 21] Is a directory: "
+        f"'{path}{WRITER_SUFFIX}'); writers wait in SQLite's busy handler"
+    ) == 1
