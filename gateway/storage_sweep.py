@@ -13,6 +13,11 @@ The sweep deletes an object only when the database proves it is one of these: it
 for evidence, no audit row names the key; for a leftover, the job is ``completed`` and
 ``released`` and ``released/<name>`` holds an object of the same size. Objects younger than
 ``older_than_s`` are left alone, so nothing a running job is writing is touched.
+
+Besides the command (run it any time; a delete of an object another sweep already deleted is
+no failure), idle workers run it: :func:`claim` lets one worker of the deployment (any machine)
+sweep every :data:`SWEEP_EVERY_S`, through a row of this database, so workers never sweep the
+same store at once nor list the whole bucket every few minutes each.
 """
 
 from __future__ import annotations
@@ -24,12 +29,52 @@ from dataclasses import dataclass
 
 from audit.errors import UnsafePath
 from audit.evidence import resolve_evidence_key
-from storage.database import Database
+from storage.database import Database, Tx, split_statements
 from storage.errors import ObjectMissing, StorageError
 from storage.listing import ObjectInfo, list_objects
 from storage.objects import ObjectStore
 
 log = logging.getLogger("reelguard.storage")
+
+SWEEP_EVERY_S = 3600.0
+"""How often the idle workers of a deployment run the sweep, one of them each time."""
+SWEEP_OLDER_THAN_S = 86400.0
+"""The idle workers' ``older_than_s`` (the command's default ``--older-than 1d``)."""
+
+_SCHEMA = split_statements("""
+CREATE TABLE IF NOT EXISTS sweep_runs (
+    name TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    worker TEXT NOT NULL
+)
+""")
+
+
+def claim(
+    database: Database, worker_id: str, *, every_s: float = SWEEP_EVERY_S, now: float | None = None
+) -> bool:
+    """Whether ``worker_id`` runs the storage sweep now: True for the first caller of the
+    deployment once the last claimed run started ``every_s`` ago (or never ran), recording
+    the claim; False for everyone else. One conditional ``UPDATE`` of the row ``storage`` in
+    ``sweep_runs`` decides, so of workers asking at once on any number of machines exactly one
+    gets True (SQLite: the write lock orders them; PostgreSQL: the row lock, and the second
+    ``UPDATE`` re-reads the row the first one changed)."""
+    at = time.time() if now is None else now
+    database.ensure_schema("sweep_runs", _SCHEMA)
+
+    def body(tx: Tx) -> bool:
+        tx.execute(
+            database.dialect.insert_or_ignore("sweep_runs", ("name", "started_at", "worker")),
+            ("storage", at - every_s, ""),  # a first run is due at once
+        )
+        changed = tx.execute(
+            "UPDATE sweep_runs SET started_at = ?, worker = ? "
+            "WHERE name = 'storage' AND started_at <= ?",
+            (at, worker_id, at - every_s),
+        ).rowcount
+        return changed == 1
+
+    return database.write(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +115,8 @@ def sweep(
         for key in keys:
             if not dry_run:
                 try:
-                    files.delete(key)
+                    if not files.delete(key):
+                        continue  # another sweep (or the purge) deleted it meanwhile
                 except StorageError as exc:
                     failed.append(f"{key}: {exc}")
                     continue

@@ -16,11 +16,12 @@ get a snapshot (``write=False``); a write cannot start inside a read. SQL is wri
 ``?`` placeholders; :class:`Tx` hands it to the driver in its own style (the
 :class:`~storage.dialect.Dialect`).
 
-Connections are pooled per process (a forked child opens its own). On SQLite, writers in one
-process take a lock per database file before ``BEGIN IMMEDIATE``, so they queue in Python
-instead of polling SQLite's busy handler, while writers in other processes wait up to the busy
-timeout. On PostgreSQL (:mod:`storage.postgres`) writers order themselves on the rows they lock
-(``FOR UPDATE``), waiting up to the same timeout (``lock_timeout``). Driver errors leave as
+Connections are pooled per process (a forked child opens its own). On SQLite, writers take
+the file's :class:`~storage.sqlite.WriterLock` before ``BEGIN IMMEDIATE`` (a thread lock in
+the process, an ``flock`` across processes), so they queue instead of polling SQLite's busy
+handler, waiting for other processes up to the busy timeout. On PostgreSQL
+(:mod:`storage.postgres`) writers order themselves on the rows they lock (``FOR UPDATE``),
+waiting up to the same timeout (``lock_timeout``). Driver errors leave as
 :mod:`storage.errors` (``StorageUnavailable``, ``StorageConflict``). A transaction the server
 aborts to break a deadlock or a serialization conflict (``StorageRetryable``) can be run again:
 :meth:`Database.write` takes the body as a function and does that.
@@ -41,7 +42,7 @@ from typing import Any, Protocol, TypeVar
 
 from storage.dialect import Dialect
 from storage.errors import StorageError, StorageRetryable, StorageUnsupported
-from storage.sqlite import SqliteDriver
+from storage.sqlite import SqliteDriver, writer_lock
 
 BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for another process's transaction (or row lock) before giving up."""
@@ -463,9 +464,9 @@ class Database:
                 yield tx
             return
         key = self._driver.process_lock
-        lock = _write_lock(key) if write and key is not None else None
+        lock = writer_lock(key) if write and key is not None else None
         if lock is not None:
-            lock.acquire()
+            lock.acquire(self.busy_timeout_s)
         try:
             conn, generation = self._acquire()
             try:
@@ -590,31 +591,6 @@ def _hide_password(url: str) -> str:
     from storage.postgres import shown
 
     return shown(url)
-
-
-_WRITE_LOCKS: dict[str, threading.RLock] = {}
-_WRITE_LOCKS_GUARD = threading.Lock()
-
-
-def _write_lock(key: str) -> threading.RLock:
-    """The lock this process's writers to the SQLite file ``key`` (its absolute path) take
-    before ``BEGIN IMMEDIATE`` (shared by every :class:`Database` of that file, so they queue
-    here, not in SQLite)."""
-    with _WRITE_LOCKS_GUARD:
-        lock = _WRITE_LOCKS.get(key)
-        if lock is None:
-            lock = _WRITE_LOCKS[key] = threading.RLock()
-        return lock
-
-
-def _forget_write_locks() -> None:
-    # A forked child may inherit a lock some other thread of the parent held at the fork.
-    global _WRITE_LOCKS_GUARD
-    _WRITE_LOCKS.clear()
-    _WRITE_LOCKS_GUARD = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_write_locks)
 
 
 def split_statements(script: str) -> tuple[str, ...]:

@@ -46,10 +46,11 @@ from storage.objects import ObjectStoreUnavailable, object_store
 
 IDLE_SWEEP_INTERVAL_S = 600.0
 """How often an idle worker repeats the after-job sweep (source clips of ended jobs, character
-retention, deletes the store failed)."""
+retention, deletes the store failed) and asks for its turn at the storage sweep."""
 
 if TYPE_CHECKING:
     from gateway.frame_audit import FrameAuditResult
+    from gateway.storage_sweep import SweepReport
 
 log = logging.getLogger("reelguard.worker")
 
@@ -110,6 +111,8 @@ class JobRunner:
         self.files = object_store(settings)
         self.shutdown = shutdown or threading.Event()
         self._last_sweep = float("-inf")  # a worker that starts idle sweeps once at once
+        self.last_storage_sweep: SweepReport | None = None
+        """What this worker's last storage sweep did (None: it has not had a turn)."""
 
     def run_next(self) -> bool:
         """Claim and run one job; False when the queue was empty."""
@@ -139,12 +142,39 @@ class JobRunner:
     def sweep_when_idle(self) -> bool:
         """Run the after-job sweep (:meth:`_drop_sources`) on an idle worker when the last one is
         older than :data:`IDLE_SWEEP_INTERVAL_S`: without it a deployment with no new jobs would
-        never expire characters or finish failed deletes. True when it ran."""
+        never expire characters or finish failed deletes; then the storage sweep, when this
+        worker gets the deployment's turn (:meth:`_sweep_store`). True when it ran."""
         if time.monotonic() - self._last_sweep < IDLE_SWEEP_INTERVAL_S:
             return False
         self._drop_sources()
+        self._sweep_store()
         self._last_sweep = time.monotonic()
         return True
+
+    def _sweep_store(self) -> None:
+        """Delete what failed deletes left in the store (evidence of purged audit rows,
+        released videos' quarantined originals: :func:`gateway.storage_sweep.sweep`, objects
+        older than a day) when :func:`gateway.storage_sweep.claim` gives this worker the turn:
+        one idle worker of the deployment an hour. Only on an idle worker: it lists the store."""
+        from gateway.storage_sweep import SWEEP_OLDER_THAN_S, claim, sweep
+
+        database = self.store.database
+        try:
+            if not claim(database, self.worker_id):
+                return
+            report = sweep(database, self.files, older_than_s=SWEEP_OLDER_THAN_S)
+        except Exception:  # never ends the worker: the next turn tries again
+            log.exception("the storage sweep failed")
+            return
+        self.last_storage_sweep = report
+        if report.evidence or report.leftovers:
+            log.info(
+                "storage sweep: deleted %d purged evidence object(s), %d release leftover(s)",
+                len(report.evidence),
+                len(report.leftovers),
+            )
+        for line in report.failed:  # left for the next turn
+            log.warning("storage sweep: cannot delete %s", line)
 
     def _drop_sources(self) -> None:
         """Delete the source clips of every ended job (this one, and any a cancellation or
