@@ -309,6 +309,7 @@ def sweep_characters(
     files it removed; a store that cannot delete now raises :class:`~storage.StorageError`
     (the next sweep tries again)."""
     cutoff = (time.time() if now is None else now) - retention_days * 86400.0
+    store = CharacterStore(audit.database)  # its table: a worker may sweep before any upload
     with audit.database.transaction() as tx:
         rows = tx.all(
             "SELECT id, tenant, status FROM video_characters WHERE (status != 'deleted' AND "
@@ -317,7 +318,6 @@ def sweep_characters(
             (cutoff, retention_days),
         )
     actor = f"{RETENTION_ACTOR}={retention_days:g}"
-    store = CharacterStore(audit.database)
     done = []
     for character_id, tenant, status in rows:
         if status == "deleted":

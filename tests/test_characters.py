@@ -397,6 +397,19 @@ def test_a_character_table_from_before_deletion_gets_its_columns(tmp_path: Path)
     CharacterStore(database)  # and again: nothing left to add
 
 
+def test_the_sweep_runs_on_a_database_where_no_character_was_ever_made(tmp_path: Path) -> None:
+    """A worker sweeps after each job and when idle, before any upload made the characters'
+    table: the sweep makes it rather than logging a failure each time."""
+    from audit.log import AuditLog
+    from gateway.character_store import sweep_characters
+    from storage.objects import as_object_store
+
+    audit = AuditLog(tmp_path / "fresh.db")
+    files = as_object_store(tmp_path / "videos")
+    assert sweep_characters(audit, files, 30) == []
+    assert sweep_characters(audit, files, 0) == []
+
+
 def test_characters_follow_tenant_isolation(env: Env, clips: dict[str, bytes]) -> None:
     made = create(env, clips["plain"])
     with pytest.raises(openai.NotFoundError):
