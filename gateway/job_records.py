@@ -41,6 +41,11 @@ class NotWithheld(JobError):
     """Only a withheld video can be released by a reviewer."""
 
 
+class EndedByOwner(JobError):
+    """A review of a video or character its owner deleted (or cancelled): nothing is left to
+    approve or reject (its audit trail stays)."""
+
+
 class MissingVideoFile(JobError):
     """A job's MP4 is missing from the video folder (moved or deleted by hand?)."""
 

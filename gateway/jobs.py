@@ -24,6 +24,7 @@ Errors (all subclasses of :class:`JobError`)::
     ├── IdempotencyConflict  an Idempotency-Key reused with a different request body
     ├── JobNotFound          no such job (or it belongs to another tenant, or was deleted)
     ├── NotWithheld          a review (gateway.review) of a job that is not withheld
+    ├── EndedByOwner         a review of a video or character its owner deleted or cancelled
     └── MissingVideoFile     the MP4 is in neither quarantine/ nor released/
 """
 
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.job_records import (
+    EndedByOwner,
     IdempotencyConflict,
     JobError,
     JobNotFound,
@@ -532,6 +534,7 @@ __all__ = [
     "PEEK_QUEUED",
     "QUARANTINE_DIR",
     "RELEASED_DIR",
+    "EndedByOwner",
     "IdempotencyConflict",
     "JobError",
     "JobNotFound",

@@ -39,8 +39,9 @@ them without parsing prose:
 - ``source-not-released`` (409): a remix of a video that is not completed and released
 - ``character-not-approved`` (409): a video featuring a character that awaits a reviewer's
   approval (its video showed a face) or was rejected
-- ``conflict`` (409): the review console's item was decided already, or the job system
-  refused the review (e.g. the video is no longer withheld)
+- ``conflict`` (409): the review console's item was decided already, its owner deleted (or
+  cancelled) the video or character, or the job system refused the review (e.g. the video is
+  no longer withheld)
 - ``input-too-large`` (413): too many characters or items (see ``errors``)
 - ``upload-too-large`` (413): an uploaded file over ``REELGUARD_MAX_UPLOAD_MB``
 - ``unsupported-media-type`` (415): an upload that is not a PNG, JPEG or WebP image

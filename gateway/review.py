@@ -31,8 +31,10 @@ from typing import Any, Literal
 
 from audit.errors import InvalidRecord
 from audit.log import AuditLog
+from audit.records import ENDED_BY_OWNER
 from config.settings import Settings, database_fields
 from gateway.jobs import (
+    EndedByOwner,
     JobNotFound,
     JobStore,
     NotWithheld,
@@ -121,8 +123,9 @@ def apply_review(
     :class:`~audit.errors.InvalidRecord` for a review :func:`check_review` refuses,
     :class:`~audit.errors.UnknownRecord` for an unknown id, and the job system's errors
     (:class:`~gateway.jobs.JobNotFound` when approving a video the job store does not hold,
-    :class:`~gateway.jobs.NotWithheld`, :class:`~gateway.jobs.MissingVideoFile`): then nothing
-    was recorded.
+    :class:`~gateway.jobs.EndedByOwner` for a video or character its owner deleted or
+    cancelled, :class:`~gateway.jobs.NotWithheld`, :class:`~gateway.jobs.MissingVideoFile`):
+    then nothing was recorded.
     """
     check_review(reviewer, verdict, note)
     story = audit.story(ref)
@@ -130,6 +133,8 @@ def apply_review(
     job_id = (story.request or {}).get("job_id") or (
         story.releases[-1]["job_id"] if story.releases else None
     )
+    if story.releases and story.releases[-1]["action"] in ENDED_BY_OWNER:
+        raise ended_by_owner(job_id or ref, story.releases[-1])
     withheld = bool(story.releases) and story.releases[-1]["action"] == "withheld"
     if withheld and job_id is not None and job_id.startswith(CHARACTER_PREFIX):
         # A character kept for review: approving it records the consent check and makes it
@@ -153,8 +158,23 @@ def apply_review(
     return ReviewOutcome(ref, verdict, reviewer, job_id, withheld, released=False)
 
 
+def ended_by_owner(job_id: str, release: dict[str, Any]) -> EndedByOwner:
+    """The error for a review of ``job_id``, which its owner deleted or cancelled
+    (``release``: that release record)."""
+    what = "character" if job_id.startswith(CHARACTER_PREFIX) else "video"
+    return EndedByOwner(
+        f"{what} {job_id} was {release['action']} by {release['actor']}, so nothing is left "
+        "to review (its audit trail stays)"
+    )
+
+
 def _withheld(tx: Tx, job_id: str, what: str) -> VideoJob:
     job = read_job(tx, job_id)
+    if job.deleted_at is not None:  # deleted by its owner since the review began
+        raise EndedByOwner(
+            f"video {job_id} was deleted by its owner, so nothing is left to review (its "
+            "audit trail stays)"
+        )
     if job.release != "withheld" or job.status != "failed":
         raise NotWithheld(
             f"video {job_id} is {job.status} (release: {job.release or 'none'}); only a withheld "

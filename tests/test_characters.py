@@ -7,10 +7,12 @@ video featuring an approved character starts from it and lists it as a C2PA ingr
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -232,6 +234,84 @@ def test_deleting_a_character_removes_its_files_and_keeps_the_consent_trail(
     assert env.sdk().videos.retrieve(video.id).status == "completed"
 
 
+def refused_review(env: Env, ref: str, verdict: str) -> str:
+    """``reelguard audit review REF --VERDICT`` that must fail; its message."""
+    url = env.settings.database_url
+    where = [] if url else ["--db", str(env.settings.db)]
+    shown = CliRunner().invoke(
+        main,
+        ["audit", "review", ref, f"--{verdict}", "--reviewer", "alice", "--note", "late", *where],
+        env={"REELGUARD_DATABASE_URL": url} if url else None,
+    )
+    assert shown.exit_code == 1, shown.output
+    return shown.output
+
+
+def console_sign_in(env: Env, name: str) -> httpx.Client:
+    """A console session of a new reviewer of ``acme`` on the served app."""
+    from gateway.console.accounts import ReviewerStore
+
+    password = ReviewerStore(env.settings.database).create(name, "reviewer", ["acme"]).password
+    web = httpx.Client(base_url=env.url, timeout=30)
+    page = web.get("/review/login")
+    signed = web.post(
+        "/review/login",
+        data={"csrf_token": csrf_of(page.text), "name": name, "password": password},
+    )
+    assert signed.status_code == 303, signed.text[:300]  # to the queue, signed in
+    return web
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, html[:300]
+    return found.group(1)
+
+
+def test_a_character_deleted_while_it_awaits_review_leaves_the_queue(
+    env: Env, clips: dict[str, bytes]
+) -> None:
+    """Its owner deletes a character a reviewer has not decided yet: it leaves the queue (the
+    CLI's and the console's), its page says it was deleted and offers no decision, and an
+    approve or reject (console or CLI, by its id or its request's) is a clear refusal that
+    records nothing; the consent trail stays in the chain."""
+    made = create(env, clips["face"], name="Noor")
+    ((request_id,),) = query(
+        env.settings, "SELECT request_id FROM requests WHERE job_id = ?", (made.id,)
+    )
+    web = console_sign_in(env, f"rita-{made.id[-6:]}")
+    assert made.id in web.get("/review").text
+    page = web.get(f"/review/items/{made.id}")  # the reviewer opens it: the form is there
+    assert "awaiting review" in page.text and 'name="verdict"' in page.text
+    token = csrf_of(page.text)
+
+    env.sdk().delete(f"/videos/characters/{made.id}", cast_to=object)
+    assert made.id not in cli(env, "audit", "queue", "--json")
+    assert made.id not in web.get("/review").text
+    answer = web.post(
+        f"/review/items/{made.id}/review",
+        data={"csrf_token": token, "verdict": "approve", "note": "consent form on file"},
+        headers={"Accept": "application/json"},
+    )
+    assert answer.status_code == 409, answer.text
+    assert "was deleted by tenant:acme key:" in answer.text
+    assert "nothing is left to review" in answer.text
+    for ref in (made.id, request_id):
+        page = web.get(f"/review/items/{ref}")
+        assert page.status_code == 200 and 'name="verdict"' not in page.text
+        assert "deleted by its owner" in page.text
+        for verdict in ("approve", "reject"):
+            said = refused_review(env, ref, verdict)
+            assert f"character {made.id} was deleted by tenant:acme key:" in said
+            assert "nothing was recorded" in said
+    trail = chain(env, made.id)
+    assert [r[0] for r in trail["releases"]] == ["withheld", "deleted"]
+    assert trail["reviews"] == []
+    got = env.sdk().videos.get_character(made.id).model_dump()
+    assert got["status"] == "deleted" and got["consent"]["reviewer"] is None
+    cli(env, "audit", "verify")
+
+
 def test_retention_deletes_old_characters_and_the_sweep_finishes_failed_deletes(
     env: Env, clips: dict[str, bytes]
 ) -> None:
@@ -315,6 +395,19 @@ def test_a_character_table_from_before_deletion_gets_its_columns(tmp_path: Path)
     old = CharacterStore(database).get("char_old")
     assert old.status == "ready" and old.deleted_at is None and old.deleted_by is None
     CharacterStore(database)  # and again: nothing left to add
+
+
+def test_the_sweep_runs_on_a_database_where_no_character_was_ever_made(tmp_path: Path) -> None:
+    """A worker sweeps after each job and when idle, before any upload made the characters'
+    table: the sweep makes it rather than logging a failure each time."""
+    from audit.log import AuditLog
+    from gateway.character_store import sweep_characters
+    from storage.objects import as_object_store
+
+    audit = AuditLog(tmp_path / "fresh.db")
+    files = as_object_store(tmp_path / "videos")
+    assert sweep_characters(audit, files, 30) == []
+    assert sweep_characters(audit, files, 0) == []
 
 
 def test_characters_follow_tenant_isolation(env: Env, clips: dict[str, bytes]) -> None:

@@ -527,6 +527,62 @@ def test_console_approval_commits_release_and_review_together_on_the_shared_data
     assert not files.exists(video_key("quarantine", f"{job.id}.mp4"))
 
 
+def test_a_withheld_video_its_owner_deleted_has_nothing_left_to_review(
+    tmp_path: Path, text_classifiers: Any
+) -> None:
+    """The owner deletes a video the frame audit withheld (DELETE /v1/videos/ID's code): it
+    leaves the queue, its page offers no decision, and the console, the CLI and the release
+    path itself (a review that began before the delete) refuse it, recording nothing."""
+    from test_videos_support import (
+        ExplodingClassifier,
+        PatternBackend,
+        enqueue_job,
+        make_settings,
+        new_job,
+        run_all,
+    )
+    from test_videos_support import runner as worker
+
+    from gateway.cancel import cancel
+    from gateway.jobs import EndedByOwner
+    from gateway.review import release_withheld
+
+    settings = make_settings(tmp_path)
+    prompt = {"action": "allow", "reasons": [], "policy_version": "test"}
+    job = enqueue_job(settings.db, new_job("acme", prompt_moderation=prompt))
+
+    def failing(policy: object) -> list[ExplodingClassifier]:
+        return [ExplodingClassifier()]  # fails, so the frame audit withholds (fail closed)
+
+    run_all(worker(settings, backend=PatternBackend(), frame_classifiers=failing))
+    password = ReviewerStore(settings.db).create("alice", "reviewer", ["acme"]).password
+    audit = AuditLog(settings.db)
+    with TestClient(create_app(settings, classifiers=text_classifiers)) as web:
+        csrf = sign_in(web, "alice", password)
+        assert job.id in web.get("/review").text
+        cancel(audit, job.id, "acme", "tenant:acme key:k1")
+        assert job.id not in web.get("/review").text
+        page = web.get(f"/review/items/{job.id}")
+        assert 'name="verdict"' not in page.text and "deleted by its owner" in page.text
+        form = {"csrf_token": csrf, "verdict": "approve", "note": "a bicycle, not a weapon"}
+        refused = web.post(f"/review/items/{job.id}/review", data=form)
+        assert refused.status_code == 409
+        assert f"video {job.id} was deleted by tenant:acme key:k1" in refused.text
+    with pytest.raises(EndedByOwner):
+        release_withheld(audit, settings.data_dir, job.id, "alice", "began before the delete")
+    db = ["--db", str(settings.db)]
+    shown = CliRunner().invoke(
+        main,
+        ["audit", "review", job.id, "--reject", "--reviewer", "bob", "--note", "late", *db],
+    )
+    assert shown.exit_code == 1 and "nothing was recorded" in shown.output, shown.output
+    story = audit.story(job.id)
+    assert story.reviews == [] and [r["action"] for r in story.releases] == [
+        "withheld",
+        "deleted",
+    ]
+
+
 def test_reviewer_accounts_live_in_the_shared_database(tmp_path: Path) -> None:
     """ReviewerStore runs its SQL through the storage layer's Database it is given (the one the
     audit log and job queue share), with the schema created by Database.create_schema."""

@@ -355,3 +355,53 @@ def test_pages_are_accessible_and_keyboard_usable(site: Site, browser: Any) -> N
     wait_for(lambda: "/review/login" in browser.current_url)
     browser.get(f"{site.url}/review")
     assert "/review/login" in browser.current_url  # signed out: the session is gone
+
+
+def test_a_character_deleted_while_a_reviewer_has_it_open(
+    site: Site, browser: Any, tmp_path: Path
+) -> None:
+    """A character whose video shows a face waits in alice's queue; she opens it, its owner
+    deletes it meanwhile, and her approval is refused with a page saying so (nothing recorded).
+    The queue no longer lists it and its page offers no decision; its trail stays."""
+    from selenium.webdriver.common.by import By
+    from test_videos_extend import clip_of, mp4
+    from test_videos_inputs import face_pixels
+
+    acme = {"Authorization": f"Bearer {site.keys['acme']}"}
+    api = httpx.Client(base_url=site.url, headers=acme, timeout=60)
+    made = api.post(
+        "/v1/videos/characters",
+        data={"name": "Noor"},
+        files={"video": ("noor.mp4", mp4(clip_of(face_pixels(128), 8), 8.0, tmp_path))},
+    )
+    assert made.status_code == 200, made.text
+    character = made.json()["id"]
+    assert made.json()["status"] == "pending_review"
+
+    sign_in(site, browser, "alice")
+    refs = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "table.items code")]
+    assert character in refs
+    browser.get(f"{site.url}/review/items/{character}")
+    assert "awaiting review" in browser.find_element(By.CSS_SELECTOR, "dl.facts").text
+
+    assert api.delete(f"/v1/videos/characters/{character}").status_code == 200
+    browser.find_element(By.CSS_SELECTOR, "input[name=verdict][value=approve]").click()
+    browser.find_element(By.ID, "note").send_keys("consent form on file")
+    browser.find_element(By.CSS_SELECTOR, "form.decision button[type=submit]").click()
+    wait_for(lambda: browser.find_element(By.TAG_NAME, "h1").text == "Nothing to decide")
+    alert = browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert f"character {character} was deleted by tenant:acme key:" in alert
+    accessible(browser)
+    story = AuditLog(site.settings.db).story(character)
+    assert story.reviews == [] and [r["action"] for r in story.releases] == [
+        "withheld",
+        "deleted",
+    ]
+
+    browser.get(f"{site.url}/review")
+    refs = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "table.items code")]
+    assert character not in refs
+    browser.get(f"{site.url}/review/items/{character}")
+    assert not browser.find_elements(By.CSS_SELECTOR, "form.decision")
+    assert "deleted by its owner" in browser.find_element(By.ID, "ended").text
+    accessible(browser)

@@ -267,6 +267,26 @@ def test_generate_is_seeded_and_sized(shipped: embedded.EmbeddedBackend) -> None
     assert not np.array_equal(out.frames, other.frames)
 
 
+def test_a_video_longer_than_ten_seconds_continues_the_clip_by_extension(
+    shipped: embedded.EmbeddedBackend,
+) -> None:
+    """Past MAX_RETIMED_SECONDS the native clip is not stretched further: it opens the video
+    and extension windows continue it (the scene's colours and motion kept) to the length
+    asked; past MAX_SECONDS (60) the request is refused."""
+    prompt = "a red circle bouncing on a blue background"
+    progress: list[float] = []
+    out = shipped.generate(VideoRequest(prompt, 12.0, 64, 64, seed=5), progress.append)
+    assert out.frames.shape == (96, 64, 64, 3) and out.fps == 8.0
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+    short = shipped.generate(VideoRequest(prompt, 2.0, 64, 64, seed=5), lambda _: None)
+    assert np.array_equal(out.frames[:16], short.frames)  # the native clip, not stretched
+    end = check.analyse(out.frames[-16:])
+    assert (end.background, end.colour, end.motion) == ("blue", "red", "bounce"), end
+    shipped.check_inputs(VideoRequest(prompt, embedded.MAX_SECONDS, 64, 64))
+    with pytest.raises(embedded.InvalidVideoRequest, match="seconds"):
+        shipped.check_inputs(VideoRequest(prompt, embedded.MAX_SECONDS + 1, 64, 64))
+
+
 def test_a_prompt_it_understands_nothing_of_is_refused_by_default() -> None:
     request = VideoRequest("a majestic dragon over Paris", 2.0, 64, 64, fps=12)
     with pytest.raises(PromptNotUnderstood, match="understands none of its words") as info:

@@ -4,6 +4,7 @@ the queue limit, and release control, with jobs run by a real in-process :class:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def test_invalid_create_is_a_422_problem_naming_the_field(
     [
         ({"size": "63x63"}, "#/size", "H.264 needs even sides"),
         ({"size": "4096x64"}, "#/size", "larger than the generator makes"),
-        ({"seconds": "30"}, "#/seconds", "longer than the generator makes"),
+        ({"seconds": "61"}, "#/seconds", "longer than the generator makes"),
     ],
 )
 def test_request_the_generator_cannot_serve_is_422_before_queueing(
@@ -175,6 +176,29 @@ def test_the_video_says_which_words_the_generator_used(env: Env) -> None:
     assert generation["understood"] == ["crimson", "bouncing"]
     assert generation["ignored"] == ["cat", "piano"]
     assert isinstance(generation["seed"], int) and generation["frames"] >= 1
+
+
+def test_a_thirty_second_video_is_made_and_audited_to_its_end(env: Env) -> None:
+    """The embedded model makes up to 60 s (past 10 s by extension); the frame audit samples
+    the whole video, every segment up to its last frame, before release."""
+    body = {"prompt": "a red circle bouncing on a blue background", "seconds": "30"}
+    r = env.post(json={**body, "size": "64x64"})
+    assert r.status_code == 202, r.text
+    video_id = r.json()["id"]
+    env.run_jobs(backend=None)  # the real embedded model
+    video = env.get(f"/v1/videos/{video_id}").json()
+    # The suite samples with 2 steps (noisy frames): now and then the audit sends one of a
+    # long video's ~60 sampled frames to review. Either way the whole video was audited.
+    done = video["status"] == "completed"
+    assert done or video["error"]["code"] == "output_moderation", video["error"]
+    assert video["seconds"] == "30"
+    assert video["generation"]["frames"] == 240 and video["generation"]["fps"] == 8.0
+    (frame_decision,) = [
+        d for d in AuditLog(env.settings.db).story(video_id).decisions if d["stage"] == "frame"
+    ]
+    times = sorted(t for _, t in frame_decision["frames"])
+    assert times[-1] >= 29.0 and len(times) >= 30, times  # sampled through to the end
+    assert max(b - a for a, b in itertools.pairwise(times)) <= 2.0
 
 
 def test_bad_json_and_empty_body_are_400(env: Env) -> None:

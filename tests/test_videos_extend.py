@@ -60,24 +60,25 @@ def env(
         yield env
 
 
-def extend_id(env: Env, video_id: str, tenant: str = "acme", **body: Any) -> Any:
-    """``POST /v1/videos/extensions`` with ``video: {"id": ...}``. openai 3.63's
-    ``videos.extend(video={"id": ...})`` raises in the client (its multipart file extraction
-    accepts only files at ``video``), so the reference goes as JSON through the SDK's own
-    ``post``, as the API documents it."""
-    from openai.types import Video
-
-    return env.sdk(tenant).post(
-        "/videos/extensions", body={**body, "video": {"id": video_id}}, cast_to=Video
+def extend_id(
+    env: Env, video_id: str, tenant: str = "acme", *, prompt: str, seconds: str, **body: Any
+) -> Any:
+    """``client.videos.extend`` of a video by id, as the README documents it: openai 3.63's
+    ``video={"id": ...}`` raises in the client (its multipart file extraction accepts only
+    files at ``video``), so ``video=omit`` and the reference in ``extra_body``, which the SDK
+    sends as the form field ``video[id]`` (other fields, e.g. ``seed``, go there too)."""
+    return env.sdk(tenant).videos.extend(
+        prompt=prompt,
+        seconds=seconds,  # type: ignore[arg-type]
+        video=openai.omit,
+        extra_body={"video": {"id": video_id}, **body},
     )
 
 
-def edit_id(env: Env, video_id: str, tenant: str = "acme", **body: Any) -> Any:
-    """``POST /v1/videos/edits`` with ``video: {"id": ...}`` (see :func:`extend_id`)."""
-    from openai.types import Video
-
-    return env.sdk(tenant).post(
-        "/videos/edits", body={**body, "video": {"id": video_id}}, cast_to=Video
+def edit_id(env: Env, video_id: str, tenant: str = "acme", *, prompt: str, **body: Any) -> Any:
+    """``client.videos.edit`` of a video by id (see :func:`extend_id`)."""
+    return env.sdk(tenant).videos.edit(
+        prompt=prompt, video=openai.omit, extra_body={"video": {"id": video_id}, **body}
     )
 
 
@@ -214,6 +215,14 @@ def test_sources_follow_tenant_isolation_and_must_be_released(env: Env) -> None:
         extend_id(env, source, tenant="globex", prompt="a red circle", seconds="4")
     with pytest.raises(openai.NotFoundError):
         edit_id(env, source, tenant="globex", prompt="a red circle")
+    from openai.types import Video
+
+    with pytest.raises(openai.NotFoundError):  # the same reference as JSON
+        env.sdk("globex").post(
+            "/videos/extensions",
+            body={"prompt": "a red circle", "seconds": "4", "video": {"id": source}},
+            cast_to=Video,
+        )
     with pytest.raises(openai.NotFoundError):
         edit_id(env, "video_nosuch", prompt="a red circle")
     queued = env.sdk().videos.create(prompt="a white circle", seconds="1", size="64x64")  # type: ignore[arg-type]

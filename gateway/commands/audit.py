@@ -345,7 +345,7 @@ def _apply_review(
     log: Any, data_dir: Path | None, ref: str, verdict: str, reviewer: str, note: str
 ) -> Any:
     """:func:`gateway.review.apply_review`, its errors turned into messages saying what to do."""
-    from gateway.jobs import JobError, JobNotFound
+    from gateway.jobs import EndedByOwner, JobError, JobNotFound
     from gateway.review import Verdict, apply_review
 
     folder = resolve_data_dir(data_dir)
@@ -356,6 +356,8 @@ def _apply_review(
         raise click.ClickException(
             f"no video job for {ref!r} in the job store: {exc}; nothing was recorded"
         ) from None
+    except EndedByOwner as exc:
+        raise click.ClickException(f"cannot review {ref}: {exc}; nothing was recorded") from None
     except JobError as exc:
         what = "release" if verdict == "approve" else "record the rejection of"
         raise click.ClickException(f"cannot {what} video {ref}: {exc}") from None

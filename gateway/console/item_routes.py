@@ -48,7 +48,7 @@ from gateway.console.views import (
 from gateway.downloads import serve_object
 from gateway.jobs import JobError, JobNotFound
 from gateway.problems import Problem
-from gateway.review import MAX_NOTE_CHARS, Verdict, apply_review
+from gateway.review import MAX_NOTE_CHARS, Verdict, apply_review, ended_by_owner
 from storage import StorageUnavailable
 from storage.objects import ObjectMissing, ObjectStore
 
@@ -308,6 +308,8 @@ def review_item(request: Request[Any, Any, State], ref: FromPath[str], data: For
     session = require_session(request)
     check_csrf(request, session, data)
     item = _load_item(request, session, ref)
+    if item.state.ended is not None:
+        raise Problem(409, "conflict", f"{ended_by_owner(ref, item.state.ended)}.")
     verdict, note = form_field(data, "verdict"), form_field(data, "note").strip()
     error = None
     if verdict not in ("approve", "reject"):

@@ -13,7 +13,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from audit.records import QueueItem, Story
+from audit.records import ENDED_BY_OWNER, QueueItem, Story
 
 AGES: dict[str, tuple[str, float]] = {
     "": ("any age", 0.0),
@@ -313,10 +313,14 @@ class ItemState:
     last_review: Mapping[str, Any] | None
     policy_version: str | None
     prompt_action: str | None = None
+    ended: Mapping[str, Any] | None = None
+    """The release record of its owner's delete or cancel: then nothing is left to review."""
 
     @property
     def open(self) -> bool:
         """Whether it still awaits a review (what the queue lists)."""
+        if self.ended is not None:
+            return False
         if self.job_id is not None and (self.withheld or self.released):
             return self.withheld and self.last_review is None
         return self.prompt_action == "review" and self.last_review is None
@@ -349,4 +353,5 @@ def item_state(ref: str, story: Story) -> ItemState:
         last_review=review,
         policy_version=version,
         prompt_action=req.get("action"),
+        ended=last_release if last_release and last_release["action"] in ENDED_BY_OWNER else None,
     )

@@ -91,7 +91,7 @@ _TITLES = {
     403: "Refused",
     404: "Not found",
     405: "Not allowed",
-    409: "Already decided",
+    409: "Nothing to decide",  # decided already, or its owner deleted it
     413: "Too large",
     422: "Not valid",
     500: "Something went wrong",

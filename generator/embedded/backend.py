@@ -40,7 +40,12 @@ from generator.embedded.vocab import SLOT_VALUES, SLOTS, ParsedPrompt, parse_pro
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "tiny_dit.safetensors"
 WEIGHTS_CARD = WEIGHTS.with_suffix(".json")
 """Recorded sha256 (and training details) of the shipped weights, checked at load time."""
-MAX_SECONDS = 10.0
+MAX_SECONDS = 60.0
+"""Longest video one request makes (the seed product's longest)."""
+MAX_RETIMED_SECONDS = 10.0
+"""Up to this length the 2-second native clip is retimed to the request; a longer video is the
+native clip continued by extension (one-second windows, each continuing the last), as
+``POST /v1/videos/extensions`` would continue it."""
 MAX_EXTEND_SECONDS = 20.0
 """Longest new part of one extension (made in one-second windows, each continuing the last)."""
 MAX_TOTAL_SECONDS = 60.0
@@ -262,7 +267,7 @@ class EmbeddedBackend:
         return self._model
 
     def check_inputs(self, request: VideoRequest) -> None:
-        """Shared checks: 0 < seconds <= 10 (an extension: a new part <= 20 s, a total <= 60 s),
+        """Shared checks: 0 < seconds <= 60 (an extension: a new part <= 20 s, a total <= 60 s),
         even sides 16..1024, fps 1..60, a start image, a video to extend or to edit at the
         request's size; and, unless
         ``refuse_not_understood`` is off, a prompt with at least one word the model knows
@@ -288,7 +293,8 @@ class EmbeddedBackend:
                 )
 
     def generate(self, request: VideoRequest, progress: ProgressCallback) -> VideoOutput:
-        """Render the prompt; the 2-second native clip is stretched to ``request.seconds``.
+        """Render the prompt; the 2-second native clip is stretched to ``request.seconds``
+        (up to :data:`MAX_RETIMED_SECONDS`; a longer video continues it by extension).
 
         An extension keeps the source's frames and appends new ones at the source's frame rate
         (:func:`~generator.embedded.conditioned.extend_native`); an edit follows the source
@@ -322,7 +328,10 @@ class EmbeddedBackend:
                     request.height,
                 )
             else:
-                clip = model.sample(ids, seed, steps=self.steps, progress=progress)[0]
+                if request.seconds > MAX_RETIMED_SECONDS:
+                    clip = long_native(model, ids, seed, request.seconds, self.steps, progress)
+                else:
+                    clip = model.sample(ids, seed, steps=self.steps, progress=progress)[0]
                 fps = float(request.fps or FPS)
                 frames = resize_frames(
                     retime_frames(clip, FPS, fps, request.seconds), request.width, request.height
@@ -339,6 +348,24 @@ class EmbeddedBackend:
             understood=parsed.understood,
             ignored=parsed.ignored,
         )
+
+
+def long_native(
+    model: TinyDiT,
+    ids: torch.Tensor,
+    seed: int,
+    seconds: float,
+    steps: int,
+    progress: ProgressCallback,
+) -> npt.NDArray[np.uint8]:
+    """``seconds`` of native frames: the native clip, then extension windows continuing it
+    (:func:`~generator.embedded.conditioned.extend_native`) until the length is reached."""
+    native_s = model.config.frames / FPS
+    share = native_s / seconds
+    clip = model.sample(ids, seed, steps=steps, progress=lambda f: progress(share * f))[0]
+    more = extend_native(model, ids, seed, clip, float(FPS), seconds - native_s, steps=steps,
+                         progress=lambda f: progress(share + (1.0 - share) * f))  # fmt: skip
+    return np.concatenate([clip, more])
 
 
 START_BLEND_S = 0.5
