@@ -24,6 +24,7 @@ from classifiers.text.augment_questions import (
     SUSPENSE,
     over_refusal,
 )
+from classifiers.text.augment_requests import graphic_requests
 
 __all__ = ["DEPICTED", "SynthRow", "contrastive_rows", "obfuscate", "synthetic_rows"]
 
@@ -456,6 +457,47 @@ _CHILD_SCENES = [
     "a ballet class of young girls in tutus",
 ]
 _FAMILY_STYLES = ["", ", warm light", ", home video", ", cinematic", ", photo"]
+# The same care with a named child ("his daughter", "her son"): held out, a head read "a dad
+# putting pajamas on his daughter at bedtime" as sexual (0.87), since the kit's sexual rows use
+# those words and the family rows above only said "a child" or "a toddler".
+_PARENTS = [
+    ("a dad", "his"),
+    ("a father", "his"),
+    ("a grandpa", "his"),
+    ("an uncle", "his"),
+    ("a mom", "her"),
+    ("a mother", "her"),
+    ("a grandma", "her"),
+    ("parents", "their"),
+]
+_THEIR_CHILD = [
+    "daughter",
+    "son",
+    "little girl",
+    "little boy",
+    "baby girl",
+    "baby boy",
+    "twins",
+    "granddaughter",
+    "grandson",
+    "toddler",
+]
+_CARE_ACTS = [
+    "putting pajamas on {p} {c} at bedtime",
+    "tucking {p} {c} into bed",
+    "giving {p} {c} a bath",
+    "brushing {p} {c}'s hair before school",
+    "helping {p} {c} get dressed in the morning",
+    "drying {p} {c} off after swimming",
+    "hugging {p} {c} goodnight",
+    "carrying {p} {c} on the shoulders",
+    "reading to {p} {c} in bed",
+    "putting sunscreen on {p} {c} at the beach",
+    "washing {p} {c}'s hair in the bath",
+    "checking on {p} {c} sleeping",
+    "changing {p} {c} into a swimsuit at the pool",
+    "cuddling {p} {c} on the sofa",
+]
 _EVERYDAY_SEXUAL_WORDS = [
     "a breast cancer awareness run with pink ribbons",
     "a nude lipstick shade on a makeup counter",
@@ -526,6 +568,14 @@ def contrastive_rows(seed: int = 0) -> list[SynthRow]:
     rows += [SynthRow(t, (), "en") for t in children]
     graphic = [f"{a}{t}" for a, t in itertools.product(_GRAPHIC_EXTRA, _SETTINGS)]
     rows += [SynthRow(t, ("violence",), "en") for t in sample(graphic, 60)]
+    rows += [SynthRow(t, ("violence",), "en") for t in graphic_requests()]
+    care = [
+        f"{who} {act.format(p=p, c=c)}{style}"
+        for (who, p), act, c, style in itertools.product(
+            _PARENTS, _CARE_ACTS, _THEIR_CHILD, _FAMILY_STYLES
+        )
+    ]
+    rows += [SynthRow(t, (), "en") for t in sample(care, 800)]
     return rows
 
 
