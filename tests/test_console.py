@@ -475,28 +475,18 @@ def test_frames_and_video_of_a_worker_withheld_job(
         assert web.get(f"/review/items/{job.id}/video").status_code == 404
 
 
-def test_console_approval_commits_release_and_review_together_on_the_shared_database(
-    tmp_path: Path, text_classifiers: Any, store_target: dict[str, object]
-) -> None:
-    """The console approves through gateway.review.apply_review, the CLI's code, on the app's
-    one Database: the release, the job row and the review named after the account are one
-    write transaction of that Database (traced)."""
-    from test_review import _transactions, _writes_to
+def _withheld_job_and_reviewer(settings: Settings) -> tuple[Any, str]:
+    """A job of tenant acme whose frame audit failed (so it is withheld, fail closed), and the
+    password of reviewer alice, who may review acme."""
     from test_videos_support import (
         ExplodingClassifier,
         PatternBackend,
         enqueue_job,
-        make_settings,
         new_job,
         run_all,
     )
     from test_videos_support import runner as worker
 
-    from gateway.jobs import video_key
-    from storage.objects import object_store
-
-    settings = make_settings(tmp_path, **store_target)
-    files = object_store(settings)
     prompt = {"action": "allow", "reasons": [], "policy_version": "test"}
     job = enqueue_job(settings.db, new_job("acme", prompt_moderation=prompt))
 
@@ -505,6 +495,24 @@ def test_console_approval_commits_release_and_review_together_on_the_shared_data
 
     run_all(worker(settings, backend=PatternBackend(), frame_classifiers=failing))
     password = ReviewerStore(settings.db).create("alice", "reviewer", ["acme"]).password
+    return job, password
+
+
+def test_console_approval_commits_release_and_review_together_on_the_shared_database(
+    tmp_path: Path, text_classifiers: Any, store_target: dict[str, object]
+) -> None:
+    """The console approves through gateway.review.apply_review, the CLI's code, on the app's
+    one Database: the release, the job row and the review named after the account are one
+    write transaction of that Database (traced)."""
+    from test_review import _transactions, _writes_to
+    from test_videos_support import make_settings
+
+    from gateway.jobs import video_key
+    from storage.objects import object_store
+
+    settings = make_settings(tmp_path, **store_target)
+    files = object_store(settings)
+    job, password = _withheld_job_and_reviewer(settings)
     app = create_app(settings, classifiers=text_classifiers)
     with TestClient(app) as web:
         csrf = sign_in(web, "alice", password)
@@ -533,29 +541,14 @@ def test_a_withheld_video_its_owner_deleted_has_nothing_left_to_review(
     """The owner deletes a video the frame audit withheld (DELETE /v1/videos/ID's code): it
     leaves the queue, its page offers no decision, and the console, the CLI and the release
     path itself (a review that began before the delete) refuse it, recording nothing."""
-    from test_videos_support import (
-        ExplodingClassifier,
-        PatternBackend,
-        enqueue_job,
-        make_settings,
-        new_job,
-        run_all,
-    )
-    from test_videos_support import runner as worker
+    from test_videos_support import make_settings
 
     from gateway.cancel import cancel
     from gateway.jobs import EndedByOwner
     from gateway.review import release_withheld
 
     settings = make_settings(tmp_path)
-    prompt = {"action": "allow", "reasons": [], "policy_version": "test"}
-    job = enqueue_job(settings.db, new_job("acme", prompt_moderation=prompt))
-
-    def failing(policy: object) -> list[ExplodingClassifier]:
-        return [ExplodingClassifier()]  # fails, so the frame audit withholds (fail closed)
-
-    run_all(worker(settings, backend=PatternBackend(), frame_classifiers=failing))
-    password = ReviewerStore(settings.db).create("alice", "reviewer", ["acme"]).password
+    job, password = _withheld_job_and_reviewer(settings)
     audit = AuditLog(settings.db)
     with TestClient(create_app(settings, classifiers=text_classifiers)) as web:
         csrf = sign_in(web, "alice", password)
