@@ -448,10 +448,11 @@ NameAction = Literal["allow", "review", "block"]
 class NamesPolicy(_Strict):
     """What celebrity/IP name hits that are not depictions do (prompt stage).
 
-    The gazetteer tags each hit: a brand, logo or product (``brands``), or a creator named as
-    a credit, "by X", "in the style of X", "X-style" (``artist_credits``). A tagged hit takes
-    the action set here instead of the category's thresholds; names under the category's
-    ``review_at`` (historical figures, weak list tiers) never count.
+    The gazetteer tags each hit: a brand, logo or product (``brands``), or a creator or an
+    anime series named as a credit, "by X", "in the style of X", "X-style"
+    (``artist_credits``). A tagged hit takes the action set here instead of the category's
+    thresholds; names under the category's ``review_at`` (historical figures, weak list tiers)
+    never count.
     """
 
     brands: NameAction = Field(

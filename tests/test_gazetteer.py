@@ -93,6 +93,8 @@ BLOCKS = [
     ("Marge Simpson baking cookies in her kitchen", "ip", "Marge Simpson", "curated addition"),
     ("Big Bird from Sesame Street waving", "ip", "Big Bird", "everyday phrase, with its show"),
     ("东南亚人都在玩王者荣耀", "ip", "Honor of Kings", "Chinese game title as a substring"),
+    ("film still of the geisha robot from ghost in the shell", "ip", "Ghost in the Shell",
+     "an anime named as the scene's source, not its style"),
 ]  # fmt: skip
 
 
@@ -228,6 +230,10 @@ MENTIONS = [
      "a body typed in pieces ('5 D' is the 5D)"),
     ("a Nike ad with a 5 year old runner", "ip", "brand", "Nike",
      "words after a brand are joined only into a camera body or lens"),
+    ("a menacing cyborg, in the style of ghost in the shell", "ip", "credit",
+     "Ghost in the Shell", "an anime named as a style asks for its look"),
+    ("a little robot wearing a tomato hat, made in abyss style", "ip", "credit",
+     "Made in Abyss", "'X style' for an anime title"),
 ]  # fmt: skip
 
 

@@ -22,10 +22,10 @@ prompt is matched against all ~60k names in tens of microseconds:
   (review); otherwise it is ignored ("storm clouds over the sea", "a Persian cat").
 * **Someone else's name**: a one-word person or brand after a given name ("Raphael Lacoste"),
   or a one-word person before a word that is no everyday word ("Sandra Chevrier"), is skipped.
-* **Mentions**: a brand hit is tagged ``brand``; a creator (:data:`CREDIT_KINDS`) named as a
-  credit ("by X, Y and Z", "in the style of X", "X-style") and a brand after "shot on" are
-  tagged ``credit``. They become separate verdicts whose ``mention`` the policy's ``names:``
-  settings act on (see :mod:`policies.engine`).
+* **Mentions**: a brand hit is tagged ``brand``; a creator (:data:`CREDIT_KINDS`) or an anime
+  title named as a credit ("by X, Y and Z", "in the style of X", "X-style") and a brand after
+  "shot on" are tagged ``credit``. They become separate verdicts whose ``mention`` the
+  policy's ``names:`` settings act on (see :mod:`policies.engine`).
 * **Descriptions** of iconic characters without their name
   (:mod:`classifiers.text.descriptions`) score at review level.
 
@@ -371,6 +371,11 @@ def _mention(entity: Entity, credits: CreditZones, w0: int, w1: int, prompt: Pro
         return "credit" if credits.equipment(w0, w1, prompt) else "brand"
     if entity.category == "celebrity" and entity.detail in CREDIT_KINDS:
         return "credit" if credits.covers(w0, w1) else "depicted"
+    if entity.context_class == "anime" and credits.covers(w0, w1):
+        # A show named as a style ("in the style of Ghost in the Shell", "Made in Abyss
+        # style") asks for its look, which is no one's likeness; its characters by name
+        # still count as depicted.
+        return "credit"
     return "depicted"
 
 
